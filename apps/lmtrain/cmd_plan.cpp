@@ -1,0 +1,83 @@
+// lmtrain plan RECIPE [--world-size N] [--print-config] [--set key=value]...
+#include <fmt/format.h>
+
+#include "apps/lmtrain/commands.h"
+#include "core/error.h"
+#include "core/recipe.h"
+#include "core/strings.h"
+#include "model/gpt_config.h"
+#include "parallel/dist_env.h"
+#include "train/train_data.h"
+#include "train/trainer.h"
+
+namespace lmt::app {
+
+Action add_plan_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("plan", "show what a recipe will do: sizes, FLOPs, memory, steps");
+  struct Args {
+    std::string recipe;
+    std::vector<std::string> sets;
+    int64_t world_size = 0;
+    bool print_config = false;
+  };
+  auto args = std::make_shared<Args>();
+  cmd->add_option("recipe", args->recipe, "YAML recipe")->required();
+  cmd->add_option("--set", args->sets, "override a recipe key (repeatable)")->take_all();
+  cmd->add_option("--world-size", args->world_size, "ranks to plan for (default: WORLD_SIZE or 1)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--print-config", args->print_config,
+                "print the resolved recipe as YAML (it parses back to the same recipe)");
+  return [args] {
+    int64_t world = args->world_size > 0 ? args->world_size : read_dist_env().world_size;
+    LoadedRecipe loaded = load_recipe(args->recipe);
+    apply_overrides(loaded, args->sets);
+    validate_recipe(loaded, world);
+    const Recipe& r = loaded.recipe;
+    if (args->print_config) {
+      fmt::print("{}", recipe_to_yaml(r));
+      return 0;
+    }
+    int64_t vocab = r.model.vocab_size;
+    std::string vocab_note;
+    if (vocab == 0) {
+      auto peeked = peek_vocab_size(r.data);
+      if (!peeked)
+        throw Error(fmt::format("{}: model.vocab_size is 0 (take it from the data) but data.train "
+                                "'{}' does not exist yet; prepare the data or set model.vocab_size",
+                                loaded.path, r.data.train));
+      vocab = *peeked;
+      vocab_note = " (from the data)";
+    }
+    GPTConfig cfg = resolve_model_config(r, vocab, loaded.path);
+    const int B = static_cast<int>(r.run.micro_batch_size);
+    const int T = static_cast<int>(r.run.seq_len);
+    const int64_t tokens_per_step = r.run.global_batch_size * T;
+    const double fpt = flops_per_token(cfg, T);
+    MemoryEstimate mem = estimate_memory(cfg, B, T, r.precision.dtype);
+
+    fmt::print("recipe      {} (world size {})\n", loaded.path, world);
+    fmt::print("model       GPT-2: {} layers, {} heads, {} channels, max_seq_len {}, vocab {}{} "
+               "(padded to {})\n",
+               cfg.num_layers, cfg.num_heads, cfg.channels, cfg.max_seq_len, cfg.vocab_size,
+               vocab_note, cfg.padded_vocab_size);
+    fmt::print("parameters  {} ({} stored, with the vocab padding)\n",
+               with_commas(parameter_count(cfg)), with_commas(static_cast<int64_t>(parameter_storage_count(cfg))));
+    fmt::print("FLOPs/token {} (6N + 6*L*C*T at T={})\n", human_count(fpt), T);
+    fmt::print("batch       {} micro x {} accum x {} ranks = {} sequences x {} tokens = {} tokens/step\n",
+               r.run.micro_batch_size, r.run.grad_accum_steps, world, r.run.global_batch_size, T,
+               with_commas(tokens_per_step));
+    fmt::print("steps       {} ({} tokens, {}FLOP)\n", with_commas(r.run.steps),
+               human_count(static_cast<double>(tokens_per_step) * r.run.steps),
+               human_count(fpt * tokens_per_step * r.run.steps));
+    fmt::print("memory per rank at {}:\n", r.precision.dtype);
+    fmt::print("  parameters       {:>12}\n", human_bytes(mem.parameters));
+    if (mem.master_weights > 0) fmt::print("  master weights   {:>12}  (fp32)\n", human_bytes(mem.master_weights));
+    fmt::print("  gradients        {:>12}\n", human_bytes(mem.gradients));
+    fmt::print("  optimizer state  {:>12}  (AdamW m, v in fp32)\n", human_bytes(mem.optimizer_state));
+    fmt::print("  activations      {:>12}  (micro batch {} x {})\n", human_bytes(mem.activations), B, T);
+    fmt::print("  total            {:>12}\n", human_bytes(mem.total()));
+    return 0;
+  };
+}
+
+}  // namespace lmt::app

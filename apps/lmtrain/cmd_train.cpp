@@ -1,0 +1,39 @@
+// lmtrain train RECIPE [--set key=value]... [--device cpu|cuda|auto] [--overwrite]
+#include "apps/lmtrain/commands.h"
+#include "core/recipe.h"
+#include "parallel/dist_env.h"
+#include "train/trainer.h"
+
+namespace lmt::app {
+
+Action add_train_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("train", "train a GPT from a recipe");
+  struct Args {
+    std::string recipe;
+    std::vector<std::string> sets;
+    std::string device;
+    bool overwrite = false;
+  };
+  auto args = std::make_shared<Args>();
+  cmd->add_option("recipe", args->recipe, "YAML recipe")->required();
+  cmd->add_option("--set", args->sets, "override a recipe key: --set model.n_layer=6 (repeatable)")
+      ->take_all()
+      ->allow_extra_args(false);
+  cmd->add_option("--device", args->device, "cpu, cuda or auto (default: the recipe's run.device)")
+      ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
+  cmd->add_flag("--overwrite", args->overwrite, "replace a run directory that already holds a run");
+  return [args] {
+    DistEnv env = read_dist_env();
+    LoadedRecipe loaded = load_recipe(args->recipe);
+    apply_overrides(loaded, args->sets);
+    validate_recipe(loaded, env.world_size);
+    TrainOptions options;
+    options.device = args->device;
+    options.overwrite = args->overwrite;
+    options.world_size = env.world_size;
+    TrainResult result = train(loaded, options);
+    return result.interrupted ? 130 : 0;
+  };
+}
+
+}  // namespace lmt::app

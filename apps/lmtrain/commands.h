@@ -1,0 +1,17 @@
+// Each subcommand registers its flags on the CLI11 app and returns the action to run after
+// parsing. Actions return the process exit code and throw lmt::Error for user errors.
+#pragma once
+#include <CLI/CLI.hpp>
+
+#include <functional>
+
+namespace lmt::app {
+
+using Action = std::function<int()>;
+
+Action add_train_command(CLI::App& app);
+Action add_plan_command(CLI::App& app);
+Action add_doctor_command(CLI::App& app);
+Action add_data_command(CLI::App& app);
+
+}  // namespace lmt::app

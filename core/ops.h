@@ -1,0 +1,90 @@
+// The op interface every backend implements (cpu/ is the reference, cuda/ the fast path).
+//
+// Conventions (DESIGN.md section 2):
+//  - Raw buffers plus dims; outputs first, then inputs, then sizes.
+//  - Dims: B batch, T sequence, C channels, NH heads, HS = C / NH, V vocab, Vp padded vocab,
+//    N = B * T rows, OC output channels.
+//  - Gradient rule: parameter gradients accumulate (+=); activation gradients overwrite (=),
+//    except the residual stream (layernorm's dinp), which accumulates.
+//  - Pointers refer to the backend's memory (host memory for cpu, device memory for cuda).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace lmt {
+
+// Backend-owned memory plus the ops. One instance per process; the model holds a reference.
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+
+  // --- memory -------------------------------------------------------------------------------
+  virtual void* alloc(size_t bytes) = 0;  // zero-initialized
+  virtual void free(void* ptr) = 0;
+  virtual void copy_to_device(void* dst, const void* host_src, size_t bytes) = 0;
+  virtual void copy_to_host(void* host_dst, const void* src, size_t bytes) = 0;
+  virtual void zero(void* ptr, size_t bytes) = 0;
+  virtual void synchronize() = 0;
+
+  // --- ops ----------------------------------------------------------------------------------
+  // out (B,T,C) = wte[tokens] + wpe[t]
+  virtual void encoder_forward(float* out, const int32_t* tokens, const float* wte,
+                               const float* wpe, int B, int T, int C) = 0;
+  // dwte (Vp,C) += , dwpe (maxT,C) += ; deterministic (no races on repeated tokens)
+  virtual void encoder_backward(float* dwte, float* dwpe, const float* dout,
+                                const int32_t* tokens, int B, int T, int C) = 0;
+
+  // out (N,C), mean (N), rstd (N) from inp (N,C); eps = 1e-5
+  virtual void layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
+                                 const float* weight, const float* bias, int N, int C) = 0;
+  // dinp (N,C) += (residual stream), dweight (C) +=, dbias (C) +=
+  virtual void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                                  const float* inp, const float* weight, const float* mean,
+                                  const float* rstd, int N, int C) = 0;
+
+  // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC); bias may be null
+  virtual void matmul_forward(float* out, const float* inp, const float* weight,
+                              const float* bias, int N, int C, int OC) = 0;
+  // dinp (N,C) = (may be null: skip), dweight (OC,C) +=, dbias (OC) += (may be null)
+  virtual void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                               const float* inp, const float* weight, int N, int C, int OC) = 0;
+
+  // Fused causal self-attention. qkv (B,T,3C) holds q|k|v, head h at [h*HS,(h+1)*HS) of each.
+  // out (B,T,C); lse (B,NH,T) = log-sum-exp of each row's scaled scores, saved for backward.
+  virtual void attention_forward(float* out, float* lse, const float* qkv, int B, int T, int C,
+                                 int NH) = 0;
+  // dqkv (B,T,3C) = ; recomputes probabilities from qkv and lse.
+  virtual void attention_backward(float* dqkv, const float* dout, const float* qkv,
+                                  const float* out, const float* lse, int B, int T, int C,
+                                  int NH) = 0;
+
+  // tanh-approximated GELU, elementwise over n values. Backward: dinp = .
+  virtual void gelu_forward(float* out, const float* inp, size_t n) = 0;
+  virtual void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) = 0;
+
+  // out = inp1 + inp2 over n values (the residual add; its backward is the identity).
+  virtual void residual_forward(float* out, const float* inp1, const float* inp2, size_t n) = 0;
+
+  // Fused classifier over N rows of logits (N,Vp) whose first V columns are real.
+  // losses (N) = logsumexp(row[:V]) - row[target]. When dlogits is not null it receives
+  // (softmax(row[:V]) - onehot(target)) * dloss, zero in the padded columns; dlogits may alias
+  // logits (the logits are then consumed).
+  virtual void classifier_forward_backward(float* dlogits, float* losses, const float* logits,
+                                           const int32_t* targets, float dloss, int N, int V,
+                                           int Vp) = 0;
+
+  // Returns sum of squares of grads[0..n) (accumulated in double on cpu).
+  virtual double sum_squares(const float* grads, size_t n) = 0;
+
+  // AdamW step over n values with decoupled weight decay:
+  //   g = grads * grad_scale; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2
+  //   params -= lr * ( (m / bc1) / (sqrt(v / bc2) + eps) + weight_decay * params )
+  // where bc1 = 1 - b1^t, bc2 = 1 - b2^t with t the 1-based step.
+  virtual void adamw_update(float* params, const float* grads, float* m, float* v, size_t n,
+                            float lr, float beta1, float beta2, float eps, float weight_decay,
+                            float grad_scale, int t) = 0;
+};
+
+}  // namespace lmt

@@ -1,0 +1,339 @@
+// YAML <-> Recipe. Every component struct lists its fields once in visit(); the visitors here
+// read them from YAML, apply --set overrides, print them and list them.
+#include "core/recipe.h"
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <charconv>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/strings.h"
+
+namespace lmt {
+namespace {
+
+std::string join_path(const std::string& prefix, const std::string& name) {
+  return prefix.empty() ? name : prefix + "." + name;
+}
+
+std::string where(const std::string& file, const YAML::Mark& mark) {
+  if (mark.line < 0) return file;
+  return fmt::format("{}:{}:{}", file, mark.line + 1, mark.column + 1);
+}
+
+// ---- scalar conversion -------------------------------------------------------------------------
+
+// Returns an error text ("" on success).
+std::string parse_scalar(const std::string& text, int64_t& out) {
+  int64_t value = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec == std::errc() && ptr == text.data() + text.size() && !text.empty()) {
+    out = value;
+    return "";
+  }
+  // Accept integral floats written as 1e6 or 2.0, refuse 2.5.
+  double d = 0;
+  auto [dptr, dec] = std::from_chars(text.data(), text.data() + text.size(), d);
+  if (dec == std::errc() && dptr == text.data() + text.size() && !text.empty() &&
+      d == static_cast<double>(static_cast<int64_t>(d)) && std::abs(d) < 9e15) {
+    out = static_cast<int64_t>(d);
+    return "";
+  }
+  return fmt::format("expected an integer, got '{}'", text);
+}
+
+std::string parse_scalar(const std::string& text, double& out) {
+  double value = 0;
+  const char* begin = text.data();
+  if (!text.empty() && text[0] == '+') ++begin;
+  auto [ptr, ec] = std::from_chars(begin, text.data() + text.size(), value);
+  if (ec == std::errc() && ptr == text.data() + text.size() && !text.empty()) {
+    out = value;
+    return "";
+  }
+  return fmt::format("expected a number, got '{}'", text);
+}
+
+std::string parse_scalar(const std::string& text, std::string& out) {
+  out = text;
+  return "";
+}
+
+template <class T>
+constexpr const char* type_name() {
+  if constexpr (std::is_same_v<T, int64_t>) return "an integer";
+  if constexpr (std::is_same_v<T, double>) return "a number";
+  return "a string";
+}
+
+template <class T>
+std::string parse_node(const YAML::Node& node, T& out) {
+  if (node.IsNull()) return fmt::format("expected {}, got nothing", type_name<T>());
+  if (node.IsMap()) return fmt::format("expected {}, got a mapping", type_name<T>());
+  if (node.IsSequence()) return fmt::format("expected {}, got a list", type_name<T>());
+  return parse_scalar(node.Scalar(), out);
+}
+
+std::string format_scalar(int64_t v) { return std::to_string(v); }
+std::string format_scalar(double v) { return fmt::format("{}", v); }
+
+// ---- key listing -----------------------------------------------------------------------------
+
+struct KeyLister {
+  std::string prefix;
+  std::vector<std::pair<std::string, std::string>>* leaves;
+  std::vector<std::string>* sections;
+
+  template <class T>
+  void field(const char* name, T&, const char* help) {
+    leaves->emplace_back(join_path(prefix, name), help);
+  }
+  template <class S>
+  void section(const char* name, S& s, const char*) {
+    sections->push_back(join_path(prefix, name));
+    KeyLister sub{join_path(prefix, name), leaves, sections};
+    s.visit(sub);
+  }
+};
+
+struct KeyIndex {
+  std::vector<std::string> leaves;
+  std::vector<std::string> sections;
+};
+
+const KeyIndex& key_index() {
+  static const KeyIndex index = [] {
+    KeyIndex idx;
+    std::vector<std::pair<std::string, std::string>> leaves;
+    Recipe r;
+    KeyLister lister{"", &leaves, &idx.sections};
+    r.visit(lister);
+    for (auto& [k, h] : leaves) idx.leaves.push_back(k);
+    return idx;
+  }();
+  return index;
+}
+
+// Suggestion for an unknown key `name` under `prefix`: a sibling with a close spelling, else
+// the same key name in another section.
+std::string suggest_key(const std::string& prefix, const std::string& name) {
+  const auto& idx = key_index();
+  std::vector<std::string> siblings;
+  auto consider = [&](const std::string& full) {
+    std::string parent = full.rfind('.') == std::string::npos ? "" : full.substr(0, full.rfind('.'));
+    if (parent == prefix) siblings.push_back(full.substr(parent.empty() ? 0 : parent.size() + 1));
+  };
+  for (const auto& k : idx.leaves) consider(k);
+  for (const auto& k : idx.sections) consider(k);
+  std::string hint = did_you_mean(name, siblings);
+  if (!hint.empty()) return hint;
+  for (const auto& k : idx.leaves) {
+    std::string leaf = k.substr(k.rfind('.') + 1);
+    if (edit_distance(leaf, name) <= 1) return fmt::format(" (did you mean '{}'?)", k);
+  }
+  return fmt::format("; valid keys here: {}", fmt::join(siblings, ", "));
+}
+
+// ---- YAML reader -------------------------------------------------------------------------------
+
+struct YamlReader {
+  YAML::Node node;  // a mapping
+  std::string prefix;
+  const std::string& file;
+  RecipeOrigins& origins;
+  std::vector<std::string>& errors;
+  std::set<std::string> known{};
+
+  template <class T>
+  void field(const char* name, T& value, const char*) {
+    known.insert(name);
+    YAML::Node child = node[name];
+    if (!child.IsDefined()) return;
+    std::string path = join_path(prefix, name);
+    std::string loc = where(file, child.Mark());
+    std::string problem = parse_node(child, value);
+    if (!problem.empty()) {
+      errors.push_back(fmt::format("{}: {}: {}", loc, path, problem));
+      return;
+    }
+    origins[path] = loc;
+  }
+
+  template <class S>
+  void section(const char* name, S& s, const char*) {
+    known.insert(name);
+    YAML::Node child = node[name];
+    if (!child.IsDefined() || child.IsNull()) return;
+    std::string path = join_path(prefix, name);
+    if (!child.IsMap()) {
+      errors.push_back(fmt::format("{}: {}: expected a mapping of keys (section '{}'), got '{}'",
+                                   where(file, child.Mark()), path, path,
+                                   child.IsScalar() ? child.Scalar() : "a list"));
+      return;
+    }
+    YamlReader sub{child, path, file, origins, errors};
+    s.visit(sub);
+    sub.check_unknown();
+  }
+
+  void check_unknown() {
+    for (auto it = node.begin(); it != node.end(); ++it) {
+      std::string key = it->first.Scalar();
+      if (known.count(key)) continue;
+      errors.push_back(fmt::format("{}: unknown key '{}'{}", where(file, it->first.Mark()),
+                                   join_path(prefix, key), suggest_key(prefix, key)));
+    }
+  }
+};
+
+// ---- --set -----------------------------------------------------------------------------------
+
+struct PathSetter {
+  std::string prefix;
+  const std::string& target;  // full key path
+  const YAML::Node& value;
+  std::string origin;
+  RecipeOrigins& origins;
+  bool found = false;
+  std::string problem{};
+
+  template <class T>
+  void field(const char* name, T& member, const char*) {
+    std::string path = join_path(prefix, name);
+    if (path != target) return;
+    found = true;
+    problem = parse_node(value, member);
+    if (problem.empty()) origins[path] = origin;
+  }
+  template <class S>
+  void section(const char* name, S& s, const char*) {
+    std::string path = join_path(prefix, name);
+    if (path == target) {
+      found = true;
+      problem = fmt::format("'{}' is a section; set one of its keys, e.g. {}.<key>", path, path);
+      return;
+    }
+    if (target.rfind(path + ".", 0) != 0) return;
+    PathSetter sub{path, target, value, origin, origins};
+    s.visit(sub);
+    found = sub.found;
+    problem = sub.problem;
+  }
+};
+
+// ---- YAML writer -------------------------------------------------------------------------------
+
+struct YamlWriter {
+  YAML::Emitter& out;
+  template <class T>
+  void field(const char* name, T& value, const char*) {
+    out << YAML::Key << name << YAML::Value;
+    if constexpr (std::is_same_v<T, std::string>) {
+      out << YAML::DoubleQuoted << value;
+    } else {
+      out << format_scalar(value);
+    }
+  }
+  template <class S>
+  void section(const char* name, S& s, const char*) {
+    out << YAML::Key << name << YAML::Value << YAML::BeginMap;
+    s.visit(*this);
+    out << YAML::EndMap;
+  }
+};
+
+void throw_if_errors(const std::vector<std::string>& errors, const std::string& what) {
+  if (errors.empty()) return;
+  std::string msg = fmt::format("{} ({} problem{}):", what, errors.size(), errors.size() == 1 ? "" : "s");
+  for (const auto& e : errors) msg += "\n  " + e;
+  throw Error(msg);
+}
+
+}  // namespace
+
+LoadedRecipe parse_recipe_text(const std::string& text, const std::string& display_name) {
+  LoadedRecipe loaded;
+  loaded.path = display_name;
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    throw Error(fmt::format("{}: invalid YAML: {}", where(display_name, e.mark), e.msg));
+  }
+  if (root.IsNull()) throw Error(fmt::format("{}: the recipe is empty", display_name));
+  if (!root.IsMap())
+    throw Error(fmt::format("{}: a recipe is a mapping of sections (run:, model:, data:, ...)",
+                            where(display_name, root.Mark())));
+  std::vector<std::string> errors;
+  YamlReader reader{root, "", display_name, loaded.origins, errors};
+  loaded.recipe.visit(reader);
+  reader.check_unknown();
+  throw_if_errors(errors, fmt::format("invalid recipe {}", display_name));
+  return loaded;
+}
+
+LoadedRecipe load_recipe(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(fmt::format("cannot read recipe '{}': no such file or not readable", path));
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return parse_recipe_text(buffer.str(), path);
+}
+
+void apply_overrides(LoadedRecipe& loaded, const std::vector<std::string>& overrides) {
+  std::vector<std::string> errors;
+  for (const auto& item : overrides) {
+    std::string origin = fmt::format("--set {}", item);
+    auto eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      errors.push_back(fmt::format("{}: expected key.path=value, e.g. --set model.n_layer=6", origin));
+      continue;
+    }
+    std::string key = item.substr(0, eq);
+    std::string text = item.substr(eq + 1);
+    YAML::Node value;
+    try {
+      value = YAML::Load(text);
+    } catch (const YAML::Exception& e) {
+      errors.push_back(fmt::format("{}: cannot parse the value: {}", origin, e.msg));
+      continue;
+    }
+    if (text.empty()) value = YAML::Node(YAML::NodeType::Null);
+    PathSetter setter{"", key, value, origin, loaded.origins};
+    loaded.recipe.visit(setter);
+    if (!setter.found) {
+      auto dot = key.rfind('.');
+      std::string prefix = dot == std::string::npos ? "" : key.substr(0, dot);
+      std::string name = dot == std::string::npos ? key : key.substr(dot + 1);
+      errors.push_back(fmt::format("{}: unknown key '{}'{}", origin, key, suggest_key(prefix, name)));
+    } else if (!setter.problem.empty()) {
+      errors.push_back(fmt::format("{}: {}: {}", origin, key, setter.problem));
+    }
+  }
+  throw_if_errors(errors, "invalid --set override");
+}
+
+std::string recipe_to_yaml(const Recipe& recipe) {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  Recipe copy = recipe;
+  YamlWriter writer{out};
+  copy.visit(writer);
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+std::vector<std::pair<std::string, std::string>> recipe_keys() {
+  std::vector<std::pair<std::string, std::string>> leaves;
+  std::vector<std::string> sections;
+  Recipe r;
+  KeyLister lister{"", &leaves, &sections};
+  r.visit(lister);
+  return leaves;
+}
+
+}  // namespace lmt

@@ -1,0 +1,214 @@
+// The recipe: a tree of plain structs, one per component, parsed once from YAML and validated in
+// one place (validate_recipe). Each struct lists its fields in visit(), which drives parsing,
+// printing (--print-config), --set overrides and the key reference test, so a field is declared
+// exactly once. Defaults here are the documented defaults (docs/recipes.md).
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace lmt {
+
+struct RunConfig {
+  std::string name = "run";
+  std::string out_dir = "runs";
+  int64_t seed = 1337;
+  int64_t steps = 1000;
+  int64_t seq_len = 1024;
+  int64_t micro_batch_size = 0;   // 0: derived from the other two
+  int64_t grad_accum_steps = 0;   // 0: derived
+  int64_t global_batch_size = 0;  // 0: derived
+  std::string device = "auto";
+  int64_t threads = 0;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("name", name, "run name; the run directory is out_dir/name");
+    v.field("out_dir", out_dir, "parent folder of run directories");
+    v.field("seed", seed, "seed for initialization and data sampling");
+    v.field("steps", steps, "number of optimizer steps");
+    v.field("seq_len", seq_len, "tokens per sequence (T)");
+    v.field("micro_batch_size", micro_batch_size, "sequences per rank per forward/backward; 0 = derive");
+    v.field("grad_accum_steps", grad_accum_steps, "micro batches per optimizer step; 0 = derive");
+    v.field("global_batch_size", global_batch_size, "sequences per optimizer step over all ranks; 0 = derive");
+    v.field("device", device, "auto | cpu | cuda");
+    v.field("threads", threads, "CPU threads; 0 = all cores");
+  }
+};
+
+struct ModelConfig {
+  int64_t n_layer = 12;
+  int64_t n_head = 12;
+  int64_t n_embd = 768;
+  int64_t max_seq_len = 1024;
+  int64_t vocab_size = 0;  // 0: from the data (tokenizer or synthetic corpus)
+  int64_t vocab_pad_to = 128;
+  double init_std = 0.02;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("n_layer", n_layer, "number of transformer blocks (L)");
+    v.field("n_head", n_head, "attention heads per block (NH)");
+    v.field("n_embd", n_embd, "channels (C); must be divisible by n_head");
+    v.field("max_seq_len", max_seq_len, "rows of the position embedding; >= run.seq_len");
+    v.field("vocab_size", vocab_size, "vocabulary size (V); 0 = take it from the data");
+    v.field("vocab_pad_to", vocab_pad_to, "pad the embedding rows to a multiple of this for the GEMMs");
+    v.field("init_std", init_std, "std of the normal initialization of weights");
+  }
+};
+
+struct SyntheticConfig {
+  int64_t vocab_size = 32;
+  int64_t order = 2;
+  int64_t branching = 4;
+  int64_t seed = 1;
+  int64_t train_tokens = 2000000;
+  int64_t val_tokens = 65536;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("vocab_size", vocab_size, "tokens of the Markov chain");
+    v.field("order", order, "how many previous tokens decide the next one");
+    v.field("branching", branching, "possible successors of each context");
+    v.field("seed", seed, "seed of the chain's transition table and samples");
+    v.field("train_tokens", train_tokens, "tokens generated for training");
+    v.field("val_tokens", val_tokens, "tokens generated for validation");
+  }
+};
+
+struct DataConfig {
+  std::string source = "shards";
+  std::string train;
+  std::string val;
+  SyntheticConfig synthetic;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("source", source, "shards | synthetic");
+    v.field("train", train, "training shard written by `lmtrain data prepare` (source: shards)");
+    v.field("val", val, "validation shard (source: shards); empty = no evaluation");
+    v.section("synthetic", synthetic, "Markov-chain corpus generated in memory (source: synthetic)");
+  }
+};
+
+struct OptimizerConfig {
+  std::string name = "adamw";
+  double lr = 6e-4;
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double weight_decay = 0.1;
+  double grad_clip = 1.0;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("name", name, "adamw");
+    v.field("lr", lr, "peak learning rate");
+    v.field("beta1", beta1, "Adam beta1");
+    v.field("beta2", beta2, "Adam beta2");
+    v.field("eps", eps, "Adam epsilon");
+    v.field("weight_decay", weight_decay, "decoupled weight decay on matrices and embeddings");
+    v.field("grad_clip", grad_clip, "clip the global gradient norm to this; 0 = off");
+  }
+};
+
+struct ScheduleConfig {
+  int64_t warmup_steps = 0;
+  std::string decay = "cosine";
+  double min_lr = 0.0;
+  double decay_fraction = 0.0;  // 0: 1.0 for cosine/linear, 0.2 for wsd
+
+  template <class V>
+  void visit(V& v) {
+    v.field("warmup_steps", warmup_steps, "linear warmup from lr/warmup_steps to lr");
+    v.field("decay", decay, "cosine | linear | constant | wsd");
+    v.field("min_lr", min_lr, "learning rate at the end of the decay");
+    v.field("decay_fraction", decay_fraction,
+            "share of the post-warmup steps spent decaying, at the end; 0 = 1.0 (wsd: 0.2)");
+  }
+};
+
+struct PrecisionConfig {
+  std::string dtype = "fp32";
+
+  template <class V>
+  void visit(V& v) {
+    v.field("dtype", dtype, "fp32 | bf16 | fp16 (bf16/fp16 need --device cuda)");
+  }
+};
+
+struct EvalConfig {
+  int64_t every = 0;
+  int64_t batches = 20;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("every", every, "evaluate every N steps; 0 = only at the end");
+    v.field("batches", batches, "validation batches (of micro_batch_size sequences) per evaluation");
+  }
+};
+
+struct LogConfig {
+  int64_t every = 10;
+  double peak_tflops = 0.0;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("every", every, "print and record a metrics line every N steps");
+    v.field("peak_tflops", peak_tflops, "peak TFLOP/s of one device for MFU; 0 = unknown");
+  }
+};
+
+struct Recipe {
+  RunConfig run;
+  ModelConfig model;
+  DataConfig data;
+  OptimizerConfig optimizer;
+  ScheduleConfig schedule;
+  PrecisionConfig precision;
+  EvalConfig eval;
+  LogConfig log;
+
+  template <class V>
+  void visit(V& v) {
+    v.section("run", run, "the run: length, batch, device");
+    v.section("model", model, "GPT shape");
+    v.section("data", data, "where tokens come from");
+    v.section("optimizer", optimizer, "AdamW");
+    v.section("schedule", schedule, "learning-rate schedule");
+    v.section("precision", precision, "number formats");
+    v.section("eval", eval, "validation loss");
+    v.section("log", log, "metrics lines");
+  }
+};
+
+// Where each key of a recipe was set ("file:line:col" or "--set key=value"), by full key path.
+using RecipeOrigins = std::map<std::string, std::string>;
+
+struct LoadedRecipe {
+  Recipe recipe;
+  RecipeOrigins origins;
+  std::string path;
+};
+
+// Parses a YAML file into a Recipe. Unknown keys, wrong types and malformed YAML throw
+// lmt::Error naming file:line:col and the full key path (all problems at once).
+LoadedRecipe load_recipe(const std::string& path);
+LoadedRecipe parse_recipe_text(const std::string& text, const std::string& display_name);
+
+// Applies "key.path=value" overrides, validated like file keys.
+void apply_overrides(LoadedRecipe& loaded, const std::vector<std::string>& overrides);
+
+// Checks ranges and cross-field rules and resolves the batch relation for world_size ranks:
+// global_batch_size = micro_batch_size * grad_accum_steps * world_size. Throws lmt::Error
+// listing every problem.
+void validate_recipe(LoadedRecipe& loaded, int64_t world_size);
+
+// The recipe as YAML that parses back to the same Recipe.
+std::string recipe_to_yaml(const Recipe& recipe);
+
+// Every leaf key path ("model.n_layer") with its help text, in declaration order.
+std::vector<std::pair<std::string, std::string>> recipe_keys();
+
+}  // namespace lmt

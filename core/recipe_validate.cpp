@@ -1,0 +1,194 @@
+// validate_recipe: every range and cross-field rule of a recipe, in one place.
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "core/recipe.h"
+#include "core/strings.h"
+
+namespace lmt {
+namespace {
+
+class Checker {
+ public:
+  Checker(const LoadedRecipe& loaded) : loaded_(loaded) {}
+
+  // Location of a key: where it was set, or the recipe file for a default value.
+  std::string where(const std::string& path) const {
+    auto it = loaded_.origins.find(path);
+    if (it != loaded_.origins.end()) return it->second;
+    return fmt::format("{} (default)", loaded_.path);
+  }
+
+  void fail(const std::string& path, const std::string& problem) {
+    errors_.push_back(fmt::format("{}: {}: {}", where(path), path, problem));
+  }
+
+  void at_least(const std::string& path, int64_t value, int64_t minimum) {
+    if (value < minimum) fail(path, fmt::format("must be at least {} (got {})", minimum, value));
+  }
+
+  void in_range(const std::string& path, double value, double lo, double hi, bool lo_open = false,
+                bool hi_open = false) {
+    bool ok = (lo_open ? value > lo : value >= lo) && (hi_open ? value < hi : value <= hi);
+    if (!ok)
+      fail(path, fmt::format("must be in {}{}, {}{} (got {})", lo_open ? "(" : "[", lo, hi,
+                             hi_open ? ")" : "]", value));
+  }
+
+  void one_of(const std::string& path, const std::string& value,
+              const std::vector<std::string>& allowed) {
+    if (std::find(allowed.begin(), allowed.end(), value) != allowed.end()) return;
+    fail(path, fmt::format("'{}' is not one of: {}{}", value, fmt::join(allowed, ", "),
+                           did_you_mean(value, allowed)));
+  }
+
+  bool set(const std::string& path) const { return loaded_.origins.count(path) > 0; }
+  bool ok() const { return errors_.empty(); }
+  const std::vector<std::string>& errors() const { return errors_; }
+
+ private:
+  const LoadedRecipe& loaded_;
+  std::vector<std::string> errors_;
+};
+
+// DeepSpeed's relation, in sequences: global = micro * accum * world. Zero means "derive".
+void resolve_batch(RunConfig& run, int64_t world, Checker& c) {
+  int64_t& g = run.global_batch_size;
+  int64_t& m = run.micro_batch_size;
+  int64_t& a = run.grad_accum_steps;
+  if (g == 0 && m == 0) {
+    c.fail("run.micro_batch_size",
+           "give two of run.micro_batch_size, run.grad_accum_steps, run.global_batch_size "
+           "(global = micro x accum x world size)");
+    return;
+  }
+  if (m > 0 && a > 0 && g > 0) {
+    if (m * a * world != g)
+      c.fail("run.global_batch_size",
+             fmt::format("{} contradicts micro_batch_size {} x grad_accum_steps {} x world size {} "
+                         "= {}; drop one of the three to derive it",
+                         g, m, a, world, m * a * world));
+    return;
+  }
+  if (m > 0 && g > 0) {
+    if (g % (m * world) != 0) {
+      c.fail("run.global_batch_size",
+             fmt::format("{} is not a multiple of micro_batch_size {} x world size {} = {}", g, m,
+                         world, m * world));
+      return;
+    }
+    a = g / (m * world);
+    return;
+  }
+  if (a > 0 && g > 0) {
+    if (g % (a * world) != 0) {
+      c.fail("run.global_batch_size",
+             fmt::format("{} is not a multiple of grad_accum_steps {} x world size {} = {}", g, a,
+                         world, a * world));
+      return;
+    }
+    m = g / (a * world);
+    return;
+  }
+  if (m > 0) {  // only micro (and maybe accum)
+    if (a == 0) a = 1;
+    g = m * a * world;
+    return;
+  }
+  // only global
+  if (g % world != 0) {
+    c.fail("run.global_batch_size",
+           fmt::format("{} is not a multiple of the world size {}", g, world));
+    return;
+  }
+  a = 1;
+  m = g / world;
+}
+
+}  // namespace
+
+void validate_recipe(LoadedRecipe& loaded, int64_t world_size) {
+  Recipe& r = loaded.recipe;
+  Checker c(loaded);
+  if (world_size < 1) throw Error(fmt::format("world size must be at least 1 (got {})", world_size));
+
+  // run
+  c.at_least("run.steps", r.run.steps, 1);
+  c.at_least("run.seq_len", r.run.seq_len, 1);
+  c.at_least("run.micro_batch_size", r.run.micro_batch_size, 0);
+  c.at_least("run.grad_accum_steps", r.run.grad_accum_steps, 0);
+  c.at_least("run.global_batch_size", r.run.global_batch_size, 0);
+  c.at_least("run.threads", r.run.threads, 0);
+  c.one_of("run.device", r.run.device, {"auto", "cpu", "cuda"});
+  if (r.run.name.empty() || r.run.name.find('/') != std::string::npos)
+    c.fail("run.name", "must be a non-empty name without '/'");
+  if (r.run.micro_batch_size >= 0 && r.run.grad_accum_steps >= 0 && r.run.global_batch_size >= 0)
+    resolve_batch(r.run, world_size, c);
+
+  // model
+  c.at_least("model.n_layer", r.model.n_layer, 1);
+  c.at_least("model.n_head", r.model.n_head, 1);
+  c.at_least("model.n_embd", r.model.n_embd, 1);
+  c.at_least("model.max_seq_len", r.model.max_seq_len, 1);
+  c.at_least("model.vocab_size", r.model.vocab_size, 0);
+  c.at_least("model.vocab_pad_to", r.model.vocab_pad_to, 1);
+  c.in_range("model.init_std", r.model.init_std, 0.0, 1.0, true);
+  if (r.model.n_head >= 1 && r.model.n_embd >= 1 && r.model.n_embd % r.model.n_head != 0)
+    c.fail("model.n_embd", fmt::format("{} is not divisible by model.n_head {}", r.model.n_embd,
+                                       r.model.n_head));
+  if (r.run.seq_len > r.model.max_seq_len && r.model.max_seq_len >= 1)
+    c.fail("run.seq_len", fmt::format("{} exceeds model.max_seq_len {}", r.run.seq_len,
+                                      r.model.max_seq_len));
+
+  // data
+  c.one_of("data.source", r.data.source, {"shards", "synthetic"});
+  if (r.data.source == "shards" && r.data.train.empty())
+    c.fail("data.train", "source is 'shards' but no training shard is given; run `lmtrain data "
+                         "prepare` and point data.train at its train.bin");
+  if (r.data.source == "synthetic") {
+    const auto& s = r.data.synthetic;
+    c.at_least("data.synthetic.vocab_size", s.vocab_size, 2);
+    c.at_least("data.synthetic.order", s.order, 1);
+    c.at_least("data.synthetic.branching", s.branching, 1);
+    c.at_least("data.synthetic.train_tokens", s.train_tokens, r.run.seq_len + 1);
+    c.at_least("data.synthetic.val_tokens", s.val_tokens, 0);
+    if (s.branching > s.vocab_size && s.vocab_size >= 2)
+      c.fail("data.synthetic.branching", fmt::format("{} exceeds data.synthetic.vocab_size {}",
+                                                     s.branching, s.vocab_size));
+  }
+
+  // optimizer and schedule
+  c.one_of("optimizer.name", r.optimizer.name, {"adamw"});
+  c.in_range("optimizer.lr", r.optimizer.lr, 0.0, 10.0, true);
+  c.in_range("optimizer.beta1", r.optimizer.beta1, 0.0, 1.0, false, true);
+  c.in_range("optimizer.beta2", r.optimizer.beta2, 0.0, 1.0, false, true);
+  c.in_range("optimizer.eps", r.optimizer.eps, 0.0, 1.0, true);
+  c.in_range("optimizer.weight_decay", r.optimizer.weight_decay, 0.0, 10.0);
+  c.in_range("optimizer.grad_clip", r.optimizer.grad_clip, 0.0, 1e9);
+  c.at_least("schedule.warmup_steps", r.schedule.warmup_steps, 0);
+  c.one_of("schedule.decay", r.schedule.decay, {"cosine", "linear", "constant", "wsd"});
+  c.in_range("schedule.min_lr", r.schedule.min_lr, 0.0, r.optimizer.lr);
+  c.in_range("schedule.decay_fraction", r.schedule.decay_fraction, 0.0, 1.0);
+  if (r.schedule.warmup_steps >= r.run.steps && r.run.steps >= 1 && r.schedule.warmup_steps > 0 &&
+      r.schedule.decay != "constant")
+    c.fail("schedule.warmup_steps", fmt::format("{} leaves no step to decay in a run of {} steps",
+                                                r.schedule.warmup_steps, r.run.steps));
+
+  // precision, eval, log
+  c.one_of("precision.dtype", r.precision.dtype, {"fp32", "bf16", "fp16"});
+  c.at_least("eval.every", r.eval.every, 0);
+  c.at_least("eval.batches", r.eval.batches, 1);
+  c.at_least("log.every", r.log.every, 1);
+  c.in_range("log.peak_tflops", r.log.peak_tflops, 0.0, 1e9);
+
+  if (!c.ok()) {
+    std::string msg = fmt::format("invalid recipe {} ({} problem{}):", loaded.path,
+                                  c.errors().size(), c.errors().size() == 1 ? "" : "s");
+    for (const auto& e : c.errors()) msg += "\n  " + e;
+    throw Error(msg);
+  }
+}
+
+}  // namespace lmt

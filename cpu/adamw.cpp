@@ -1,0 +1,66 @@
+// AdamW with decoupled weight decay, and the gradient sum of squares used for clipping.
+// Gradient rule: no gradients are produced here; params, m and v are updated in place and
+// grads are only read.
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "cpu/cpu_ops.h"
+
+namespace lmt::cpu {
+
+template <typename Real>
+double sum_squares(const Real* grads, size_t n) {
+  // Fixed-size chunks summed in parallel, then the partial sums added in chunk order: the
+  // result is the same bits for any thread count, which an OpenMP reduction does not promise.
+  constexpr int64_t kChunk = 1 << 16;
+  const int64_t count = static_cast<int64_t>(n);
+  const int64_t num_chunks = (count + kChunk - 1) / kChunk;
+  std::vector<double> partial_sums(static_cast<size_t>(num_chunks), 0.0);
+#pragma omp parallel for schedule(static)
+  for (int64_t chunk = 0; chunk < num_chunks; ++chunk) {
+    const int64_t begin = chunk * kChunk;
+    const int64_t end = std::min(count, begin + kChunk);
+    double sum = 0.0;
+    for (int64_t i = begin; i < end; ++i) sum += double{grads[i]} * double{grads[i]};
+    partial_sums[static_cast<size_t>(chunk)] = sum;
+  }
+  double total = 0.0;
+  for (double partial : partial_sums) total += partial;
+  return total;
+}
+
+template <typename Real>
+void adamw_update(Real* params, const Real* grads, Real* m, Real* v, size_t n, Real lr,
+                  Real beta1, Real beta2, Real eps, Real weight_decay, Real grad_scale, int t) {
+  // Bias corrections from the 1-based step t, computed in double: b^t for b near 1 and large t
+  // loses digits in float.
+  const Real bias_correction1 = static_cast<Real>(1.0 - std::pow(double{beta1}, t));
+  const Real bias_correction2 = static_cast<Real>(1.0 - std::pow(double{beta2}, t));
+  const int64_t count = static_cast<int64_t>(n);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < count; ++i) {
+    const Real grad = grads[i] * grad_scale;
+    const Real m_new = beta1 * m[i] + (Real{1} - beta1) * grad;
+    const Real v_new = beta2 * v[i] + (Real{1} - beta2) * grad * grad;
+    m[i] = m_new;
+    v[i] = v_new;
+    const Real m_hat = m_new / bias_correction1;
+    const Real v_hat = v_new / bias_correction2;
+    // Decoupled weight decay: applied to the old parameter value, scaled by lr, not by the
+    // adaptive denominator.
+    const Real old_param = params[i];
+    params[i] = old_param - lr * (m_hat / (std::sqrt(v_hat) + eps) + weight_decay * old_param);
+  }
+}
+
+template double sum_squares<float>(const float*, size_t);
+template double sum_squares<double>(const double*, size_t);
+template void adamw_update<float>(float*, const float*, float*, float*, size_t, float, float,
+                                  float, float, float, float, int);
+template void adamw_update<double>(double*, const double*, double*, double*, size_t, double,
+                                   double, double, double, double, double, int);
+
+}  // namespace lmt::cpu

@@ -1,0 +1,46 @@
+// Small file helpers shared by the data layer: whole-file reads with clear errors, and output
+// files that are either complete or absent. (core/ will grow general versions; these stay
+// private to data/ so the two can evolve independently.)
+#pragma once
+#include <cstddef>
+#include <cstdio>
+#include <string>
+#include <string_view>
+
+namespace lmt::data::detail {
+
+// Reads a whole file. `what` names the file's role in error messages ("input text file").
+std::string read_file_bytes(const std::string& path, std::string_view what);
+
+// A file being written. finish() flushes it to disk (fflush + fsync) and closes it; a file that
+// is destroyed before finish() (an exception, a disk-full error) is removed, so a failed write
+// leaves nothing behind that could be mistaken for output.
+class OutputFile {
+ public:
+  explicit OutputFile(std::string path);
+  ~OutputFile();
+  OutputFile(const OutputFile&) = delete;
+  OutputFile& operator=(const OutputFile&) = delete;
+
+  void write(const void* data, size_t num_bytes);
+  void write(std::string_view text) { write(text.data(), text.size()); }
+  void finish();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  std::FILE* file_ = nullptr;
+};
+
+// rename(2) with an lmt::Error naming both paths. Atomic within one file system, which is why
+// temporary files are always created next to their final name.
+void rename_file(const std::string& from, const std::string& to);
+
+// Removes a file (never a directory) if it exists, ignoring errors (cleanup paths only).
+void remove_quietly(const std::string& path) noexcept;
+
+// Writes `contents` to path + ".tmp", syncs it and renames it over `path`: readers see either
+// the old file or the complete new one, never a prefix.
+void write_file_atomic(const std::string& path, std::string_view contents);
+
+}  // namespace lmt::data::detail

@@ -1,0 +1,251 @@
+#include "model/gpt.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "core/error.h"
+#include "core/rng.h"
+
+namespace lmt {
+namespace {
+
+// Parameter tensor indices, in parameter_layout order.
+enum P {
+  kWte, kWpe, kLn1w, kLn1b, kQkvw, kQkvb, kAttprojw, kAttprojb,
+  kLn2w, kLn2b, kFcw, kFcb, kFcprojw, kFcprojb, kLnfw, kLnfb
+};
+
+// Activation buffer indices, in activation_layout order.
+enum A {
+  aEncoded, aLn1, aLn1Mean, aLn1Rstd, aQkv, aAtty, aAttLse, aResidual2, aLn2, aLn2Mean,
+  aLn2Rstd, aFch, aFchGelu, aResidual3, aLnf, aLnfMean, aLnfRstd, aLogits, aLosses, aProjOut,
+  aDresidual, aDln, aDqkv, aDatty, aDfch, aDfchGelu, aInputs, aTargets, aCount
+};
+
+}  // namespace
+
+GPT::GPT(Backend& backend, const GPTConfig& cfg) : backend_(backend), cfg_(cfg) {
+  if (cfg.channels % cfg.num_heads != 0)
+    throw Error(fmt::format("n_embd {} is not divisible by n_head {}", cfg.channels, cfg.num_heads));
+  if (cfg.padded_vocab_size < cfg.vocab_size)
+    throw Error("padded vocab size is smaller than the vocab size");
+  layout_ = parameter_layout(cfg_);
+  num_params_ = parameter_storage_count(cfg_);
+  params_ = static_cast<float*>(backend_.alloc(num_params_ * sizeof(float)));
+  grads_ = static_cast<float*>(backend_.alloc(num_params_ * sizeof(float)));
+}
+
+GPT::~GPT() {
+  backend_.free(params_);
+  backend_.free(grads_);
+  if (act_memory_) backend_.free(act_memory_);
+}
+
+void GPT::init_weights(uint64_t seed, double std) {
+  std::vector<float> host(num_params_, 0.0f);
+  const double residual_std = std / std::sqrt(2.0 * cfg_.num_layers);
+  for (size_t i = 0; i < layout_.size(); ++i) {
+    const ParamTensor& t = layout_[i];
+    float* dst = host.data() + t.offset;
+    // Each tensor has its own stream, so adding a tensor never shifts the others' values.
+    Rng rng(hash_combine(seed, 0x6770742D696E6974ull, i));
+    switch (i) {
+      case kWte: {
+        const size_t real = static_cast<size_t>(cfg_.vocab_size) * cfg_.channels;
+        for (size_t j = 0; j < real; ++j) dst[j] = static_cast<float>(rng.normal() * std);
+        break;  // padded rows stay zero
+      }
+      case kWpe: case kQkvw: case kFcw:
+        for (size_t j = 0; j < t.numel; ++j) dst[j] = static_cast<float>(rng.normal() * std);
+        break;
+      case kAttprojw: case kFcprojw:
+        for (size_t j = 0; j < t.numel; ++j) dst[j] = static_cast<float>(rng.normal() * residual_std);
+        break;
+      case kLn1w: case kLn2w: case kLnfw:
+        std::fill(dst, dst + t.numel, 1.0f);
+        break;
+      default:
+        break;  // biases start at zero
+    }
+  }
+  set_parameters(host);
+}
+
+void GPT::set_parameters(const std::vector<float>& host) {
+  if (host.size() != num_params_)
+    throw Error(fmt::format("parameter array has {} values, the model needs {}", host.size(),
+                            num_params_));
+  backend_.copy_to_device(params_, host.data(), num_params_ * sizeof(float));
+}
+
+std::vector<float> GPT::get_parameters() const {
+  std::vector<float> host(num_params_);
+  backend_.copy_to_host(host.data(), params_, num_params_ * sizeof(float));
+  return host;
+}
+
+std::vector<float> GPT::get_gradients() const {
+  std::vector<float> host(num_params_);
+  backend_.copy_to_host(host.data(), grads_, num_params_ * sizeof(float));
+  return host;
+}
+
+std::vector<float> GPT::get_logits() const {
+  const size_t rows = static_cast<size_t>(last_B_) * last_T_;
+  const size_t Vp = cfg_.padded_vocab_size, V = cfg_.vocab_size;
+  std::vector<float> padded(rows * Vp);
+  backend_.copy_to_host(padded.data(), act_ptrs_[aLogits], padded.size() * sizeof(float));
+  std::vector<float> out(rows * V);
+  for (size_t r = 0; r < rows; ++r)
+    std::copy(padded.begin() + r * Vp, padded.begin() + r * Vp + V, out.begin() + r * V);
+  return out;
+}
+
+void GPT::zero_grad() { backend_.zero(grads_, num_params_ * sizeof(float)); }
+
+void GPT::ensure_activations(int B, int T) {
+  if (T > cfg_.max_seq_len)
+    throw Error(fmt::format("sequence length {} exceeds the model's max_seq_len {}", T,
+                            cfg_.max_seq_len));
+  if (act_memory_ && B <= act_B_ && T <= act_T_ &&
+      static_cast<size_t>(B) * T <= static_cast<size_t>(act_B_) * act_T_) {
+    return;
+  }
+  if (act_memory_) backend_.free(act_memory_);
+  B = std::max(B, act_B_);
+  T = std::max(T, act_T_);
+  auto buffers = activation_layout(cfg_, B, T);
+  size_t total = 0;
+  for (const auto& b : buffers) total += b.numel;
+  act_memory_ = backend_.alloc(total * sizeof(float));
+  act_ptrs_.assign(buffers.size(), nullptr);
+  float* cursor = static_cast<float*>(act_memory_);
+  for (size_t i = 0; i < buffers.size(); ++i) {
+    act_ptrs_[i] = cursor;
+    cursor += buffers[i].numel;
+  }
+  act_B_ = B;
+  act_T_ = T;
+}
+
+float GPT::forward(const int32_t* inputs, const int32_t* targets, int B, int T) {
+  return run_forward(inputs, targets, B, T, 0.0f);
+}
+
+float GPT::forward_backward(const int32_t* inputs, const int32_t* targets, int B, int T,
+                            float grad_scale) {
+  const float dloss = grad_scale / static_cast<float>(static_cast<size_t>(B) * T);
+  float loss = run_forward(inputs, targets, B, T, dloss);
+  run_backward(B, T);
+  return loss;
+}
+
+float GPT::run_forward(const int32_t* inputs, const int32_t* targets, int B, int T, float dloss) {
+  ensure_activations(B, T);
+  last_B_ = B;
+  last_T_ = T;
+  // Buffers are laid out for (act_B_, act_T_); per-layer strides use the current (B, T), so
+  // smaller batches simply use a prefix of each buffer.
+  const size_t L = cfg_.num_layers, C = cfg_.channels, NH = cfg_.num_heads;
+  const size_t BT = static_cast<size_t>(B) * T;
+  const int Vp = cfg_.padded_vocab_size, V = cfg_.vocab_size;
+  auto& a = act_ptrs_;
+  auto* tokens = reinterpret_cast<int32_t*>(a[aInputs]);
+  auto* target_ids = reinterpret_cast<int32_t*>(a[aTargets]);
+  backend_.copy_to_device(tokens, inputs, BT * sizeof(int32_t));
+  backend_.copy_to_device(target_ids, targets, BT * sizeof(int32_t));
+
+  backend_.encoder_forward(a[aEncoded], tokens, param(kWte), param(kWpe), B, T, C);
+  for (size_t l = 0; l < L; ++l) {
+    const float* residual = l == 0 ? a[aEncoded] : a[aResidual3] + (l - 1) * BT * C;
+    float* ln1 = a[aLn1] + l * BT * C;
+    float* ln1_mean = a[aLn1Mean] + l * BT;
+    float* ln1_rstd = a[aLn1Rstd] + l * BT;
+    float* qkv = a[aQkv] + l * BT * 3 * C;
+    float* atty = a[aAtty] + l * BT * C;
+    float* lse = a[aAttLse] + l * B * NH * T;
+    float* residual2 = a[aResidual2] + l * BT * C;
+    float* ln2 = a[aLn2] + l * BT * C;
+    float* ln2_mean = a[aLn2Mean] + l * BT;
+    float* ln2_rstd = a[aLn2Rstd] + l * BT;
+    float* fch = a[aFch] + l * BT * 4 * C;
+    float* fch_gelu = a[aFchGelu] + l * BT * 4 * C;
+    float* residual3 = a[aResidual3] + l * BT * C;
+
+    backend_.layernorm_forward(ln1, ln1_mean, ln1_rstd, residual, param(kLn1w) + l * C,
+                               param(kLn1b) + l * C, BT, C);
+    backend_.matmul_forward(qkv, ln1, param(kQkvw) + l * 3 * C * C, param(kQkvb) + l * 3 * C,
+                            BT, C, 3 * C);
+    backend_.attention_forward(atty, lse, qkv, B, T, C, NH);
+    backend_.matmul_forward(a[aProjOut], atty, param(kAttprojw) + l * C * C,
+                            param(kAttprojb) + l * C, BT, C, C);
+    backend_.residual_forward(residual2, residual, a[aProjOut], BT * C);
+    backend_.layernorm_forward(ln2, ln2_mean, ln2_rstd, residual2, param(kLn2w) + l * C,
+                               param(kLn2b) + l * C, BT, C);
+    backend_.matmul_forward(fch, ln2, param(kFcw) + l * 4 * C * C, param(kFcb) + l * 4 * C, BT,
+                            C, 4 * C);
+    backend_.gelu_forward(fch_gelu, fch, BT * 4 * C);
+    backend_.matmul_forward(a[aProjOut], fch_gelu, param(kFcprojw) + l * C * 4 * C,
+                            param(kFcprojb) + l * C, BT, 4 * C, C);
+    backend_.residual_forward(residual3, residual2, a[aProjOut], BT * C);
+  }
+  const float* last = a[aResidual3] + (L - 1) * BT * C;
+  backend_.layernorm_forward(a[aLnf], a[aLnfMean], a[aLnfRstd], last, param(kLnfw),
+                             param(kLnfb), BT, C);
+  backend_.matmul_forward(a[aLogits], a[aLnf], param(kWte), nullptr, BT, C, Vp);
+  // In training the classifier overwrites the logits with dlogits (fused, no extra buffer).
+  backend_.classifier_forward_backward(dloss != 0.0f ? a[aLogits] : nullptr, a[aLosses],
+                                       a[aLogits], target_ids, dloss, BT, V, Vp);
+  std::vector<float> losses(BT);
+  backend_.copy_to_host(losses.data(), a[aLosses], BT * sizeof(float));
+  double sum = 0.0;
+  for (float x : losses) sum += x;
+  return static_cast<float>(sum / static_cast<double>(BT));
+}
+
+void GPT::run_backward(int B, int T) {
+  const size_t L = cfg_.num_layers, C = cfg_.channels, NH = cfg_.num_heads;
+  const size_t BT = static_cast<size_t>(B) * T;
+  const int Vp = cfg_.padded_vocab_size;
+  auto& a = act_ptrs_;
+  auto* tokens = reinterpret_cast<int32_t*>(a[aInputs]);
+  float* dresidual = a[aDresidual];
+  float* dln = a[aDln];
+
+  backend_.zero(dresidual, BT * C * sizeof(float));
+  backend_.matmul_backward(dln, grad(kWte), nullptr, a[aLogits], a[aLnf], param(kWte), BT, C, Vp);
+  backend_.layernorm_backward(dresidual, grad(kLnfw), grad(kLnfb), dln,
+                              a[aResidual3] + (L - 1) * BT * C, param(kLnfw), a[aLnfMean],
+                              a[aLnfRstd], BT, C);
+  for (size_t li = L; li-- > 0;) {
+    const size_t l = li;
+    const float* residual = l == 0 ? a[aEncoded] : a[aResidual3] + (l - 1) * BT * C;
+    // dresidual holds d loss / d residual3[l]; the residual add passes it to both branches.
+    backend_.matmul_backward(a[aDfchGelu], grad(kFcprojw) + l * C * 4 * C,
+                             grad(kFcprojb) + l * C, dresidual, a[aFchGelu] + l * BT * 4 * C,
+                             param(kFcprojw) + l * C * 4 * C, BT, 4 * C, C);
+    backend_.gelu_backward(a[aDfch], a[aFch] + l * BT * 4 * C, a[aDfchGelu], BT * 4 * C);
+    backend_.matmul_backward(dln, grad(kFcw) + l * 4 * C * C, grad(kFcb) + l * 4 * C, a[aDfch],
+                             a[aLn2] + l * BT * C, param(kFcw) + l * 4 * C * C, BT, C, 4 * C);
+    backend_.layernorm_backward(dresidual, grad(kLn2w) + l * C, grad(kLn2b) + l * C, dln,
+                                a[aResidual2] + l * BT * C, param(kLn2w) + l * C,
+                                a[aLn2Mean] + l * BT, a[aLn2Rstd] + l * BT, BT, C);
+    // now dresidual = d loss / d residual2[l]
+    backend_.matmul_backward(a[aDatty], grad(kAttprojw) + l * C * C, grad(kAttprojb) + l * C,
+                             dresidual, a[aAtty] + l * BT * C, param(kAttprojw) + l * C * C, BT,
+                             C, C);
+    backend_.attention_backward(a[aDqkv], a[aDatty], a[aQkv] + l * BT * 3 * C,
+                                a[aAtty] + l * BT * C, a[aAttLse] + l * B * NH * T, B, T, C, NH);
+    backend_.matmul_backward(dln, grad(kQkvw) + l * 3 * C * C, grad(kQkvb) + l * 3 * C, a[aDqkv],
+                             a[aLn1] + l * BT * C, param(kQkvw) + l * 3 * C * C, BT, C, 3 * C);
+    backend_.layernorm_backward(dresidual, grad(kLn1w) + l * C, grad(kLn1b) + l * C, dln,
+                                residual, param(kLn1w) + l * C, a[aLn1Mean] + l * BT,
+                                a[aLn1Rstd] + l * BT, BT, C);
+  }
+  backend_.encoder_backward(grad(kWte), grad(kWpe), dresidual, tokens, B, T, C);
+}
+
+}  // namespace lmt

@@ -1,0 +1,67 @@
+// GPT-2: token + position embeddings, pre-LN blocks (causal multi-head attention, tanh-GELU MLP),
+// final layernorm, LM head tied to the token embedding. Forward and backward are written once,
+// here, against the op interface (core/ops.h); the backend decides where they run.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/ops.h"
+#include "model/gpt_config.h"
+
+namespace lmt {
+
+class GPT {
+ public:
+  GPT(Backend& backend, const GPTConfig& cfg);
+  ~GPT();
+  GPT(const GPT&) = delete;
+  GPT& operator=(const GPT&) = delete;
+
+  const GPTConfig& config() const { return cfg_; }
+  const std::vector<ParamTensor>& layout() const { return layout_; }
+  size_t num_param_storage() const { return num_params_; }
+
+  // GPT-2 initialization: weights ~ N(0, std), the two residual projections N(0, std/sqrt(2L)),
+  // biases 0, layernorm weights 1; wte's padded rows 0. Deterministic in seed.
+  void init_weights(uint64_t seed, double std);
+
+  // Host <-> backend copies of the whole parameter / gradient arena (layout order).
+  void set_parameters(const std::vector<float>& host);
+  std::vector<float> get_parameters() const;
+  std::vector<float> get_gradients() const;
+  // Logits of the last forward, (B, T, V) without padding. Only valid after forward().
+  std::vector<float> get_logits() const;
+
+  // Mean loss over the batch; inputs/targets are host arrays of B*T token ids (< vocab_size).
+  float forward(const int32_t* inputs, const int32_t* targets, int B, int T);
+  // Forward, then backward adding d(mean loss * grad_scale)/d(params) into the gradients.
+  float forward_backward(const int32_t* inputs, const int32_t* targets, int B, int T,
+                         float grad_scale);
+  void zero_grad();
+
+  float* params() { return params_; }
+  float* grads() { return grads_; }
+  Backend& backend() { return backend_; }
+
+ private:
+  struct Acts;
+  void ensure_activations(int B, int T);
+  float run_forward(const int32_t* inputs, const int32_t* targets, int B, int T, float dloss);
+  void run_backward(int B, int T);
+  float* param(int index) { return params_ + layout_[index].offset; }
+  float* grad(int index) { return grads_ + layout_[index].offset; }
+
+  Backend& backend_;
+  GPTConfig cfg_;
+  std::vector<ParamTensor> layout_;
+  size_t num_params_ = 0;
+  float* params_ = nullptr;
+  float* grads_ = nullptr;
+  // Activations are planned for the largest (B, T) seen; smaller batches reuse them.
+  int act_B_ = 0, act_T_ = 0;
+  int last_B_ = 0, last_T_ = 0;
+  void* act_memory_ = nullptr;
+  std::vector<float*> act_ptrs_;
+};
+
+}  // namespace lmt

@@ -1,0 +1,64 @@
+// GPT shape and the layouts derived from it: which parameter tensors exist, where they live in
+// the single parameter arena, how many activations a (B, T) batch needs, and what it costs.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace lmt {
+
+struct GPTConfig {
+  int max_seq_len = 1024;        // maxT
+  int vocab_size = 50257;        // V
+  int padded_vocab_size = 50304; // Vp
+  int num_layers = 12;           // L
+  int num_heads = 12;            // NH
+  int channels = 768;            // C
+
+  // vocab_size rounded up to a multiple of pad_to.
+  static int pad_vocab(int vocab_size, int pad_to) {
+    return (vocab_size + pad_to - 1) / pad_to * pad_to;
+  }
+};
+
+struct ParamTensor {
+  std::string name;
+  std::vector<int64_t> shape;
+  size_t offset = 0;     // in elements, into the parameter arena
+  size_t numel = 0;      // storage elements (wte includes the padded rows)
+  bool weight_decay = false;  // decayed: matrices and embeddings; not: biases, layernorm
+};
+
+// The 16 parameter tensors in llm.c order, layers stacked: wte, wpe, ln1w, ln1b, qkvw, qkvb,
+// attprojw, attprojb, ln2w, ln2b, fcw, fcb, fcprojw, fcprojb, lnfw, lnfb.
+std::vector<ParamTensor> parameter_layout(const GPTConfig& cfg);
+size_t parameter_storage_count(const GPTConfig& cfg);  // including wte's padded rows
+int64_t parameter_count(const GPTConfig& cfg);         // the model's true parameter count
+
+// Training FLOPs per token: 6N + 6*L*C*T (llm.c's estimate; attention is causal).
+double flops_per_token(const GPTConfig& cfg, int T);
+
+// One entry per activation buffer for a (B, T) batch: saved activations for backward,
+// backward scratch, token buffers. Elements are float except the token buffers.
+struct ActivationBuffer {
+  std::string name;
+  size_t numel = 0;
+};
+std::vector<ActivationBuffer> activation_layout(const GPTConfig& cfg, int B, int T);
+size_t activation_count(const GPTConfig& cfg, int B, int T);  // total elements
+
+// Memory per rank, in bytes, for a given precision ("fp32" | "bf16" | "fp16").
+struct MemoryEstimate {
+  double parameters = 0;  // working copy at the compute precision
+  double master_weights = 0;  // fp32 copy when computing in 16 bits
+  double gradients = 0;
+  double optimizer_state = 0;  // Adam m and v in fp32
+  double activations = 0;
+  double total() const {
+    return parameters + master_weights + gradients + optimizer_state + activations;
+  }
+};
+MemoryEstimate estimate_memory(const GPTConfig& cfg, int B, int T, const std::string& dtype);
+
+}  // namespace lmt

@@ -1,0 +1,58 @@
+#include "parallel/dist_env.h"
+
+#include <fmt/format.h>
+
+#include <charconv>
+#include <cstdlib>
+
+#include "core/error.h"
+
+namespace lmt {
+namespace {
+
+int64_t parse_int(const EnvLookup& lookup, const std::string& name, int64_t fallback,
+                  int64_t minimum) {
+  auto text = lookup(name);
+  if (!text) return fallback;
+  int64_t value = 0;
+  auto [ptr, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
+  if (ec != std::errc() || ptr != text->data() + text->size() || value < minimum)
+    throw Error(fmt::format("environment variable {}='{}' is not an integer >= {}; fix or unset it",
+                            name, *text, minimum));
+  return value;
+}
+
+}  // namespace
+
+DistEnv read_dist_env(const EnvLookup& lookup) {
+  DistEnv env;
+  if (lookup("WORLD_SIZE") || lookup("RANK")) {
+    env.source = "torchrun";
+    env.world_size = parse_int(lookup, "WORLD_SIZE", 1, 1);
+    env.rank = parse_int(lookup, "RANK", 0, 0);
+    env.local_rank = parse_int(lookup, "LOCAL_RANK", env.rank, 0);
+    env.local_world_size = parse_int(lookup, "LOCAL_WORLD_SIZE", env.world_size, 1);
+  } else if (lookup("SLURM_PROCID") && lookup("SLURM_NTASKS")) {
+    env.source = "slurm";
+    env.world_size = parse_int(lookup, "SLURM_NTASKS", 1, 1);
+    env.rank = parse_int(lookup, "SLURM_PROCID", 0, 0);
+    env.local_rank = parse_int(lookup, "SLURM_LOCALID", 0, 0);
+    env.local_world_size = parse_int(lookup, "SLURM_NTASKS_PER_NODE", 1, 1);
+  }
+  if (env.rank >= env.world_size)
+    throw Error(fmt::format("rank {} is not below the world size {} ({} variables)", env.rank,
+                            env.world_size, env.source));
+  env.master_addr = lookup("MASTER_ADDR").value_or("");
+  env.master_port = parse_int(lookup, "MASTER_PORT", 0, 0);
+  return env;
+}
+
+DistEnv read_dist_env() {
+  return read_dist_env([](const std::string& name) -> std::optional<std::string> {
+    const char* value = std::getenv(name.c_str());
+    if (!value) return std::nullopt;
+    return std::string(value);
+  });
+}
+
+}  // namespace lmt

@@ -1,0 +1,27 @@
+// Who this process is in a job: read from torchrun's variables (RANK, LOCAL_RANK, WORLD_SIZE,
+// LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT) or, failing those, Slurm's (SLURM_PROCID,
+// SLURM_LOCALID, SLURM_NTASKS). Without either it is a single process: rank 0 of 1.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+namespace lmt {
+
+struct DistEnv {
+  int64_t rank = 0;
+  int64_t local_rank = 0;
+  int64_t world_size = 1;
+  int64_t local_world_size = 1;
+  std::string master_addr;
+  int64_t master_port = 0;
+  std::string source = "none";  // "torchrun", "slurm" or "none"
+};
+
+// getenv is injectable so tests need not touch the process environment.
+using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
+DistEnv read_dist_env(const EnvLookup& lookup);
+DistEnv read_dist_env();  // from the process environment
+
+}  // namespace lmt

@@ -1,0 +1,195 @@
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <filesystem>
+
+#include "data/prepare.h"
+#include "data/shard.h"
+#include "data/tokenizer.h"
+#include "test_helpers.h"
+
+using namespace lmt::data;
+using namespace lmt::data::testing;
+using Catch::Matchers::Contains;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string repeated(const std::string& piece, size_t num_bytes) {
+  std::string text;
+  while (text.size() < num_bytes) text += piece;
+  text.resize(num_bytes);
+  return text;
+}
+
+std::vector<std::string> directory_listing(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(dir)) names.push_back(entry.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+}  // namespace
+
+TEST_CASE("prepare_data: two inputs, char tokenizer, last 10% is val", "[data][prepare]") {
+  TempDir dir;
+  const std::string first = repeated("To be, or not to be: that is the question.\n", 600);
+  const std::string second = repeated("Whether 'tis nobler in the mind to suffer\n", 401);
+  write_text_file(dir.file("a.txt"), first);
+  write_text_file(dir.file("b.txt"), second);
+
+  PrepareOptions options;
+  options.inputs = {dir.file("a.txt"), dir.file("b.txt")};
+  options.out_dir = dir.file("out/nested");
+  const PrepareSummary summary = prepare_data(options);
+
+  CHECK(summary.num_bytes == 1001);
+  CHECK(summary.train_tokens == 900);  // floor(1001 * 0.9), as nanoGPT's int(n * 0.9)
+  CHECK(summary.val_tokens == 101);
+  const std::string text = first + second;
+  const Tokenizer expected_tokenizer = Tokenizer::build_char(text);
+  CHECK(summary.vocab_size == expected_tokenizer.vocab_size());
+  const fs::path out(options.out_dir);
+  CHECK(summary.files_written == std::vector<std::string>{(out / "train.bin").string(), (out / "val.bin").string(),
+                                                          (out / "tokenizer.json").string()});
+  CHECK(directory_listing(out) == std::vector<std::string>{"tokenizer.json", "train.bin", "val.bin"});
+
+  const Shard train = read_shard((out / "train.bin").string());
+  const Shard val = read_shard((out / "val.bin").string());
+  CHECK(train.tokens.size() == 900);
+  CHECK(val.tokens.size() == 101);
+  CHECK(train.vocab_size == summary.vocab_size);
+  const Tokenizer tokenizer = Tokenizer::load((out / "tokenizer.json").string());
+  CHECK(tokenizer.code_points() == expected_tokenizer.code_points());
+  CHECK(tokenizer.decode(train.tokens) + tokenizer.decode(val.tokens) == text);
+  CHECK(tokenizer.decode(val.tokens) == text.substr(900));
+}
+
+TEST_CASE("prepare_data: byte tokenizer takes non-UTF-8 input; char names the file", "[data][prepare]") {
+  TempDir dir;
+  const std::string latin1 = repeated("caf\xE9 cr\xE8me br\xFBl\xE9\n", 200);
+  write_text_file(dir.file("latin1.txt"), latin1);
+
+  PrepareOptions options;
+  options.inputs = {dir.file("latin1.txt")};
+  options.out_dir = dir.file("out");
+  options.tokenizer = "byte";
+  options.val_fraction = 0.25;
+  const PrepareSummary summary = prepare_data(options);
+  CHECK(summary.vocab_size == 256);
+  CHECK(summary.train_tokens == 150);
+  CHECK(summary.val_tokens == 50);
+  CHECK(read_shard(dir.file("out/val.bin")).tokens == Tokenizer::byte().encode(latin1.substr(150)));
+
+  options.tokenizer = "char";
+  options.out_dir = dir.file("out_char");
+  const std::string message = error_message([&] { prepare_data(options); });
+  CHECK_THAT(message, Contains(dir.file("latin1.txt")) && Contains("byte offset 3") && Contains("--tokenizer byte"));
+  CHECK_FALSE(fs::exists(options.out_dir));
+}
+
+TEST_CASE("prepare_data: val_fraction 0 writes an empty val.bin", "[data][prepare]") {
+  TempDir dir;
+  write_text_file(dir.file("in.txt"), "abcabcabc");
+  PrepareOptions options;
+  options.inputs = {dir.file("in.txt")};
+  options.out_dir = dir.file("out");
+  options.val_fraction = 0.0;
+  const PrepareSummary summary = prepare_data(options);
+  CHECK(summary.train_tokens == 9);
+  CHECK(summary.val_tokens == 0);
+  CHECK(read_shard(dir.file("out/val.bin")).tokens.empty());
+}
+
+TEST_CASE("prepare_data: multi-byte characters across encode chunks", "[data][prepare]") {
+  TempDir dir;
+  // ~2.6 MB of 1-, 2-, 3- and 4-byte characters (16 bytes per repeat). The 6-byte prefix puts
+  // the first 1 MiB encode-chunk boundary inside a 4-byte character, which chunked encoding
+  // must not split.
+  const std::string valid = "prefix" + repeated("a é 日 🎉 z\n", 2'600'000) + "end\n";
+  REQUIRE((static_cast<unsigned char>(valid[1 << 20]) & 0xC0) == 0x80);
+  write_text_file(dir.file("in.txt"), valid);
+  PrepareOptions options;
+  options.inputs = {dir.file("in.txt")};
+  options.out_dir = dir.file("out");
+  options.progress = false;
+  const PrepareSummary summary = prepare_data(options);
+  const Tokenizer tokenizer = Tokenizer::load(dir.file("out/tokenizer.json"));
+  CHECK(tokenizer.code_points() == Tokenizer::build_char(valid).code_points());
+  const std::string decoded = tokenizer.decode(read_shard(dir.file("out/train.bin")).tokens) +
+                              tokenizer.decode(read_shard(dir.file("out/val.bin")).tokens);
+  CHECK(decoded == valid);
+  CHECK(summary.train_tokens + summary.val_tokens == static_cast<int64_t>(tokenizer.encode(valid).size()));
+}
+
+TEST_CASE("prepare_data: large input with the progress bar", "[data][prepare]") {
+  TempDir dir;
+  write_text_file(dir.file("big.txt"), repeated("All the world's a stage.\n", 5'000'000));
+  PrepareOptions options;
+  options.inputs = {dir.file("big.txt")};
+  options.out_dir = dir.file("out");
+  options.tokenizer = "byte";
+  options.progress = true;  // draws on stderr; the outputs must be unaffected
+  const PrepareSummary summary = prepare_data(options);
+  CHECK(summary.num_bytes == 5'000'000);
+  CHECK(summary.train_tokens == 4'500'000);
+  CHECK(summary.val_tokens == 500'000);
+}
+
+TEST_CASE("prepare_data: invalid options are clear errors and write nothing", "[data][prepare]") {
+  TempDir dir;
+  write_text_file(dir.file("in.txt"), "some text to tokenize\n");
+  PrepareOptions options;
+  options.inputs = {dir.file("in.txt")};
+  options.out_dir = dir.file("out");
+
+  SECTION("no inputs") {
+    options.inputs.clear();
+    CHECK_THAT(error_message([&] { prepare_data(options); }), Contains("no input files"));
+  }
+  SECTION("missing input") {
+    options.inputs.push_back(dir.file("missing.txt"));
+    CHECK_THAT(error_message([&] { prepare_data(options); }), Contains(dir.file("missing.txt")) && Contains("does not exist"));
+  }
+  SECTION("input is a directory") {
+    options.inputs = {dir.path().string()};
+    CHECK_THAT(error_message([&] { prepare_data(options); }), Contains("directory"));
+  }
+  SECTION("val_fraction out of range") {
+    for (double bad : {-0.1, 0.6, std::nan("")}) {
+      options.val_fraction = bad;
+      CHECK_THAT(error_message([&] { prepare_data(options); }), Contains("val_fraction") && Contains("[0, 0.5]"));
+    }
+  }
+  SECTION("unknown tokenizer") {
+    options.tokenizer = "bpe";
+    CHECK_THAT(error_message([&] { prepare_data(options); }), Contains("unknown tokenizer 'bpe'"));
+  }
+  SECTION("no output directory") {
+    options.out_dir.clear();
+    CHECK_THAT(error_message([&] { prepare_data(options); }), Contains("output directory"));
+  }
+  SECTION("empty input") {
+    write_text_file(dir.file("empty.txt"), "");
+    options.inputs = {dir.file("empty.txt")};
+    CHECK_THAT(error_message([&] { prepare_data(options); }), Contains("empty"));
+  }
+  SECTION("output directory is a file") {
+    write_text_file(dir.file("out"), "x");
+    CHECK_THAT(error_message([&] { prepare_data(options); }), Contains(dir.file("out")));
+    return;
+  }
+  CHECK_FALSE(fs::exists(options.out_dir));
+}
+
+TEST_CASE("prepare_data: a failure while writing leaves no partial outputs", "[data][prepare]") {
+  TempDir dir;
+  write_text_file(dir.file("in.txt"), "some text to tokenize\n");
+  PrepareOptions options;
+  options.inputs = {dir.file("in.txt")};
+  options.out_dir = dir.file("out");
+  // The tokenizer's temporary name is taken by a directory, so the third file cannot be
+  // created after both shards were written.
+  fs::create_directories(dir.file("out/tokenizer.json.tmp"));
+  CHECK_THAT(error_message([&] { prepare_data(options); }), Contains("tokenizer.json.tmp"));
+  CHECK(directory_listing(options.out_dir) == std::vector<std::string>{"tokenizer.json.tmp"});
+}

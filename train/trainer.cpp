@@ -1,0 +1,283 @@
+#include "train/trainer.h"
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <stdexcept>
+
+#include "lmt_build_info.h"
+#include "core/error.h"
+#include "core/strings.h"
+#include "data/file_io.h"
+#include "data/loader.h"
+#include "model/adamw.h"
+#include "model/gpt.h"
+#include "train/device.h"
+#include "train/lr_schedule.h"
+#include "train/metrics.h"
+#include "train/train_data.h"
+
+namespace lmt {
+namespace {
+
+std::atomic<int> g_stop_signal{0};
+
+extern "C" void on_stop_signal(int signum) {
+  g_stop_signal.store(signum);
+  // A second Ctrl-C kills at once.
+  std::signal(signum, SIG_DFL);
+}
+
+class StopSignalScope {
+ public:
+  StopSignalScope() {
+    g_stop_signal.store(0);
+    previous_int_ = std::signal(SIGINT, on_stop_signal);
+    previous_term_ = std::signal(SIGTERM, on_stop_signal);
+  }
+  ~StopSignalScope() {
+    std::signal(SIGINT, previous_int_);
+    std::signal(SIGTERM, previous_term_);
+  }
+
+ private:
+  void (*previous_int_)(int);
+  void (*previous_term_)(int);
+};
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+GPTConfig model_config(const ModelConfig& m, int64_t vocab_size) {
+  GPTConfig cfg;
+  cfg.num_layers = static_cast<int>(m.n_layer);
+  cfg.num_heads = static_cast<int>(m.n_head);
+  cfg.channels = static_cast<int>(m.n_embd);
+  cfg.max_seq_len = static_cast<int>(m.max_seq_len);
+  cfg.vocab_size = static_cast<int>(vocab_size);
+  cfg.padded_vocab_size = GPTConfig::pad_vocab(cfg.vocab_size, static_cast<int>(m.vocab_pad_to));
+  return cfg;
+}
+
+// Mean validation loss over a fixed set of windows (the same every time).
+double evaluate(GPT& model, const data::TokenWindows& val, int64_t num_batches, int B, int T) {
+  std::vector<int32_t> inputs(static_cast<size_t>(B) * T), targets(inputs.size());
+  double sum = 0.0;
+  for (int64_t i = 0; i < num_batches; ++i) {
+    val.eval_batch(static_cast<int>(i), static_cast<int>(num_batches), B, T, inputs.data(),
+                   targets.data());
+    sum += model.forward(inputs.data(), targets.data(), B, T);
+  }
+  return sum / static_cast<double>(num_batches);
+}
+
+}  // namespace
+
+std::string run_directory(const Recipe& recipe) {
+  return (std::filesystem::path(recipe.run.out_dir) / recipe.run.name).string();
+}
+
+TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
+  const Recipe& r = loaded.recipe;
+  if (options.world_size != 1)
+    throw Error(fmt::format("WORLD_SIZE={}: multi-process training needs the distributed "
+                            "backend, which this build does not have yet; run a single process",
+                            options.world_size));
+  if (r.precision.dtype != "fp32")
+    throw Error(fmt::format("{}: precision.dtype: {} needs the CUDA backend; the CPU trains in "
+                            "fp32 (--set precision.dtype=fp32)",
+                            loaded.path, r.precision.dtype));
+
+  // Everything that can fail on bad input happens before the run directory is touched.
+  TrainData data = load_train_data(r.data);
+  GPTConfig cfg = resolve_model_config(r, data.vocab_size, loaded.path);
+  const int B = static_cast<int>(r.run.micro_batch_size);
+  const int T = static_cast<int>(r.run.seq_len);
+  const int64_t accum = r.run.grad_accum_steps;
+  data::TokenWindows train_windows(data.train_tokens, T);
+  std::optional<data::TokenWindows> val_windows;
+  if (!data.val_tokens.empty()) val_windows.emplace(data.val_tokens, T);
+
+  const std::string run_dir = run_directory(r);
+  const std::string metrics_path = (std::filesystem::path(run_dir) / "metrics.jsonl").string();
+  if (std::filesystem::exists(metrics_path) && !options.overwrite)
+    throw Error(fmt::format("run directory '{}' already holds a run (metrics.jsonl); pass "
+                            "--overwrite to replace it or choose another name with --set run.name=...",
+                            run_dir));
+
+  BackendChoice choice = make_backend(options.device.empty() ? r.run.device : options.device,
+                                      static_cast<int>(r.run.threads));
+  Backend& backend = *choice.backend;
+
+  std::filesystem::create_directories(run_dir);
+  data::detail::write_file_atomic((std::filesystem::path(run_dir) / "recipe.yaml").string(),
+                                  recipe_to_yaml(r));
+  MetricsWriter metrics(metrics_path);
+
+  GPT model(backend, cfg);
+  model.init_weights(static_cast<uint64_t>(r.run.seed), r.model.init_std);
+  AdamW optimizer(backend, model.layout(), model.num_param_storage());
+  AdamWHyper hyper;
+  hyper.lr = static_cast<float>(r.optimizer.lr);
+  hyper.beta1 = static_cast<float>(r.optimizer.beta1);
+  hyper.beta2 = static_cast<float>(r.optimizer.beta2);
+  hyper.eps = static_cast<float>(r.optimizer.eps);
+  hyper.weight_decay = static_cast<float>(r.optimizer.weight_decay);
+  hyper.grad_clip = static_cast<float>(r.optimizer.grad_clip);
+  LrSchedule schedule(r.schedule, r.optimizer.lr, r.run.steps);
+
+  const int64_t tokens_per_step = r.run.global_batch_size * T;
+  const double flops_per_step = flops_per_token(cfg, T) * static_cast<double>(tokens_per_step);
+  auto say = [&](const std::string& line) {
+    if (options.print_progress) fmt::print("{}\n", line);
+  };
+  if (!choice.notice.empty()) say(choice.notice);
+  say(fmt::format("lmtrain {} | run {} | backend {}", LMTRAIN_VERSION, run_dir,
+                  backend.name()));
+  say(fmt::format("model: {} layers, {} heads, {} channels, vocab {} (padded {}), {} parameters",
+                  cfg.num_layers, cfg.num_heads, cfg.channels, cfg.vocab_size,
+                  cfg.padded_vocab_size, with_commas(parameter_count(cfg))));
+  say(fmt::format("batch: {} seq x {} tokens x {} accum x {} rank = {} tokens/step; {} steps",
+                  B, T, accum, options.world_size, with_commas(tokens_per_step), r.run.steps));
+  say(fmt::format("data: {}", data.description));
+  metrics.write({{"event", "start"},
+                 {"parameters", parameter_count(cfg)},
+                 {"tokens_per_step", tokens_per_step},
+                 {"steps", r.run.steps},
+                 {"loss_floor", data.loss_floor ? nlohmann::json(*data.loss_floor) : nlohmann::json()}});
+
+  std::vector<int32_t> inputs(static_cast<size_t>(B) * T), targets(inputs.size());
+  TrainResult result;
+  result.run_dir = run_dir;
+  result.loss_floor = data.loss_floor;
+  StopSignalScope stop_scope;
+  const auto start = Clock::now();
+  double timed_seconds = 0.0;  // excludes the first step (warm-up effects)
+  int64_t timed_steps = 0;
+  double window_seconds = 0.0;
+  int64_t window_steps = 0;
+
+  auto run_eval = [&](int64_t step) {
+    if (!val_windows) return;
+    const auto t0 = Clock::now();
+    double val_loss = evaluate(model, *val_windows, r.eval.batches, B, T);
+    const double ms = seconds_since(t0) * 1e3;
+    result.final_val_loss = val_loss;
+    nlohmann::json rec = {{"step", step}, {"val_loss", val_loss}, {"ms", ms}};
+    std::string floor_text;
+    if (data.loss_floor) {
+      rec["loss_floor"] = *data.loss_floor;
+      floor_text = fmt::format(" (floor {:.4f})", *data.loss_floor);
+    }
+    metrics.write(rec);
+    say(fmt::format("step {:>6}/{} | val loss {:.4f}{} | {:.0f} ms", step, r.run.steps, val_loss,
+                    floor_text, ms));
+  };
+
+  for (int64_t step = 0; step < r.run.steps; ++step) {
+    if (g_stop_signal.load() != 0) {
+      result.interrupted = true;
+      break;
+    }
+    const auto t0 = Clock::now();
+    model.zero_grad();
+    double loss_sum = 0.0;
+    for (int64_t micro = 0; micro < accum; ++micro) {
+      train_windows.sample_batch(static_cast<uint64_t>(r.run.seed),
+                                 static_cast<uint64_t>(step * accum + micro), B, T, inputs.data(),
+                                 targets.data());
+      loss_sum += model.forward_backward(inputs.data(), targets.data(), B, T,
+                                         1.0f / static_cast<float>(accum));
+    }
+    const double loss = loss_sum / static_cast<double>(accum);
+    const double norm = optimizer.grad_norm(model.grads());
+    if (!std::isfinite(loss) || !std::isfinite(norm))
+      throw std::runtime_error(fmt::format(
+          "training diverged at step {}: loss {} grad norm {}; lower optimizer.lr or raise "
+          "schedule.warmup_steps",
+          step + 1, loss, norm));
+    const double lr = schedule.at(step);
+    optimizer.step(model.params(), model.grads(), hyper, static_cast<float>(lr), norm);
+    backend.synchronize();
+    const double step_seconds = seconds_since(t0);
+    if (step > 0) {
+      timed_seconds += step_seconds;
+      ++timed_steps;
+    }
+    window_seconds += step_seconds;
+    ++window_steps;
+    result.steps_done = step + 1;
+    result.final_loss = loss;
+
+    const int64_t done = step + 1;
+    if (done == 1 || done % r.log.every == 0 || done == r.run.steps) {
+      const double ms = window_seconds / static_cast<double>(window_steps) * 1e3;
+      const double tokens_per_s = static_cast<double>(tokens_per_step) / (ms / 1e3);
+      std::optional<double> mfu;
+      if (r.log.peak_tflops > 0)
+        mfu = flops_per_step / (ms / 1e3) / (r.log.peak_tflops * 1e12);
+      const double avg = timed_steps > 0 ? timed_seconds / timed_steps : step_seconds;
+      const double eta = avg * static_cast<double>(r.run.steps - done);
+      metrics.write({{"step", done},
+                     {"loss", loss},
+                     {"lr", lr},
+                     {"grad_norm", norm},
+                     {"ms", ms},
+                     {"tokens_per_s", tokens_per_s},
+                     {"mfu", mfu ? nlohmann::json(*mfu) : nlohmann::json()},
+                     {"tokens", done * tokens_per_step},
+                     {"elapsed_s", seconds_since(start)}});
+      say(fmt::format("step {:>6}/{} | loss {:.4f} | lr {:.2e} | norm {:.3f} | {:.1f} ms | {} tok/s"
+                      " | mfu {} | eta {}",
+                      done, r.run.steps, loss, lr, norm, ms, human_count(tokens_per_s),
+                      mfu ? fmt::format("{:.1f}%", *mfu * 100) : std::string("-"),
+                      human_duration(eta)));
+      window_seconds = 0.0;
+      window_steps = 0;
+    }
+    if (r.eval.every > 0 && done % r.eval.every == 0 && done != r.run.steps) run_eval(done);
+  }
+  if (result.interrupted) {
+    say(fmt::format("stopped by signal {} after step {}; skipping the final evaluation",
+                    g_stop_signal.load(), result.steps_done));
+  } else {
+    run_eval(result.steps_done);
+  }
+  result.seconds = seconds_since(start);
+  nlohmann::json summary = {
+      {"event", "end"},
+      {"steps", result.steps_done},
+      {"loss", result.final_loss},
+      {"val_loss", result.final_val_loss ? nlohmann::json(*result.final_val_loss) : nlohmann::json()},
+      {"loss_floor", data.loss_floor ? nlohmann::json(*data.loss_floor) : nlohmann::json()},
+      {"seconds", result.seconds},
+      {"interrupted", result.interrupted}};
+  metrics.write(summary);
+  data::detail::write_file_atomic((std::filesystem::path(run_dir) / "summary.json").string(),
+                                  summary.dump(2) + "\n");
+  say(fmt::format("done: {} steps in {} | final loss {:.4f}{}{} | metrics {}", result.steps_done,
+                  human_duration(result.seconds), result.final_loss,
+                  result.final_val_loss ? fmt::format(" | val loss {:.4f}", *result.final_val_loss)
+                                        : std::string(),
+                  data.loss_floor ? fmt::format(" | floor {:.4f}", *data.loss_floor) : std::string(),
+                  metrics_path));
+  return result;
+}
+
+GPTConfig resolve_model_config(const Recipe& recipe, int64_t data_vocab_size, const std::string& where) {
+  int64_t vocab = recipe.model.vocab_size;
+  if (vocab == 0) vocab = data_vocab_size;
+  if (vocab < data_vocab_size)
+    throw Error(fmt::format("{}: model.vocab_size {} is smaller than the data's vocabulary {}; "
+                            "set model.vocab_size: 0 to take it from the data",
+                            where, vocab, data_vocab_size));
+  return model_config(recipe.model, vocab);
+}
+
+}  // namespace lmt

@@ -1,0 +1,42 @@
+// The trainer: step loop with gradient accumulation, LR schedule, clipping, AdamW, periodic
+// evaluation, console and JSON-lines metrics, clean stop on Ctrl-C.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "core/recipe.h"
+#include "model/gpt_config.h"
+
+namespace lmt {
+
+struct TrainOptions {
+  std::string device;        // overrides run.device when not empty
+  bool overwrite = false;    // reuse a run directory that already holds a run
+  int64_t world_size = 1;
+  bool print_progress = true;
+};
+
+struct TrainResult {
+  int64_t steps_done = 0;
+  double final_loss = 0.0;
+  std::optional<double> final_val_loss;
+  std::optional<double> loss_floor;
+  double seconds = 0.0;
+  bool interrupted = false;
+  std::string run_dir;
+};
+
+// Runs training for a validated recipe. Throws lmt::Error for user errors.
+TrainResult train(const LoadedRecipe& recipe, const TrainOptions& options);
+
+// The model shape for a recipe; vocab from the data when model.vocab_size is 0. `where`
+// names the recipe in errors.
+GPTConfig resolve_model_config(const Recipe& recipe, int64_t data_vocab_size,
+                               const std::string& where);
+
+// The run directory a recipe writes to (run.out_dir / run.name).
+std::string run_directory(const Recipe& recipe);
+
+}  // namespace lmt
