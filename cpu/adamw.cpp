@@ -33,8 +33,8 @@ double sum_squares(const Real* grads, size_t n) {
 }
 
 template <typename Real>
-void adamw_update(Real* params, const Real* grads, Real* m, Real* v, size_t n, Real lr,
-                  Real beta1, Real beta2, Real eps, Real weight_decay, Real grad_scale, int t) {
+void adamw_update(Real* params, const Real* grads, Real* m, Real* v, size_t n, Real lr, Real beta1,
+                  Real beta2, Real eps, Real weight_decay, Real grad_scale, int t) {
   // Bias corrections from the 1-based step t, computed in double: b^t for b near 1 and large t
   // loses digits in float.
   const Real bias_correction1 = static_cast<Real>(1.0 - std::pow(double{beta1}, t));
@@ -58,9 +58,9 @@ void adamw_update(Real* params, const Real* grads, Real* m, Real* v, size_t n, R
 
 template double sum_squares<float>(const float*, size_t);
 template double sum_squares<double>(const double*, size_t);
-template void adamw_update<float>(float*, const float*, float*, float*, size_t, float, float,
-                                  float, float, float, float, int);
-template void adamw_update<double>(double*, const double*, double*, double*, size_t, double,
-                                   double, double, double, double, double, int);
+template void adamw_update<float>(float*, const float*, float*, float*, size_t, float, float, float,
+                                  float, float, float, int);
+template void adamw_update<double>(double*, const double*, double*, double*, size_t, double, double,
+                                   double, double, double, double, int);
 
 }  // namespace lmt::cpu

@@ -39,7 +39,7 @@ void attention_forward(Real* out, Real* lse, const Real* qkv, int B, int T, int 
       const int b = pair / NH;
       const int h = pair % NH;
       const Real* qkv_batch = qkv + int64_t{b} * T * qkv_row_stride;  // (T,3C)
-      Real* lse_row = lse + (int64_t{b} * NH + h) * T;                 // (T)
+      Real* lse_row = lse + (int64_t{b} * NH + h) * T;                // (T)
       for (int t = 0; t < T; ++t) {
         const Real* query = qkv_batch + t * qkv_row_stride + h * HS;  // (HS)
         Real max_score = -std::numeric_limits<Real>::infinity();
@@ -100,10 +100,10 @@ void attention_backward(Real* dqkv, const Real* dout, const Real* qkv, const Rea
     }
 
     for (int t = 0; t < T; ++t) {
-      const Real* query = qkv_batch + t * qkv_row_stride + h * HS;         // (HS)
-      Real* dquery = dqkv_batch + t * qkv_row_stride + h * HS;             // (HS)
-      const Real* dout_head = dout + (int64_t{b} * T + t) * C + h * HS;    // (HS)
-      const Real* out_head = out + (int64_t{b} * T + t) * C + h * HS;      // (HS)
+      const Real* query = qkv_batch + t * qkv_row_stride + h * HS;       // (HS)
+      Real* dquery = dqkv_batch + t * qkv_row_stride + h * HS;           // (HS)
+      const Real* dout_head = dout + (int64_t{b} * T + t) * C + h * HS;  // (HS)
+      const Real* out_head = out + (int64_t{b} * T + t) * C + h * HS;    // (HS)
       const Real dout_dot_out = dot(dout_head, out_head, HS);
       for (int key_t = 0; key_t <= t; ++key_t) {
         const Real* key = qkv_batch + key_t * qkv_row_stride + C + h * HS;        // (HS)

@@ -42,7 +42,7 @@ void classifier_forward_backward(Real* dlogits, Real* losses, const Real* logits
 
 template void classifier_forward_backward<float>(float*, float*, const float*, const int32_t*,
                                                  float, int, int, int);
-template void classifier_forward_backward<double>(double*, double*, const double*,
-                                                  const int32_t*, double, int, int, int);
+template void classifier_forward_backward<double>(double*, double*, const double*, const int32_t*,
+                                                  double, int, int, int);
 
 }  // namespace lmt::cpu

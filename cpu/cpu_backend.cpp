@@ -108,8 +108,8 @@ double CpuBackend::sum_squares(const float* grads, size_t n) {
 void CpuBackend::adamw_update(float* params, const float* grads, float* m, float* v, size_t n,
                               float lr, float beta1, float beta2, float eps, float weight_decay,
                               float grad_scale, int t) {
-  cpu::adamw_update<float>(params, grads, m, v, n, lr, beta1, beta2, eps, weight_decay,
-                           grad_scale, t);
+  cpu::adamw_update<float>(params, grads, m, v, n, lr, beta1, beta2, eps, weight_decay, grad_scale,
+                           t);
 }
 
 std::unique_ptr<lmt::Backend> make_cpu_backend(int num_threads) {

@@ -25,8 +25,8 @@ void encoder_forward(Real* out, const int32_t* tokens, const Real* wte, const Re
                      int T, int C);
 // dwte (Vp,C) +=, dwpe (maxT,C) +=
 template <typename Real>
-void encoder_backward(Real* dwte, Real* dwpe, const Real* dout, const int32_t* tokens, int B,
-                      int T, int C);
+void encoder_backward(Real* dwte, Real* dwpe, const Real* dout, const int32_t* tokens, int B, int T,
+                      int C);
 
 // out (N,C), mean (N), rstd (N) from inp (N,C); eps = 1e-5
 template <typename Real>
@@ -39,8 +39,8 @@ void layernorm_backward(Real* dinp, Real* dweight, Real* dbias, const Real* dout
 
 // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC); bias may be null
 template <typename Real>
-void matmul_forward(Real* out, const Real* inp, const Real* weight, const Real* bias, int N,
-                    int C, int OC);
+void matmul_forward(Real* out, const Real* inp, const Real* weight, const Real* bias, int N, int C,
+                    int OC);
 // dinp (N,C) = (null: skipped), dweight (OC,C) +=, dbias (OC) += (null: skipped)
 template <typename Real>
 void matmul_backward(Real* dinp, Real* dweight, Real* dbias, const Real* dout, const Real* inp,
@@ -75,7 +75,7 @@ double sum_squares(const Real* grads, size_t n);
 
 // AdamW step with decoupled weight decay; t is the 1-based step
 template <typename Real>
-void adamw_update(Real* params, const Real* grads, Real* m, Real* v, size_t n, Real lr,
-                  Real beta1, Real beta2, Real eps, Real weight_decay, Real grad_scale, int t);
+void adamw_update(Real* params, const Real* grads, Real* m, Real* v, size_t n, Real lr, Real beta1,
+                  Real beta2, Real eps, Real weight_decay, Real grad_scale, int t);
 
 }  // namespace lmt::cpu

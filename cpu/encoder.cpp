@@ -23,8 +23,8 @@ void encoder_forward(Real* out, const int32_t* tokens, const Real* wte, const Re
 }
 
 template <typename Real>
-void encoder_backward(Real* dwte, Real* dwpe, const Real* dout, const int32_t* tokens, int B,
-                      int T, int C) {
+void encoder_backward(Real* dwte, Real* dwpe, const Real* dout, const int32_t* tokens, int B, int T,
+                      int C) {
   // The same token can occur many times, so rows of dwte are shared between (b, t). Split the
   // work by channel instead: each thread owns a block of channels of every row of dwte and
   // dwpe and walks the tokens in order, so there are no races and the summation order (b, t
@@ -38,9 +38,9 @@ void encoder_backward(Real* dwte, Real* dwpe, const Real* dout, const int32_t* t
     for (int b = 0; b < B; ++b) {
       for (int t = 0; t < T; ++t) {
         const int64_t row = int64_t{b} * T + t;
-        const Real* dout_row = dout + row * C;                      // (C)
-        Real* dwte_row = dwte + int64_t{tokens[row]} * C;            // (C)
-        Real* dwpe_row = dwpe + int64_t{t} * C;                      // (C)
+        const Real* dout_row = dout + row * C;             // (C)
+        Real* dwte_row = dwte + int64_t{tokens[row]} * C;  // (C)
+        Real* dwpe_row = dwpe + int64_t{t} * C;            // (C)
         for (int c = c_begin; c < c_end; ++c) {
           dwte_row[c] += dout_row[c];
           dwpe_row[c] += dout_row[c];

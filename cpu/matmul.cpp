@@ -26,8 +26,8 @@ void gemm(CBLAS_TRANSPOSE trans_a, CBLAS_TRANSPOSE trans_b, int M, int Ncols, in
 }  // namespace
 
 template <typename Real>
-void matmul_forward(Real* out, const Real* inp, const Real* weight, const Real* bias, int N,
-                    int C, int OC) {
+void matmul_forward(Real* out, const Real* inp, const Real* weight, const Real* bias, int N, int C,
+                    int OC) {
   if (N <= 0 || OC <= 0) return;
   // Seed out with the bias and let the GEMM add to it (beta = 1): one pass over out instead of
   // a second pass to add the bias afterwards.
@@ -80,8 +80,8 @@ void matmul_backward(Real* dinp, Real* dweight, Real* dbias, const Real* dout, c
 
 template void matmul_forward<float>(float*, const float*, const float*, const float*, int, int,
                                     int);
-template void matmul_forward<double>(double*, const double*, const double*, const double*, int,
-                                     int, int);
+template void matmul_forward<double>(double*, const double*, const double*, const double*, int, int,
+                                     int);
 template void matmul_backward<float>(float*, float*, float*, const float*, const float*,
                                      const float*, int, int, int);
 template void matmul_backward<double>(double*, double*, double*, const double*, const double*,

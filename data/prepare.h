@@ -30,9 +30,10 @@ struct PrepareSummary {
 // characters), so validation text is never interleaved with training text. val_fraction = 0
 // writes an empty val.bin.
 //
-// All outputs are written under temporary names and renamed only once all three are complete:
-// after an error out_dir holds either the previous outputs or nothing new. Option and input
-// problems are lmt::Error naming the option or file.
+// All outputs are written under temporary names (removed on failure) and renamed only once all
+// three are complete, so an error leaves out_dir's earlier contents as they were. Option and
+// input problems are lmt::Error naming the option or file; options are checked before
+// anything is read or created.
 PrepareSummary prepare_data(const PrepareOptions& options);
 
 }  // namespace lmt::data

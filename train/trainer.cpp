@@ -135,7 +135,10 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
   const int64_t tokens_per_step = r.run.global_batch_size * T;
   const double flops_per_step = flops_per_token(cfg, T) * static_cast<double>(tokens_per_step);
   auto say = [&](const std::string& line) {
-    if (options.print_progress) fmt::print("{}\n", line);
+    if (options.print_progress) {
+      fmt::print("{}\n", line);
+      std::fflush(stdout);  // progress must show up when stdout is a file or a pipe
+    }
   };
   if (!choice.notice.empty()) say(choice.notice);
   say(fmt::format("lmtrain {} | run {} | backend {}", LMTRAIN_VERSION, run_dir,

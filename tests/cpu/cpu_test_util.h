@@ -3,7 +3,6 @@
 // element instead of one assertion per element.
 #pragma once
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -99,8 +98,8 @@ void check_close(const std::vector<A>& actual, const std::vector<E>& expected, d
   message.precision(17);
   message << what << ": " << num_failures << " of " << actual.size()
           << " elements out of tolerance (atol " << atol << ", rtol " << rtol << "); worst at ["
-          << worst_index << "]: actual " << static_cast<double>(actual[worst_index])
-          << " expected " << static_cast<double>(expected[worst_index]);
+          << worst_index << "]: actual " << static_cast<double>(actual[worst_index]) << " expected "
+          << static_cast<double>(expected[worst_index]);
   INFO(message.str());
   CHECK(num_failures == 0);
 }

@@ -19,7 +19,8 @@ void naive_attention(std::vector<double>& out, std::vector<double>& lse,
   out.assign(static_cast<size_t>(B) * T * C, 0.0);
   lse.assign(static_cast<size_t>(B) * NH * T, 0.0);
   auto at = [&](int b, int t, int third, int h, int d) {
-    return qkv[(static_cast<size_t>(b) * T + t) * 3 * C + static_cast<size_t>(third) * C + static_cast<size_t>(h) * HS + d];
+    return qkv[(static_cast<size_t>(b) * T + t) * 3 * C + static_cast<size_t>(third) * C +
+               static_cast<size_t>(h) * HS + d];
   };
   for (int b = 0; b < B; ++b) {
     for (int h = 0; h < NH; ++h) {
@@ -42,13 +43,16 @@ void naive_attention(std::vector<double>& out, std::vector<double>& lse,
         }
         double sum_exp = 0.0;
         for (int key_t = 0; key_t < T; ++key_t) {
-          sum_exp += std::exp(scores[static_cast<size_t>(t) * T + key_t] - max_score);  // exp(-inf) = 0
+          sum_exp +=
+              std::exp(scores[static_cast<size_t>(t) * T + key_t] - max_score);  // exp(-inf) = 0
         }
         lse[(static_cast<size_t>(b) * NH + h) * T + t] = max_score + std::log(sum_exp);
         for (int key_t = 0; key_t < T; ++key_t) {
-          const double probability = std::exp(scores[static_cast<size_t>(t) * T + key_t] - max_score) / sum_exp;
+          const double probability =
+              std::exp(scores[static_cast<size_t>(t) * T + key_t] - max_score) / sum_exp;
           for (int d = 0; d < HS; ++d) {
-            out[(static_cast<size_t>(b) * T + t) * C + static_cast<size_t>(h) * HS + d] += probability * at(b, key_t, 2, h, d);
+            out[(static_cast<size_t>(b) * T + t) * C + static_cast<size_t>(h) * HS + d] +=
+                probability * at(b, key_t, 2, h, d);
           }
         }
       }
@@ -73,8 +77,10 @@ TEST_CASE("attention forward matches a naive causal softmax", "[cpu][attention]"
 TEST_CASE("attention backward matches finite differences", "[cpu][attention]") {
   const int B = 2, T = 7, C = 12, NH = 3;
   std::mt19937 rng(37);
-  std::vector<double> qkv = random_vector(static_cast<size_t>(B) * T * 3 * C, rng, 1.5);  // (B,T,3C)
-  const std::vector<double> upstream = random_vector(static_cast<size_t>(B) * T * C, rng);  // (B,T,C)
+  std::vector<double> qkv =
+      random_vector(static_cast<size_t>(B) * T * 3 * C, rng, 1.5);  // (B,T,3C)
+  const std::vector<double> upstream =
+      random_vector(static_cast<size_t>(B) * T * C, rng);  // (B,T,C)
   std::vector<double> out(static_cast<size_t>(B) * T * C), lse(static_cast<size_t>(B) * NH * T);
   auto loss = [&] {
     attention_forward<double>(out.data(), lse.data(), qkv.data(), B, T, C, NH);
@@ -84,8 +90,8 @@ TEST_CASE("attention backward matches finite differences", "[cpu][attention]") {
 
   loss();
   std::vector<double> dqkv = nan_vector(qkv.size());  // overwritten
-  attention_backward<double>(dqkv.data(), upstream.data(), qkv.data(), out.data(), lse.data(), B,
-                             T, C, NH);
+  attention_backward<double>(dqkv.data(), upstream.data(), qkv.data(), out.data(), lse.data(), B, T,
+                             C, NH);
   check_close(dqkv, numeric_dqkv, kGradAtol, kGradRtol, "dqkv");
 }
 
@@ -108,8 +114,8 @@ TEST_CASE("attention agrees in float and double at odd shapes", "[cpu][attention
 
   std::vector<float> dqkv_f(qkv.size());
   std::vector<double> dqkv_d(qkv.size());
-  attention_backward<float>(dqkv_f.data(), upstream.data(), qkv.data(), out_f.data(),
-                            lse_f.data(), B, T, C, NH);
+  attention_backward<float>(dqkv_f.data(), upstream.data(), qkv.data(), out_f.data(), lse_f.data(),
+                            B, T, C, NH);
   attention_backward<double>(dqkv_d.data(), to_double(upstream).data(), to_double(qkv).data(),
                              out_d.data(), lse_d.data(), B, T, C, NH);
   check_close(dqkv_f, dqkv_d, kFloatAtol, kFloatRtol, "attention dqkv (float vs double)");

@@ -15,18 +15,19 @@ TEST_CASE("classifier losses are logsumexp minus the target logit", "[cpu][class
   std::vector<double> logits = random_vector(static_cast<size_t>(N) * Vp, rng, 3.0);
   const std::vector<int32_t> targets = random_tokens(N, V, rng);
   std::vector<double> losses(N);
-  classifier_forward_backward<double>(nullptr, losses.data(), logits.data(), targets.data(), 1.0,
-                                      N, V, Vp);
+  classifier_forward_backward<double>(nullptr, losses.data(), logits.data(), targets.data(), 1.0, N,
+                                      V, Vp);
   for (int n = 0; n < N; ++n) {
     double sum_exp = 0.0;
     for (int i = 0; i < V; ++i) sum_exp += std::exp(logits[static_cast<size_t>(n) * Vp + i]);
-    CHECK(losses[n] ==
-          Approx(std::log(sum_exp) - logits[static_cast<size_t>(n) * Vp + targets[n]]).epsilon(1e-13));
+    CHECK(losses[n] == Approx(std::log(sum_exp) - logits[static_cast<size_t>(n) * Vp + targets[n]])
+                           .epsilon(1e-13));
   }
 
   // The padded columns do not take part, whatever they hold.
   for (int n = 0; n < N; ++n) {
-    for (int i = V; i < Vp; ++i) logits[static_cast<size_t>(n) * Vp + i] = (i % 2 == 0) ? 100.0 : -100.0;
+    for (int i = V; i < Vp; ++i)
+      logits[static_cast<size_t>(n) * Vp + i] = (i % 2 == 0) ? 100.0 : -100.0;
   }
   std::vector<double> losses_big_padding(N);
   classifier_forward_backward<double>(nullptr, losses_big_padding.data(), logits.data(),
@@ -86,7 +87,8 @@ TEST_CASE("classifier dlogits match finite differences", "[cpu][classifier]") {
 TEST_CASE("classifier agrees in float and double at odd shapes", "[cpu][classifier]") {
   const int rows = 2 * 37, vocab = 101, padded_vocab = 128;
   std::mt19937 rng(71);
-  const std::vector<float> logits = to_float(random_vector(static_cast<size_t>(rows) * padded_vocab, rng, 4.0));
+  const std::vector<float> logits =
+      to_float(random_vector(static_cast<size_t>(rows) * padded_vocab, rng, 4.0));
   const std::vector<int32_t> targets = random_tokens(rows, vocab, rng);
   const float dloss = 1.0f / rows;
   std::vector<float> dlogits_f(logits.size()), losses_f(rows);

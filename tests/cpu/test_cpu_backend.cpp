@@ -69,10 +69,13 @@ TEST_CASE("cpu backend ops equal the float reference ops", "[cpu][backend]") {
   CpuBackend backend(2);
 
   const std::vector<int32_t> tokens = random_tokens(static_cast<size_t>(N), V, rng);
-  const std::vector<float> wte = random_floats(static_cast<size_t>(Vp) * C), wpe = random_floats(static_cast<size_t>(T) * C);
-  const std::vector<float> x = random_floats(static_cast<size_t>(N) * C), dx = random_floats(static_cast<size_t>(N) * C);
+  const std::vector<float> wte = random_floats(static_cast<size_t>(Vp) * C),
+                           wpe = random_floats(static_cast<size_t>(T) * C);
+  const std::vector<float> x = random_floats(static_cast<size_t>(N) * C),
+                           dx = random_floats(static_cast<size_t>(N) * C);
   const std::vector<float> weight = random_floats(C), bias = random_floats(C);
-  const std::vector<float> w_mat = random_floats(static_cast<size_t>(OC) * C), b_mat = random_floats(OC);
+  const std::vector<float> w_mat = random_floats(static_cast<size_t>(OC) * C),
+                           b_mat = random_floats(OC);
   const std::vector<float> dy_mat = random_floats(static_cast<size_t>(N) * OC);
   const std::vector<float> qkv = random_floats(static_cast<size_t>(N) * 3 * C);
   const std::vector<float> logits = random_floats(static_cast<size_t>(N) * Vp);
@@ -98,8 +101,8 @@ TEST_CASE("cpu backend ops equal the float reference ops", "[cpu][backend]") {
   std::vector<float> got_mean(N), got_rstd(N), want_mean(N), want_rstd(N);
   backend.layernorm_forward(got.data(), got_mean.data(), got_rstd.data(), x.data(), weight.data(),
                             bias.data(), N, C);
-  layernorm_forward<float>(want.data(), want_mean.data(), want_rstd.data(), x.data(),
-                           weight.data(), bias.data(), N, C);
+  layernorm_forward<float>(want.data(), want_mean.data(), want_rstd.data(), x.data(), weight.data(),
+                           bias.data(), N, C);
   same(got, want, "layernorm_forward out");
   same(got_mean, want_mean, "layernorm_forward mean");
   same(got_rstd, want_rstd, "layernorm_forward rstd");
@@ -121,15 +124,16 @@ TEST_CASE("cpu backend ops equal the float reference ops", "[cpu][backend]") {
 
   std::vector<float> got_dwm(w_mat.size(), .5f), want_dwm(w_mat.size(), .5f);
   std::vector<float> got_dbm(OC, .5f), want_dbm(OC, .5f);
-  backend.matmul_backward(got_dinp.data(), got_dwm.data(), got_dbm.data(), dy_mat.data(),
-                          x.data(), w_mat.data(), N, C, OC);
+  backend.matmul_backward(got_dinp.data(), got_dwm.data(), got_dbm.data(), dy_mat.data(), x.data(),
+                          w_mat.data(), N, C, OC);
   matmul_backward<float>(want_dinp.data(), want_dwm.data(), want_dbm.data(), dy_mat.data(),
                          x.data(), w_mat.data(), N, C, OC);
   same(got_dinp, want_dinp, "matmul_backward dinp");
   same(got_dwm, want_dwm, "matmul_backward dweight");
   same(got_dbm, want_dbm, "matmul_backward dbias");
 
-  std::vector<float> got_lse(static_cast<size_t>(B) * NH * T), want_lse(static_cast<size_t>(B) * NH * T);
+  std::vector<float> got_lse(static_cast<size_t>(B) * NH * T),
+      want_lse(static_cast<size_t>(B) * NH * T);
   backend.attention_forward(got.data(), got_lse.data(), qkv.data(), B, T, C, NH);
   attention_forward<float>(want.data(), want_lse.data(), qkv.data(), B, T, C, NH);
   same(got, want, "attention_forward out");

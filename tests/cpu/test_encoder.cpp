@@ -16,7 +16,8 @@ TEST_CASE("encoder backward matches finite differences and accumulates", "[cpu][
   tokens[T + 2] = tokens[0];
   std::vector<double> wte = random_vector(static_cast<size_t>(Vp) * C, rng);
   std::vector<double> wpe = random_vector(static_cast<size_t>(max_T) * C, rng);
-  const std::vector<double> upstream = random_vector(static_cast<size_t>(B) * T * C, rng);  // g, (B,T,C)
+  const std::vector<double> upstream =
+      random_vector(static_cast<size_t>(B) * T * C, rng);  // g, (B,T,C)
 
   std::vector<double> out(static_cast<size_t>(B) * T * C);
   auto loss = [&] {
@@ -36,10 +37,12 @@ TEST_CASE("encoder backward matches finite differences and accumulates", "[cpu][
 
   // Rows of unused tokens and positions >= T keep their prefill exactly.
   for (int t = T; t < max_T; ++t) {
-    for (int c = 0; c < C; ++c) CHECK(dwpe[static_cast<size_t>(t) * C + c] == dwpe_prefill[static_cast<size_t>(t) * C + c]);
+    for (int c = 0; c < C; ++c)
+      CHECK(dwpe[static_cast<size_t>(t) * C + c] == dwpe_prefill[static_cast<size_t>(t) * C + c]);
   }
   for (int c = 0; c < C; ++c) {
-    CHECK(dwte[static_cast<size_t>(V) * C + c] == dwte_prefill[static_cast<size_t>(V) * C + c]);  // padded row V
+    CHECK(dwte[static_cast<size_t>(V) * C + c] ==
+          dwte_prefill[static_cast<size_t>(V) * C + c]);  // padded row V
   }
 }
 
@@ -76,7 +79,8 @@ TEST_CASE("encoder backward gives the same bits for any thread count", "[cpu][en
   const int saved_threads = omp_get_max_threads();
   auto run = [&](int num_threads) {
     omp_set_num_threads(num_threads);
-    std::vector<float> dwte(static_cast<size_t>(Vp) * C, 0.25f), dwpe(static_cast<size_t>(T) * C, -0.5f);
+    std::vector<float> dwte(static_cast<size_t>(Vp) * C, 0.25f),
+        dwpe(static_cast<size_t>(T) * C, -0.5f);
     encoder_backward<float>(dwte.data(), dwpe.data(), upstream.data(), tokens.data(), B, T, C);
     dwte.insert(dwte.end(), dwpe.begin(), dwpe.end());
     return dwte;

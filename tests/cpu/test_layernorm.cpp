@@ -33,7 +33,8 @@ TEST_CASE("layernorm forward saves mean and rstd with eps 1e-5", "[cpu][layernor
     CHECK(rstd[n] == Approx(expected_rstd).epsilon(1e-12));
     for (int c = 0; c < C; ++c) {
       const double expected =
-          (inp[static_cast<size_t>(n) * C + c] - expected_mean) * expected_rstd * weight[c] + bias[c];
+          (inp[static_cast<size_t>(n) * C + c] - expected_mean) * expected_rstd * weight[c] +
+          bias[c];
       CHECK(out[static_cast<size_t>(n) * C + c] == Approx(expected).epsilon(1e-12).margin(1e-14));
     }
   }
@@ -62,11 +63,10 @@ TEST_CASE("layernorm backward matches finite differences and accumulates", "[cpu
   const std::vector<double> dweight_prefill = random_vector(C, rng);
   const std::vector<double> dbias_prefill = random_vector(C, rng);
   std::vector<double> dinp = dinp_prefill, dweight = dweight_prefill, dbias = dbias_prefill;
-  layernorm_backward<double>(dinp.data(), dweight.data(), dbias.data(), upstream.data(),
-                             inp.data(), weight.data(), mean.data(), rstd.data(), N, C);
+  layernorm_backward<double>(dinp.data(), dweight.data(), dbias.data(), upstream.data(), inp.data(),
+                             weight.data(), mean.data(), rstd.data(), N, C);
   check_close(added_to(dinp, dinp_prefill), numeric_dinp, kGradAtol, kGradRtol, "dinp");
-  check_close(added_to(dweight, dweight_prefill), numeric_dweight, kGradAtol, kGradRtol,
-              "dweight");
+  check_close(added_to(dweight, dweight_prefill), numeric_dweight, kGradAtol, kGradRtol, "dweight");
   check_close(added_to(dbias, dbias_prefill), numeric_dbias, kGradAtol, kGradRtol, "dbias");
 }
 

@@ -13,7 +13,7 @@ TEST_CASE("matmul backward matches finite differences", "[cpu][matmul]") {
   std::mt19937 rng(with_bias ? 21 : 22);
   std::vector<double> inp = random_vector(static_cast<size_t>(N) * C, rng);      // (N,C)
   std::vector<double> weight = random_vector(static_cast<size_t>(OC) * C, rng);  // (OC,C)
-  std::vector<double> bias = random_vector(OC, rng);                // (OC)
+  std::vector<double> bias = random_vector(OC, rng);                             // (OC)
   const std::vector<double> upstream = random_vector(static_cast<size_t>(N) * OC, rng);
 
   std::vector<double> out(static_cast<size_t>(N) * OC);
@@ -32,7 +32,8 @@ TEST_CASE("matmul backward matches finite differences", "[cpu][matmul]") {
   for (int n = 0; n < N; ++n) {
     for (int o = 0; o < OC; ++o) {
       double sum = with_bias ? bias[o] : 0.0;
-      for (int c = 0; c < C; ++c) sum += inp[static_cast<size_t>(n) * C + c] * weight[static_cast<size_t>(o) * C + c];
+      for (int c = 0; c < C; ++c)
+        sum += inp[static_cast<size_t>(n) * C + c] * weight[static_cast<size_t>(o) * C + c];
       expected_out[static_cast<size_t>(n) * OC + o] = sum;
     }
   }
@@ -46,8 +47,7 @@ TEST_CASE("matmul backward matches finite differences", "[cpu][matmul]") {
   matmul_backward<double>(dinp.data(), dweight.data(), with_bias ? dbias.data() : nullptr,
                           upstream.data(), inp.data(), weight.data(), N, C, OC);
   check_close(dinp, numeric_dinp, kGradAtol, kGradRtol, "dinp");
-  check_close(added_to(dweight, dweight_prefill), numeric_dweight, kGradAtol, kGradRtol,
-              "dweight");
+  check_close(added_to(dweight, dweight_prefill), numeric_dweight, kGradAtol, kGradRtol, "dweight");
   if (with_bias) {
     check_close(added_to(dbias, dbias_prefill), numeric_dbias, kGradAtol, kGradRtol, "dbias");
   } else {

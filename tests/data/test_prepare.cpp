@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 
 #include "data/prepare.h"
@@ -64,7 +65,7 @@ TEST_CASE("prepare_data: two inputs, char tokenizer, last 10% is val", "[data][p
   CHECK(tokenizer.decode(val.tokens) == text.substr(900));
 }
 
-TEST_CASE("prepare_data: byte tokenizer takes non-UTF-8 input; char names the file", "[data][prepare]") {
+TEST_CASE("prepare_data: byte tokenizer takes non-UTF-8 input, char names the file", "[data][prepare]") {
   TempDir dir;
   const std::string latin1 = repeated("caf\xE9 cr\xE8me br\xFBl\xE9\n", 200);
   write_text_file(dir.file("latin1.txt"), latin1);
@@ -192,4 +193,28 @@ TEST_CASE("prepare_data: a failure while writing leaves no partial outputs", "[d
   fs::create_directories(dir.file("out/tokenizer.json.tmp"));
   CHECK_THAT(error_message([&] { prepare_data(options); }), Contains("tokenizer.json.tmp"));
   CHECK(directory_listing(options.out_dir) == std::vector<std::string>{"tokenizer.json.tmp"});
+}
+
+TEST_CASE("prepare_data: tinyshakespeare matches nanoGPT's shakespeare_char", "[data][prepare]") {
+  // The corpus is not in the repository; it is looked for next to the checkout (shared/data)
+  // or at $LMTRAIN_TINYSHAKESPEARE.
+  const char* override_path = std::getenv("LMTRAIN_TINYSHAKESPEARE");
+  const std::string path = override_path != nullptr
+                               ? std::string(override_path)
+                               : std::string(LMTRAIN_SOURCE_DIR) + "/../shared/data/tinyshakespeare.txt";
+  if (!fs::exists(path)) {
+    WARN("SKIPPED: tinyshakespeare.txt not found at " << path << " (set LMTRAIN_TINYSHAKESPEARE)");
+    return;
+  }
+  TempDir dir;
+  PrepareOptions options;
+  options.inputs = {path};
+  options.out_dir = dir.file("shakespeare_char");
+  options.progress = false;
+  const PrepareSummary summary = prepare_data(options);
+  // nanoGPT's data/shakespeare_char/prepare.py prints exactly these numbers.
+  CHECK(summary.num_bytes == 1'115'394);
+  CHECK(summary.vocab_size == 65);
+  CHECK(summary.train_tokens == 1'003'854);
+  CHECK(summary.val_tokens == 111'540);
 }

@@ -1,0 +1,99 @@
+#include "core/safetensors.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+#include "core/error.h"
+
+namespace lmt {
+namespace {
+
+size_t dtype_size(const std::string& dtype) {
+  if (dtype == "F32" || dtype == "I32" || dtype == "U32") return 4;
+  if (dtype == "F16" || dtype == "BF16" || dtype == "I16" || dtype == "U16") return 2;
+  if (dtype == "F64" || dtype == "I64" || dtype == "U64") return 8;
+  if (dtype == "I8" || dtype == "U8" || dtype == "BOOL") return 1;
+  return 0;
+}
+
+}  // namespace
+
+size_t SafeTensor::numel() const {
+  size_t n = 1;
+  for (int64_t d : shape) n *= static_cast<size_t>(d);
+  return n;
+}
+
+std::vector<float> SafeTensor::as_f32() const {
+  if (dtype != "F32") throw Error(fmt::format("expected an F32 tensor, got {}", dtype));
+  std::vector<float> out(numel());
+  std::memcpy(out.data(), bytes.data(), out.size() * sizeof(float));
+  return out;
+}
+
+std::vector<int32_t> SafeTensor::as_i32() const {
+  if (dtype != "I32") throw Error(fmt::format("expected an I32 tensor, got {}", dtype));
+  std::vector<int32_t> out(numel());
+  std::memcpy(out.data(), bytes.data(), out.size() * sizeof(int32_t));
+  return out;
+}
+
+const SafeTensor& SafeTensorsFile::at(const std::string& name) const {
+  auto it = tensors.find(name);
+  if (it == tensors.end()) throw Error(fmt::format("{}: no tensor named '{}'", path, name));
+  return it->second;
+}
+
+SafeTensorsFile read_safetensors(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(fmt::format("cannot open safetensors file '{}'", path));
+  std::vector<uint8_t> file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (file.size() < 8) throw Error(fmt::format("{}: too short to be a safetensors file", path));
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | file[i];
+  if (header_len > file.size() - 8)
+    throw Error(fmt::format("{}: header length {} runs past the end of the file ({} bytes); "
+                            "truncated?",
+                            path, header_len, file.size()));
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(file.begin() + 8, file.begin() + 8 + static_cast<long>(header_len));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("{}: header is not valid JSON: {}", path, e.what()));
+  }
+  SafeTensorsFile out;
+  out.path = path;
+  const size_t data_start = 8 + header_len;
+  const size_t data_size = file.size() - data_start;
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    if (it.key() == "__metadata__") {
+      for (auto m = it->begin(); m != it->end(); ++m) out.metadata[m.key()] = m->get<std::string>();
+      continue;
+    }
+    SafeTensor t;
+    try {
+      t.dtype = it->at("dtype").get<std::string>();
+      t.shape = it->at("shape").get<std::vector<int64_t>>();
+      auto offsets = it->at("data_offsets").get<std::vector<size_t>>();
+      if (offsets.size() != 2 || offsets[0] > offsets[1] || offsets[1] > data_size)
+        throw Error(fmt::format("{}: tensor '{}' has data offsets outside the file", path, it.key()));
+      size_t elem = dtype_size(t.dtype);
+      if (elem == 0) throw Error(fmt::format("{}: tensor '{}' has unknown dtype '{}'", path, it.key(), t.dtype));
+      if (offsets[1] - offsets[0] != t.numel() * elem)
+        throw Error(fmt::format("{}: tensor '{}' holds {} bytes but its shape needs {}", path,
+                                it.key(), offsets[1] - offsets[0], t.numel() * elem));
+      t.bytes.assign(file.begin() + static_cast<long>(data_start + offsets[0]),
+                     file.begin() + static_cast<long>(data_start + offsets[1]));
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(fmt::format("{}: malformed entry for tensor '{}': {}", path, it.key(), e.what()));
+    }
+    out.tensors.emplace(it.key(), std::move(t));
+  }
+  return out;
+}
+
+}  // namespace lmt

@@ -1,0 +1,32 @@
+// safetensors files (https://huggingface.co/docs/safetensors): an 8-byte little-endian header
+// length, a JSON header {name: {dtype, shape, data_offsets}, "__metadata__": {str: str}}, then
+// raw little-endian tensor data. Used for test fixtures and checkpoints.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace lmt {
+
+struct SafeTensor {
+  std::string dtype;            // "F32", "I32", ...
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> bytes;   // raw data
+  size_t numel() const;
+  std::vector<float> as_f32() const;    // requires dtype F32
+  std::vector<int32_t> as_i32() const;  // requires dtype I32
+};
+
+struct SafeTensorsFile {
+  std::map<std::string, SafeTensor> tensors;
+  std::map<std::string, std::string> metadata;
+  const SafeTensor& at(const std::string& name) const;  // lmt::Error naming the file if absent
+  std::string path;
+};
+
+// Reads and validates (header bounds, offsets inside the file, sizes match shapes and dtypes);
+// every problem is an lmt::Error naming the file.
+SafeTensorsFile read_safetensors(const std::string& path);
+
+}  // namespace lmt
