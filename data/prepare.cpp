@@ -11,7 +11,7 @@
 #include <optional>
 
 #include "core/error.h"
-#include "data/file_io.h"
+#include "core/file_io.h"
 #include "data/shard.h"
 #include "data/tokenizer.h"
 
@@ -108,7 +108,7 @@ size_t chunk_end(std::string_view text, size_t limit) {
 struct TempFiles {
   std::vector<std::string> paths;
   ~TempFiles() {
-    for (const std::string& path : paths) detail::remove_quietly(path);
+    for (const std::string& path : paths) remove_quietly(path);
   }
 };
 
@@ -119,7 +119,7 @@ PrepareSummary prepare_data(const PrepareOptions& options) {
 
   std::string text;
   for (const std::string& input : options.inputs) {
-    std::string bytes = detail::read_file_bytes(input, "data prepare: input file");
+    std::string bytes = read_file_bytes(input, "data prepare: input file");
     if (options.tokenizer == "char") {
       // Check each file on its own so the error names the file and an offset inside it.
       if (auto offset = find_invalid_utf8(bytes)) {
@@ -180,13 +180,13 @@ PrepareSummary prepare_data(const PrepareOptions& options) {
   detail::write_shard_file(temp_paths[1], all_tokens.subspan(train_tokens), tokenizer.vocab_size());
   written.paths.push_back(temp_paths[1]);
   {
-    detail::OutputFile out(temp_paths[2]);
+    OutputFile out(temp_paths[2]);
     out.write(tokenizer.to_json());
     out.finish();
   }
   written.paths.push_back(temp_paths[2]);
   // Publish only now that all three files are complete on disk.
-  for (size_t i = 0; i < final_paths.size(); ++i) detail::rename_file(temp_paths[i], final_paths[i]);
+  for (size_t i = 0; i < final_paths.size(); ++i) rename_file(temp_paths[i], final_paths[i]);
   written.paths.clear();
 
   PrepareSummary summary;

@@ -10,7 +10,7 @@
 #include <limits>
 
 #include "core/error.h"
-#include "data/file_io.h"
+#include "core/file_io.h"
 
 namespace lmt::data {
 
@@ -103,9 +103,9 @@ void write_shard(const std::string& path, std::span<const int32_t> tokens, int64
   const std::string temp_path = path + ".tmp";
   detail::write_shard_file(temp_path, tokens, vocab_size);
   try {
-    detail::rename_file(temp_path, path);
+    rename_file(temp_path, path);
   } catch (...) {
-    detail::remove_quietly(temp_path);
+    remove_quietly(temp_path);
     throw;
   }
 }

@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "data/file_io.h"
+#include "core/file_io.h"
 
 namespace lmt::data {
 
@@ -269,10 +269,10 @@ Tokenizer Tokenizer::from_json(std::string_view json_text, const std::string& so
   return Tokenizer("char", std::move(code_points));
 }
 
-void Tokenizer::save(const std::string& path) const { detail::write_file_atomic(path, to_json()); }
+void Tokenizer::save(const std::string& path) const { write_file_atomic(path, to_json()); }
 
 Tokenizer Tokenizer::load(const std::string& path) {
-  return from_json(detail::read_file_bytes(path, "tokenizer file"), path);
+  return from_json(read_file_bytes(path, "tokenizer file"), path);
 }
 
 }  // namespace lmt::data

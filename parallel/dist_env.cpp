@@ -37,7 +37,12 @@ DistEnv read_dist_env(const EnvLookup& lookup) {
     env.world_size = parse_int(lookup, "SLURM_NTASKS", 1, 1);
     env.rank = parse_int(lookup, "SLURM_PROCID", 0, 0);
     env.local_rank = parse_int(lookup, "SLURM_LOCALID", 0, 0);
-    env.local_world_size = parse_int(lookup, "SLURM_NTASKS_PER_NODE", 1, 1);
+    // SLURM_NTASKS_PER_NODE may read "4(x2)"; its leading count is the local world size.
+    if (auto per_node = lookup("SLURM_NTASKS_PER_NODE")) {
+      int64_t value = 0;
+      std::from_chars(per_node->data(), per_node->data() + per_node->size(), value);
+      env.local_world_size = value > 0 ? value : 1;
+    }
   }
   if (env.rank >= env.world_size)
     throw Error(fmt::format("rank {} is not below the world size {} ({} variables)", env.rank,

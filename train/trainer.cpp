@@ -12,7 +12,7 @@
 #include "lmt_build_info.h"
 #include "core/error.h"
 #include "core/strings.h"
-#include "data/file_io.h"
+#include "core/file_io.h"
 #include "data/loader.h"
 #include "model/adamw.h"
 #include "model/gpt.h"
@@ -100,9 +100,19 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
   const int B = static_cast<int>(r.run.micro_batch_size);
   const int T = static_cast<int>(r.run.seq_len);
   const int64_t accum = r.run.grad_accum_steps;
-  data::TokenWindows train_windows(data.train_tokens, T);
+  auto windows_for = [&](const std::vector<int32_t>& tokens, const std::string& source) {
+    try {
+      return data::TokenWindows(tokens, T);
+    } catch (const Error& e) {
+      throw Error(fmt::format("{}: {}", source, e.what()));
+    }
+  };
+  const bool synthetic = r.data.source == "synthetic";
+  data::TokenWindows train_windows =
+      windows_for(data.train_tokens, synthetic ? "data.synthetic.train_tokens" : r.data.train);
   std::optional<data::TokenWindows> val_windows;
-  if (!data.val_tokens.empty()) val_windows.emplace(data.val_tokens, T);
+  if (!data.val_tokens.empty())
+    val_windows.emplace(windows_for(data.val_tokens, synthetic ? "data.synthetic.val_tokens" : r.data.val));
 
   const std::string run_dir = run_directory(r);
   const std::string metrics_path = (std::filesystem::path(run_dir) / "metrics.jsonl").string();
@@ -116,7 +126,7 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
   Backend& backend = *choice.backend;
 
   std::filesystem::create_directories(run_dir);
-  data::detail::write_file_atomic((std::filesystem::path(run_dir) / "recipe.yaml").string(),
+  write_file_atomic((std::filesystem::path(run_dir) / "recipe.yaml").string(),
                                   recipe_to_yaml(r));
   MetricsWriter metrics(metrics_path);
 
@@ -262,7 +272,7 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
       {"seconds", result.seconds},
       {"interrupted", result.interrupted}};
   metrics.write(summary);
-  data::detail::write_file_atomic((std::filesystem::path(run_dir) / "summary.json").string(),
+  write_file_atomic((std::filesystem::path(run_dir) / "summary.json").string(),
                                   summary.dump(2) + "\n");
   say(fmt::format("done: {} steps in {} | final loss {:.4f}{}{} | metrics {}", result.steps_done,
                   human_duration(result.seconds), result.final_loss,

@@ -1,4 +1,4 @@
-#include "data/file_io.h"
+#include "core/file_io.h"
 
 #include <fmt/format.h>
 #include <unistd.h>
@@ -9,7 +9,7 @@
 
 #include "core/error.h"
 
-namespace lmt::data::detail {
+namespace lmt {
 
 namespace fs = std::filesystem;
 
@@ -105,4 +105,4 @@ void write_file_atomic(const std::string& path, std::string_view contents) {
   }
 }
 
-}  // namespace lmt::data::detail
+}  // namespace lmt

@@ -1,13 +1,12 @@
-// Small file helpers shared by the data layer: whole-file reads with clear errors, and output
-// files that are either complete or absent. (core/ will grow general versions; these stay
-// private to data/ so the two can evolve independently.)
+// File helpers: whole-file reads with clear errors, and output files that are either complete
+// or absent (temporary name, fsync, rename).
 #pragma once
 #include <cstddef>
 #include <cstdio>
 #include <string>
 #include <string_view>
 
-namespace lmt::data::detail {
+namespace lmt {
 
 // Reads a whole file. `what` names the file's role in error messages ("input text file").
 std::string read_file_bytes(const std::string& path, std::string_view what);
@@ -43,4 +42,4 @@ void remove_quietly(const std::string& path) noexcept;
 // the old file or the complete new one, never a prefix.
 void write_file_atomic(const std::string& path, std::string_view contents);
 
-}  // namespace lmt::data::detail
+}  // namespace lmt

@@ -1,0 +1,484 @@
+// End-to-end tests of the lmtrain binary (LMTRAIN_BINARY): each case runs it in a fresh temporary
+// directory, captures stdout and stderr together and checks the exit status and the files written.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/strings.h"
+
+using Catch::Matchers::Contains;
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+const std::string kBinary = LMTRAIN_BINARY;
+const fs::path kSourceDir = LMTRAIN_SOURCE_DIR;
+
+class TempDir {
+ public:
+  TempDir() {
+    static std::atomic<int> counter{0};
+    const auto ticks = std::chrono::steady_clock::now().time_since_epoch().count();
+    path_ = fs::temp_directory_path() / ("lmtrain-test-cli-" + std::to_string(::getpid()) + "-" +
+                                         std::to_string(counter++) + "-" + std::to_string(ticks));
+    fs::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const fs::path& path() const { return path_; }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  fs::path path_;
+};
+
+std::string quoted(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'')
+      out += "'\\''";
+    else
+      out += c;
+  }
+  return out + "'";
+}
+
+struct RunResult {
+  int status = -1;  // exit status, or -1 when the process did not exit normally
+  std::string output;
+};
+
+// Runs `lmtrain ARGS` in `dir` with stdout and stderr captured together. Job-launcher variables
+// of the calling environment are removed so every case is a single process unless it says otherwise.
+RunResult run_lmtrain(const TempDir& dir, const std::string& args, const std::string& env = "") {
+  const std::string command = "cd " + quoted(dir.path().string()) +
+                              " && env -u RANK -u WORLD_SIZE -u LOCAL_RANK -u LOCAL_WORLD_SIZE "
+                              "-u SLURM_PROCID -u SLURM_NTASKS -u SLURM_LOCALID " +
+                              env + " " + quoted(kBinary) + " " + args + " 2>&1";
+  RunResult result;
+  std::FILE* pipe = ::popen(command.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  char buffer[4096];
+  size_t n = 0;
+  while ((n = std::fread(buffer, 1, sizeof(buffer), pipe)) > 0) result.output.append(buffer, n);
+  const int status = ::pclose(pipe);
+  result.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+void write_file(const fs::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+std::string recipe_path(const std::string& name) { return (kSourceDir / "recipes" / name).string(); }
+
+// A run of 30 steps of a 1-layer GPT on a deterministic synthetic corpus: well under a second.
+std::string tiny_recipe(const TempDir& dir, const std::string& dtype = "fp32") {
+  return "# Tiny CPU run for the CLI tests.\n"
+         "#   lmtrain train tiny.yaml\n"
+         "run:\n"
+         "  name: tiny\n"
+         "  out_dir: " + (dir.path() / "runs").string() + "\n"
+         "  steps: 30\n"
+         "  seq_len: 16\n"
+         "  micro_batch_size: 4\n"
+         "  device: cpu\n"
+         "  threads: 1\n"
+         "model:\n"
+         "  n_layer: 1\n"
+         "  n_head: 2\n"
+         "  n_embd: 32\n"
+         "  max_seq_len: 16\n"
+         "data:\n"
+         "  source: synthetic\n"
+         "  synthetic:\n"
+         "    vocab_size: 8\n"
+         "    branching: 1\n"
+         "    train_tokens: 4096\n"
+         "    val_tokens: 1024\n"
+         "optimizer:\n"
+         "  lr: 1.0e-2\n"
+         "precision:\n"
+         "  dtype: " + dtype + "\n"
+         "eval:\n"
+         "  every: 0\n"
+         "  batches: 2\n"
+         "log:\n"
+         "  every: 10\n";
+}
+
+std::vector<json> read_jsonl(const fs::path& path) {
+  std::vector<json> records;
+  std::istringstream lines(read_file(path));
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.empty()) continue;
+    records.push_back(json::parse(line));
+  }
+  return records;
+}
+
+bool is_training_record(const json& r) { return r.contains("loss") && r.contains("step") && !r.contains("event"); }
+
+std::vector<double> training_losses(const std::vector<json>& records) {
+  std::vector<double> losses;
+  for (const auto& r : records)
+    if (is_training_record(r)) losses.push_back(r.at("loss").get<double>());
+  return losses;
+}
+
+// ~5 KB of text with a small, known alphabet.
+std::string sample_text() {
+  const std::vector<std::string> words = {"the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog"};
+  std::string text;
+  for (int i = 0; text.size() < 5000; ++i) {
+    text += words[(i * 7 + i / 8) % words.size()];
+    text += (i % 11 == 10) ? ".\n" : " ";
+  }
+  return text;
+}
+
+}  // namespace
+
+// ---- plan -------------------------------------------------------------------------------------
+
+TEST_CASE("cli plan: gpt2-124m has 124,439,808 parameters", "[cli][plan]") {
+  TempDir dir;
+  const RunResult r = run_lmtrain(dir, "plan " + quoted(recipe_path("gpt2-124m.yaml")));
+  INFO(r.output);
+  CHECK(r.status == 0);
+  CHECK_THAT(r.output, Contains("124,439,808"));
+  CHECK_THAT(r.output, Contains("64 micro x 8 accum x 1 ranks = 512 sequences"));
+}
+
+TEST_CASE("cli plan: --world-size and WORLD_SIZE change the derived accumulation", "[cli][plan]") {
+  TempDir dir;
+  const RunResult flag = run_lmtrain(dir, "plan " + quoted(recipe_path("gpt2-124m.yaml")) + " --world-size 4");
+  INFO(flag.output);
+  CHECK(flag.status == 0);
+  CHECK_THAT(flag.output, Contains("64 micro x 2 accum x 4 ranks = 512 sequences"));
+
+  const RunResult env = run_lmtrain(dir, "plan " + quoted(recipe_path("gpt2-124m.yaml")), "WORLD_SIZE=2");
+  INFO(env.output);
+  CHECK(env.status == 0);
+  CHECK_THAT(env.output, Contains("64 micro x 4 accum x 2 ranks"));
+
+  const RunResult bad = run_lmtrain(dir, "plan " + quoted(recipe_path("gpt2-124m.yaml")), "WORLD_SIZE=abc");
+  INFO(bad.output);
+  CHECK(bad.status == 2);
+  CHECK_THAT(bad.output, Contains("WORLD_SIZE"));
+}
+
+TEST_CASE("cli plan: --print-config output plans back to the same config", "[cli][plan]") {
+  TempDir dir;
+  const RunResult first = run_lmtrain(dir, "plan " + quoted(recipe_path("gpt2-124m.yaml")) + " --print-config");
+  INFO(first.output);
+  REQUIRE(first.status == 0);
+  CHECK_THAT(first.output, Contains("n_layer: 12"));
+  CHECK_THAT(first.output, Contains("grad_accum_steps: 8"));  // derived, now explicit
+  write_file(dir.path() / "printed.yaml", first.output);
+
+  const RunResult second = run_lmtrain(dir, "plan printed.yaml --print-config");
+  INFO(second.output);
+  CHECK(second.status == 0);
+  CHECK(second.output == first.output);
+
+  const RunResult plan = run_lmtrain(dir, "plan printed.yaml");
+  CHECK(plan.status == 0);
+  CHECK_THAT(plan.output, Contains("124,439,808"));
+}
+
+// ---- user errors: exit 2 with file, line and key ----------------------------------------------
+
+TEST_CASE("cli: bad recipes exit 2 naming file, line and key path", "[cli][errors]") {
+  TempDir dir;
+  const std::string base = "run:\n  micro_batch_size: 4\ndata:\n  source: synthetic\n";
+  SECTION("unknown key") {
+    write_file(dir.path() / "typo.yaml", base + "modle:\n  n_layer: 2\n");
+    const RunResult r = run_lmtrain(dir, "plan typo.yaml");
+    INFO(r.output);
+    CHECK(r.status == 2);
+    CHECK_THAT(r.output, Contains("error: "));
+    CHECK_THAT(r.output, Contains("typo.yaml:5:1: unknown key 'modle'"));
+    CHECK_THAT(r.output, Contains("did you mean 'model'"));
+  }
+  SECTION("out of range") {
+    write_file(dir.path() / "negative.yaml", base + "model:\n  n_layer: -1\n");
+    const RunResult r = run_lmtrain(dir, "plan negative.yaml");
+    INFO(r.output);
+    CHECK(r.status == 2);
+    CHECK_THAT(r.output, Contains("negative.yaml:6:12: model.n_layer: must be at least 1"));
+  }
+  SECTION("wrong type") {
+    write_file(dir.path() / "word.yaml", base + "model:\n  n_layer: twelve\n");
+    const RunResult r = run_lmtrain(dir, "train word.yaml");
+    INFO(r.output);
+    CHECK(r.status == 2);
+    CHECK_THAT(r.output, Contains("word.yaml:6:12: model.n_layer: expected an integer, got 'twelve'"));
+  }
+  SECTION("invalid YAML") {
+    write_file(dir.path() / "broken.yaml", "run:\n  steps: [1, 2\n");
+    const RunResult r = run_lmtrain(dir, "plan broken.yaml");
+    INFO(r.output);
+    CHECK(r.status == 2);
+    CHECK(std::regex_search(r.output, std::regex(R"(broken\.yaml:[0-9]+:[0-9]+: invalid YAML)")));
+  }
+}
+
+TEST_CASE("cli: a missing recipe file exits 2", "[cli][errors]") {
+  TempDir dir;
+  for (const std::string cmd : {"plan", "train"}) {
+    const RunResult r = run_lmtrain(dir, cmd + " does-not-exist.yaml");
+    INFO(cmd << ": " << r.output);
+    CHECK(r.status == 2);
+    CHECK_THAT(r.output, Contains("does-not-exist.yaml"));
+  }
+}
+
+TEST_CASE("cli: a bad --set exits 2 with a suggestion", "[cli][errors]") {
+  TempDir dir;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  const RunResult r = run_lmtrain(dir, "plan tiny.yaml --set model.n_layr=3");
+  INFO(r.output);
+  CHECK(r.status == 2);
+  CHECK_THAT(r.output, Contains("unknown key 'model.n_layr'"));
+  CHECK_THAT(r.output, Contains("did you mean"));
+  CHECK_THAT(r.output, Contains("n_layer"));
+
+  const RunResult value = run_lmtrain(dir, "plan tiny.yaml --set model.n_layer=abc");
+  INFO(value.output);
+  CHECK(value.status == 2);
+  CHECK_THAT(value.output, Contains("expected an integer, got 'abc'"));
+}
+
+TEST_CASE("cli: a bad flag exits 2", "[cli][errors]") {
+  TempDir dir;
+  const RunResult bare = run_lmtrain(dir, "train --bogus");
+  INFO(bare.output);
+  CHECK(bare.status == 2);
+
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  const RunResult r = run_lmtrain(dir, "train tiny.yaml --bogus");
+  INFO(r.output);
+  CHECK(r.status == 2);
+  CHECK_THAT(r.output, Contains("--bogus"));
+  CHECK_FALSE(fs::exists(dir.path() / "runs"));
+
+  const RunResult sub = run_lmtrain(dir, "fly");
+  CHECK(sub.status == 2);
+  const RunResult none = run_lmtrain(dir, "");
+  CHECK(none.status == 2);
+}
+
+// ---- doctor -----------------------------------------------------------------------------------
+
+TEST_CASE("cli doctor: reports CPU cores and the GPU situation", "[cli][doctor]") {
+  TempDir dir;
+  const RunResult r = run_lmtrain(dir, "doctor");
+  INFO(r.output);
+  CHECK(r.status == 0);
+  CHECK_THAT(r.output, Contains("cpu cores"));
+  CHECK_THAT(r.output, Contains("lmtrain "));
+  // Either no driver / no CUDA in the build, or one "INDEX: NAME (sm_XY, N GiB)" entry per GPU.
+  const std::regex gpus(R"(gpus +(no CUDA driver|CUDA support not compiled in|the CUDA driver reports no device|0: .+ \(sm_[0-9]+, [0-9.]+ GiB\)))");
+  CHECK(std::regex_search(r.output, gpus));
+}
+
+// ---- data prepare ----------------------------------------------------------------------------
+
+TEST_CASE("cli data prepare: char tokenizer writes the three files", "[cli][data]") {
+  TempDir dir;
+  const std::string text = sample_text();
+  write_file(dir.path() / "input.txt", text);
+  const RunResult r = run_lmtrain(dir, "data prepare --input input.txt --tokenizer char --out prepared --quiet");
+  INFO(r.output);
+  REQUIRE(r.status == 0);
+  for (const char* name : {"train.bin", "val.bin", "tokenizer.json"}) {
+    INFO(name);
+    CHECK(fs::is_regular_file(dir.path() / "prepared" / name));
+    CHECK(fs::file_size(dir.path() / "prepared" / name) > 0);
+  }
+  CHECK_NOTHROW(json::parse(read_file(dir.path() / "prepared" / "tokenizer.json")));
+  std::vector<bool> seen(256, false);
+  int distinct = 0;
+  for (unsigned char c : text) {
+    if (!seen[c]) ++distinct;
+    seen[c] = true;
+  }
+  const auto train_tokens = static_cast<int64_t>(static_cast<double>(text.size()) * 0.9);
+  CHECK_THAT(r.output, Contains(lmt::with_commas(train_tokens) + " train tokens"));
+  CHECK_THAT(r.output, Contains("vocab " + std::to_string(distinct)));
+
+  // plan takes the vocabulary from the prepared shard.
+  write_file(dir.path() / "shards.yaml",
+             "run:\n  micro_batch_size: 2\n  seq_len: 32\nmodel:\n  n_layer: 1\n  n_head: 2\n  n_embd: 16\n"
+             "  max_seq_len: 32\ndata:\n  train: prepared/train.bin\n  val: prepared/val.bin\n");
+  const RunResult plan = run_lmtrain(dir, "plan shards.yaml");
+  INFO(plan.output);
+  CHECK(plan.status == 0);
+  CHECK_THAT(plan.output, Contains("vocab " + std::to_string(distinct) + " (from the data)"));
+}
+
+TEST_CASE("cli data prepare: a missing input exits 2 and creates nothing", "[cli][data][errors]") {
+  TempDir dir;
+  const RunResult r = run_lmtrain(dir, "data prepare --input missing.txt --tokenizer char --out prepared");
+  INFO(r.output);
+  CHECK(r.status == 2);
+  CHECK_THAT(r.output, Contains("missing.txt"));
+  CHECK_FALSE(fs::exists(dir.path() / "prepared" / "train.bin"));
+  CHECK_FALSE(fs::exists(dir.path() / "prepared" / "val.bin"));
+  CHECK_FALSE(fs::exists(dir.path() / "prepared" / "tokenizer.json"));
+  CHECK_FALSE(fs::exists(dir.path() / "prepared"));
+}
+
+// ---- train ------------------------------------------------------------------------------------
+
+TEST_CASE("cli train: a tiny recipe trains and writes recipe, metrics and summary", "[cli][train]") {
+  TempDir dir;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  const RunResult r = run_lmtrain(dir, "train tiny.yaml");
+  INFO(r.output);
+  REQUIRE(r.status == 0);
+  const fs::path run_dir = dir.path() / "runs" / "tiny";
+
+  // recipe.yaml is the resolved recipe, exactly what plan --print-config prints.
+  REQUIRE(fs::is_regular_file(run_dir / "recipe.yaml"));
+  const RunResult printed = run_lmtrain(dir, "plan tiny.yaml --print-config");
+  REQUIRE(printed.status == 0);
+  CHECK(read_file(run_dir / "recipe.yaml") == printed.output);
+
+  REQUIRE(fs::is_regular_file(run_dir / "metrics.jsonl"));
+  const std::vector<json> records = read_jsonl(run_dir / "metrics.jsonl");
+  REQUIRE(records.size() >= 3);
+  CHECK(records.front().value("event", "") == "start");
+
+  std::vector<int64_t> steps;
+  for (const auto& rec : records) {
+    if (!is_training_record(rec)) continue;
+    INFO(rec.dump());
+    for (const char* key : {"step", "loss", "lr", "grad_norm", "ms", "tokens_per_s", "mfu"}) CHECK(rec.contains(key));
+    CHECK(std::isfinite(rec.at("loss").get<double>()));
+    CHECK(rec.at("lr").get<double>() > 0);
+    CHECK(rec.at("grad_norm").get<double>() > 0);
+    steps.push_back(rec.at("step").get<int64_t>());
+  }
+  CHECK(steps == std::vector<int64_t>{1, 10, 20, 30});
+
+  int eval_lines = 0;
+  for (const auto& rec : records) {
+    if (!rec.contains("val_loss") || rec.contains("event")) continue;
+    ++eval_lines;
+    CHECK(rec.at("step").get<int64_t>() == 30);
+    CHECK(std::isfinite(rec.at("val_loss").get<double>()));
+  }
+  CHECK(eval_lines == 1);
+
+  const json& last = records.back();
+  CHECK(last.value("event", "") == "end");
+  CHECK(last.value("steps", -1) == 30);
+  CHECK(last.value("interrupted", true) == false);
+
+  const std::vector<double> losses = training_losses(records);
+  REQUIRE(losses.size() == 4);
+  CHECK(losses.back() < losses.front());
+
+  REQUIRE(fs::is_regular_file(run_dir / "summary.json"));
+  const json summary = json::parse(read_file(run_dir / "summary.json"));
+  CHECK(summary.at("event") == "end");
+  CHECK(summary.at("steps") == 30);
+  CHECK(summary.at("loss").get<double>() == losses.back());
+  CHECK(summary == last);
+}
+
+TEST_CASE("cli train: an existing run needs --overwrite, which reproduces it exactly", "[cli][train]") {
+  TempDir dir;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  const fs::path metrics = dir.path() / "runs" / "tiny" / "metrics.jsonl";
+  const RunResult first = run_lmtrain(dir, "train tiny.yaml");
+  INFO(first.output);
+  REQUIRE(first.status == 0);
+  const std::string first_metrics = read_file(metrics);
+  const std::vector<json> first_records = read_jsonl(metrics);
+
+  const RunResult again = run_lmtrain(dir, "train tiny.yaml");
+  INFO(again.output);
+  CHECK(again.status == 2);
+  CHECK_THAT(again.output, Contains("--overwrite"));
+  CHECK(read_file(metrics) == first_metrics);  // the refused run left the old one alone
+
+  const RunResult overwrite = run_lmtrain(dir, "train tiny.yaml --overwrite");
+  INFO(overwrite.output);
+  REQUIRE(overwrite.status == 0);
+  const std::vector<json> second_records = read_jsonl(metrics);
+  CHECK(second_records.size() == first_records.size());
+  const std::vector<double> first_losses = training_losses(first_records);
+  REQUIRE(first_losses.size() == 4);
+  CHECK(training_losses(second_records) == first_losses);
+  std::vector<double> first_norms, second_norms, first_val, second_val;
+  for (const auto& rec : first_records) {
+    if (is_training_record(rec)) first_norms.push_back(rec.at("grad_norm").get<double>());
+    if (rec.contains("val_loss") && !rec["val_loss"].is_null()) first_val.push_back(rec.at("val_loss").get<double>());
+  }
+  for (const auto& rec : second_records) {
+    if (is_training_record(rec)) second_norms.push_back(rec.at("grad_norm").get<double>());
+    if (rec.contains("val_loss") && !rec["val_loss"].is_null()) second_val.push_back(rec.at("val_loss").get<double>());
+  }
+  CHECK(second_norms == first_norms);
+  CHECK_FALSE(first_val.empty());
+  CHECK(second_val == first_val);
+}
+
+TEST_CASE("cli train: bf16 on the CPU exits 2 before touching the run directory", "[cli][train][errors]") {
+  TempDir dir;
+  write_file(dir.path() / "bf16.yaml", tiny_recipe(dir, "bf16"));
+  const RunResult r = run_lmtrain(dir, "train bf16.yaml");
+  INFO(r.output);
+  CHECK(r.status == 2);
+  CHECK_THAT(r.output, Contains("precision.dtype"));
+  CHECK_THAT(r.output, Contains("bf16.yaml"));
+  CHECK_FALSE(fs::exists(dir.path() / "runs" / "tiny"));
+}
+
+TEST_CASE("cli train: --set run.steps=0 exits 2 naming the override", "[cli][train][errors]") {
+  TempDir dir;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  const RunResult r = run_lmtrain(dir, "train tiny.yaml --set run.steps=0");
+  INFO(r.output);
+  CHECK(r.status == 2);
+  CHECK_THAT(r.output, Contains("--set run.steps=0: run.steps: must be at least 1 (got 0)"));
+  CHECK_FALSE(fs::exists(dir.path() / "runs" / "tiny"));
+}
+
+TEST_CASE("cli train: WORLD_SIZE above 1 is refused with exit 2", "[cli][train][errors]") {
+  TempDir dir;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  const RunResult r = run_lmtrain(dir, "train tiny.yaml", "WORLD_SIZE=2 RANK=0");
+  INFO(r.output);
+  CHECK(r.status == 2);
+  CHECK_THAT(r.output, Contains("WORLD_SIZE=2"));
+  CHECK_FALSE(fs::exists(dir.path() / "runs" / "tiny"));
+}
