@@ -72,7 +72,13 @@ constexpr const char* type_name() {
 
 template <class T>
 std::string parse_node(const YAML::Node& node, T& out) {
-  if (node.IsNull()) return fmt::format("expected {}, got nothing", type_name<T>());
+  if (node.IsNull()) {
+    if constexpr (std::is_same_v<T, std::string>) {
+      out.clear();  // `val:` or `--set data.val=` clears a path
+      return "";
+    }
+    return fmt::format("expected {}, got nothing", type_name<T>());
+  }
   if (node.IsMap()) return fmt::format("expected {}, got a mapping", type_name<T>());
   if (node.IsSequence()) return fmt::format("expected {}, got a list", type_name<T>());
   return parse_scalar(node.Scalar(), out);
@@ -129,8 +135,8 @@ std::string suggest_key(const std::string& prefix, const std::string& name) {
   };
   for (const auto& k : idx.leaves) consider(k);
   for (const auto& k : idx.sections) consider(k);
-  std::string hint = did_you_mean(name, siblings);
-  if (!hint.empty()) return hint;
+  auto close = closest_matches(name, siblings, 1);
+  if (!close.empty()) return fmt::format(" (did you mean '{}'?)", join_path(prefix, close.front()));
   for (const auto& k : idx.leaves) {
     std::string leaf = k.substr(k.rfind('.') + 1);
     if (edit_distance(leaf, name) <= 1) return fmt::format(" (did you mean '{}'?)", k);
@@ -181,8 +187,18 @@ struct YamlReader {
   }
 
   void check_unknown() {
+    // yaml-cpp keeps repeated keys and lookups see only the first, so a repeated key would
+    // silently drop a value (or a whole section with its typos): refuse it.
+    std::map<std::string, YAML::Mark> seen;
     for (auto it = node.begin(); it != node.end(); ++it) {
       std::string key = it->first.Scalar();
+      auto [first, inserted] = seen.emplace(key, it->first.Mark());
+      if (!inserted) {
+        errors.push_back(fmt::format("{}: '{}' is given twice (first at line {}); keep one",
+                                     where(file, it->first.Mark()), join_path(prefix, key),
+                                     first->second.line + 1));
+        continue;
+      }
       if (known.count(key)) continue;
       errors.push_back(fmt::format("{}: unknown key '{}'{}", where(file, it->first.Mark()),
                                    join_path(prefix, key), suggest_key(prefix, key)));

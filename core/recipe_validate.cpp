@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/error.h"
 #include "core/recipe.h"
@@ -154,6 +155,17 @@ void validate_recipe(LoadedRecipe& loaded, int64_t world_size) {
     c.at_least("data.synthetic.branching", s.branching, 1);
     c.at_least("data.synthetic.train_tokens", s.train_tokens, r.run.seq_len + 1);
     c.at_least("data.synthetic.val_tokens", s.val_tokens, 0);
+    if (s.vocab_size > 65536)
+      c.fail("data.synthetic.vocab_size", fmt::format("must be at most 65536 (got {})", s.vocab_size));
+    if (s.order > 4) c.fail("data.synthetic.order", fmt::format("must be at most 4 (got {})", s.order));
+    if (s.vocab_size >= 2 && s.vocab_size <= 65536 && s.order >= 1 && s.order <= 4 && s.branching >= 1) {
+      double table = std::pow(static_cast<double>(s.vocab_size), static_cast<double>(s.order)) *
+                     static_cast<double>(s.branching);
+      if (table > 4194304.0)
+        c.fail("data.synthetic.vocab_size",
+               fmt::format("vocab_size^order x branching = {} transitions exceeds 2^22; lower "
+                           "vocab_size, order or branching", static_cast<int64_t>(table)));
+    }
     if (s.branching > s.vocab_size && s.vocab_size >= 2)
       c.fail("data.synthetic.branching", fmt::format("{} exceeds data.synthetic.vocab_size {}",
                                                      s.branching, s.vocab_size));

@@ -1,6 +1,5 @@
 // Device discovery for `lmtrain doctor` and --device selection.
-#include <cublas_api.h>
-#include <cublas_v2.h>
+#include <cublasLt.h>
 #include <cuda_runtime.h>
 
 #include "cuda/device.h"
@@ -38,6 +37,6 @@ RuntimeStatus query_runtime() {
   return status;
 }
 
-int cublas_version() { return CUBLAS_VERSION; }
+int cublas_version() { return static_cast<int>(cublasLtGetVersion()); }
 
 }  // namespace lmt::cuda

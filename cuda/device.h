@@ -22,7 +22,7 @@ struct RuntimeStatus {
 };
 
 RuntimeStatus query_runtime();
-// cuBLAS version of the linked library (e.g. 130000), independent of any device.
+// cuBLASLt version of the library loaded at run time (e.g. 130100); needs no device.
 int cublas_version();
 
 }  // namespace lmt::cuda

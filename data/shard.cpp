@@ -110,7 +110,7 @@ void write_shard(const std::string& path, std::span<const int32_t> tokens, int64
   }
 }
 
-Shard read_shard(const std::string& path) {
+ShardInfo read_shard_header(const std::string& path) {
   const std::string recreate = "re-create it with `lmtrain data prepare`";
   std::error_code ec;
   const fs::file_status status = fs::status(path, ec);
@@ -180,6 +180,31 @@ Shard read_shard(const std::string& path) {
                             token_bytes, file_bytes,
                             shorter ? "truncated?" : "extra bytes after the tokens", recreate));
   }
+
+  ShardInfo info;
+  info.path = path;
+  info.version = version;
+  info.token_bytes = token_bytes;
+  info.num_tokens = num_tokens;
+  info.vocab_size = static_cast<int64_t>(vocab_size);
+  return info;
+}
+
+Shard read_shard(const std::string& path) {
+  const std::string recreate = "re-create it with `lmtrain data prepare`";
+  const ShardInfo info = read_shard_header(path);
+  const uint64_t num_tokens = info.num_tokens;
+  const uint64_t vocab_size = static_cast<uint64_t>(info.vocab_size);
+  const uint32_t token_bytes = info.token_bytes;
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr || std::fseek(file, static_cast<long>(kShardHeaderBytes), SEEK_SET) != 0) {
+    if (file) std::fclose(file);
+    throw Error(fmt::format("token shard '{}' cannot be opened: {}", path, std::strerror(errno)));
+  }
+  struct Closer {
+    std::FILE* file;
+    ~Closer() { std::fclose(file); }
+  } closer{file};
 
   Shard shard;
   shard.path = path;

@@ -36,6 +36,16 @@ struct Shard {
   std::string path;
 };
 
+// A shard's header, validated (magic, version, token width, vocab size, file size matches).
+struct ShardInfo {
+  std::string path;
+  uint32_t version = 0;
+  uint32_t token_bytes = 0;
+  uint64_t num_tokens = 0;
+  int64_t vocab_size = 0;
+};
+ShardInfo read_shard_header(const std::string& path);
+
 // Reads and fully validates a shard (header fields, exact size, every id < vocab_size).
 // Every problem is an lmt::Error naming `path`.
 Shard read_shard(const std::string& path);

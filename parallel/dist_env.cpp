@@ -44,9 +44,12 @@ DistEnv read_dist_env(const EnvLookup& lookup) {
       env.local_world_size = value > 0 ? value : 1;
     }
   }
-  if (env.rank >= env.world_size)
-    throw Error(fmt::format("rank {} is not below the world size {} ({} variables)", env.rank,
-                            env.world_size, env.source));
+  if (env.rank >= env.world_size) {
+    const bool slurm = env.source == "slurm";
+    throw Error(fmt::format("{}={} is not below {}={}; a rank must be in [0, world size)",
+                            slurm ? "SLURM_PROCID" : "RANK", env.rank,
+                            slurm ? "SLURM_NTASKS" : "WORLD_SIZE", env.world_size));
+  }
   env.master_addr = lookup("MASTER_ADDR").value_or("");
   env.master_port = parse_int(lookup, "MASTER_PORT", 0, 0);
   return env;

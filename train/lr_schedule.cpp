@@ -22,8 +22,9 @@ LrSchedule::LrSchedule(const ScheduleConfig& schedule, double peak_lr, int64_t t
 double LrSchedule::at(int64_t step) const {
   if (step < warmup_) return peak_lr_ * static_cast<double>(step + 1) / static_cast<double>(warmup_);
   if (decay_ == "constant" || step < decay_start_) return peak_lr_;
-  const double progress =
-      std::clamp(static_cast<double>(step - decay_start_) / static_cast<double>(decay_steps_), 0.0, 1.0);
+  // The first decay step uses the peak and the run's last step (total - 1) exactly min_lr.
+  const double span = static_cast<double>(std::max<int64_t>(1, decay_steps_ - 1));
+  const double progress = std::clamp(static_cast<double>(step - decay_start_) / span, 0.0, 1.0);
   if (decay_ == "cosine")
     return min_lr_ + 0.5 * (1.0 + std::cos(M_PI * progress)) * (peak_lr_ - min_lr_);
   // linear and wsd decay linearly; wsd differs by its default stable phase (decay_fraction 0.2)

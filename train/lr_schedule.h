@@ -1,5 +1,6 @@
 // Learning-rate schedule: linear warmup, then cosine, linear, constant or WSD (warmup-stable-
-// decay) decay to min_lr. A pure function of the 0-based step, so resuming needs no state.
+// decay) decay to min_lr, reached on the run's last step. A pure function of the 0-based step, so
+// resuming needs no state.
 #pragma once
 #include <cstdint>
 #include <string>

@@ -62,7 +62,7 @@ TrainData load_train_data(const DataConfig& data) {
 std::optional<int64_t> peek_vocab_size(const DataConfig& data) {
   if (data.source == "synthetic") return data.synthetic.vocab_size;
   if (data.train.empty() || !std::filesystem::exists(data.train)) return std::nullopt;
-  return data::read_shard(data.train).vocab_size;
+  return data::read_shard_header(data.train).vocab_size;
 }
 
 }  // namespace lmt

@@ -126,6 +126,8 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
   Backend& backend = *choice.backend;
 
   std::filesystem::create_directories(run_dir);
+  // A replaced run must not leave its old summary next to the new metrics.
+  std::filesystem::remove(std::filesystem::path(run_dir) / "summary.json");
   write_file_atomic((std::filesystem::path(run_dir) / "recipe.yaml").string(),
                                   recipe_to_yaml(r));
   MetricsWriter metrics(metrics_path);
@@ -210,11 +212,13 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
     }
     const double loss = loss_sum / static_cast<double>(accum);
     const double norm = optimizer.grad_norm(model.grads());
-    if (!std::isfinite(loss) || !std::isfinite(norm))
-      throw std::runtime_error(fmt::format(
-          "training diverged at step {}: loss {} grad norm {}; lower optimizer.lr or raise "
-          "schedule.warmup_steps",
+    if (!std::isfinite(loss) || !std::isfinite(norm)) {
+      metrics.write({{"event", "end"}, {"steps", step}, {"diverged", true}, {"loss", nullptr}});
+      throw Error(fmt::format(
+          "training diverged at step {}: loss {}, grad norm {}; the parameters were not updated. "
+          "Lower optimizer.lr, raise schedule.warmup_steps or set optimizer.grad_clip",
           step + 1, loss, norm));
+    }
     const double lr = schedule.at(step);
     optimizer.step(model.params(), model.grads(), hyper, static_cast<float>(lr), norm);
     backend.synchronize();
@@ -256,6 +260,8 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
     }
     if (r.eval.every > 0 && done % r.eval.every == 0 && done != r.run.steps) run_eval(done);
   }
+  if (g_stop_signal.load() != 0) result.interrupted = true;  // also a signal during the last step
+  result.stop_signal = g_stop_signal.load();
   if (result.interrupted) {
     say(fmt::format("stopped by signal {} after step {}; skipping the final evaluation",
                     g_stop_signal.load(), result.steps_done));
@@ -274,8 +280,10 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
   metrics.write(summary);
   write_file_atomic((std::filesystem::path(run_dir) / "summary.json").string(),
                                   summary.dump(2) + "\n");
-  say(fmt::format("done: {} steps in {} | final loss {:.4f}{}{} | metrics {}", result.steps_done,
-                  human_duration(result.seconds), result.final_loss,
+  say(fmt::format("{}: {} steps in {} | final loss {:.4f}{}{} | metrics {}",
+                  result.interrupted ? "stopped" : "done", result.steps_done,
+                  human_duration(result.seconds),
+                  result.final_loss,
                   result.final_val_loss ? fmt::format(" | val loss {:.4f}", *result.final_val_loss)
                                         : std::string(),
                   data.loss_floor ? fmt::format(" | floor {:.4f}", *data.loss_floor) : std::string(),

@@ -25,6 +25,7 @@ struct TrainResult {
   std::optional<double> loss_floor;
   double seconds = 0.0;
   bool interrupted = false;
+  int stop_signal = 0;  // SIGINT or SIGTERM when interrupted
   std::string run_dir;
 };
 

@@ -22,7 +22,9 @@ Action add_plan_command(CLI::App& app) {
   };
   auto args = std::make_shared<Args>();
   cmd->add_option("recipe", args->recipe, "YAML recipe")->required();
-  cmd->add_option("--set", args->sets, "override a recipe key (repeatable)")->take_all();
+  cmd->add_option("--set", args->sets, "override a recipe key: --set model.n_layer=6 (repeatable)")
+      ->take_all()
+      ->allow_extra_args(false);
   cmd->add_option("--world-size", args->world_size, "ranks to plan for (default: WORLD_SIZE or 1)")
       ->check(CLI::PositiveNumber);
   cmd->add_flag("--print-config", args->print_config,
@@ -37,18 +39,13 @@ Action add_plan_command(CLI::App& app) {
       fmt::print("{}", recipe_to_yaml(r));
       return 0;
     }
-    int64_t vocab = r.model.vocab_size;
-    std::string vocab_note;
-    if (vocab == 0) {
-      auto peeked = peek_vocab_size(r.data);
-      if (!peeked)
-        throw Error(fmt::format("{}: model.vocab_size is 0 (take it from the data) but data.train "
-                                "'{}' does not exist yet; prepare the data or set model.vocab_size",
-                                loaded.path, r.data.train));
-      vocab = *peeked;
-      vocab_note = " (from the data)";
-    }
-    GPTConfig cfg = resolve_model_config(r, vocab, loaded.path);
+    auto data_vocab = peek_vocab_size(r.data);
+    if (r.model.vocab_size == 0 && !data_vocab)
+      throw Error(fmt::format("{}: model.vocab_size is 0 (take it from the data) but data.train "
+                              "'{}' does not exist yet; prepare the data or set model.vocab_size",
+                              loaded.path, r.data.train));
+    const std::string vocab_note = r.model.vocab_size == 0 ? ", from the data" : "";
+    GPTConfig cfg = resolve_model_config(r, data_vocab.value_or(r.model.vocab_size), loaded.path);
     const int B = static_cast<int>(r.run.micro_batch_size);
     const int T = static_cast<int>(r.run.seq_len);
     const int64_t tokens_per_step = r.run.global_batch_size * T;
@@ -56,10 +53,10 @@ Action add_plan_command(CLI::App& app) {
     MemoryEstimate mem = estimate_memory(cfg, B, T, r.precision.dtype);
 
     fmt::print("recipe      {} (world size {})\n", loaded.path, world);
-    fmt::print("model       GPT-2: {} layers, {} heads, {} channels, max_seq_len {}, vocab {}{} "
-               "(padded to {})\n",
+    fmt::print("model       GPT-2: {} layers, {} heads, {} channels, max_seq_len {}, vocab {} "
+               "(padded to {}{})\n",
                cfg.num_layers, cfg.num_heads, cfg.channels, cfg.max_seq_len, cfg.vocab_size,
-               vocab_note, cfg.padded_vocab_size);
+               cfg.padded_vocab_size, vocab_note);
     fmt::print("parameters  {} ({} stored, with the vocab padding)\n",
                with_commas(parameter_count(cfg)), with_commas(static_cast<int64_t>(parameter_storage_count(cfg))));
     fmt::print("FLOPs/token {} (6N + 6*L*C*T at T={})\n", human_count(fpt), T);

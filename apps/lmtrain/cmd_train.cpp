@@ -32,7 +32,8 @@ Action add_train_command(CLI::App& app) {
     options.overwrite = args->overwrite;
     options.world_size = env.world_size;
     TrainResult result = train(loaded, options);
-    return result.interrupted ? 130 : 0;
+    // The shell convention: 128 + signal number (130 for Ctrl-C, 143 for SIGTERM).
+    return result.interrupted ? 128 + result.stop_signal : 0;
   };
 }
 

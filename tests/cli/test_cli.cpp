@@ -340,7 +340,8 @@ TEST_CASE("cli data prepare: char tokenizer writes the three files", "[cli][data
   const RunResult plan = run_lmtrain(dir, "plan shards.yaml");
   INFO(plan.output);
   CHECK(plan.status == 0);
-  CHECK_THAT(plan.output, Contains("vocab " + std::to_string(distinct) + " (from the data)"));
+  CHECK_THAT(plan.output, Contains("vocab " + std::to_string(distinct) + " "));
+  CHECK_THAT(plan.output, Contains("from the data"));
 }
 
 TEST_CASE("cli data prepare: a missing input exits 2 and creates nothing", "[cli][data][errors]") {
@@ -364,6 +365,8 @@ TEST_CASE("cli train: a tiny recipe trains and writes recipe, metrics and summar
   INFO(r.output);
   REQUIRE(r.status == 0);
   const fs::path run_dir = dir.path() / "runs" / "tiny";
+  // The console ends with the summary line: "done: 30 steps in 0s | final loss ...".
+  CHECK_THAT(r.output, Contains("done: 30 steps in "));
 
   // recipe.yaml is the resolved recipe, exactly what plan --print-config prints.
   REQUIRE(fs::is_regular_file(run_dir / "recipe.yaml"));
@@ -382,8 +385,12 @@ TEST_CASE("cli train: a tiny recipe trains and writes recipe, metrics and summar
     INFO(rec.dump());
     for (const char* key : {"step", "loss", "lr", "grad_norm", "ms", "tokens_per_s", "mfu"}) CHECK(rec.contains(key));
     CHECK(std::isfinite(rec.at("loss").get<double>()));
-    CHECK(rec.at("lr").get<double>() > 0);
+    CHECK(rec.at("lr").get<double>() >= 0);  // the schedule may end exactly at min_lr = 0
+    CHECK(rec.at("lr").get<double>() <= 1.0e-2);
     CHECK(rec.at("grad_norm").get<double>() > 0);
+    CHECK(rec.at("ms").get<double>() >= 0);
+    CHECK(rec.at("tokens_per_s").get<double>() > 0);
+    CHECK(rec.at("mfu").is_null());  // log.peak_tflops is 0: MFU unknown
     steps.push_back(rec.at("step").get<int64_t>());
   }
   CHECK(steps == std::vector<int64_t>{1, 10, 20, 30});

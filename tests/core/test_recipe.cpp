@@ -162,7 +162,7 @@ TEST_CASE("parse_recipe_text: unknown key on line 2 reports x.yaml:2:1", "[recip
 TEST_CASE("parse_recipe_text: unknown nested key suggests the close sibling", "[recipe][parse][errors]") {
   const std::string msg = parse_error("model: {n_layr: 2}\n");
   CHECK_THAT(msg, Contains("unknown key 'model.n_layr'"));
-  CHECK_THAT(msg, Contains("did you mean 'n_layer'"));
+  CHECK_THAT(msg, Contains("did you mean 'model.n_layer'"));
   CHECK_THAT(msg, Contains("x.yaml:1:9"));
 }
 
@@ -238,7 +238,7 @@ TEST_CASE("parse_recipe_text: several problems are reported together", "[recipe]
   CHECK_THAT(msg, Contains("invalid recipe x.yaml (4 problems):"));
   CHECK_THAT(msg, Contains("x.yaml:1:1: unknown key 'modle'"));
   CHECK_THAT(msg, Contains("x.yaml:4:10: run.steps: expected an integer, got 'ten'"));
-  CHECK_THAT(msg, Contains("unknown key 'run.sed' (did you mean 'seed'?)"));
+  CHECK_THAT(msg, Contains("unknown key 'run.sed' (did you mean 'run.seed'?)"));
   CHECK_THAT(msg, Contains("x.yaml:7:7: optimizer.lr: expected a number, got 'fast'"));
   // One problem per line.
   CHECK(std::count(msg.begin(), msg.end(), '\n') == 4);
@@ -249,6 +249,53 @@ TEST_CASE("parse_recipe_text: an empty recipe and a non-mapping recipe are error
   CHECK_THAT(parse_error("# only a comment\n"), Contains("x.yaml: the recipe is empty"));
   CHECK_THAT(parse_error("- run\n- model\n"), Contains("a recipe is a mapping of sections"));
   CHECK_THAT(parse_error("just a word\n"), Contains("a recipe is a mapping of sections"));
+}
+
+// YAML requires the keys of a mapping to be unique. A repeated key must not be silently dropped:
+// the user who edits the second copy would see no effect and no message.
+TEST_CASE("parse_recipe_text: a repeated key is an error, not silently ignored", "[recipe][parse][errors]") {
+  const std::string text =
+      "run:\n"
+      "  steps: 10\n"
+      "  micro_batch_size: 4\n"
+      "  steps: 20\n";
+  std::string msg;
+  try {
+    const LoadedRecipe loaded = parse(text);
+    FAIL_CHECK("a repeated run.steps was accepted; run.steps = " << loaded.recipe.run.steps
+                                                                 << " (the other value was dropped silently)");
+  } catch (const lmt::Error& e) {
+    msg = e.what();
+  }
+  if (!msg.empty()) {
+    CHECK_THAT(msg, Contains("run.steps"));
+    CHECK_THAT(msg, Contains("x.yaml:4"));
+  }
+}
+
+TEST_CASE("parse_recipe_text: keys of a repeated section are not skipped unchecked", "[recipe][parse][errors]") {
+  // The second model: section holds a typo; it must not vanish without a message.
+  const std::string text =
+      "run:\n"
+      "  micro_batch_size: 4\n"
+      "model:\n"
+      "  n_layer: 2\n"
+      "data:\n"
+      "  source: synthetic\n"
+      "model:\n"
+      "  n_layr: 6\n";
+  std::string msg;
+  try {
+    const LoadedRecipe loaded = parse(text);
+    FAIL_CHECK("the repeated model: section (with the unknown key n_layr) was accepted; model.n_layer = "
+               << loaded.recipe.model.n_layer);
+  } catch (const lmt::Error& e) {
+    msg = e.what();
+  }
+  if (!msg.empty()) {
+    CHECK_THAT(msg, Contains("model"));
+    CHECK_THAT(msg, Contains("x.yaml:"));
+  }
 }
 
 TEST_CASE("load_recipe: a missing file is an lmt::Error naming it", "[recipe][parse][errors]") {
