@@ -114,10 +114,10 @@ void CpuBackend::adamw_update(float* params, const float* grads, float* m, float
 
 std::unique_ptr<lmt::Backend> make_cpu_backend(int num_threads) {
   const int resolved_threads = num_threads > 0 ? num_threads : omp_get_max_threads();
-  // Both pools get the same count: our OpenMP loops and OpenBLAS's GEMMs never run at the same
-  // time, so sharing the cores between them would only leave cores idle.
+  // OpenMP gets the threads; OpenBLAS runs single-threaded inside our own parallel GEMM slicing
+  // (cpu/matmul.cpp), because its pthread pool spins between calls and starves OpenMP's.
   omp_set_num_threads(resolved_threads);
-  openblas_set_num_threads(resolved_threads);
+  openblas_set_num_threads(1);
   return std::make_unique<CpuBackend>(resolved_threads);
 }
 

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/strings.h"
+#include "tests/cli/cli_util.h"
 
 using Catch::Matchers::Contains;
 namespace fs = std::filesystem;
@@ -25,74 +26,7 @@ using json = nlohmann::json;
 
 namespace {
 
-const std::string kBinary = LMTRAIN_BINARY;
-const fs::path kSourceDir = LMTRAIN_SOURCE_DIR;
-
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    const auto ticks = std::chrono::steady_clock::now().time_since_epoch().count();
-    path_ = fs::temp_directory_path() / ("lmtrain-test-cli-" + std::to_string(::getpid()) + "-" +
-                                         std::to_string(counter++) + "-" + std::to_string(ticks));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
-
-std::string quoted(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'')
-      out += "'\\''";
-    else
-      out += c;
-  }
-  return out + "'";
-}
-
-struct RunResult {
-  int status = -1;  // exit status, or -1 when the process did not exit normally
-  std::string output;
-};
-
-// Runs `lmtrain ARGS` in `dir` with stdout and stderr captured together. Job-launcher variables
-// of the calling environment are removed so every case is a single process unless it says otherwise.
-RunResult run_lmtrain(const TempDir& dir, const std::string& args, const std::string& env = "") {
-  const std::string command = "cd " + quoted(dir.path().string()) +
-                              " && env -u RANK -u WORLD_SIZE -u LOCAL_RANK -u LOCAL_WORLD_SIZE "
-                              "-u SLURM_PROCID -u SLURM_NTASKS -u SLURM_LOCALID " +
-                              env + " " + quoted(kBinary) + " " + args + " 2>&1";
-  RunResult result;
-  std::FILE* pipe = ::popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  char buffer[4096];
-  size_t n = 0;
-  while ((n = std::fread(buffer, 1, sizeof(buffer), pipe)) > 0) result.output.append(buffer, n);
-  const int status = ::pclose(pipe);
-  result.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
-}
-
-void write_file(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  out << text;
-}
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
+using namespace lmt::test;
 
 std::string recipe_path(const std::string& name) { return (kSourceDir / "recipes" / name).string(); }
 

@@ -7,29 +7,74 @@
 #include <cstring>
 
 #include "cpu/cpu_backend.h"
+#include <cmath>
+#include <random>
+#include <vector>
+
 #include "cpu/cpu_ops.h"
 #include "tests/cpu/cpu_test_util.h"
 
 namespace lmt::cpu::test {
 namespace {
 
-TEST_CASE("make_cpu_backend sets OpenMP and OpenBLAS thread counts", "[cpu][backend]") {
+TEST_CASE("make_cpu_backend gives OpenMP the threads and keeps OpenBLAS single-threaded", "[cpu][backend]") {
   const int saved_threads = omp_get_max_threads();
   {
     std::unique_ptr<lmt::Backend> backend = make_cpu_backend(2);
     CHECK(backend->name() == "cpu");
     CHECK(dynamic_cast<CpuBackend&>(*backend).num_threads() == 2);
     CHECK(omp_get_max_threads() == 2);
-    CHECK(openblas_get_num_threads() == 2);
+    CHECK(openblas_get_num_threads() == 1);  // GEMMs are sliced over OpenMP threads instead
   }
   {
     omp_set_num_threads(3);
     std::unique_ptr<lmt::Backend> backend = make_cpu_backend(0);  // 0: use omp_get_max_threads
     CHECK(dynamic_cast<CpuBackend&>(*backend).num_threads() == 3);
-    CHECK(openblas_get_num_threads() == 3);
+    CHECK(openblas_get_num_threads() == 1);
   }
   omp_set_num_threads(saved_threads);
   openblas_set_num_threads(saved_threads);
+}
+
+TEST_CASE("matmul sliced over threads gives the same bits as one thread", "[cpu][backend]") {
+  const int saved_threads = omp_get_max_threads();
+  const int N = 100, C = 40, OC = 52;
+  std::mt19937 rng(11);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  auto random = [&](size_t n) {
+    std::vector<float> v(n);
+    for (auto& x : v) x = dist(rng);
+    return v;
+  };
+  auto inp = random(size_t{N} * C), weight = random(size_t{OC} * C), bias = random(OC);
+  auto dout = random(size_t{N} * OC);
+  auto run = [&](int threads) {
+    omp_set_num_threads(threads);
+    std::vector<float> out(size_t{N} * OC), dinp(size_t{N} * C), dweight(size_t{OC} * C, 0.5f),
+        dbias(OC, 0.25f);
+    matmul_forward<float>(out.data(), inp.data(), weight.data(), bias.data(), N, C, OC);
+    matmul_backward<float>(dinp.data(), dweight.data(), dbias.data(), dout.data(), inp.data(),
+                           weight.data(), N, C, OC);
+    out.insert(out.end(), dinp.begin(), dinp.end());
+    out.insert(out.end(), dweight.begin(), dweight.end());
+    out.insert(out.end(), dbias.begin(), dbias.end());
+    return out;
+  };
+  // Slicing the rows can change which GEMM micro-kernel handles a row (OpenBLAS treats the tail
+  // rows of a block separately), so bits may differ across thread counts by rounding only; a
+  // fixed thread count must reproduce exactly.
+  const auto one = run(1);
+  for (int threads : {2, 3}) {
+    const auto many = run(threads);
+    REQUIRE(many.size() == one.size());
+    CHECK(run(threads) == many);
+    double worst = 0;
+    for (size_t i = 0; i < one.size(); ++i)
+      worst = std::max(worst, std::fabs(double(many[i]) - one[i]) / (1e-6 + std::fabs(double(one[i]))));
+    INFO("threads " << threads << ": worst relative difference " << worst);
+    CHECK(worst < 1e-5);
+  }
+  omp_set_num_threads(saved_threads);
 }
 
 TEST_CASE("blas_info reports the OpenBLAS configuration", "[cpu][backend]") {
