@@ -59,11 +59,13 @@ struct RunResult {
 
 // Runs `lmtrain ARGS` in `dir` with stdout and stderr captured together. Job-launcher variables
 // of the calling environment are removed so every case is a single process unless it says otherwise.
-inline RunResult run_lmtrain(const TempDir& dir, const std::string& args, const std::string& env = "") {
+// `wrapper` runs in front of the binary (e.g. "timeout -s INT 1").
+inline RunResult run_lmtrain(const TempDir& dir, const std::string& args, const std::string& env = "",
+                             const std::string& wrapper = "") {
   const std::string command = "cd " + quoted(dir.path().string()) +
                               " && env -u RANK -u WORLD_SIZE -u LOCAL_RANK -u LOCAL_WORLD_SIZE "
                               "-u SLURM_PROCID -u SLURM_NTASKS -u SLURM_LOCALID " +
-                              env + " " + quoted(kBinary) + " " + args + " 2>&1";
+                              env + " " + wrapper + " " + quoted(kBinary) + " " + args + " 2>&1";
   RunResult result;
   std::FILE* pipe = ::popen(command.c_str(), "r");
   REQUIRE(pipe != nullptr);

@@ -423,3 +423,22 @@ TEST_CASE("cli train: WORLD_SIZE above 1 is refused with exit 2", "[cli][train][
   CHECK_THAT(r.output, Contains("WORLD_SIZE=2"));
   CHECK_FALSE(fs::exists(dir.path() / "runs" / "tiny"));
 }
+
+TEST_CASE("cli train: SIGINT and SIGTERM stop after the current step and keep the summary", "[cli][train][signals]") {
+  for (auto [signal_name, expected_status] : {std::pair{"INT", 130}, std::pair{"TERM", 143}}) {
+    TempDir dir;
+    write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+    // A run far too long to finish; `timeout` delivers the signal after a second and, with
+    // --preserve-status, returns lmtrain's own exit status.
+    const RunResult r = run_lmtrain(
+        dir, "train tiny.yaml --set run.steps=10000000 --set log.every=100000", "",
+        std::string("timeout --preserve-status -s ") + signal_name + " 1");
+    INFO(r.output);
+    CHECK(r.status == expected_status);
+    CHECK_THAT(r.output, Contains("stopped by signal"));
+    const json summary = json::parse(read_file(dir.path() / "runs" / "tiny" / "summary.json"));
+    CHECK(summary["interrupted"].get<bool>());
+    CHECK(summary["steps"].get<int64_t>() > 0);
+    CHECK(summary["steps"].get<int64_t>() < 10000000);
+  }
+}
