@@ -44,14 +44,19 @@ DECAY = {"wte", "wpe", "qkvw", "attprojw", "fcw", "fcprojw"}
 FINAL_OMIT = {"fcw", "fcprojw"}
 
 
+def param_shapes(V, C, L, maxT):
+    """Shapes of the 16 parameter tensors (wte without its padding rows)."""
+    return {"wte": (V, C), "wpe": (maxT, C), "ln1w": (L, C), "ln1b": (L, C),
+            "qkvw": (L, 3 * C, C), "qkvb": (L, 3 * C), "attprojw": (L, C, C),
+            "attprojb": (L, C), "ln2w": (L, C), "ln2b": (L, C), "fcw": (L, 4 * C, C),
+            "fcb": (L, 4 * C), "fcprojw": (L, C, 4 * C), "fcprojb": (L, C),
+            "lnfw": (C,), "lnfb": (C,)}
+
+
 def init_params(a, g):
     """Returns {name: float64 tensor} built from float32 draws of generator g."""
     V, Vp, C, L, maxT = a.vocab_size, a.padded_vocab_size, a.n_embd, a.n_layer, a.max_seq_len
-    shapes = {"wte": (V, C), "wpe": (maxT, C), "ln1w": (L, C), "ln1b": (L, C),
-              "qkvw": (L, 3 * C, C), "qkvb": (L, 3 * C), "attprojw": (L, C, C),
-              "attprojb": (L, C), "ln2w": (L, C), "ln2b": (L, C), "fcw": (L, 4 * C, C),
-              "fcb": (L, 4 * C), "fcprojw": (L, C, 4 * C), "fcprojb": (L, C),
-              "lnfw": (C,), "lnfb": (C,)}
+    shapes = param_shapes(V, C, L, maxT)
     params = {}
     for name in NAMES:
         w = torch.randn(shapes[name], generator=g, dtype=torch.float32)

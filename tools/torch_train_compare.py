@@ -74,11 +74,7 @@ class _ExactGeluF(types.SimpleNamespace):
 def init_params(cfg, bias):
     """GPT-2 init in gpt_reference's layout, float32, from the global torch RNG."""
     V, Vp, C, L, maxT = cfg.vocab_size, cfg.padded_vocab_size, cfg.n_embd, cfg.n_layer, cfg.max_seq_len
-    shapes = {"wte": (V, C), "wpe": (maxT, C), "ln1w": (L, C), "ln1b": (L, C),
-              "qkvw": (L, 3 * C, C), "qkvb": (L, 3 * C), "attprojw": (L, C, C),
-              "attprojb": (L, C), "ln2w": (L, C), "ln2b": (L, C), "fcw": (L, 4 * C, C),
-              "fcb": (L, 4 * C), "fcprojw": (L, C, 4 * C), "fcprojb": (L, C),
-              "lnfw": (C,), "lnfb": (C,)}
+    shapes = gpt_reference.param_shapes(V, C, L, maxT)
     params = {}
     for name in NAMES:
         if name in LN_WEIGHTS:
@@ -97,7 +93,8 @@ def init_params(cfg, bias):
 def lr_at(step, a):
     if step < a.warmup:
         return a.lr * (step + 1) / a.warmup
-    progress = min(1.0, max(0.0, (step - a.warmup + 1) / max(1, a.steps - a.warmup)))
+    # As train/lr_schedule.cpp: the first decay step uses lr, the last step min_lr.
+    progress = min(1.0, max(0.0, (step - a.warmup) / max(1, a.steps - a.warmup - 1)))
     return a.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (a.lr - a.min_lr)
 
 
