@@ -1,6 +1,7 @@
 #include "core/file_io.h"
 
 #include <fmt/format.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -88,6 +89,13 @@ void remove_quietly(const std::string& path) noexcept {
   // Never a directory: cleanup must not delete something this code did not create.
   if (fs::is_directory(fs::symlink_status(path, ec))) return;
   fs::remove(path, ec);
+}
+
+void sync_directory(const std::string& dir) noexcept {
+  const int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
 }
 
 void write_file_atomic(const std::string& path, std::string_view contents) {

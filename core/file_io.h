@@ -38,6 +38,10 @@ void rename_file(const std::string& from, const std::string& to);
 // Removes a file (never a directory) if it exists, ignoring errors (cleanup paths only).
 void remove_quietly(const std::string& path) noexcept;
 
+// fsync on a directory, so a rename inside it survives a crash. Errors are ignored on file
+// systems that do not support it (the rename itself already happened).
+void sync_directory(const std::string& dir) noexcept;
+
 // Writes `contents` to path + ".tmp", syncs it and renames it over `path`: readers see either
 // the old file or the complete new one, never a prefix.
 void write_file_atomic(const std::string& path, std::string_view contents);

@@ -343,6 +343,49 @@ std::string recipe_to_yaml(const Recipe& recipe) {
   return std::string(out.c_str()) + "\n";
 }
 
+namespace {
+
+struct FlatWriter {
+  std::string prefix;
+  std::map<std::string, std::string>* out;
+  template <class T>
+  void field(const char* name, T& value, const char*) {
+    if constexpr (std::is_same_v<T, std::string>) {
+      (*out)[join_path(prefix, name)] = "'" + value + "'";
+    } else {
+      (*out)[join_path(prefix, name)] = format_scalar(value);
+    }
+  }
+  template <class S>
+  void section(const char* name, S& s, const char*) {
+    FlatWriter sub{join_path(prefix, name), out};
+    s.visit(sub);
+  }
+};
+
+std::map<std::string, std::string> flatten(Recipe recipe) {
+  std::map<std::string, std::string> flat;
+  FlatWriter writer{"", &flat};
+  recipe.visit(writer);
+  return flat;
+}
+
+}  // namespace
+
+std::vector<std::string> recipe_differences(const std::string& before_yaml, const std::string& after_yaml) {
+  std::map<std::string, std::string> before, after;
+  try {
+    before = flatten(parse_recipe_text(before_yaml, "checkpoint recipe").recipe);
+    after = flatten(parse_recipe_text(after_yaml, "recipe").recipe);
+  } catch (const Error& e) {
+    return {fmt::format("(recipes not comparable: {})", e.what())};
+  }
+  std::vector<std::string> changes;
+  for (const auto& [key, value] : after)
+    if (before[key] != value) changes.push_back(fmt::format("{}: {} -> {}", key, before[key], value));
+  return changes;
+}
+
 std::vector<std::pair<std::string, std::string>> recipe_keys() {
   std::vector<std::pair<std::string, std::string>> leaves;
   std::vector<std::string> sections;

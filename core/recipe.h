@@ -160,6 +160,19 @@ struct LogConfig {
   }
 };
 
+struct CheckpointConfig {
+  std::string dir;  // empty: <run directory>/checkpoints
+  int64_t every = 0;
+  int64_t keep_last = 0;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("dir", dir, "where checkpoints go; empty = <run directory>/checkpoints");
+    v.field("every", every, "save every N steps; 0 = only at the end and on a stop signal");
+    v.field("keep_last", keep_last, "keep only the newest N checkpoints; 0 = keep all");
+  }
+};
+
 struct Recipe {
   RunConfig run;
   ModelConfig model;
@@ -169,6 +182,7 @@ struct Recipe {
   PrecisionConfig precision;
   EvalConfig eval;
   LogConfig log;
+  CheckpointConfig checkpoint;
 
   template <class V>
   void visit(V& v) {
@@ -180,6 +194,7 @@ struct Recipe {
     v.section("precision", precision, "number formats");
     v.section("eval", eval, "validation loss");
     v.section("log", log, "metrics lines");
+    v.section("checkpoint", checkpoint, "saving and resuming");
   }
 };
 
@@ -207,6 +222,10 @@ void validate_recipe(LoadedRecipe& loaded, int64_t world_size);
 
 // The recipe as YAML that parses back to the same Recipe.
 std::string recipe_to_yaml(const Recipe& recipe);
+
+// "key: old -> new" for every key whose value differs between two recipes given as YAML text
+// (e.g. a checkpoint's recipe and the current one).
+std::vector<std::string> recipe_differences(const std::string& before_yaml, const std::string& after_yaml);
 
 // Every leaf key path ("model.n_layer") with its help text, in declaration order.
 std::vector<std::pair<std::string, std::string>> recipe_keys();

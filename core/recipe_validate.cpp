@@ -194,6 +194,8 @@ void validate_recipe(LoadedRecipe& loaded, int64_t world_size) {
   c.at_least("eval.batches", r.eval.batches, 1);
   c.at_least("log.every", r.log.every, 1);
   c.in_range("log.peak_tflops", r.log.peak_tflops, 0.0, 1e9);
+  c.at_least("checkpoint.every", r.checkpoint.every, 0);
+  c.at_least("checkpoint.keep_last", r.checkpoint.keep_last, 0);
 
   if (!c.ok()) {
     std::string msg = fmt::format("invalid recipe {} ({} problem{}):", loaded.path,

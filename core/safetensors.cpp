@@ -8,6 +8,7 @@
 #include <iterator>
 
 #include "core/error.h"
+#include "core/file_io.h"
 
 namespace lmt {
 namespace {
@@ -46,6 +47,31 @@ const SafeTensor& SafeTensorsFile::at(const std::string& name) const {
   auto it = tensors.find(name);
   if (it == tensors.end()) throw Error(fmt::format("{}: no tensor named '{}'", path, name));
   return it->second;
+}
+
+void write_safetensors(const std::string& path, const std::vector<TensorView>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  nlohmann::json header = nlohmann::json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  size_t offset = 0;
+  for (const TensorView& t : tensors) {
+    size_t numel = 1;
+    for (int64_t d : t.shape) numel *= static_cast<size_t>(d);
+    if (numel * dtype_size(t.dtype) != t.num_bytes)
+      throw Error(fmt::format("{}: tensor '{}' has {} bytes, its shape and dtype need {}", path,
+                              t.name, t.num_bytes, numel * dtype_size(t.dtype)));
+    header[t.name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.num_bytes}}};
+    offset += t.num_bytes;
+  }
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');  // keeps the data 8-byte aligned
+  unsigned char length[8];
+  for (int i = 0; i < 8; ++i) length[i] = static_cast<unsigned char>((uint64_t{text.size()} >> (8 * i)) & 0xFF);
+  OutputFile out(path);
+  out.write(length, sizeof(length));
+  out.write(text);
+  for (const TensorView& t : tensors) out.write(t.data, t.num_bytes);
+  out.finish();
 }
 
 SafeTensorsFile read_safetensors(const std::string& path) {

@@ -25,6 +25,20 @@ struct SafeTensorsFile {
   std::string path;
 };
 
+// One tensor to write: raw little-endian data of `dtype` ("F32", "I32", ...) and `shape`.
+struct TensorView {
+  std::string name;
+  std::string dtype;
+  std::vector<int64_t> shape;
+  const void* data = nullptr;
+  size_t num_bytes = 0;
+};
+
+// Writes a safetensors file (header sorted by name, data in the given order), synced to disk
+// before returning. The file is written in place: callers publish it by renaming its folder.
+void write_safetensors(const std::string& path, const std::vector<TensorView>& tensors,
+                       const std::map<std::string, std::string>& metadata);
+
 // Reads and validates (header bounds, offsets inside the file, sizes match shapes and dtypes);
 // every problem is an lmt::Error naming the file.
 SafeTensorsFile read_safetensors(const std::string& path);

@@ -1,6 +1,10 @@
 #include "model/adamw.h"
 
+#include <fmt/format.h>
+
 #include <cmath>
+
+#include "core/error.h"
 
 namespace lmt {
 
@@ -13,6 +17,27 @@ AdamW::AdamW(Backend& backend, std::vector<ParamTensor> layout, size_t num_param
 AdamW::~AdamW() {
   backend_.free(m_);
   backend_.free(v_);
+}
+
+std::vector<float> AdamW::get_m() const {
+  std::vector<float> host(num_params_);
+  backend_.copy_to_host(host.data(), m_, num_params_ * sizeof(float));
+  return host;
+}
+
+std::vector<float> AdamW::get_v() const {
+  std::vector<float> host(num_params_);
+  backend_.copy_to_host(host.data(), v_, num_params_ * sizeof(float));
+  return host;
+}
+
+void AdamW::set_state(const std::vector<float>& m, const std::vector<float>& v, int64_t step_count) {
+  if (m.size() != num_params_ || v.size() != num_params_)
+    throw Error(fmt::format("optimizer state has {} / {} values, the model needs {}", m.size(),
+                            v.size(), num_params_));
+  backend_.copy_to_device(m_, m.data(), num_params_ * sizeof(float));
+  backend_.copy_to_device(v_, v.data(), num_params_ * sizeof(float));
+  t_ = step_count;
 }
 
 double AdamW::grad_norm(const float* grads) const {

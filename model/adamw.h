@@ -34,6 +34,10 @@ class AdamW {
              double grad_norm);
 
   int64_t step_count() const { return t_; }
+  // Host copies of the moments (layout order), and their restoration with the step count.
+  std::vector<float> get_m() const;
+  std::vector<float> get_v() const;
+  void set_state(const std::vector<float>& m, const std::vector<float>& v, int64_t step_count);
   float* m() { return m_; }
   float* v() { return v_; }
 

@@ -9,8 +9,8 @@
 
 namespace lmt {
 
-MetricsWriter::MetricsWriter(const std::string& path) : path_(path) {
-  file_ = std::fopen(path.c_str(), "w");
+MetricsWriter::MetricsWriter(const std::string& path, bool append) : path_(path) {
+  file_ = std::fopen(path.c_str(), append ? "a" : "w");
   if (!file_)
     throw Error(fmt::format("cannot write metrics file '{}': {}", path, std::strerror(errno)));
 }

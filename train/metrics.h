@@ -9,7 +9,8 @@ namespace lmt {
 
 class MetricsWriter {
  public:
-  explicit MetricsWriter(const std::string& path);
+  // append: continue an existing file (a resumed run) instead of starting a new one.
+  MetricsWriter(const std::string& path, bool append);
   ~MetricsWriter();
   MetricsWriter(const MetricsWriter&) = delete;
   MetricsWriter& operator=(const MetricsWriter&) = delete;

@@ -16,6 +16,7 @@
 #include "data/loader.h"
 #include "model/adamw.h"
 #include "model/gpt.h"
+#include "train/checkpoint.h"
 #include "train/device.h"
 #include "train/lr_schedule.h"
 #include "train/metrics.h"
@@ -28,8 +29,10 @@ std::atomic<int> g_stop_signal{0};
 
 extern "C" void on_stop_signal(int signum) {
   g_stop_signal.store(signum);
-  // A second Ctrl-C kills at once.
-  std::signal(signum, SIG_DFL);
+  // A second Ctrl-C kills at once. SIGTERM and SIGUSR1 stay caught: schedulers and tools such
+  // as timeout(1) may deliver them twice (to the process and to its group), and the checkpoint
+  // must still be written.
+  if (signum == SIGINT) std::signal(signum, SIG_DFL);
 }
 
 class StopSignalScope {
@@ -38,15 +41,18 @@ class StopSignalScope {
     g_stop_signal.store(0);
     previous_int_ = std::signal(SIGINT, on_stop_signal);
     previous_term_ = std::signal(SIGTERM, on_stop_signal);
+    previous_usr1_ = std::signal(SIGUSR1, on_stop_signal);
   }
   ~StopSignalScope() {
     std::signal(SIGINT, previous_int_);
     std::signal(SIGTERM, previous_term_);
+    std::signal(SIGUSR1, previous_usr1_);
   }
 
  private:
   void (*previous_int_)(int);
   void (*previous_term_)(int);
+  void (*previous_usr1_)(int);
 };
 
 using Clock = std::chrono::steady_clock;
@@ -83,6 +89,11 @@ std::string run_directory(const Recipe& recipe) {
   return (std::filesystem::path(recipe.run.out_dir) / recipe.run.name).string();
 }
 
+std::string checkpoint_directory(const Recipe& recipe) {
+  if (!recipe.checkpoint.dir.empty()) return recipe.checkpoint.dir;
+  return (std::filesystem::path(run_directory(recipe)) / "checkpoints").string();
+}
+
 TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
   const Recipe& r = loaded.recipe;
   if (options.world_size != 1)
@@ -116,9 +127,16 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
 
   const std::string run_dir = run_directory(r);
   const std::string metrics_path = (std::filesystem::path(run_dir) / "metrics.jsonl").string();
-  if (std::filesystem::exists(metrics_path) && !options.overwrite)
-    throw Error(fmt::format("run directory '{}' already holds a run (metrics.jsonl); pass "
-                            "--overwrite to replace it or choose another name with --set run.name=...",
+  const std::string checkpoint_root = checkpoint_directory(r);
+  // A checkpoint to resume from is found and fully verified before anything is written.
+  std::optional<LoadedCheckpoint> resumed;
+  if (!options.resume.empty()) {
+    if (auto dir = resolve_checkpoint(checkpoint_root, options.resume)) resumed = load_checkpoint(*dir, cfg);
+  }
+  if (std::filesystem::exists(metrics_path) && !options.overwrite && !resumed)
+    throw Error(fmt::format("run directory '{}' already holds a run (metrics.jsonl); resume it with "
+                            "--resume auto, pass --overwrite to replace it, or choose another name "
+                            "with --set run.name=...",
                             run_dir));
 
   BackendChoice choice = make_backend(options.device.empty() ? r.run.device : options.device,
@@ -128,13 +146,20 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
   std::filesystem::create_directories(run_dir);
   // A replaced run must not leave its old summary next to the new metrics.
   std::filesystem::remove(std::filesystem::path(run_dir) / "summary.json");
-  write_file_atomic((std::filesystem::path(run_dir) / "recipe.yaml").string(),
-                                  recipe_to_yaml(r));
-  MetricsWriter metrics(metrics_path);
+  const std::string recipe_yaml = recipe_to_yaml(r);
+  write_file_atomic((std::filesystem::path(run_dir) / "recipe.yaml").string(), recipe_yaml);
+  MetricsWriter metrics(metrics_path, /*append=*/resumed.has_value());
 
   GPT model(backend, cfg);
-  model.init_weights(static_cast<uint64_t>(r.run.seed), r.model.init_std);
   AdamW optimizer(backend, model.layout(), model.num_param_storage());
+  int64_t start_step = 0;
+  if (resumed) {
+    model.set_parameters(resumed->tensors.params);
+    optimizer.set_state(resumed->tensors.adam_m, resumed->tensors.adam_v, resumed->state.optimizer_step);
+    start_step = resumed->state.step;
+  } else {
+    model.init_weights(static_cast<uint64_t>(r.run.seed), r.model.init_std);
+  }
   AdamWHyper hyper;
   hyper.lr = static_cast<float>(r.optimizer.lr);
   hyper.beta1 = static_cast<float>(r.optimizer.beta1);
@@ -153,6 +178,14 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
     }
   };
   if (!choice.notice.empty()) say(choice.notice);
+  if (resumed) {
+    say(fmt::format("resumed from {} at step {}", resumed->dir, start_step));
+    const auto changes = recipe_differences(resumed->state.recipe_yaml, recipe_yaml);
+    for (const auto& change : changes) say(fmt::format("  changed since that checkpoint: {}", change));
+    if (resumed->state.seed != r.run.seed)
+      say(fmt::format("  note: run.seed {} differs from the checkpoint's {}; the data order changes",
+                      r.run.seed, resumed->state.seed));
+  }
   say(fmt::format("lmtrain {} | run {} | backend {}", LMTRAIN_VERSION, run_dir,
                   backend.name()));
   say(fmt::format("model: {} layers, {} heads, {} channels, vocab {} (padded {}), {} parameters",
@@ -161,7 +194,8 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
   say(fmt::format("batch: {} seq x {} tokens x {} accum x {} rank = {} tokens/step; {} steps",
                   B, T, accum, options.world_size, with_commas(tokens_per_step), r.run.steps));
   say(fmt::format("data: {}", data.description));
-  metrics.write({{"event", "start"},
+  metrics.write({{"event", resumed ? "resume" : "start"},
+                 {"step", start_step},
                  {"parameters", parameter_count(cfg)},
                  {"tokens_per_step", tokens_per_step},
                  {"steps", r.run.steps},
@@ -195,7 +229,27 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
                     floor_text, ms));
   };
 
-  for (int64_t step = 0; step < r.run.steps; ++step) {
+  int64_t last_saved_step = start_step;
+  auto save = [&](int64_t done) {
+    CheckpointState state;
+    state.step = done;
+    state.tokens_seen = done * tokens_per_step;
+    state.world_size = options.world_size;
+    state.seed = r.run.seed;
+    state.next_batch_index = done * accum;
+    state.optimizer_step = optimizer.step_count();
+    state.model = cfg;
+    state.recipe_yaml = recipe_yaml;
+    CheckpointTensors tensors{model.get_parameters(), optimizer.get_m(), optimizer.get_v()};
+    const auto t0 = Clock::now();
+    const std::string dir = save_checkpoint(checkpoint_root, state, tensors, r.checkpoint.keep_last);
+    last_saved_step = done;
+    metrics.write({{"event", "checkpoint"}, {"step", done}, {"path", dir}});
+    say(fmt::format("step {:>6}/{} | saved {} ({:.0f} ms)", done, r.run.steps, dir,
+                    seconds_since(t0) * 1e3));
+  };
+
+  for (int64_t step = start_step; step < r.run.steps; ++step) {
     if (g_stop_signal.load() != 0) {
       result.interrupted = true;
       break;
@@ -259,9 +313,13 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
       window_steps = 0;
     }
     if (r.eval.every > 0 && done % r.eval.every == 0 && done != r.run.steps) run_eval(done);
+    if (r.checkpoint.every > 0 && done % r.checkpoint.every == 0) save(done);
   }
   if (g_stop_signal.load() != 0) result.interrupted = true;  // also a signal during the last step
   result.stop_signal = g_stop_signal.load();
+  if (result.steps_done == 0) result.steps_done = start_step;
+  // A checkpoint at the end and on a stop signal, unless this step is already saved.
+  if (result.steps_done > last_saved_step) save(result.steps_done);
   if (result.interrupted) {
     say(fmt::format("stopped by signal {} after step {}; skipping the final evaluation",
                     g_stop_signal.load(), result.steps_done));

@@ -16,6 +16,7 @@ struct TrainOptions {
   bool overwrite = false;    // reuse a run directory that already holds a run
   int64_t world_size = 1;
   bool print_progress = true;
+  std::string resume;  // "", "auto", "latest" or a checkpoint path
 };
 
 struct TrainResult {
@@ -25,7 +26,7 @@ struct TrainResult {
   std::optional<double> loss_floor;
   double seconds = 0.0;
   bool interrupted = false;
-  int stop_signal = 0;  // SIGINT or SIGTERM when interrupted
+  int stop_signal = 0;  // SIGINT, SIGTERM or SIGUSR1 when interrupted
   std::string run_dir;
 };
 
@@ -39,5 +40,7 @@ GPTConfig resolve_model_config(const Recipe& recipe, int64_t data_vocab_size,
 
 // The run directory a recipe writes to (run.out_dir / run.name).
 std::string run_directory(const Recipe& recipe);
+// Where its checkpoints go (checkpoint.dir, or <run directory>/checkpoints).
+std::string checkpoint_directory(const Recipe& recipe);
 
 }  // namespace lmt

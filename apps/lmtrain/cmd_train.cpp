@@ -1,4 +1,6 @@
 // lmtrain train RECIPE [--set key=value]... [--device cpu|cuda|auto] [--overwrite]
+#include <csignal>
+
 #include "apps/lmtrain/commands.h"
 #include "core/recipe.h"
 #include "parallel/dist_env.h"
@@ -13,6 +15,7 @@ Action add_train_command(CLI::App& app) {
     std::vector<std::string> sets;
     std::string device;
     bool overwrite = false;
+    std::string resume;
   };
   auto args = std::make_shared<Args>();
   cmd->add_option("recipe", args->recipe, "YAML recipe")->required();
@@ -22,6 +25,8 @@ Action add_train_command(CLI::App& app) {
   cmd->add_option("--device", args->device, "cpu, cuda or auto (default: the recipe's run.device)")
       ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
   cmd->add_flag("--overwrite", args->overwrite, "replace a run directory that already holds a run");
+  cmd->add_option("--resume", args->resume,
+                  "auto (the latest checkpoint if any, else start fresh), latest, or a checkpoint path");
   return [args] {
     DistEnv env = read_dist_env();
     LoadedRecipe loaded = load_recipe(args->recipe);
@@ -30,10 +35,13 @@ Action add_train_command(CLI::App& app) {
     TrainOptions options;
     options.device = args->device;
     options.overwrite = args->overwrite;
+    options.resume = args->resume;
     options.world_size = env.world_size;
     TrainResult result = train(loaded, options);
-    // The shell convention: 128 + signal number (130 for Ctrl-C, 143 for SIGTERM).
-    return result.interrupted ? 128 + result.stop_signal : 0;
+    // A scheduler's SIGTERM or SIGUSR1 (preemption) ends with a checkpoint and exit 0 so the job
+    // can be requeued; Ctrl-C keeps the shell convention 128 + SIGINT = 130.
+    if (result.interrupted && result.stop_signal == SIGINT) return 130;
+    return 0;
   };
 }
 

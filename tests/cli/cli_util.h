@@ -10,7 +10,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
+#include <vector>
 
 namespace lmt::test {
 
@@ -85,6 +88,55 @@ inline void write_file(const fs::path& path, const std::string& text) {
 inline std::string read_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+
+inline std::vector<nlohmann::json> read_jsonl(const fs::path& path) {
+  std::vector<nlohmann::json> records;
+  std::istringstream lines(read_file(path));
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.empty()) continue;
+    records.push_back(nlohmann::json::parse(line));
+  }
+  return records;
+}
+
+inline bool is_training_record(const nlohmann::json& r) { return r.contains("loss") && r.contains("step") && !r.contains("event"); }
+
+// A run of 30 steps of a 1-layer GPT on a deterministic synthetic corpus: well under a second.
+inline std::string tiny_recipe(const TempDir& dir, const std::string& dtype = "fp32") {
+  return "# Tiny CPU run for the CLI tests.\n"
+         "#   lmtrain train tiny.yaml\n"
+         "run:\n"
+         "  name: tiny\n"
+         "  out_dir: " + (dir.path() / "runs").string() + "\n"
+         "  steps: 30\n"
+         "  seq_len: 16\n"
+         "  micro_batch_size: 4\n"
+         "  device: cpu\n"
+         "  threads: 1\n"
+         "model:\n"
+         "  n_layer: 1\n"
+         "  n_head: 2\n"
+         "  n_embd: 32\n"
+         "  max_seq_len: 16\n"
+         "data:\n"
+         "  source: synthetic\n"
+         "  synthetic:\n"
+         "    vocab_size: 8\n"
+         "    branching: 1\n"
+         "    train_tokens: 4096\n"
+         "    val_tokens: 1024\n"
+         "optimizer:\n"
+         "  lr: 1.0e-2\n"
+         "precision:\n"
+         "  dtype: " + dtype + "\n"
+         "eval:\n"
+         "  every: 0\n"
+         "  batches: 2\n"
+         "log:\n"
+         "  every: 10\n";
 }
 
 }  // namespace lmt::test

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -30,53 +31,8 @@ using namespace lmt::test;
 
 std::string recipe_path(const std::string& name) { return (kSourceDir / "recipes" / name).string(); }
 
-// A run of 30 steps of a 1-layer GPT on a deterministic synthetic corpus: well under a second.
-std::string tiny_recipe(const TempDir& dir, const std::string& dtype = "fp32") {
-  return "# Tiny CPU run for the CLI tests.\n"
-         "#   lmtrain train tiny.yaml\n"
-         "run:\n"
-         "  name: tiny\n"
-         "  out_dir: " + (dir.path() / "runs").string() + "\n"
-         "  steps: 30\n"
-         "  seq_len: 16\n"
-         "  micro_batch_size: 4\n"
-         "  device: cpu\n"
-         "  threads: 1\n"
-         "model:\n"
-         "  n_layer: 1\n"
-         "  n_head: 2\n"
-         "  n_embd: 32\n"
-         "  max_seq_len: 16\n"
-         "data:\n"
-         "  source: synthetic\n"
-         "  synthetic:\n"
-         "    vocab_size: 8\n"
-         "    branching: 1\n"
-         "    train_tokens: 4096\n"
-         "    val_tokens: 1024\n"
-         "optimizer:\n"
-         "  lr: 1.0e-2\n"
-         "precision:\n"
-         "  dtype: " + dtype + "\n"
-         "eval:\n"
-         "  every: 0\n"
-         "  batches: 2\n"
-         "log:\n"
-         "  every: 10\n";
-}
 
-std::vector<json> read_jsonl(const fs::path& path) {
-  std::vector<json> records;
-  std::istringstream lines(read_file(path));
-  std::string line;
-  while (std::getline(lines, line)) {
-    if (line.empty()) continue;
-    records.push_back(json::parse(line));
-  }
-  return records;
-}
 
-bool is_training_record(const json& r) { return r.contains("loss") && r.contains("step") && !r.contains("event"); }
 
 std::vector<double> training_losses(const std::vector<json>& records) {
   std::vector<double> losses;
@@ -424,15 +380,17 @@ TEST_CASE("cli train: WORLD_SIZE above 1 is refused with exit 2", "[cli][train][
   CHECK_FALSE(fs::exists(dir.path() / "runs" / "tiny"));
 }
 
-TEST_CASE("cli train: SIGINT and SIGTERM stop after the current step and keep the summary", "[cli][train][signals]") {
-  for (auto [signal_name, expected_status] : {std::pair{"INT", 130}, std::pair{"TERM", 143}}) {
+TEST_CASE("cli train: SIGINT, SIGTERM and SIGUSR1 stop after the current step with a checkpoint", "[cli][train][signals]") {
+  // Ctrl-C keeps the shell's 130; a scheduler's preemption signals exit 0 so the job can requeue.
+  for (auto [signal_name, expected_status] :
+       {std::pair{"INT", 130}, std::pair{"TERM", 0}, std::pair{"USR1", 0}}) {
     TempDir dir;
     write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
-    // A run far too long to finish; `timeout` delivers the signal after a second and, with
-    // --preserve-status, returns lmtrain's own exit status.
+    // A run far too long to finish; `timeout` delivers the signal once (--foreground: not to
+    // the process group as well) after a second and returns lmtrain's own exit status.
     const RunResult r = run_lmtrain(
         dir, "train tiny.yaml --set run.steps=10000000 --set log.every=100000", "",
-        std::string("timeout --preserve-status -s ") + signal_name + " 1");
+        std::string("timeout --foreground --preserve-status -s ") + signal_name + " 1");
     INFO(r.output);
     CHECK(r.status == expected_status);
     CHECK_THAT(r.output, Contains("stopped by signal"));
@@ -440,5 +398,7 @@ TEST_CASE("cli train: SIGINT and SIGTERM stop after the current step and keep th
     CHECK(summary["interrupted"].get<bool>());
     CHECK(summary["steps"].get<int64_t>() > 0);
     CHECK(summary["steps"].get<int64_t>() < 10000000);
+    const std::string latest = read_file(dir.path() / "runs" / "tiny" / "checkpoints" / "latest");
+    CHECK(latest == fmt::format("step_{:08d}\n", summary["steps"].get<int64_t>()));
   }
 }

@@ -1,6 +1,7 @@
 // Recipe parsing (YAML -> Recipe), validation, --set overrides and the YAML round trip.
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 #include <cstdint>
 #include <filesystem>
 #include <limits>
@@ -308,7 +309,7 @@ TEST_CASE("recipe_keys: every leaf once, in declaration order, no sections", "[r
   const auto keys = lmt::recipe_keys();
   REQUIRE(keys.size() >= 40);
   CHECK(keys.front().first == "run.name");
-  CHECK(keys.back().first == "log.peak_tflops");
+  CHECK(keys.back().first == "checkpoint.keep_last");
   std::set<std::string> unique;
   for (const auto& [key, help] : keys) {
     INFO(key);
@@ -625,4 +626,16 @@ TEST_CASE("recipes: each file starts with a comment giving its exact command", "
     CHECK(found);
     CHECK(std::regex_search(text, command));
   }
+}
+
+TEST_CASE("recipe_differences names each changed key with both values", "[recipe][diff]") {
+  LoadedRecipe a = parse_and_validate(kValidBase);
+  LoadedRecipe b = parse_and_validate(kValidBase);
+  b.recipe.run.steps = a.recipe.run.steps + 5;
+  b.recipe.schedule.decay = "linear";
+  const auto changes = lmt::recipe_differences(lmt::recipe_to_yaml(a.recipe), lmt::recipe_to_yaml(b.recipe));
+  REQUIRE(changes.size() == 2);
+  CHECK(changes[0] == fmt::format("run.steps: {} -> {}", a.recipe.run.steps, b.recipe.run.steps));
+  CHECK(changes[1] == fmt::format("schedule.decay: '{}' -> 'linear'", a.recipe.schedule.decay));
+  CHECK(lmt::recipe_differences(lmt::recipe_to_yaml(a.recipe), lmt::recipe_to_yaml(a.recipe)).empty());
 }

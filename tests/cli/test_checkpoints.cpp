@@ -1,0 +1,122 @@
+// Checkpoints through the CLI: exact resume, verification of every file, pruning.
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "tests/cli/cli_util.h"
+
+using namespace lmt::test;
+using Catch::Matchers::Contains;
+
+namespace {
+
+// step, loss, lr and grad norm of every training line (log.every=1), as text for exact equality.
+std::vector<std::string> loss_lines(const fs::path& metrics) {
+  std::vector<std::string> out;
+  for (const auto& r : read_jsonl(metrics))
+    if (is_training_record(r))
+      out.push_back(fmt::format("{} {} {} {}", r["step"].get<int64_t>(), r["loss"].dump(),
+                                r["lr"].dump(), r["grad_norm"].dump()));
+  return out;
+}
+
+fs::path checkpoints(const TempDir& dir) { return dir.path() / "runs" / "tiny" / "checkpoints"; }
+
+}  // namespace
+
+TEST_CASE("checkpoints: 10 steps + resume + 10 steps equals 20 straight, bit for bit", "[cli][checkpoint]") {
+  TempDir straight, split;
+  write_file(straight.path() / "tiny.yaml", tiny_recipe(straight));
+  write_file(split.path() / "tiny.yaml", tiny_recipe(split));
+  // A constant learning rate, so the 10-step run follows the same schedule as the 20-step one.
+  const std::string common = "train tiny.yaml --set log.every=1 --set schedule.decay=constant";
+  RunResult a = run_lmtrain(straight, common + " --set run.steps=20");
+  INFO(a.output);
+  REQUIRE(a.status == 0);
+  RunResult b1 = run_lmtrain(split, common + " --set run.steps=10");
+  REQUIRE(b1.status == 0);
+  RunResult b2 = run_lmtrain(split, common + " --set run.steps=20 --resume auto");
+  INFO(b2.output);
+  REQUIRE(b2.status == 0);
+  CHECK_THAT(b2.output, Contains("resumed from"));
+  const auto expected = loss_lines(straight.path() / "runs" / "tiny" / "metrics.jsonl");
+  CHECK(expected.size() == 20);
+  CHECK(loss_lines(split.path() / "runs" / "tiny" / "metrics.jsonl") == expected);
+  CHECK(read_file(checkpoints(split) / "step_00000020" / "model.safetensors") ==
+        read_file(checkpoints(straight) / "step_00000020" / "model.safetensors"));
+  CHECK(read_file(checkpoints(split) / "step_00000020" / "optimizer.safetensors") ==
+        read_file(checkpoints(straight) / "step_00000020" / "optimizer.safetensors"));
+}
+
+TEST_CASE("checkpoints: a stopped run resumes with a longer schedule and says what changed", "[cli][checkpoint]") {
+  TempDir dir;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  REQUIRE(run_lmtrain(dir, "train tiny.yaml --set run.steps=10").status == 0);
+  RunResult r = run_lmtrain(dir, "train tiny.yaml --set run.steps=15 --resume latest");
+  INFO(r.output);
+  REQUIRE(r.status == 0);
+  CHECK_THAT(r.output, Contains("changed since that checkpoint: run.steps: 10 -> 15"));
+  CHECK(read_file(checkpoints(dir) / "latest") == "step_00000015\n");
+}
+
+TEST_CASE("checkpoints: damaged or mismatched checkpoints are refused before anything is touched", "[cli][checkpoint][errors]") {
+  TempDir dir;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  REQUIRE(run_lmtrain(dir, "train tiny.yaml --set run.steps=10").status == 0);
+  const fs::path model = checkpoints(dir) / "step_00000010" / "model.safetensors";
+  const std::string original = read_file(model);
+
+  SECTION("a flipped byte fails the checksum") {
+    std::string bad = original;
+    bad[bad.size() / 2] ^= 0x40;
+    write_file(model, bad);
+    RunResult r = run_lmtrain(dir, "train tiny.yaml --set run.steps=20 --resume auto");
+    CHECK(r.status == 2);
+    CHECK_THAT(r.output, Contains("model.safetensors") && Contains("checksum"));
+  }
+  SECTION("a truncated file is named with its size") {
+    write_file(model, original.substr(0, original.size() - 100));
+    RunResult r = run_lmtrain(dir, "train tiny.yaml --set run.steps=20 --resume auto");
+    CHECK(r.status == 2);
+    CHECK_THAT(r.output, Contains("model.safetensors") && Contains("truncated"));
+  }
+  SECTION("a different model shape lists the differing keys") {
+    RunResult r = run_lmtrain(dir, "train tiny.yaml --set run.steps=20 --set model.n_embd=64 --resume auto");
+    CHECK(r.status == 2);
+    CHECK_THAT(r.output, Contains("model.n_embd: checkpoint 32 vs recipe 64"));
+  }
+  SECTION("--resume latest without a latest file") {
+    fs::remove(checkpoints(dir) / "latest");
+    RunResult r = run_lmtrain(dir, "train tiny.yaml --set run.steps=20 --resume latest");
+    CHECK(r.status == 2);
+    CHECK_THAT(r.output, Contains("latest") && Contains("does not exist"));
+  }
+  // Every refusal leaves the metrics of the first run as they were.
+  const auto records = read_jsonl(dir.path() / "runs" / "tiny" / "metrics.jsonl");
+  CHECK(records.back()["event"] == "end");
+  CHECK(records.back()["steps"] == 10);
+}
+
+TEST_CASE("checkpoints: --resume auto starts fresh when there is nothing to resume", "[cli][checkpoint]") {
+  TempDir dir;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  RunResult r = run_lmtrain(dir, "train tiny.yaml --set run.steps=5 --resume auto");
+  INFO(r.output);
+  CHECK(r.status == 0);
+  CHECK(read_file(checkpoints(dir) / "latest") == "step_00000005\n");
+}
+
+TEST_CASE("checkpoints: keep_last prunes older ones after the new one is complete", "[cli][checkpoint]") {
+  TempDir dir;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  RunResult r = run_lmtrain(dir, "train tiny.yaml --set run.steps=20 --set checkpoint.every=5 --set checkpoint.keep_last=2");
+  INFO(r.output);
+  REQUIRE(r.status == 0);
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(checkpoints(dir))) names.push_back(entry.path().filename().string());
+  std::sort(names.begin(), names.end());
+  CHECK(names == std::vector<std::string>{"latest", "step_00000015", "step_00000020"});
+}

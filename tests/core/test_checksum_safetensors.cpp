@@ -1,0 +1,61 @@
+#include <catch2/catch.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "core/checksum.h"
+#include "core/error.h"
+#include "core/safetensors.h"
+
+namespace fs = std::filesystem;
+
+TEST_CASE("crc32c matches the standard check value and chains", "[core][checksum]") {
+  const std::string text = "123456789";
+  CHECK(lmt::crc32c(text.data(), text.size()) == 0xE3069283u);  // the CRC-32C check value
+  CHECK(lmt::crc32c("", 0) == 0u);
+  // Chaining over pieces equals one pass, for every split point (covers the 8-byte path).
+  const std::string long_text = "The quick brown fox jumps over the lazy dog, twice over.";
+  const uint32_t whole = lmt::crc32c(long_text.data(), long_text.size());
+  for (size_t split = 0; split <= long_text.size(); ++split) {
+    uint32_t crc = lmt::crc32c(long_text.data(), split);
+    crc = lmt::crc32c(long_text.data() + split, long_text.size() - split, crc);
+    REQUIRE(crc == whole);
+  }
+}
+
+TEST_CASE("safetensors files round-trip and reject damage", "[core][safetensors]") {
+  const fs::path path = fs::temp_directory_path() / ("lmtrain-st-" + std::to_string(::getpid()) + ".safetensors");
+  std::vector<float> a = {1.5f, -2.0f, 3.25f, 0.0f, 5.0f, 6.0f};
+  std::vector<int32_t> b = {7, -8, 9};
+  lmt::write_safetensors(path.string(),
+                         {{"a", "F32", {2, 3}, a.data(), a.size() * sizeof(float)},
+                          {"b", "I32", {3}, b.data(), b.size() * sizeof(int32_t)}},
+                         {{"note", "test"}});
+  auto file = lmt::read_safetensors(path.string());
+  CHECK(file.metadata.at("note") == "test");
+  CHECK(file.at("a").shape == std::vector<int64_t>{2, 3});
+  CHECK(file.at("a").as_f32() == a);
+  CHECK(file.at("b").as_i32() == b);
+  CHECK_THROWS_AS(file.at("c"), lmt::Error);
+  // The header is padded so the data starts 8-byte aligned.
+  std::ifstream in(path, std::ios::binary);
+  unsigned char length[8];
+  in.read(reinterpret_cast<char*>(length), 8);
+  CHECK(length[0] % 8 == 0);
+  in.close();
+  // A truncated file is refused with its name.
+  fs::resize_file(path, fs::file_size(path) - 4);
+  try {
+    lmt::read_safetensors(path.string());
+    FAIL("a truncated file was accepted");
+  } catch (const lmt::Error& e) {
+    CHECK_THAT(e.what(), Catch::Matchers::Contains(path.string()));
+  }
+  // A mismatch between bytes and shape is refused when writing.
+  CHECK_THROWS_AS(lmt::write_safetensors(path.string(), {{"x", "F32", {4}, a.data(), 3 * sizeof(float)}}, {}),
+                  lmt::Error);
+  fs::remove(path);
+}

@@ -1,0 +1,237 @@
+#include "train/checkpoint.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/checksum.h"
+#include "core/error.h"
+#include "core/file_io.h"
+#include "core/safetensors.h"
+#include "lmt_build_info.h"
+
+namespace lmt {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr const char* kModelFile = "model.safetensors";
+constexpr const char* kOptimizerFile = "optimizer.safetensors";
+constexpr const char* kStateFile = "trainer_state.json";
+constexpr const char* kRecipeFile = "recipe.yaml";
+constexpr const char* kManifestFile = "manifest.json";
+
+std::string step_dir_name(int64_t step) { return fmt::format("step_{:08d}", step); }
+
+nlohmann::json model_json(const GPTConfig& c) {
+  return {{"n_layer", c.num_layers}, {"n_head", c.num_heads}, {"n_embd", c.channels},
+          {"max_seq_len", c.max_seq_len}, {"vocab_size", c.vocab_size},
+          {"padded_vocab_size", c.padded_vocab_size}};
+}
+
+std::vector<TensorView> tensor_views(const std::vector<ParamTensor>& layout, const std::string& prefix,
+                                     const std::vector<float>& arena) {
+  std::vector<TensorView> views;
+  for (const auto& t : layout)
+    views.push_back({prefix + t.name, "F32", t.shape, arena.data() + t.offset, t.numel * sizeof(float)});
+  return views;
+}
+
+std::vector<float> gather(const SafeTensorsFile& file, const std::vector<ParamTensor>& layout,
+                          const std::string& prefix, size_t total) {
+  std::vector<float> arena(total);
+  for (const auto& t : layout) {
+    const SafeTensor& tensor = file.at(prefix + t.name);
+    if (tensor.shape != t.shape || tensor.dtype != "F32")
+      throw Error(fmt::format("{}: tensor '{}' has dtype {} and shape [{}], expected F32 [{}]",
+                              file.path, prefix + t.name, tensor.dtype, fmt::join(tensor.shape, ", "),
+                              fmt::join(t.shape, ", ")));
+    std::memcpy(arena.data() + t.offset, tensor.bytes.data(), t.numel * sizeof(float));
+  }
+  return arena;
+}
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(fmt::format("cannot read '{}'", path.string()));
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+// Complete checkpoints under root, oldest first.
+std::vector<fs::path> complete_checkpoints(const fs::path& root) {
+  std::vector<fs::path> dirs;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(root, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (entry.is_directory() && name.rfind("step_", 0) == 0 && name.find('.') == std::string::npos &&
+        fs::exists(entry.path() / kManifestFile))
+      dirs.push_back(entry.path());
+  }
+  std::sort(dirs.begin(), dirs.end());
+  return dirs;
+}
+
+}  // namespace
+
+std::string save_checkpoint(const std::string& root, const CheckpointState& state,
+                            const CheckpointTensors& tensors, int64_t keep_last) {
+  const fs::path root_path(root);
+  fs::create_directories(root_path);
+  const std::string name = step_dir_name(state.step);
+  const fs::path final_dir = root_path / name;
+  const fs::path temp_dir = root_path / (name + ".partial");
+  std::error_code ec;
+  fs::remove_all(temp_dir, ec);  // leftovers of an interrupted save of the same step
+  fs::create_directories(temp_dir);
+  try {
+    const auto layout = parameter_layout(state.model);
+    write_safetensors((temp_dir / kModelFile).string(), tensor_views(layout, "", tensors.params),
+                      {{"format", "lmtrain"}, {"layout", "llm.c stacked, fp32 master weights"}});
+    auto moments = tensor_views(layout, "m.", tensors.adam_m);
+    auto second = tensor_views(layout, "v.", tensors.adam_v);
+    moments.insert(moments.end(), second.begin(), second.end());
+    write_safetensors((temp_dir / kOptimizerFile).string(), moments,
+                      {{"optimizer", "adamw"}, {"step", std::to_string(state.optimizer_step)}});
+    nlohmann::json trainer_state = {
+        {"format", "lmtrain-checkpoint"},
+        {"format_version", kCheckpointFormatVersion},
+        {"lmtrain_version", LMTRAIN_VERSION},
+        {"step", state.step},
+        {"tokens_seen", state.tokens_seen},
+        {"world_size", state.world_size},
+        {"seed", state.seed},
+        {"data", {{"sampler", "counter-windows-v1"}, {"next_batch_index", state.next_batch_index}}},
+        {"optimizer", {{"name", "adamw"}, {"step", state.optimizer_step}}},
+        {"schedule", {{"step", state.step}}},
+        {"loss_scaler", nullptr},
+        {"model", model_json(state.model)}};
+    write_file_atomic((temp_dir / kStateFile).string(), trainer_state.dump(2) + "\n");
+    write_file_atomic((temp_dir / kRecipeFile).string(), state.recipe_yaml);
+    nlohmann::json manifest = {{"format_version", kCheckpointFormatVersion}, {"files", nlohmann::json::object()}};
+    for (const char* file : {kModelFile, kOptimizerFile, kStateFile, kRecipeFile}) {
+      const fs::path path = temp_dir / file;
+      manifest["files"][file] = {{"bytes", fs::file_size(path)}, {"crc32c", crc32c_file(path.string())}};
+    }
+    // The manifest is written last: a directory without one is never treated as a checkpoint.
+    write_file_atomic((temp_dir / kManifestFile).string(), manifest.dump(2) + "\n");
+    sync_directory(temp_dir.string());
+    if (fs::exists(final_dir)) {
+      // The same step saved again (e.g. stopped right after a resume): replace it.
+      const fs::path old_dir = root_path / (name + ".old");
+      fs::remove_all(old_dir, ec);
+      fs::rename(final_dir, old_dir);
+      fs::rename(temp_dir, final_dir);
+      fs::remove_all(old_dir, ec);
+    } else {
+      fs::rename(temp_dir, final_dir);
+    }
+    sync_directory(root_path.string());
+    write_file_atomic((root_path / "latest").string(), name + "\n");
+    sync_directory(root_path.string());
+  } catch (const fs::filesystem_error& e) {
+    fs::remove_all(temp_dir, ec);
+    throw Error(fmt::format("saving checkpoint {} failed: {}; the previous checkpoint is intact",
+                            final_dir.string(), e.what()));
+  } catch (...) {
+    fs::remove_all(temp_dir, ec);
+    throw;
+  }
+  if (keep_last > 0) {
+    auto dirs = complete_checkpoints(root_path);
+    for (size_t i = 0; i + static_cast<size_t>(keep_last) < dirs.size(); ++i)
+      if (dirs[i] != final_dir) fs::remove_all(dirs[i], ec);
+  }
+  return final_dir.string();
+}
+
+std::optional<std::string> resolve_checkpoint(const std::string& root, const std::string& which) {
+  auto from_latest = [](const fs::path& dir, bool required) -> std::optional<std::string> {
+    const fs::path latest = dir / "latest";
+    if (!fs::exists(latest)) {
+      if (!required) return std::nullopt;
+      throw Error(fmt::format("no checkpoint to resume: '{}' does not exist (no run has saved "
+                              "into {} yet); use --resume auto to start fresh when there is none",
+                              latest.string(), dir.string()));
+    }
+    std::string name = read_text(latest);
+    name.erase(name.find_last_not_of(" \n\r\t") + 1);
+    const fs::path target = dir / name;
+    if (name.empty() || !fs::is_directory(target))
+      throw Error(fmt::format("'{}' names '{}', which is not a checkpoint directory; point --resume "
+                              "at a step_* directory instead", latest.string(), name));
+    return target.string();
+  };
+  if (which == "auto") return from_latest(root, false);
+  if (which == "latest") return from_latest(root, true);
+  const fs::path path(which);
+  if (fs::exists(path / kManifestFile)) return path.string();
+  if (fs::exists(path / "latest")) return from_latest(path, true);
+  throw Error(fmt::format("--resume {}: not a checkpoint directory (no {}) and no 'latest' in it",
+                          which, kManifestFile));
+}
+
+LoadedCheckpoint load_checkpoint(const std::string& dir, const GPTConfig& expected) {
+  const fs::path root(dir);
+  const fs::path manifest_path = root / kManifestFile;
+  nlohmann::json manifest;
+  try {
+    manifest = nlohmann::json::parse(read_text(manifest_path));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("checkpoint manifest '{}' is not valid JSON: {}", manifest_path.string(), e.what()));
+  }
+  if (manifest.value("format_version", -1) != kCheckpointFormatVersion)
+    throw Error(fmt::format("checkpoint '{}' has format version {}; this lmtrain reads version {}", dir,
+                            manifest.value("format_version", -1), kCheckpointFormatVersion));
+  // Verify everything before reading any state.
+  for (const char* file : {kModelFile, kOptimizerFile, kStateFile, kRecipeFile}) {
+    const fs::path path = root / file;
+    if (!manifest["files"].contains(file))
+      throw Error(fmt::format("checkpoint manifest '{}' does not list {}", manifest_path.string(), file));
+    const auto& entry = manifest["files"][file];
+    if (!fs::exists(path)) throw Error(fmt::format("checkpoint file '{}' is missing", path.string()));
+    const uintmax_t bytes = fs::file_size(path);
+    if (bytes != entry.at("bytes").get<uintmax_t>())
+      throw Error(fmt::format("checkpoint file '{}' is {} bytes, the manifest says {} (truncated or "
+                              "replaced); resume from an earlier checkpoint",
+                              path.string(), bytes, entry.at("bytes").get<uintmax_t>()));
+    const std::string crc = crc32c_file(path.string());
+    if (crc != entry.at("crc32c").get<std::string>())
+      throw Error(fmt::format("checkpoint file '{}' fails its checksum (crc32c {} != {}): it is "
+                              "corrupted; resume from an earlier checkpoint",
+                              path.string(), crc, entry.at("crc32c").get<std::string>()));
+  }
+  LoadedCheckpoint out;
+  out.dir = dir;
+  const nlohmann::json state = nlohmann::json::parse(read_text(root / kStateFile));
+  const nlohmann::json want = model_json(expected);
+  std::vector<std::string> differing;
+  for (auto it = want.begin(); it != want.end(); ++it)
+    if (state["model"].value(it.key(), -1) != it.value().get<int>())
+      differing.push_back(fmt::format("model.{}: checkpoint {} vs recipe {}", it.key(),
+                                      state["model"].value(it.key(), -1), it.value().get<int>()));
+  if (!differing.empty())
+    throw Error(fmt::format("checkpoint '{}' holds a different model shape than the recipe:\n  {}", dir,
+                            fmt::join(differing, "\n  ")));
+  out.state.step = state.at("step").get<int64_t>();
+  out.state.tokens_seen = state.at("tokens_seen").get<int64_t>();
+  out.state.world_size = state.at("world_size").get<int64_t>();
+  out.state.seed = state.at("seed").get<int64_t>();
+  out.state.next_batch_index = state.at("data").at("next_batch_index").get<int64_t>();
+  out.state.optimizer_step = state.at("optimizer").at("step").get<int64_t>();
+  out.state.model = expected;
+  out.state.recipe_yaml = read_text(root / kRecipeFile);
+  const auto layout = parameter_layout(expected);
+  const size_t total = parameter_storage_count(expected);
+  out.tensors.params = gather(read_safetensors((root / kModelFile).string()), layout, "", total);
+  SafeTensorsFile optimizer = read_safetensors((root / kOptimizerFile).string());
+  out.tensors.adam_m = gather(optimizer, layout, "m.", total);
+  out.tensors.adam_v = gather(optimizer, layout, "v.", total);
+  return out;
+}
+
+}  // namespace lmt

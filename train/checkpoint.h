@@ -1,0 +1,54 @@
+// Checkpoints (docs/checkpoints.md): one directory per step, published by an atomic rename
+// after every file is synced, then `latest` is replaced atomically. Loading verifies every
+// file's size and CRC-32C against the manifest before any state is touched.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "model/gpt_config.h"
+
+namespace lmt {
+
+inline constexpr int kCheckpointFormatVersion = 1;
+
+// What a checkpoint holds besides the tensors.
+struct CheckpointState {
+  int64_t step = 0;          // optimizer steps completed
+  int64_t tokens_seen = 0;
+  int64_t world_size = 1;
+  int64_t seed = 0;          // run.seed: initialization and the counter-based data sampler
+  int64_t next_batch_index = 0;  // data position: the sampler's next micro-batch index
+  int64_t optimizer_step = 0;    // AdamW's t (bias correction)
+  GPTConfig model;
+  std::string recipe_yaml;       // the resolved recipe of the run that saved it
+};
+
+struct CheckpointTensors {
+  std::vector<float> params, adam_m, adam_v;  // arena order (parameter_layout)
+};
+
+// Writes root/step_NNNNNNNN, updates root/latest, then (keep_last > 0) removes the oldest
+// complete checkpoints beyond keep_last. Returns the checkpoint directory.
+std::string save_checkpoint(const std::string& root, const CheckpointState& state,
+                            const CheckpointTensors& tensors, int64_t keep_last);
+
+// `which`: "latest" (root/latest), "auto" (latest if there is one, else nullopt) or a path to
+// a step directory or to a root holding `latest`. Throws lmt::Error when a named checkpoint is
+// missing or incomplete.
+std::optional<std::string> resolve_checkpoint(const std::string& root, const std::string& which);
+
+struct LoadedCheckpoint {
+  std::string dir;
+  CheckpointState state;
+  CheckpointTensors tensors;
+};
+
+// Verifies the manifest (every size and checksum) and reads everything; the model shape is
+// checked against `expected` and every differing key is named.
+LoadedCheckpoint load_checkpoint(const std::string& dir, const GPTConfig& expected);
+
+}  // namespace lmt
