@@ -86,7 +86,13 @@ std::string save_checkpoint(const std::string& root, const CheckpointState& stat
   const fs::path final_dir = root_path / name;
   const fs::path temp_dir = root_path / (name + ".partial");
   std::error_code ec;
-  fs::remove_all(temp_dir, ec);  // leftovers of an interrupted save of the same step
+  // Leftovers of saves killed midway (this run is the only writer of this folder).
+  for (const auto& entry : fs::directory_iterator(root_path, ec)) {
+    const std::string entry_name = entry.path().filename().string();
+    if (entry_name.rfind("step_", 0) == 0 &&
+        (entry_name.ends_with(".partial") || entry_name.ends_with(".old")))
+      fs::remove_all(entry.path(), ec);
+  }
   fs::create_directories(temp_dir);
   try {
     const auto layout = parameter_layout(state.model);
