@@ -181,6 +181,23 @@ std::optional<std::string> resolve_checkpoint(const std::string& root, const std
                           which, kManifestFile));
 }
 
+GPTConfig checkpoint_model_config(const std::string& dir) {
+  const fs::path path = fs::path(dir) / kStateFile;
+  try {
+    const nlohmann::json model = nlohmann::json::parse(read_text(path)).at("model");
+    GPTConfig cfg;
+    cfg.num_layers = model.at("n_layer").get<int>();
+    cfg.num_heads = model.at("n_head").get<int>();
+    cfg.channels = model.at("n_embd").get<int>();
+    cfg.max_seq_len = model.at("max_seq_len").get<int>();
+    cfg.vocab_size = model.at("vocab_size").get<int>();
+    cfg.padded_vocab_size = model.at("padded_vocab_size").get<int>();
+    return cfg;
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("checkpoint state '{}' is unreadable: {}", path.string(), e.what()));
+  }
+}
+
 LoadedCheckpoint load_checkpoint(const std::string& dir, const GPTConfig& expected) {
   const fs::path root(dir);
   const fs::path manifest_path = root / kManifestFile;

@@ -47,6 +47,9 @@ struct LoadedCheckpoint {
   CheckpointTensors tensors;
 };
 
+// The model shape recorded in a checkpoint's trainer_state.json.
+GPTConfig checkpoint_model_config(const std::string& dir);
+
 // Verifies the manifest (every size and checksum) and reads everything; the model shape is
 // checked against `expected` and every differing key is named.
 LoadedCheckpoint load_checkpoint(const std::string& dir, const GPTConfig& expected);

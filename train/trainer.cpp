@@ -18,6 +18,7 @@
 #include "model/gpt.h"
 #include "train/checkpoint.h"
 #include "train/device.h"
+#include "train/evaluate.h"
 #include "train/lr_schedule.h"
 #include "train/metrics.h"
 #include "train/train_data.h"
@@ -69,18 +70,6 @@ GPTConfig model_config(const ModelConfig& m, int64_t vocab_size) {
   cfg.vocab_size = static_cast<int>(vocab_size);
   cfg.padded_vocab_size = GPTConfig::pad_vocab(cfg.vocab_size, static_cast<int>(m.vocab_pad_to));
   return cfg;
-}
-
-// Mean validation loss over a fixed set of windows (the same every time).
-double evaluate(GPT& model, const data::TokenWindows& val, int64_t num_batches, int B, int T) {
-  std::vector<int32_t> inputs(static_cast<size_t>(B) * T), targets(inputs.size());
-  double sum = 0.0;
-  for (int64_t i = 0; i < num_batches; ++i) {
-    val.eval_batch(static_cast<int>(i), static_cast<int>(num_batches), B, T, inputs.data(),
-                   targets.data());
-    sum += model.forward(inputs.data(), targets.data(), B, T);
-  }
-  return sum / static_cast<double>(num_batches);
 }
 
 }  // namespace

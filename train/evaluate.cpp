@@ -1,0 +1,108 @@
+#include "train/evaluate.h"
+
+#include <fmt/format.h>
+#include <glob.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/recipe.h"
+#include "data/shard.h"
+#include "train/checkpoint.h"
+#include "train/device.h"
+#include "train/train_data.h"
+
+namespace lmt {
+namespace {
+
+std::vector<std::string> expand_glob(const std::string& pattern) {
+  glob_t result{};
+  const int rc = ::glob(pattern.c_str(), 0, nullptr, &result);
+  std::vector<std::string> paths;
+  if (rc == 0)
+    for (size_t i = 0; i < result.gl_pathc; ++i) paths.emplace_back(result.gl_pathv[i]);
+  globfree(&result);
+  if (paths.empty())
+    throw Error(fmt::format("--data {}: no file matches (expected lmtrain token shards)", pattern));
+  return paths;
+}
+
+}  // namespace
+
+double evaluate(GPT& model, const data::TokenWindows& val, int64_t num_batches, int B, int T) {
+  std::vector<int32_t> inputs(static_cast<size_t>(B) * T), targets(inputs.size());
+  double sum = 0.0;
+  for (int64_t i = 0; i < num_batches; ++i) {
+    val.eval_batch(static_cast<int>(i), static_cast<int>(num_batches), B, T, inputs.data(),
+                   targets.data());
+    sum += model.forward(inputs.data(), targets.data(), B, T);
+  }
+  return sum / static_cast<double>(num_batches);
+}
+
+EvalReport evaluate_checkpoint(const EvalOptions& options) {
+  auto dir = resolve_checkpoint(options.checkpoint, options.checkpoint);
+  std::ifstream recipe_in(std::filesystem::path(*dir) / "recipe.yaml");
+  std::stringstream recipe_text;
+  recipe_text << recipe_in.rdbuf();
+  LoadedRecipe loaded = parse_recipe_text(recipe_text.str(), *dir + "/recipe.yaml");
+  validate_recipe(loaded, 1);
+  const Recipe& r = loaded.recipe;
+  const GPTConfig cfg = checkpoint_model_config(*dir);
+  LoadedCheckpoint checkpoint = load_checkpoint(*dir, cfg);
+
+  EvalReport report;
+  report.checkpoint_dir = *dir;
+  report.step = checkpoint.state.step;
+  report.batch_size = r.run.micro_batch_size;
+  report.seq_len = options.seq_len > 0 ? options.seq_len : r.run.seq_len;
+  const int64_t batches = options.batches > 0 ? options.batches : r.eval.batches;
+  if (report.seq_len > cfg.max_seq_len)
+    throw Error(fmt::format("--seq-len {} exceeds the model's max_seq_len {}", report.seq_len, cfg.max_seq_len));
+
+  // (name, tokens) of every set, all read and checked before the model runs.
+  std::vector<std::pair<std::string, std::vector<int32_t>>> sets;
+  if (options.data.empty()) {
+    TrainData data = load_train_data(r.data);
+    if (data.val_tokens.empty())
+      throw Error(fmt::format("the checkpoint's recipe has no validation set (data.val); pass --data SHARD"));
+    sets.emplace_back("val", std::move(data.val_tokens));
+  } else {
+    for (const auto& pattern : options.data)
+      for (const auto& path : expand_glob(pattern)) {
+        data::Shard shard = data::read_shard(path);
+        if (shard.vocab_size > cfg.vocab_size)
+          throw Error(fmt::format("{}: vocab size {} is larger than the model's {}", path,
+                                  shard.vocab_size, cfg.vocab_size));
+        sets.emplace_back(path, std::move(shard.tokens));
+      }
+  }
+  const int B = static_cast<int>(report.batch_size), T = static_cast<int>(report.seq_len);
+  std::vector<data::TokenWindows> windows;
+  for (const auto& [name, tokens] : sets) {
+    try {
+      windows.emplace_back(tokens, T);
+    } catch (const Error& e) {
+      throw Error(fmt::format("{}: {}", name, e.what()));
+    }
+  }
+
+  BackendChoice choice = make_backend(options.device, static_cast<int>(r.run.threads));
+  GPT model(*choice.backend, cfg);
+  model.set_parameters(checkpoint.tensors.params);
+  for (size_t i = 0; i < sets.size(); ++i) {
+    EvalSetResult result;
+    result.name = sets[i].first;
+    result.batches = batches;
+    result.tokens = batches * B * T;
+    result.loss = evaluate(model, windows[i], batches, B, T);
+    result.perplexity = std::exp(result.loss);
+    report.sets.push_back(result);
+  }
+  return report;
+}
+
+}  // namespace lmt
