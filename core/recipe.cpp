@@ -67,25 +67,41 @@ template <class T>
 constexpr const char* type_name() {
   if constexpr (std::is_same_v<T, int64_t>) return "an integer";
   if constexpr (std::is_same_v<T, double>) return "a number";
+  if constexpr (std::is_same_v<T, std::vector<int64_t>>) return "a list of integers";
   return "a string";
 }
 
 template <class T>
 std::string parse_node(const YAML::Node& node, T& out) {
   if (node.IsNull()) {
-    if constexpr (std::is_same_v<T, std::string>) {
-      out.clear();  // `val:` or `--set data.val=` clears a path
+    if constexpr (std::is_same_v<T, std::string> || std::is_same_v<T, std::vector<int64_t>>) {
+      out.clear();  // `val:` or `--set data.val=` clears a path or a list
       return "";
     }
     return fmt::format("expected {}, got nothing", type_name<T>());
   }
   if (node.IsMap()) return fmt::format("expected {}, got a mapping", type_name<T>());
-  if (node.IsSequence()) return fmt::format("expected {}, got a list", type_name<T>());
-  return parse_scalar(node.Scalar(), out);
+  if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
+    if (!node.IsSequence()) return fmt::format("expected a list of integers like [64, 128], got '{}'", node.Scalar());
+    std::vector<int64_t> values;
+    for (size_t i = 0; i < node.size(); ++i) {
+      int64_t value = 0;
+      if (!node[i].IsScalar()) return fmt::format("item {} of the list is not an integer", i + 1);
+      std::string problem = parse_scalar(node[i].Scalar(), value);
+      if (!problem.empty()) return fmt::format("item {}: {}", i + 1, problem);
+      values.push_back(value);
+    }
+    out = std::move(values);
+    return "";
+  } else {
+    if (node.IsSequence()) return fmt::format("expected {}, got a list", type_name<T>());
+    return parse_scalar(node.Scalar(), out);
+  }
 }
 
 std::string format_scalar(int64_t v) { return std::to_string(v); }
 std::string format_scalar(double v) { return fmt::format("{}", v); }
+std::string format_scalar(const std::vector<int64_t>& v) { return fmt::format("[{}]", fmt::join(v, ", ")); }
 
 // ---- key listing -----------------------------------------------------------------------------
 
@@ -250,6 +266,10 @@ struct YamlWriter {
     out << YAML::Key << name << YAML::Value;
     if constexpr (std::is_same_v<T, std::string>) {
       out << YAML::DoubleQuoted << value;
+    } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
+      out << YAML::Flow << YAML::BeginSeq;
+      for (int64_t x : value) out << std::to_string(x);
+      out << YAML::EndSeq;
     } else {
       out << format_scalar(value);
     }

@@ -114,6 +114,7 @@ struct OptimizerConfig {
 };
 
 struct ScheduleConfig {
+  std::string unit = "steps";
   int64_t warmup_steps = 0;
   std::string decay = "cosine";
   double min_lr = 0.0;
@@ -121,11 +122,36 @@ struct ScheduleConfig {
 
   template <class V>
   void visit(V& v) {
+    v.field("unit", unit, "steps | tokens: count schedule progress in steps, or in tokens (full-length steps' worth) while the sequence length grows");
     v.field("warmup_steps", warmup_steps, "linear warmup from lr/warmup_steps to lr");
     v.field("decay", decay, "cosine | linear | constant | wsd");
     v.field("min_lr", min_lr, "learning rate at the end of the decay");
     v.field("decay_fraction", decay_fraction,
             "share of the post-warmup steps spent decaying, at the end; 0 = 1.0 (wsd: 0.2)");
+  }
+};
+
+// Progressive sequence length with DeepSpeed's curriculum semantics (seqlen curriculum).
+struct SeqLenScheduleConfig {
+  std::string type = "none";
+  int64_t min_seq_len = 0;
+  int64_t max_seq_len = 0;  // 0: run.seq_len
+  int64_t total_steps = 0;
+  int64_t step_multiple = 8;
+  int64_t root_degree = 2;
+  std::vector<int64_t> difficulty;
+  std::vector<int64_t> max_step;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("type", type, "none | fixed_linear | fixed_root | fixed_discrete");
+    v.field("min_seq_len", min_seq_len, "sequence length at the first step");
+    v.field("max_seq_len", max_seq_len, "sequence length reached at total_steps; 0 = run.seq_len");
+    v.field("total_steps", total_steps, "steps over which the length grows (fixed_linear, fixed_root)");
+    v.field("step_multiple", step_multiple, "round the length down to a multiple of this");
+    v.field("root_degree", root_degree, "fixed_root: length grows with (step/total_steps)^(1/root_degree)");
+    v.field("difficulty", difficulty, "fixed_discrete: the lengths, one more than max_step");
+    v.field("max_step", max_step, "fixed_discrete: the last step of each length but the final one");
   }
 };
 
@@ -183,6 +209,7 @@ struct Recipe {
   EvalConfig eval;
   LogConfig log;
   CheckpointConfig checkpoint;
+  SeqLenScheduleConfig seq_len_schedule;
 
   template <class V>
   void visit(V& v) {
@@ -195,6 +222,7 @@ struct Recipe {
     v.section("eval", eval, "validation loss");
     v.section("log", log, "metrics lines");
     v.section("checkpoint", checkpoint, "saving and resuming");
+    v.section("seq_len_schedule", seq_len_schedule, "progressive sequence length");
   }
 };
 

@@ -195,6 +195,39 @@ void validate_recipe(LoadedRecipe& loaded, int64_t world_size) {
   c.at_least("log.every", r.log.every, 1);
   c.in_range("log.peak_tflops", r.log.peak_tflops, 0.0, 1e9);
   c.at_least("checkpoint.every", r.checkpoint.every, 0);
+  c.one_of("schedule.unit", r.schedule.unit, {"steps", "tokens"});
+  {
+    auto& s = r.seq_len_schedule;
+    c.one_of("seq_len_schedule.type", s.type, {"none", "fixed_linear", "fixed_root", "fixed_discrete"});
+    if (s.max_seq_len == 0) s.max_seq_len = r.run.seq_len;
+    if (s.type != "none") {
+      c.at_least("seq_len_schedule.step_multiple", s.step_multiple, 1);
+      if (s.max_seq_len != r.run.seq_len)
+        c.fail("seq_len_schedule.max_seq_len",
+               fmt::format("{} must equal run.seq_len {} (the length the schedule grows to, and the "
+                           "length evaluation runs at)", s.max_seq_len, r.run.seq_len));
+    }
+    if (s.type == "fixed_linear" || s.type == "fixed_root") {
+      c.at_least("seq_len_schedule.total_steps", s.total_steps, 1);
+      c.at_least("seq_len_schedule.min_seq_len", s.min_seq_len, std::max<int64_t>(1, s.step_multiple));
+      if (s.min_seq_len > s.max_seq_len)
+        c.fail("seq_len_schedule.min_seq_len", fmt::format("{} exceeds max_seq_len {}", s.min_seq_len, s.max_seq_len));
+      if (s.type == "fixed_root") c.at_least("seq_len_schedule.root_degree", s.root_degree, 1);
+    }
+    if (s.type == "fixed_discrete") {
+      if (s.difficulty.size() != s.max_step.size() + 1 || s.max_step.empty())
+        c.fail("seq_len_schedule.difficulty",
+               fmt::format("fixed_discrete needs one more difficulty than max_step entries (got {} and {})",
+                           s.difficulty.size(), s.max_step.size()));
+      for (size_t i = 0; i < s.difficulty.size(); ++i)
+        if (s.difficulty[i] < 1 || s.difficulty[i] > r.run.seq_len)
+          c.fail("seq_len_schedule.difficulty",
+                 fmt::format("item {} is {}; lengths must be in [1, run.seq_len {}]", i + 1, s.difficulty[i], r.run.seq_len));
+      for (size_t i = 1; i < s.max_step.size(); ++i)
+        if (s.max_step[i] <= s.max_step[i - 1])
+          c.fail("seq_len_schedule.max_step", "must be strictly increasing");
+    }
+  }
   c.at_least("checkpoint.keep_last", r.checkpoint.keep_last, 0);
 
   if (!c.ok()) {

@@ -1,6 +1,7 @@
 // Learning-rate schedule: linear warmup, then cosine, linear, constant or WSD (warmup-stable-
-// decay) decay to min_lr, reached on the run's last step. A pure function of the 0-based step, so
-// resuming needs no state.
+// decay) decay to min_lr, reached on the run's last step. A pure function of the position, so
+// resuming needs no state. The position is the 0-based step, or with schedule.unit: tokens the
+// tokens seen so far in units of full-length steps (fractional while the sequence length grows).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -11,14 +12,15 @@ namespace lmt {
 
 class LrSchedule {
  public:
-  LrSchedule(const ScheduleConfig& schedule, double peak_lr, int64_t total_steps);
-  double at(int64_t step) const;
-  int64_t decay_start() const { return decay_start_; }
+  // total: the schedule's length in the same units as the positions passed to at().
+  LrSchedule(const ScheduleConfig& schedule, double peak_lr, double total);
+  double at(double position) const;
+  double decay_start() const { return decay_start_; }
 
  private:
   std::string decay_;
   double peak_lr_, min_lr_;
-  int64_t warmup_, total_, decay_start_, decay_steps_;
+  double warmup_, total_, decay_start_, decay_steps_;
 };
 
 }  // namespace lmt

@@ -20,6 +20,7 @@
 #include "train/device.h"
 #include "train/evaluate.h"
 #include "train/lr_schedule.h"
+#include "train/seq_len_schedule.h"
 #include "train/metrics.h"
 #include "train/train_data.h"
 
@@ -156,10 +157,23 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
   hyper.eps = static_cast<float>(r.optimizer.eps);
   hyper.weight_decay = static_cast<float>(r.optimizer.weight_decay);
   hyper.grad_clip = static_cast<float>(r.optimizer.grad_clip);
-  LrSchedule schedule(r.schedule, r.optimizer.lr, r.run.steps);
-
-  const int64_t tokens_per_step = r.run.global_batch_size * T;
-  const double flops_per_step = flops_per_token(cfg, T) * static_cast<double>(tokens_per_step);
+  // Sequence length per step (progressive schedules) and the tokens seen before each step.
+  const SeqLenSchedule seq_len(r.seq_len_schedule, T);
+  const int64_t tokens_per_step = r.run.global_batch_size * T;  // at the full length
+  auto tokens_before = [&](int64_t step) {
+    if (!seq_len.enabled()) return step * tokens_per_step;
+    int64_t tokens = 0;
+    for (int64_t s = 0; s < step; ++s) tokens += r.run.global_batch_size * seq_len.at(s);
+    return tokens;
+  };
+  // schedule.unit tokens: positions are tokens seen in units of full-length steps, so warmup
+  // and decay keep their meaning while the sequence length grows.
+  const bool lr_in_tokens = r.schedule.unit == "tokens";
+  const double full_step_tokens = static_cast<double>(tokens_per_step);
+  const LrSchedule schedule(r.schedule, r.optimizer.lr,
+                            lr_in_tokens ? static_cast<double>(tokens_before(r.run.steps)) / full_step_tokens
+                                         : static_cast<double>(r.run.steps));
+  int64_t tokens_seen = tokens_before(start_step);
   auto say = [&](const std::string& line) {
     if (options.print_progress) {
       fmt::print("{}\n", line);
@@ -182,6 +196,9 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
                   cfg.padded_vocab_size, with_commas(parameter_count(cfg))));
   say(fmt::format("batch: {} seq x {} tokens x {} accum x {} rank = {} tokens/step; {} steps",
                   B, T, accum, options.world_size, with_commas(tokens_per_step), r.run.steps));
+  if (seq_len.enabled())
+    say(fmt::format("seq_len_schedule: {} from {} to {} tokens (evaluation at {})",
+                    r.seq_len_schedule.type, seq_len.at(0), T, T));
   say(fmt::format("data: {}", data.description));
   metrics.write({{"event", resumed ? "resume" : "start"},
                  {"step", start_step},
@@ -200,6 +217,8 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
   int64_t timed_steps = 0;
   double window_seconds = 0.0;
   int64_t window_steps = 0;
+  int64_t window_tokens = 0;
+  double window_flops = 0.0;
 
   auto run_eval = [&](int64_t step) {
     if (!val_windows) return;
@@ -222,7 +241,7 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
   auto save = [&](int64_t done) {
     CheckpointState state;
     state.step = done;
-    state.tokens_seen = done * tokens_per_step;
+    state.tokens_seen = tokens_seen;
     state.world_size = options.world_size;
     state.seed = r.run.seed;
     state.next_batch_index = done * accum;
@@ -244,13 +263,15 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
       break;
     }
     const auto t0 = Clock::now();
+    const int step_T = static_cast<int>(seq_len.at(step));
+    const int64_t step_tokens = r.run.global_batch_size * step_T;
     model.zero_grad();
     double loss_sum = 0.0;
     for (int64_t micro = 0; micro < accum; ++micro) {
       train_windows.sample_batch(static_cast<uint64_t>(r.run.seed),
-                                 static_cast<uint64_t>(step * accum + micro), B, T, inputs.data(),
-                                 targets.data());
-      loss_sum += model.forward_backward(inputs.data(), targets.data(), B, T,
+                                 static_cast<uint64_t>(step * accum + micro), B, step_T,
+                                 inputs.data(), targets.data());
+      loss_sum += model.forward_backward(inputs.data(), targets.data(), B, step_T,
                                          1.0f / static_cast<float>(accum));
     }
     const double loss = loss_sum / static_cast<double>(accum);
@@ -262,7 +283,8 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
           "Lower optimizer.lr, raise schedule.warmup_steps or set optimizer.grad_clip",
           step + 1, loss, norm));
     }
-    const double lr = schedule.at(step);
+    const double lr = schedule.at(lr_in_tokens ? static_cast<double>(tokens_seen) / full_step_tokens
+                                               : static_cast<double>(step));
     optimizer.step(model.params(), model.grads(), hyper, static_cast<float>(lr), norm);
     backend.synchronize();
     const double step_seconds = seconds_since(t0);
@@ -272,16 +294,18 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
     }
     window_seconds += step_seconds;
     ++window_steps;
+    window_tokens += step_tokens;
+    window_flops += flops_per_token(cfg, step_T) * static_cast<double>(step_tokens);
+    tokens_seen += step_tokens;
     result.steps_done = step + 1;
     result.final_loss = loss;
 
     const int64_t done = step + 1;
     if (done == 1 || done % r.log.every == 0 || done == r.run.steps) {
       const double ms = window_seconds / static_cast<double>(window_steps) * 1e3;
-      const double tokens_per_s = static_cast<double>(tokens_per_step) / (ms / 1e3);
+      const double tokens_per_s = static_cast<double>(window_tokens) / window_seconds;
       std::optional<double> mfu;
-      if (r.log.peak_tflops > 0)
-        mfu = flops_per_step / (ms / 1e3) / (r.log.peak_tflops * 1e12);
+      if (r.log.peak_tflops > 0) mfu = window_flops / window_seconds / (r.log.peak_tflops * 1e12);
       const double avg = timed_steps > 0 ? timed_seconds / timed_steps : step_seconds;
       const double eta = avg * static_cast<double>(r.run.steps - done);
       metrics.write({{"step", done},
@@ -291,15 +315,20 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
                      {"ms", ms},
                      {"tokens_per_s", tokens_per_s},
                      {"mfu", mfu ? nlohmann::json(*mfu) : nlohmann::json()},
-                     {"tokens", done * tokens_per_step},
+                     {"tokens", tokens_seen},
+                     {"seq_len", step_T},
                      {"elapsed_s", seconds_since(start)}});
-      say(fmt::format("step {:>6}/{} | loss {:.4f} | lr {:.2e} | norm {:.3f} | {:.1f} ms | {} tok/s"
+      say(fmt::format("step {:>6}/{} | loss {:.4f} | lr {:.2e} | norm {:.3f} |{} {:.1f} ms | {} tok/s"
                       " | mfu {} | eta {}",
-                      done, r.run.steps, loss, lr, norm, ms, human_count(tokens_per_s),
+                      done, r.run.steps, loss, lr, norm,
+                      seq_len.enabled() ? fmt::format(" T {} |", step_T) : std::string(), ms,
+                      human_count(tokens_per_s),
                       mfu ? fmt::format("{:.1f}%", *mfu * 100) : std::string("-"),
                       human_duration(eta)));
       window_seconds = 0.0;
       window_steps = 0;
+      window_tokens = 0;
+      window_flops = 0.0;
     }
     if (r.eval.every > 0 && done % r.eval.every == 0 && done != r.run.steps) run_eval(done);
     if (r.checkpoint.every > 0 && done % r.checkpoint.every == 0) save(done);

@@ -146,3 +146,52 @@ TEST_CASE("checkpoints: SIGKILL at any moment leaves a checkpoint that resumes",
       CHECK(entry.path().filename().string().find(".partial") == std::string::npos);
   }
 }
+
+TEST_CASE("checkpoints: SIGTERM mid-run, then resume, ends exactly like an uninterrupted run", "[cli][checkpoint][signals]") {
+  // With a growing sequence length and a token-counted LR schedule, so the resumed run must
+  // recover both positions from the step alone.
+  const std::string args =
+      "train tiny.yaml --set run.steps=3000 --set log.every=500 --set seq_len_schedule.type=fixed_linear "
+      "--set seq_len_schedule.min_seq_len=8 --set seq_len_schedule.total_steps=2000 "
+      "--set seq_len_schedule.step_multiple=4 --set schedule.unit=tokens --set schedule.warmup_steps=100";
+  TempDir straight, stopped;
+  write_file(straight.path() / "tiny.yaml", tiny_recipe(straight));
+  write_file(stopped.path() / "tiny.yaml", tiny_recipe(stopped));
+  RunResult a = run_lmtrain(straight, args);
+  INFO(a.output);
+  REQUIRE(a.status == 0);
+  RunResult b1 = run_lmtrain(stopped, args, "", "timeout --foreground --preserve-status -s TERM 1");
+  INFO(b1.output);
+  REQUIRE(b1.status == 0);  // preemption: checkpoint and exit 0
+  REQUIRE_THAT(b1.output, Contains("stopped by signal"));
+  RunResult b2 = run_lmtrain(stopped, args + " --resume auto");
+  INFO(b2.output);
+  REQUIRE(b2.status == 0);
+  const auto summary_a = nlohmann::json::parse(read_file(straight.path() / "runs" / "tiny" / "summary.json"));
+  const auto summary_b = nlohmann::json::parse(read_file(stopped.path() / "runs" / "tiny" / "summary.json"));
+  CHECK(summary_b["loss"] == summary_a["loss"]);
+  CHECK(summary_b["val_loss"] == summary_a["val_loss"]);
+  CHECK(read_file(checkpoints(stopped) / "step_00003000" / "model.safetensors") ==
+        read_file(checkpoints(straight) / "step_00003000" / "model.safetensors"));
+}
+
+TEST_CASE("seq_len_schedule: a fixed_linear run from 16 to 64 shows the growing T", "[cli][seq_len]") {
+  TempDir dir;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  RunResult r = run_lmtrain(dir,
+                            "train tiny.yaml --set run.seq_len=64 --set model.max_seq_len=64 --set run.steps=12 "
+                            "--set log.every=1 --set seq_len_schedule.type=fixed_linear "
+                            "--set seq_len_schedule.min_seq_len=16 --set seq_len_schedule.total_steps=10");
+  INFO(r.output);
+  REQUIRE(r.status == 0);
+  CHECK_THAT(r.output, Contains("| T 16 |") && Contains("| T 40 |") && Contains("| T 64 |"));
+  std::vector<int64_t> lengths;
+  int64_t tokens = 0;
+  for (const auto& rec : read_jsonl(dir.path() / "runs" / "tiny" / "metrics.jsonl"))
+    if (is_training_record(rec)) {
+      lengths.push_back(rec["seq_len"].get<int64_t>());
+      tokens += 4 * lengths.back();
+      CHECK(rec["tokens"].get<int64_t>() == tokens);  // tokens count the current T
+    }
+  CHECK(lengths == std::vector<int64_t>{16, 24, 24, 32, 40, 40, 48, 48, 56, 64, 64, 64});
+}

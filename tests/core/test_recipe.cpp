@@ -309,7 +309,7 @@ TEST_CASE("recipe_keys: every leaf once, in declaration order, no sections", "[r
   const auto keys = lmt::recipe_keys();
   REQUIRE(keys.size() >= 40);
   CHECK(keys.front().first == "run.name");
-  CHECK(keys.back().first == "checkpoint.keep_last");
+  CHECK(keys.back().first == "seq_len_schedule.max_step");
   std::set<std::string> unique;
   for (const auto& [key, help] : keys) {
     INFO(key);
