@@ -195,3 +195,25 @@ TEST_CASE("seq_len_schedule: a fixed_linear run from 16 to 64 shows the growing 
     }
   CHECK(lengths == std::vector<int64_t>{16, 24, 24, 32, 40, 40, 48, 48, 56, 64, 64, 64});
 }
+
+TEST_CASE("checkpoints: a failed write (disk full) is an error and keeps the previous checkpoint", "[cli][checkpoint][errors]") {
+  TempDir dir;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  REQUIRE(run_lmtrain(dir, "train tiny.yaml --set run.steps=10").status == 0);
+  // A 40 KiB file-size limit (with SIGXFSZ ignored, writes fail with EFBIG) stands in for a full
+  // disk: the optimizer file of the next checkpoint cannot be written.
+  RunResult full = run_lmtrain(dir, "train tiny.yaml --set run.steps=20 --resume auto", "",
+                               "bash -c 'trap \"\" XFSZ; ulimit -f 40; exec \"$@\"' limited");
+  INFO(full.output);
+  CHECK(full.status == 2);
+  CHECK_THAT(full.output, Contains("failed") && Contains("step_00000020"));
+  CHECK(read_file(checkpoints(dir) / "latest") == "step_00000010\n");
+  CHECK_FALSE(fs::exists(checkpoints(dir) / "step_00000020"));
+  CHECK_FALSE(fs::exists(checkpoints(dir) / "step_00000020.partial"));
+  // With room again, the run resumes from the previous checkpoint and completes.
+  RunResult again = run_lmtrain(dir, "train tiny.yaml --set run.steps=20 --resume auto");
+  INFO(again.output);
+  CHECK(again.status == 0);
+  CHECK_THAT(again.output, Contains("at step 10"));
+  CHECK(read_file(checkpoints(dir) / "latest") == "step_00000020\n");
+}
