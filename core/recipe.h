@@ -190,12 +190,14 @@ struct CheckpointConfig {
   std::string dir;  // empty: <run directory>/checkpoints
   int64_t every = 0;
   int64_t keep_last = 0;
+  int64_t keep_every = 0;
 
   template <class V>
   void visit(V& v) {
     v.field("dir", dir, "where checkpoints go; empty = <run directory>/checkpoints");
     v.field("every", every, "save every N steps; 0 = only at the end and on a stop signal");
     v.field("keep_last", keep_last, "keep only the newest N checkpoints; 0 = keep all");
+    v.field("keep_every", keep_every, "never prune checkpoints whose step is a multiple of M (milestones); 0 = none");
   }
 };
 

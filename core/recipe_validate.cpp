@@ -229,6 +229,7 @@ void validate_recipe(LoadedRecipe& loaded, int64_t world_size) {
     }
   }
   c.at_least("checkpoint.keep_last", r.checkpoint.keep_last, 0);
+  c.at_least("checkpoint.keep_every", r.checkpoint.keep_every, 0);
 
   if (!c.ok()) {
     std::string msg = fmt::format("invalid recipe {} ({} problem{}):", loaded.path,

@@ -79,7 +79,7 @@ std::vector<fs::path> complete_checkpoints(const fs::path& root) {
 }  // namespace
 
 std::string save_checkpoint(const std::string& root, const CheckpointState& state,
-                            const CheckpointTensors& tensors, int64_t keep_last) {
+                            const CheckpointTensors& tensors, int64_t keep_last, int64_t keep_every) {
   const fs::path root_path(root);
   fs::create_directories(root_path);
   const std::string name = step_dir_name(state.step);
@@ -149,8 +149,11 @@ std::string save_checkpoint(const std::string& root, const CheckpointState& stat
   }
   if (keep_last > 0) {
     auto dirs = complete_checkpoints(root_path);
-    for (size_t i = 0; i + static_cast<size_t>(keep_last) < dirs.size(); ++i)
-      if (dirs[i] != final_dir) fs::remove_all(dirs[i], ec);
+    for (size_t i = 0; i + static_cast<size_t>(keep_last) < dirs.size(); ++i) {
+      const int64_t step = std::stoll(dirs[i].filename().string().substr(5));
+      const bool milestone = keep_every > 0 && step % keep_every == 0;
+      if (dirs[i] != final_dir && !milestone) fs::remove_all(dirs[i], ec);
+    }
   }
   return final_dir.string();
 }

@@ -32,9 +32,10 @@ struct CheckpointTensors {
 };
 
 // Writes root/step_NNNNNNNN, updates root/latest, then (keep_last > 0) removes the oldest
-// complete checkpoints beyond keep_last. Returns the checkpoint directory.
+// complete checkpoints beyond the newest keep_last, sparing milestones (steps that are
+// multiples of keep_every > 0). Returns the checkpoint directory.
 std::string save_checkpoint(const std::string& root, const CheckpointState& state,
-                            const CheckpointTensors& tensors, int64_t keep_last);
+                            const CheckpointTensors& tensors, int64_t keep_last, int64_t keep_every);
 
 // `which`: "latest" (root/latest), "auto" (latest if there is one, else nullopt) or a path to
 // a step directory or to a root holding `latest`. Throws lmt::Error when a named checkpoint is

@@ -250,7 +250,8 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
     state.recipe_yaml = recipe_yaml;
     CheckpointTensors tensors{model.get_parameters(), optimizer.get_m(), optimizer.get_v()};
     const auto t0 = Clock::now();
-    const std::string dir = save_checkpoint(checkpoint_root, state, tensors, r.checkpoint.keep_last);
+    const std::string dir = save_checkpoint(checkpoint_root, state, tensors, r.checkpoint.keep_last,
+                                             r.checkpoint.keep_every);
     last_saved_step = done;
     metrics.write({{"event", "checkpoint"}, {"step", done}, {"path", dir}});
     say(fmt::format("step {:>6}/{} | saved {} ({:.0f} ms)", done, r.run.steps, dir,

@@ -121,6 +121,19 @@ TEST_CASE("checkpoints: keep_last prunes older ones after the new one is complet
   CHECK(names == std::vector<std::string>{"latest", "step_00000015", "step_00000020"});
 }
 
+TEST_CASE("checkpoints: keep_every spares milestones from keep_last pruning", "[cli][checkpoint]") {
+  TempDir dir;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  RunResult r = run_lmtrain(dir, "train tiny.yaml --set run.steps=30 --set checkpoint.every=5 "
+                                 "--set checkpoint.keep_last=1 --set checkpoint.keep_every=10");
+  INFO(r.output);
+  REQUIRE(r.status == 0);
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(checkpoints(dir))) names.push_back(entry.path().filename().string());
+  std::sort(names.begin(), names.end());
+  CHECK(names == std::vector<std::string>{"latest", "step_00000010", "step_00000020", "step_00000030"});
+}
+
 TEST_CASE("checkpoints: SIGKILL at any moment leaves a checkpoint that resumes", "[cli][checkpoint][kill]") {
   // Saving every step of a tiny model keeps the process inside save_checkpoint most of the time,
   // so the kills land mid-write (in a data file, the manifest, the rename or `latest`).
