@@ -68,20 +68,32 @@ constexpr const char* type_name() {
   if constexpr (std::is_same_v<T, int64_t>) return "an integer";
   if constexpr (std::is_same_v<T, double>) return "a number";
   if constexpr (std::is_same_v<T, std::vector<int64_t>>) return "a list of integers";
+  if constexpr (std::is_same_v<T, std::map<std::string, std::string>>) return "a mapping of names to paths";
   return "a string";
 }
 
 template <class T>
 std::string parse_node(const YAML::Node& node, T& out) {
   if (node.IsNull()) {
-    if constexpr (std::is_same_v<T, std::string> || std::is_same_v<T, std::vector<int64_t>>) {
+    if constexpr (std::is_same_v<T, std::string> || std::is_same_v<T, std::vector<int64_t>> ||
+                  std::is_same_v<T, std::map<std::string, std::string>>) {
       out.clear();  // `val:` or `--set data.val=` clears a path or a list
       return "";
     }
     return fmt::format("expected {}, got nothing", type_name<T>());
   }
-  if (node.IsMap()) return fmt::format("expected {}, got a mapping", type_name<T>());
-  if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
+  if constexpr (std::is_same_v<T, std::map<std::string, std::string>>) {
+    if (!node.IsMap()) return "expected a mapping of names to paths, like {wiki: data/wiki/val.bin}";
+    std::map<std::string, std::string> values;
+    for (auto it = node.begin(); it != node.end(); ++it) {
+      if (!it->second.IsScalar()) return fmt::format("'{}' must map to a path", it->first.Scalar());
+      if (!values.emplace(it->first.Scalar(), it->second.Scalar()).second)
+        return fmt::format("'{}' is given twice", it->first.Scalar());
+    }
+    out = std::move(values);
+    return "";
+  } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
+    if (node.IsMap()) return fmt::format("expected {}, got a mapping", type_name<T>());
     if (!node.IsSequence()) return fmt::format("expected a list of integers like [64, 128], got '{}'", node.Scalar());
     std::vector<int64_t> values;
     for (size_t i = 0; i < node.size(); ++i) {
@@ -94,6 +106,7 @@ std::string parse_node(const YAML::Node& node, T& out) {
     out = std::move(values);
     return "";
   } else {
+    if (node.IsMap()) return fmt::format("expected {}, got a mapping", type_name<T>());
     if (node.IsSequence()) return fmt::format("expected {}, got a list", type_name<T>());
     return parse_scalar(node.Scalar(), out);
   }
@@ -102,6 +115,11 @@ std::string parse_node(const YAML::Node& node, T& out) {
 std::string format_scalar(int64_t v) { return std::to_string(v); }
 std::string format_scalar(double v) { return fmt::format("{}", v); }
 std::string format_scalar(const std::vector<int64_t>& v) { return fmt::format("[{}]", fmt::join(v, ", ")); }
+std::string format_scalar(const std::map<std::string, std::string>& m) {
+  std::vector<std::string> items;
+  for (const auto& [k, v] : m) items.push_back(fmt::format("{}: {}", k, v));
+  return fmt::format("{{{}}}", fmt::join(items, ", "));
+}
 
 // ---- key listing -----------------------------------------------------------------------------
 
@@ -270,6 +288,10 @@ struct YamlWriter {
       out << YAML::Flow << YAML::BeginSeq;
       for (int64_t x : value) out << std::to_string(x);
       out << YAML::EndSeq;
+    } else if constexpr (std::is_same_v<T, std::map<std::string, std::string>>) {
+      out << YAML::BeginMap;
+      for (const auto& [k, v] : value) out << YAML::Key << k << YAML::Value << YAML::DoubleQuoted << v;
+      out << YAML::EndMap;
     } else {
       out << format_scalar(value);
     }

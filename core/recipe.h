@@ -167,11 +167,13 @@ struct PrecisionConfig {
 struct EvalConfig {
   int64_t every = 0;
   int64_t batches = 20;
+  std::map<std::string, std::string> sets;
 
   template <class V>
   void visit(V& v) {
     v.field("every", every, "evaluate every N steps; 0 = only at the end");
     v.field("batches", batches, "validation batches (of micro_batch_size sequences) per evaluation");
+    v.field("sets", sets, "more validation sets by name, e.g. {wiki: data/wiki/val.bin}; logged under their names");
   }
 };
 

@@ -192,6 +192,12 @@ void validate_recipe(LoadedRecipe& loaded, int64_t world_size) {
   c.one_of("precision.dtype", r.precision.dtype, {"fp32", "bf16", "fp16"});
   c.at_least("eval.every", r.eval.every, 0);
   c.at_least("eval.batches", r.eval.batches, 1);
+  for (const auto& [name, path] : r.eval.sets) {
+    if (name.empty() || name == "val" || name.find_first_of(" /") != std::string::npos)
+      c.fail("eval.sets", fmt::format("set name '{}' must be non-empty, not 'val' (the data.val set), "
+                                      "without spaces or '/'", name));
+    if (path.empty()) c.fail("eval.sets", fmt::format("set '{}' has no path", name));
+  }
   c.at_least("log.every", r.log.every, 1);
   c.in_range("log.peak_tflops", r.log.peak_tflops, 0.0, 1e9);
   c.at_least("checkpoint.every", r.checkpoint.every, 0);

@@ -66,10 +66,11 @@ EvalReport evaluate_checkpoint(const EvalOptions& options) {
   // (name, tokens) of every set, all read and checked before the model runs.
   std::vector<std::pair<std::string, std::vector<int32_t>>> sets;
   if (options.data.empty()) {
-    TrainData data = load_train_data(r.data);
-    if (data.val_tokens.empty())
-      throw Error(fmt::format("the checkpoint's recipe has no validation set (data.val); pass --data SHARD"));
-    sets.emplace_back("val", std::move(data.val_tokens));
+    TrainData data = load_train_data(r.data, r.eval);
+    if (data.val_tokens.empty() && data.extra_val.empty())
+      throw Error(fmt::format("the checkpoint's recipe has no validation set (data.val or eval.sets); pass --data SHARD"));
+    if (!data.val_tokens.empty()) sets.emplace_back("val", std::move(data.val_tokens));
+    for (auto& extra : data.extra_val) sets.push_back(std::move(extra));
   } else {
     for (const auto& pattern : options.data)
       for (const auto& path : expand_glob(pattern)) {

@@ -22,7 +22,27 @@ data::MarkovSpec markov_spec(const SyntheticConfig& s) {
 
 }  // namespace
 
-TrainData load_train_data(const DataConfig& data) {
+namespace {
+
+void load_extra_sets(const EvalConfig& eval, TrainData& out) {
+  for (const auto& [name, path] : eval.sets) {
+    data::Shard shard = data::read_shard(path);
+    if (shard.vocab_size > out.vocab_size)
+      throw Error(fmt::format("eval.sets.{}: '{}' has vocab size {}, larger than the training data's {}",
+                              name, path, shard.vocab_size, out.vocab_size));
+    out.extra_val.emplace_back(name, std::move(shard.tokens));
+  }
+}
+
+}  // namespace
+
+TrainData load_train_data(const DataConfig& data, const EvalConfig& eval) {
+  TrainData out = load_train_data_only(data);
+  load_extra_sets(eval, out);
+  return out;
+}
+
+TrainData load_train_data_only(const DataConfig& data) {
   TrainData out;
   if (data.source == "synthetic") {
     data::MarkovSource source(markov_spec(data.synthetic));

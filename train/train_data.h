@@ -12,13 +12,18 @@ namespace lmt {
 
 struct TrainData {
   std::vector<int32_t> train_tokens;
-  std::vector<int32_t> val_tokens;  // empty: no evaluation
+  std::vector<int32_t> val_tokens;  // empty: no evaluation of data.val
+  // eval.sets: more validation sets by name (shards), in name order.
+  std::vector<std::pair<std::string, std::vector<int32_t>>> extra_val;
   int64_t vocab_size = 0;
   std::optional<double> loss_floor;  // known entropy per token (synthetic corpora)
   std::string description;
 };
 
-TrainData load_train_data(const DataConfig& data);
+TrainData load_train_data(const DataConfig& data, const EvalConfig& eval);
+
+// The same without eval.sets.
+TrainData load_train_data_only(const DataConfig& data);
 
 // Vocabulary size of the recipe's data without reading all tokens (for `lmtrain plan`);
 // nullopt when the shard is not there yet.

@@ -96,7 +96,7 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
                             loaded.path, r.precision.dtype));
 
   // Everything that can fail on bad input happens before the run directory is touched.
-  TrainData data = load_train_data(r.data);
+  TrainData data = load_train_data(r.data, r.eval);
   GPTConfig cfg = resolve_model_config(r, data.vocab_size, loaded.path);
   const int B = static_cast<int>(r.run.micro_batch_size);
   const int T = static_cast<int>(r.run.seq_len);
@@ -114,6 +114,9 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
   std::optional<data::TokenWindows> val_windows;
   if (!data.val_tokens.empty())
     val_windows.emplace(windows_for(data.val_tokens, synthetic ? "data.synthetic.val_tokens" : r.data.val));
+  std::vector<std::pair<std::string, data::TokenWindows>> extra_windows;
+  for (const auto& [name, tokens] : data.extra_val)
+    extra_windows.emplace_back(name, windows_for(tokens, "eval.sets." + name + " (" + r.eval.sets.at(name) + ")"));
 
   const std::string run_dir = run_directory(r);
   const std::string metrics_path = (std::filesystem::path(run_dir) / "metrics.jsonl").string();
@@ -221,20 +224,29 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
   double window_flops = 0.0;
 
   auto run_eval = [&](int64_t step) {
-    if (!val_windows) return;
-    const auto t0 = Clock::now();
-    double val_loss = evaluate(model, *val_windows, r.eval.batches, B, T);
-    const double ms = seconds_since(t0) * 1e3;
-    result.final_val_loss = val_loss;
-    nlohmann::json rec = {{"step", step}, {"val_loss", val_loss}, {"ms", ms}};
-    std::string floor_text;
-    if (data.loss_floor) {
-      rec["loss_floor"] = *data.loss_floor;
-      floor_text = fmt::format(" (floor {:.4f})", *data.loss_floor);
+    if (val_windows) {
+      const auto t0 = Clock::now();
+      double val_loss = evaluate(model, *val_windows, r.eval.batches, B, T);
+      const double ms = seconds_since(t0) * 1e3;
+      result.final_val_loss = val_loss;
+      nlohmann::json rec = {{"step", step}, {"val_loss", val_loss}, {"ms", ms}};
+      std::string floor_text;
+      if (data.loss_floor) {
+        rec["loss_floor"] = *data.loss_floor;
+        floor_text = fmt::format(" (floor {:.4f})", *data.loss_floor);
+      }
+      metrics.write(rec);
+      say(fmt::format("step {:>6}/{} | val loss {:.4f}{} | {:.0f} ms", step, r.run.steps, val_loss,
+                      floor_text, ms));
     }
-    metrics.write(rec);
-    say(fmt::format("step {:>6}/{} | val loss {:.4f}{} | {:.0f} ms", step, r.run.steps, val_loss,
-                    floor_text, ms));
+    for (auto& [name, windows] : extra_windows) {
+      const auto t0 = Clock::now();
+      const double loss = evaluate(model, windows, r.eval.batches, B, T);
+      const double ms = seconds_since(t0) * 1e3;
+      result.final_set_losses[name] = loss;
+      metrics.write({{"step", step}, {"set", name}, {"val_loss", loss}, {"ms", ms}});
+      say(fmt::format("step {:>6}/{} | {} loss {:.4f} | {:.0f} ms", step, r.run.steps, name, loss, ms));
+    }
   };
 
   int64_t last_saved_step = start_step;
@@ -352,6 +364,7 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
       {"loss", result.final_loss},
       {"val_loss", result.final_val_loss ? nlohmann::json(*result.final_val_loss) : nlohmann::json()},
       {"loss_floor", data.loss_floor ? nlohmann::json(*data.loss_floor) : nlohmann::json()},
+      {"set_losses", result.final_set_losses},
       {"seconds", result.seconds},
       {"interrupted", result.interrupted}};
   metrics.write(summary);

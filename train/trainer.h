@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 
@@ -23,6 +24,7 @@ struct TrainResult {
   int64_t steps_done = 0;
   double final_loss = 0.0;
   std::optional<double> final_val_loss;
+  std::map<std::string, double> final_set_losses;  // eval.sets by name
   std::optional<double> loss_floor;
   double seconds = 0.0;
   bool interrupted = false;

@@ -48,8 +48,26 @@ TEST_CASE("eval: several shards by glob, and clear errors", "[cli][eval]") {
              "run: {name: shards, out_dir: runs, steps: 5, seq_len: 16, micro_batch_size: 2, device: cpu, threads: 1}\n"
              "model: {n_layer: 1, n_head: 2, n_embd: 16, max_seq_len: 16}\n"
              "data: {source: shards, train: prepared/train.bin, val: prepared/val.bin}\n"
-             "eval: {batches: 3}\n");
-  REQUIRE(run_lmtrain(dir, "train shards.yaml").status == 0);
+             "eval: {batches: 3, sets: {copy: prepared/val2.bin}}\n");
+  RunResult train = run_lmtrain(dir, "train shards.yaml");
+  INFO(train.output);
+  REQUIRE(train.status == 0);
+  CHECK_THAT(train.output, Contains("| copy loss"));
+  double val_loss = -1, copy_loss = -2;
+  for (const auto& rec : read_jsonl(dir.path() / "runs" / "shards" / "metrics.jsonl")) {
+    if (!rec.contains("val_loss")) continue;
+    (rec.contains("set") ? copy_loss : val_loss) = rec["val_loss"].get<double>();
+  }
+  CHECK(copy_loss == val_loss);  // eval.sets are logged under their names; same tokens here
+  // Without --data, eval reports the run's val set and every eval.sets entry by name.
+  RunResult own = run_lmtrain(dir, "eval --checkpoint runs/shards/checkpoints --json");
+  INFO(own.output);
+  REQUIRE(own.status == 0);
+  const auto own_report = nlohmann::json::parse(own.output);
+  REQUIRE(own_report["sets"].size() == 2);
+  CHECK(own_report["sets"][0]["name"] == "val");
+  CHECK(own_report["sets"][1]["name"] == "copy");
+  CHECK(own_report["sets"][1]["loss"].get<double>() == copy_loss);
   RunResult r = run_lmtrain(dir, "eval --checkpoint runs/shards/checkpoints --data 'prepared/val*.bin' --json");
   INFO(r.output);
   REQUIRE(r.status == 0);
