@@ -79,6 +79,7 @@ struct SyntheticConfig {
 
 struct DataConfig {
   std::string source = "shards";
+  std::string format = "lmtrain";
   std::string train;
   std::string val;
   SyntheticConfig synthetic;
@@ -86,6 +87,7 @@ struct DataConfig {
   template <class V>
   void visit(V& v) {
     v.field("source", source, "shards | synthetic");
+    v.field("format", format, "lmtrain | llmc | nanogpt: the shard format of data.train, data.val and eval.sets");
     v.field("train", train, "training shard written by `lmtrain data prepare` (source: shards)");
     v.field("val", val, "validation shard (source: shards); empty = no evaluation");
     v.section("synthetic", synthetic, "Markov-chain corpus generated in memory (source: synthetic)");

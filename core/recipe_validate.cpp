@@ -145,6 +145,10 @@ void validate_recipe(LoadedRecipe& loaded, int64_t world_size) {
 
   // data
   c.one_of("data.source", r.data.source, {"shards", "synthetic"});
+  c.one_of("data.format", r.data.format, {"lmtrain", "llmc", "nanogpt"});
+  if (r.data.source == "shards" && r.data.format != "lmtrain" && r.model.vocab_size == 0)
+    c.fail("model.vocab_size", fmt::format("data.format {} files do not record a vocabulary size; set "
+                                           "model.vocab_size (50257 for GPT-2 tokens)", r.data.format));
   if (r.data.source == "shards" && r.data.train.empty())
     c.fail("data.train", "source is 'shards' but no training shard is given; run `lmtrain data "
                          "prepare` and point data.train at its train.bin");

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/recipe.h"
+#include "data/foreign_shards.h"
 #include "data/shard.h"
 #include "train/checkpoint.h"
 #include "train/device.h"
@@ -66,7 +67,7 @@ EvalReport evaluate_checkpoint(const EvalOptions& options) {
   // (name, tokens) of every set, all read and checked before the model runs.
   std::vector<std::pair<std::string, std::vector<int32_t>>> sets;
   if (options.data.empty()) {
-    TrainData data = load_train_data(r.data, r.eval);
+    TrainData data = load_train_data(r.data, r.eval, cfg.vocab_size);
     if (data.val_tokens.empty() && data.extra_val.empty())
       throw Error(fmt::format("the checkpoint's recipe has no validation set (data.val or eval.sets); pass --data SHARD"));
     if (!data.val_tokens.empty()) sets.emplace_back("val", std::move(data.val_tokens));
@@ -74,7 +75,7 @@ EvalReport evaluate_checkpoint(const EvalOptions& options) {
   } else {
     for (const auto& pattern : options.data)
       for (const auto& path : expand_glob(pattern)) {
-        data::Shard shard = data::read_shard(path);
+        data::Shard shard = data::read_token_file(path, r.data.format, cfg.vocab_size);
         if (shard.vocab_size > cfg.vocab_size)
           throw Error(fmt::format("{}: vocab size {} is larger than the model's {}", path,
                                   shard.vocab_size, cfg.vocab_size));

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "data/foreign_shards.h"
 #include "data/shard.h"
 #include "data/synthetic.h"
 
@@ -24,9 +25,9 @@ data::MarkovSpec markov_spec(const SyntheticConfig& s) {
 
 namespace {
 
-void load_extra_sets(const EvalConfig& eval, TrainData& out) {
+void load_extra_sets(const DataConfig& data, const EvalConfig& eval, TrainData& out) {
   for (const auto& [name, path] : eval.sets) {
-    data::Shard shard = data::read_shard(path);
+    data::Shard shard = data::read_token_file(path, data.format, out.vocab_size);
     if (shard.vocab_size > out.vocab_size)
       throw Error(fmt::format("eval.sets.{}: '{}' has vocab size {}, larger than the training data's {}",
                               name, path, shard.vocab_size, out.vocab_size));
@@ -36,13 +37,13 @@ void load_extra_sets(const EvalConfig& eval, TrainData& out) {
 
 }  // namespace
 
-TrainData load_train_data(const DataConfig& data, const EvalConfig& eval) {
-  TrainData out = load_train_data_only(data);
-  load_extra_sets(eval, out);
+TrainData load_train_data(const DataConfig& data, const EvalConfig& eval, int64_t model_vocab_size) {
+  TrainData out = load_train_data_only(data, model_vocab_size);
+  load_extra_sets(data, eval, out);
   return out;
 }
 
-TrainData load_train_data_only(const DataConfig& data) {
+TrainData load_train_data_only(const DataConfig& data, int64_t model_vocab_size) {
   TrainData out;
   if (data.source == "synthetic") {
     data::MarkovSource source(markov_spec(data.synthetic));
@@ -62,11 +63,11 @@ TrainData load_train_data_only(const DataConfig& data) {
         out.train_tokens.size(), out.val_tokens.size(), *out.loss_floor);
     return out;
   }
-  data::Shard train = data::read_shard(data.train);
+  data::Shard train = data::read_token_file(data.train, data.format, model_vocab_size);
   out.vocab_size = train.vocab_size;
   out.train_tokens = std::move(train.tokens);
   if (!data.val.empty()) {
-    data::Shard val = data::read_shard(data.val);
+    data::Shard val = data::read_token_file(data.val, data.format, model_vocab_size);
     if (val.vocab_size != out.vocab_size)
       throw Error(fmt::format("data.val '{}' has vocab size {} but data.train '{}' has {}; prepare "
                               "both with the same tokenizer",
@@ -81,7 +82,8 @@ TrainData load_train_data_only(const DataConfig& data) {
 
 std::optional<int64_t> peek_vocab_size(const DataConfig& data) {
   if (data.source == "synthetic") return data.synthetic.vocab_size;
-  if (data.train.empty() || !std::filesystem::exists(data.train)) return std::nullopt;
+  if (data.format != "lmtrain" || data.train.empty() || !std::filesystem::exists(data.train))
+    return std::nullopt;
   return data::read_shard_header(data.train).vocab_size;
 }
 

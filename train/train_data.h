@@ -20,10 +20,12 @@ struct TrainData {
   std::string description;
 };
 
-TrainData load_train_data(const DataConfig& data, const EvalConfig& eval);
+// model_vocab_size: model.vocab_size (0: from the data); required for llmc/nanogpt files,
+// whose ids are checked against it.
+TrainData load_train_data(const DataConfig& data, const EvalConfig& eval, int64_t model_vocab_size);
 
 // The same without eval.sets.
-TrainData load_train_data_only(const DataConfig& data);
+TrainData load_train_data_only(const DataConfig& data, int64_t model_vocab_size);
 
 // Vocabulary size of the recipe's data without reading all tokens (for `lmtrain plan`);
 // nullopt when the shard is not there yet.

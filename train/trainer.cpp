@@ -96,7 +96,7 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
                             loaded.path, r.precision.dtype));
 
   // Everything that can fail on bad input happens before the run directory is touched.
-  TrainData data = load_train_data(r.data, r.eval);
+  TrainData data = load_train_data(r.data, r.eval, r.model.vocab_size);
   GPTConfig cfg = resolve_model_config(r, data.vocab_size, loaded.path);
   const int B = static_cast<int>(r.run.micro_batch_size);
   const int T = static_cast<int>(r.run.seq_len);
