@@ -137,11 +137,18 @@ float GPT::forward(const int32_t* inputs, const int32_t* targets, int B, int T) 
 
 float GPT::forward_backward(const int32_t* inputs, const int32_t* targets, int B, int T,
                             float grad_scale) {
-  const float dloss = grad_scale / static_cast<float>(static_cast<size_t>(B) * T);
-  float loss = run_forward(inputs, targets, B, T, dloss);
-  run_backward(B, T);
+  const float loss = forward_for_backward(inputs, targets, B, T, grad_scale);
+  backward();
   return loss;
 }
+
+float GPT::forward_for_backward(const int32_t* inputs, const int32_t* targets, int B, int T,
+                                float grad_scale) {
+  const float dloss = grad_scale / static_cast<float>(static_cast<size_t>(B) * T);
+  return run_forward(inputs, targets, B, T, dloss);
+}
+
+void GPT::backward() { run_backward(last_B_, last_T_); }
 
 float GPT::run_forward(const int32_t* inputs, const int32_t* targets, int B, int T, float dloss) {
   ensure_activations(B, T);

@@ -37,6 +37,11 @@ class GPT {
   // Forward, then backward adding d(mean loss * grad_scale)/d(params) into the gradients.
   float forward_backward(const int32_t* inputs, const int32_t* targets, int B, int T,
                          float grad_scale);
+  // The two halves of forward_backward, for timing them apart (`lmtrain bench`): the forward
+  // leaves dlogits in place of the logits, and backward() must follow it.
+  float forward_for_backward(const int32_t* inputs, const int32_t* targets, int B, int T,
+                             float grad_scale);
+  void backward();
   void zero_grad();
 
   float* params() { return params_; }

@@ -79,6 +79,17 @@ std::string run_directory(const Recipe& recipe) {
   return (std::filesystem::path(recipe.run.out_dir) / recipe.run.name).string();
 }
 
+AdamWHyper adamw_hyper(const OptimizerConfig& optimizer) {
+  AdamWHyper hyper;
+  hyper.lr = static_cast<float>(optimizer.lr);
+  hyper.beta1 = static_cast<float>(optimizer.beta1);
+  hyper.beta2 = static_cast<float>(optimizer.beta2);
+  hyper.eps = static_cast<float>(optimizer.eps);
+  hyper.weight_decay = static_cast<float>(optimizer.weight_decay);
+  hyper.grad_clip = static_cast<float>(optimizer.grad_clip);
+  return hyper;
+}
+
 std::string checkpoint_directory(const Recipe& recipe) {
   if (!recipe.checkpoint.dir.empty()) return recipe.checkpoint.dir;
   return (std::filesystem::path(run_directory(recipe)) / "checkpoints").string();
@@ -153,13 +164,7 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
   } else {
     model.init_weights(static_cast<uint64_t>(r.run.seed), r.model.init_std);
   }
-  AdamWHyper hyper;
-  hyper.lr = static_cast<float>(r.optimizer.lr);
-  hyper.beta1 = static_cast<float>(r.optimizer.beta1);
-  hyper.beta2 = static_cast<float>(r.optimizer.beta2);
-  hyper.eps = static_cast<float>(r.optimizer.eps);
-  hyper.weight_decay = static_cast<float>(r.optimizer.weight_decay);
-  hyper.grad_clip = static_cast<float>(r.optimizer.grad_clip);
+  const AdamWHyper hyper = adamw_hyper(r.optimizer);
   // Sequence length per step (progressive schedules) and the tokens seen before each step.
   const SeqLenSchedule seq_len(r.seq_len_schedule, T);
   const int64_t tokens_per_step = r.run.global_batch_size * T;  // at the full length

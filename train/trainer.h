@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/recipe.h"
+#include "model/adamw.h"
 #include "model/gpt_config.h"
 
 namespace lmt {
@@ -42,6 +43,9 @@ GPTConfig resolve_model_config(const Recipe& recipe, int64_t data_vocab_size,
 
 // The run directory a recipe writes to (run.out_dir / run.name).
 std::string run_directory(const Recipe& recipe);
+// The optimizer section as AdamW's hyperparameters.
+AdamWHyper adamw_hyper(const OptimizerConfig& optimizer);
+
 // Where its checkpoints go (checkpoint.dir, or <run directory>/checkpoints).
 std::string checkpoint_directory(const Recipe& recipe);
 

@@ -14,5 +14,6 @@ Action add_plan_command(CLI::App& app);
 Action add_doctor_command(CLI::App& app);
 Action add_data_command(CLI::App& app);
 Action add_eval_command(CLI::App& app);
+Action add_bench_command(CLI::App& app);
 
 }  // namespace lmt::app

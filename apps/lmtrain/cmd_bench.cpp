@@ -1,0 +1,65 @@
+// lmtrain bench RECIPE [--steps N] [--warmup N] [--device D] [--set k=v]... [--json FILE]
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "apps/lmtrain/commands.h"
+#include "core/file_io.h"
+#include "core/recipe.h"
+#include "core/strings.h"
+#include "train/bench.h"
+
+namespace lmt::app {
+
+Action add_bench_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("bench", "time the phases of training steps for a recipe");
+  struct Args {
+    std::string recipe;
+    std::vector<std::string> sets;
+    BenchOptions options;
+    std::string json_path;
+  };
+  auto args = std::make_shared<Args>();
+  cmd->add_option("recipe", args->recipe, "YAML recipe")->required();
+  cmd->add_option("--steps", args->options.steps, "timed steps (default 20)")->check(CLI::PositiveNumber);
+  cmd->add_option("--warmup", args->options.warmup, "untimed steps first (default 3)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--device", args->options.device, "cpu, cuda or auto")->check(CLI::IsMember({"cpu", "cuda", "auto"}));
+  cmd->add_option("--set", args->sets, "override a recipe key (repeatable)")->take_all()->allow_extra_args(false);
+  cmd->add_option("--json", args->json_path, "also write the results as JSON to this file");
+  return [args] {
+    LoadedRecipe loaded = load_recipe(args->recipe);
+    apply_overrides(loaded, args->sets);
+    validate_recipe(loaded, 1);
+    const BenchReport report = run_bench(loaded, args->options);
+    fmt::print("bench {}: backend {}, {} timed steps after {} warmup, {} tokens/step\n", args->recipe,
+               report.backend, report.steps, report.warmup, with_commas(report.tokens_per_step));
+    fmt::print("  {:<10} {:>10} {:>10} {:>10} {:>7}\n", "phase", "median ms", "p10 ms", "p90 ms", "share");
+    nlohmann::json phases = nlohmann::json::object();
+    for (const auto& [name, t] : report.phases) {
+      fmt::print("  {:<10} {:>10.2f} {:>10.2f} {:>10.2f} {:>6.1f}%\n", name, t.median_ms, t.p10_ms, t.p90_ms,
+                 100.0 * t.median_ms / report.total.median_ms);
+      phases[name] = {{"median_ms", t.median_ms}, {"p10_ms", t.p10_ms}, {"p90_ms", t.p90_ms}};
+    }
+    fmt::print("  {:<10} {:>10.2f} {:>10.2f} {:>10.2f}\n", "step", report.total.median_ms, report.total.p10_ms,
+               report.total.p90_ms);
+    fmt::print("  {} tokens/s, {:.1f} GFLOP/s achieved (6N + 6LCT per token)\n", human_count(report.tokens_per_s),
+               report.gflops);
+    if (!args->json_path.empty()) {
+      nlohmann::json out = {{"recipe", args->recipe},
+                            {"backend", report.backend},
+                            {"steps", report.steps},
+                            {"warmup", report.warmup},
+                            {"tokens_per_step", report.tokens_per_step},
+                            {"flops_per_step", report.flops_per_step},
+                            {"phases", phases},
+                            {"step", {{"median_ms", report.total.median_ms},
+                                      {"p10_ms", report.total.p10_ms},
+                                      {"p90_ms", report.total.p90_ms}}},
+                            {"tokens_per_s", report.tokens_per_s},
+                            {"gflops", report.gflops}};
+      write_file_atomic(args->json_path, out.dump(2) + "\n");
+    }
+    return 0;
+  };
+}
+
+}  // namespace lmt::app

@@ -1,0 +1,109 @@
+#include "train/bench.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "core/error.h"
+#include "data/loader.h"
+#include "model/adamw.h"
+#include "model/gpt.h"
+#include "train/device.h"
+#include "train/train_data.h"
+#include "train/trainer.h"
+
+namespace lmt {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+PhaseTiming summarize(std::vector<double> samples) {
+  std::sort(samples.begin(), samples.end());
+  auto at = [&](double q) {
+    const double pos = q * static_cast<double>(samples.size() - 1);
+    const size_t lo = static_cast<size_t>(pos);
+    const size_t hi = std::min(lo + 1, samples.size() - 1);
+    return samples[lo] + (pos - static_cast<double>(lo)) * (samples[hi] - samples[lo]);
+  };
+  return {at(0.5), at(0.1), at(0.9)};
+}
+
+}  // namespace
+
+BenchReport run_bench(const LoadedRecipe& loaded, const BenchOptions& options) {
+  const Recipe& r = loaded.recipe;
+  if (options.steps < 1 || options.warmup < 0)
+    throw Error(fmt::format("--steps must be at least 1 and --warmup at least 0 (got {} and {})",
+                            options.steps, options.warmup));
+  if (r.precision.dtype != "fp32")
+    throw Error(fmt::format("{}: precision.dtype {} needs the CUDA backend; bench the CPU with "
+                            "--set precision.dtype=fp32", loaded.path, r.precision.dtype));
+  TrainData data = load_train_data(r.data, r.eval, r.model.vocab_size);
+  const GPTConfig cfg = resolve_model_config(r, data.vocab_size, loaded.path);
+  const int B = static_cast<int>(r.run.micro_batch_size), T = static_cast<int>(r.run.seq_len);
+  const int64_t accum = r.run.grad_accum_steps;
+  data::TokenWindows windows(data.train_tokens, T);
+  BackendChoice choice = make_backend(options.device.empty() ? r.run.device : options.device,
+                                      static_cast<int>(r.run.threads));
+  Backend& backend = *choice.backend;
+  GPT model(backend, cfg);
+  model.init_weights(static_cast<uint64_t>(r.run.seed), r.model.init_std);
+  AdamW optimizer(backend, model.layout(), model.num_param_storage());
+  const AdamWHyper hyper = adamw_hyper(r.optimizer);
+
+  std::vector<int32_t> inputs(static_cast<size_t>(B) * T), targets(inputs.size());
+  std::vector<double> data_ms, forward_ms, backward_ms, optimizer_ms, total_ms;
+  for (int64_t step = 0; step < options.warmup + options.steps; ++step) {
+    double d = 0, f = 0, b = 0;
+    const auto step_start = Clock::now();
+    model.zero_grad();
+    for (int64_t micro = 0; micro < accum; ++micro) {
+      auto t = Clock::now();
+      windows.sample_batch(static_cast<uint64_t>(r.run.seed), static_cast<uint64_t>(step * accum + micro), B, T,
+                           inputs.data(), targets.data());
+      d += ms_since(t);
+      t = Clock::now();
+      model.forward_for_backward(inputs.data(), targets.data(), B, T, 1.0f / static_cast<float>(accum));
+      backend.synchronize();
+      f += ms_since(t);
+      t = Clock::now();
+      model.backward();
+      backend.synchronize();
+      b += ms_since(t);
+    }
+    auto t = Clock::now();
+    const double norm = optimizer.grad_norm(model.grads());
+    optimizer.step(model.params(), model.grads(), hyper, hyper.lr, norm);
+    backend.synchronize();
+    const double o = ms_since(t);
+    const double total = ms_since(step_start);
+    if (step < options.warmup) continue;
+    data_ms.push_back(d);
+    forward_ms.push_back(f);
+    backward_ms.push_back(b);
+    optimizer_ms.push_back(o);
+    total_ms.push_back(total);
+  }
+  BenchReport report;
+  report.backend = backend.name();
+  report.threads = r.run.threads;
+  report.steps = options.steps;
+  report.warmup = options.warmup;
+  report.tokens_per_step = r.run.global_batch_size * T;
+  report.flops_per_step = flops_per_token(cfg, T) * static_cast<double>(report.tokens_per_step);
+  report.phases = {{"data", summarize(data_ms)},
+                   {"forward", summarize(forward_ms)},
+                   {"backward", summarize(backward_ms)},
+                   {"optimizer", summarize(optimizer_ms)}};
+  report.total = summarize(total_ms);
+  report.tokens_per_s = static_cast<double>(report.tokens_per_step) / (report.total.median_ms / 1e3);
+  report.gflops = report.flops_per_step / (report.total.median_ms / 1e3) / 1e9;
+  return report;
+}
+
+}  // namespace lmt

@@ -1,0 +1,38 @@
+// `lmtrain bench`: times the phases of real training steps (data, forward, backward, optimizer)
+// for a recipe, with medians and spread. Speed lives here and in docs/BENCHMARKS.md, never in
+// tests.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/recipe.h"
+
+namespace lmt {
+
+struct BenchOptions {
+  int64_t steps = 20;
+  int64_t warmup = 3;
+  std::string device;  // overrides run.device when not empty
+};
+
+struct PhaseTiming {
+  double median_ms = 0, p10_ms = 0, p90_ms = 0;
+};
+
+struct BenchReport {
+  std::string backend;
+  int64_t threads = 0;
+  int64_t steps = 0, warmup = 0;
+  int64_t tokens_per_step = 0;
+  double flops_per_step = 0;
+  std::vector<std::pair<std::string, PhaseTiming>> phases;  // data, forward, backward, optimizer
+  PhaseTiming total;
+  double tokens_per_s = 0;  // at the median step time
+  double gflops = 0;        // achieved, at the median step time
+};
+
+BenchReport run_bench(const LoadedRecipe& recipe, const BenchOptions& options);
+
+}  // namespace lmt
