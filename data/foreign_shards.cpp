@@ -2,37 +2,26 @@
 
 #include <fmt/format.h>
 
-#include <filesystem>
-#include <fstream>
-#include <vector>
+#include <algorithm>
+
 
 #include "core/error.h"
+#include "core/file_io.h"
 
 namespace lmt::data {
 namespace {
 
-namespace fs = std::filesystem;
-
 constexpr size_t kLlmcHeaderBytes = 256 * sizeof(int32_t);
 
-std::vector<unsigned char> read_all(const std::string& path, const std::string& what) {
-  std::error_code ec;
-  if (!fs::exists(path, ec))
-    throw Error(fmt::format("{} '{}' does not exist; check the path", what, path));
-  if (fs::is_directory(path, ec))
-    throw Error(fmt::format("{} '{}' is a directory; pass the .bin file inside it", what, path));
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(fmt::format("{} '{}' cannot be opened", what, path));
-  return std::vector<unsigned char>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-int32_t get_i32(const unsigned char* p) {
+int32_t get_i32(const char* bytes) {
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes);
   return static_cast<int32_t>(static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) |
                               (static_cast<uint32_t>(p[2]) << 16) | (static_cast<uint32_t>(p[3]) << 24));
 }
 
-void decode_uint16(const std::string& path, const unsigned char* data, size_t num_tokens,
+void decode_uint16(const std::string& path, const char* bytes, size_t num_tokens,
                    int64_t vocab_size, const std::string& format, Shard& shard) {
+  const auto* data = reinterpret_cast<const unsigned char*>(bytes);
   shard.tokens.resize(num_tokens);
   for (size_t i = 0; i < num_tokens; ++i) {
     const int32_t id = static_cast<int32_t>(data[2 * i] | (data[2 * i + 1] << 8));
@@ -55,14 +44,14 @@ Shard read_token_file(const std::string& path, const std::string& format, int64_
                             "model.vocab_size (50257 for GPT-2 tokens)", format, path));
   Shard shard;
   if (format == "llmc") {
-    const auto bytes = read_all(path, "llm.c shard");
+    const std::string bytes = read_file_bytes(path, "llm.c shard");
     if (bytes.size() < kLlmcHeaderBytes)
       throw Error(fmt::format("llm.c shard '{}' is {} bytes, shorter than its 1024-byte header (truncated?)",
                               path, bytes.size()));
     const int32_t magic = get_i32(bytes.data()), version = get_i32(bytes.data() + 4);
     const int64_t num_tokens = get_i32(bytes.data() + 8);
     if (magic != kLlmcMagic) {
-      const bool ours = bytes.size() >= 8 && std::string(bytes.begin(), bytes.begin() + 8) == "LMTSHARD";
+      const bool ours = bytes.size() >= 8 && bytes.compare(0, 8, "LMTSHARD") == 0;
       throw Error(fmt::format("'{}' is not an llm.c shard: magic is {} (expected {}){}", path, magic,
                               kLlmcMagic, ours ? "; it is an lmtrain shard: set data.format: lmtrain" : ""));
     }
@@ -76,7 +65,7 @@ Shard read_token_file(const std::string& path, const std::string& format, int64_
     return shard;
   }
   if (format == "nanogpt") {
-    const auto bytes = read_all(path, "nanoGPT token file");
+    const std::string bytes = read_file_bytes(path, "nanoGPT token file");
     if (bytes.size() % 2 != 0)
       throw Error(fmt::format("nanoGPT token file '{}' has an odd size ({} bytes); it should hold uint16 "
                               "tokens (truncated?)", path, bytes.size()));

@@ -5,8 +5,6 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "core/checksum.h"
 #include "core/error.h"
@@ -52,14 +50,6 @@ std::vector<float> gather(const SafeTensorsFile& file, const std::vector<ParamTe
     std::memcpy(arena.data() + t.offset, tensor.bytes.data(), t.numel * sizeof(float));
   }
   return arena;
-}
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(fmt::format("cannot read '{}'", path.string()));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
 }
 
 // Complete checkpoints under root, oldest first.
@@ -167,7 +157,7 @@ std::optional<std::string> resolve_checkpoint(const std::string& root, const std
                               "into {} yet); use --resume auto to start fresh when there is none",
                               latest.string(), dir.string()));
     }
-    std::string name = read_text(latest);
+    std::string name = read_file_bytes(latest.string(), "checkpoint pointer");
     name.erase(name.find_last_not_of(" \n\r\t") + 1);
     const fs::path target = dir / name;
     if (name.empty() || !fs::is_directory(target))
@@ -187,7 +177,7 @@ std::optional<std::string> resolve_checkpoint(const std::string& root, const std
 GPTConfig checkpoint_model_config(const std::string& dir) {
   const fs::path path = fs::path(dir) / kStateFile;
   try {
-    const nlohmann::json model = nlohmann::json::parse(read_text(path)).at("model");
+    const nlohmann::json model = nlohmann::json::parse(read_file_bytes(path.string(), "checkpoint state")).at("model");
     GPTConfig cfg;
     cfg.num_layers = model.at("n_layer").get<int>();
     cfg.num_heads = model.at("n_head").get<int>();
@@ -206,7 +196,7 @@ LoadedCheckpoint load_checkpoint(const std::string& dir, const GPTConfig& expect
   const fs::path manifest_path = root / kManifestFile;
   nlohmann::json manifest;
   try {
-    manifest = nlohmann::json::parse(read_text(manifest_path));
+    manifest = nlohmann::json::parse(read_file_bytes(manifest_path.string(), "checkpoint manifest"));
   } catch (const nlohmann::json::exception& e) {
     throw Error(fmt::format("checkpoint manifest '{}' is not valid JSON: {}", manifest_path.string(), e.what()));
   }
@@ -233,7 +223,7 @@ LoadedCheckpoint load_checkpoint(const std::string& dir, const GPTConfig& expect
   }
   LoadedCheckpoint out;
   out.dir = dir;
-  const nlohmann::json state = nlohmann::json::parse(read_text(root / kStateFile));
+  const nlohmann::json state = nlohmann::json::parse(read_file_bytes((root / kStateFile).string(), "checkpoint state"));
   const nlohmann::json want = model_json(expected);
   std::vector<std::string> differing;
   for (auto it = want.begin(); it != want.end(); ++it)
@@ -250,7 +240,7 @@ LoadedCheckpoint load_checkpoint(const std::string& dir, const GPTConfig& expect
   out.state.next_batch_index = state.at("data").at("next_batch_index").get<int64_t>();
   out.state.optimizer_step = state.at("optimizer").at("step").get<int64_t>();
   out.state.model = expected;
-  out.state.recipe_yaml = read_text(root / kRecipeFile);
+  out.state.recipe_yaml = read_file_bytes((root / kRecipeFile).string(), "checkpoint recipe");
   const auto layout = parameter_layout(expected);
   const size_t total = parameter_storage_count(expected);
   out.tensors.params = gather(read_safetensors((root / kModelFile).string()), layout, "", total);

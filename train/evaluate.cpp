@@ -5,10 +5,9 @@
 
 #include <cmath>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "core/error.h"
+#include "core/file_io.h"
 #include "core/recipe.h"
 #include "data/foreign_shards.h"
 #include "data/shard.h"
@@ -46,10 +45,8 @@ double evaluate(GPT& model, const data::TokenWindows& val, int64_t num_batches, 
 
 EvalReport evaluate_checkpoint(const EvalOptions& options) {
   auto dir = resolve_checkpoint(options.checkpoint, options.checkpoint);
-  std::ifstream recipe_in(std::filesystem::path(*dir) / "recipe.yaml");
-  std::stringstream recipe_text;
-  recipe_text << recipe_in.rdbuf();
-  LoadedRecipe loaded = parse_recipe_text(recipe_text.str(), *dir + "/recipe.yaml");
+  const std::string recipe_path = (std::filesystem::path(*dir) / "recipe.yaml").string();
+  LoadedRecipe loaded = parse_recipe_text(read_file_bytes(recipe_path, "checkpoint recipe"), recipe_path);
   validate_recipe(loaded, 1);
   const Recipe& r = loaded.recipe;
   const GPTConfig cfg = checkpoint_model_config(*dir);
