@@ -10,6 +10,7 @@
 #include "model/adamw.h"
 #include "model/gpt.h"
 #include "train/device.h"
+#include "train/step.h"
 #include "train/train_data.h"
 #include "train/trainer.h"
 
@@ -59,33 +60,20 @@ BenchReport run_bench(const LoadedRecipe& loaded, const BenchOptions& options) {
   std::vector<int32_t> inputs(static_cast<size_t>(B) * T), targets(inputs.size());
   std::vector<double> data_ms, forward_ms, backward_ms, optimizer_ms, total_ms;
   for (int64_t step = 0; step < options.warmup + options.steps; ++step) {
-    double d = 0, f = 0, b = 0;
+    StepPhases phases;
     const auto step_start = Clock::now();
-    model.zero_grad();
-    for (int64_t micro = 0; micro < accum; ++micro) {
-      auto t = Clock::now();
-      windows.sample_batch(static_cast<uint64_t>(r.run.seed), static_cast<uint64_t>(step * accum + micro), B, T,
-                           inputs.data(), targets.data());
-      d += ms_since(t);
-      t = Clock::now();
-      model.forward_for_backward(inputs.data(), targets.data(), B, T, 1.0f / static_cast<float>(accum));
-      backend.synchronize();
-      f += ms_since(t);
-      t = Clock::now();
-      model.backward();
-      backend.synchronize();
-      b += ms_since(t);
-    }
-    auto t = Clock::now();
+    accumulate_gradients(model, windows, static_cast<uint64_t>(r.run.seed), step, accum, B, T, inputs,
+                         targets, &phases);
+    const auto t = Clock::now();
     const double norm = optimizer.grad_norm(model.grads());
     optimizer.step(model.params(), model.grads(), hyper, hyper.lr, norm);
     backend.synchronize();
     const double o = ms_since(t);
     const double total = ms_since(step_start);
     if (step < options.warmup) continue;
-    data_ms.push_back(d);
-    forward_ms.push_back(f);
-    backward_ms.push_back(b);
+    data_ms.push_back(phases.data_ms);
+    forward_ms.push_back(phases.forward_ms);
+    backward_ms.push_back(phases.backward_ms);
     optimizer_ms.push_back(o);
     total_ms.push_back(total);
   }

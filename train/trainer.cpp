@@ -21,6 +21,7 @@
 #include "train/evaluate.h"
 #include "train/lr_schedule.h"
 #include "train/seq_len_schedule.h"
+#include "train/step.h"
 #include "train/metrics.h"
 #include "train/train_data.h"
 
@@ -283,16 +284,8 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
     const auto t0 = Clock::now();
     const int step_T = static_cast<int>(seq_len.at(step));
     const int64_t step_tokens = r.run.global_batch_size * step_T;
-    model.zero_grad();
-    double loss_sum = 0.0;
-    for (int64_t micro = 0; micro < accum; ++micro) {
-      train_windows.sample_batch(static_cast<uint64_t>(r.run.seed),
-                                 static_cast<uint64_t>(step * accum + micro), B, step_T,
-                                 inputs.data(), targets.data());
-      loss_sum += model.forward_backward(inputs.data(), targets.data(), B, step_T,
-                                         1.0f / static_cast<float>(accum));
-    }
-    const double loss = loss_sum / static_cast<double>(accum);
+    const double loss = accumulate_gradients(model, train_windows, static_cast<uint64_t>(r.run.seed),
+                                             step, accum, B, step_T, inputs, targets);
     const double norm = optimizer.grad_norm(model.grads());
     if (!std::isfinite(loss) || !std::isfinite(norm)) {
       metrics.write({{"event", "end"}, {"steps", step}, {"diverged", true}, {"loss", nullptr}});
