@@ -7,20 +7,11 @@
 #include <string>
 
 #include "core/error.h"
+#include "tests/error_message.h"
 
 namespace lmt::core_testing {
 
-// Runs `action`, which must throw lmt::Error, and returns the message.
-template <class Action>
-std::string error_message(Action&& action) {
-  try {
-    action();
-  } catch (const lmt::Error& e) {
-    return e.what();
-  }
-  FAIL("expected lmt::Error, but nothing was thrown");
-  return {};
-}
+using lmt::testing::error_message;
 
 inline std::string read_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "tests/error_message.h"
 
 namespace lmt::data::testing {
 
@@ -48,16 +49,6 @@ inline std::string read_text_file(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
-// Runs `action`, which must throw lmt::Error, and returns the message.
-template <class Action>
-std::string error_message(Action&& action) {
-  try {
-    action();
-  } catch (const lmt::Error& e) {
-    return e.what();
-  }
-  FAIL("expected lmt::Error, but nothing was thrown");
-  return {};
-}
+using lmt::testing::error_message;
 
 }  // namespace lmt::data::testing
