@@ -21,10 +21,6 @@ data::MarkovSpec markov_spec(const SyntheticConfig& s) {
   return spec;
 }
 
-}  // namespace
-
-namespace {
-
 void load_extra_sets(const DataConfig& data, const EvalConfig& eval, TrainData& out) {
   for (const auto& [name, path] : eval.sets) {
     data::Shard shard = data::read_token_file(path, data.format, out.vocab_size);
@@ -35,15 +31,8 @@ void load_extra_sets(const DataConfig& data, const EvalConfig& eval, TrainData& 
   }
 }
 
-}  // namespace
-
-TrainData load_train_data(const DataConfig& data, const EvalConfig& eval, int64_t model_vocab_size) {
-  TrainData out = load_train_data_only(data, model_vocab_size);
-  load_extra_sets(data, eval, out);
-  return out;
-}
-
-TrainData load_train_data_only(const DataConfig& data, int64_t model_vocab_size) {
+// Train and val tokens of data.train / data.val or the synthetic corpus (no eval.sets).
+TrainData load_token_streams(const DataConfig& data, int64_t model_vocab_size) {
   TrainData out;
   if (data.source == "synthetic") {
     data::MarkovSource source(markov_spec(data.synthetic));
@@ -79,6 +68,16 @@ TrainData load_train_data_only(const DataConfig& data, int64_t model_vocab_size)
                                 out.val_tokens.size(), out.vocab_size);
   return out;
 }
+
+}  // namespace
+
+TrainData load_train_data(const DataConfig& data, const EvalConfig& eval, int64_t model_vocab_size) {
+  TrainData out = load_token_streams(data, model_vocab_size);
+  load_extra_sets(data, eval, out);
+  return out;
+}
+
+
 
 std::optional<int64_t> peek_vocab_size(const DataConfig& data) {
   if (data.source == "synthetic") return data.synthetic.vocab_size;

@@ -24,9 +24,6 @@ struct TrainData {
 // whose ids are checked against it.
 TrainData load_train_data(const DataConfig& data, const EvalConfig& eval, int64_t model_vocab_size);
 
-// The same without eval.sets.
-TrainData load_train_data_only(const DataConfig& data, int64_t model_vocab_size);
-
 // Vocabulary size of the recipe's data without reading all tokens (for `lmtrain plan`);
 // nullopt when the shard is not there yet.
 std::optional<int64_t> peek_vocab_size(const DataConfig& data);
