@@ -83,7 +83,7 @@ std::string parse_node(const YAML::Node& node, T& out) {
     return fmt::format("expected {}, got nothing", type_name<T>());
   }
   if constexpr (std::is_same_v<T, std::map<std::string, std::string>>) {
-    if (!node.IsMap()) return "expected a mapping of names to paths, like {wiki: data/wiki/val.bin}";
+    if (!node.IsMap()) return "expected a mapping of names to paths, like {wiki: data/wiki/val_*.bin}";
     std::map<std::string, std::string> values;
     for (auto it = node.begin(); it != node.end(); ++it) {
       if (!it->second.IsScalar()) return fmt::format("'{}' must map to a path", it->first.Scalar());

@@ -88,8 +88,8 @@ struct DataConfig {
   void visit(V& v) {
     v.field("source", source, "shards | synthetic");
     v.field("format", format, "lmtrain | llmc | nanogpt: the shard format of data.train, data.val and eval.sets");
-    v.field("train", train, "training shard written by `lmtrain data prepare` (source: shards)");
-    v.field("val", val, "validation shard (source: shards); empty = no evaluation");
+    v.field("train", train, "training token files, a path or glob such as data/x/train_*.bin (source: shards)");
+    v.field("val", val, "validation token files, a path or glob (source: shards); empty = no evaluation");
     v.section("synthetic", synthetic, "Markov-chain corpus generated in memory (source: synthetic)");
   }
 };
@@ -175,7 +175,7 @@ struct EvalConfig {
   void visit(V& v) {
     v.field("every", every, "evaluate every N steps; 0 = only at the end");
     v.field("batches", batches, "validation batches (of micro_batch_size sequences) per evaluation");
-    v.field("sets", sets, "more validation sets by name, e.g. {wiki: data/wiki/val.bin}; logged under their names");
+    v.field("sets", sets, "more validation sets by name, e.g. {wiki: data/wiki/val_*.bin}; logged under their names");
   }
 };
 

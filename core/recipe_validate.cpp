@@ -151,7 +151,7 @@ void validate_recipe(LoadedRecipe& loaded, int64_t world_size) {
                                            "model.vocab_size (50257 for GPT-2 tokens)", r.data.format));
   if (r.data.source == "shards" && r.data.train.empty())
     c.fail("data.train", "source is 'shards' but no training shard is given; run `lmtrain data "
-                         "prepare` and point data.train at its train.bin");
+                         "prepare` and point data.train at its shards (DIR/train_*.bin)");
   if (r.data.source == "synthetic") {
     const auto& s = r.data.synthetic;
     c.at_least("data.synthetic.vocab_size", s.vocab_size, 2);

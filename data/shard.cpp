@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/file_io.h"
+#include "data/token_file.h"
 
 namespace lmt::data {
 
@@ -191,46 +192,8 @@ ShardInfo read_shard_header(const std::string& path) {
 }
 
 Shard read_shard(const std::string& path) {
-  const std::string recreate = "re-create it with `lmtrain data prepare`";
-  const ShardInfo info = read_shard_header(path);
-  const uint64_t num_tokens = info.num_tokens;
-  const uint64_t vocab_size = static_cast<uint64_t>(info.vocab_size);
-  const uint32_t token_bytes = info.token_bytes;
-  std::FILE* file = std::fopen(path.c_str(), "rb");
-  if (file == nullptr || std::fseek(file, static_cast<long>(kShardHeaderBytes), SEEK_SET) != 0) {
-    if (file) std::fclose(file);
-    throw Error(fmt::format("token shard '{}' cannot be opened: {}", path, std::strerror(errno)));
-  }
-  struct Closer {
-    std::FILE* file;
-    ~Closer() { std::fclose(file); }
-  } closer{file};
-
-  Shard shard;
-  shard.path = path;
-  shard.vocab_size = static_cast<int64_t>(vocab_size);
-  shard.tokens.resize(num_tokens);
-  std::vector<unsigned char> buffer;
-  for (uint64_t begin = 0; begin < num_tokens; begin += kChunkTokens) {
-    const uint64_t end = std::min<uint64_t>(num_tokens, begin + kChunkTokens);
-    buffer.resize((end - begin) * token_bytes);
-    if (std::fread(buffer.data(), 1, buffer.size(), file) != buffer.size()) {
-      throw Error(fmt::format("token shard '{}': read error after token {} (was the file changed "
-                              "while reading?)", path, begin));
-    }
-    const unsigned char* cursor = buffer.data();
-    for (uint64_t i = begin; i < end; ++i, cursor += token_bytes) {
-      const uint32_t value = token_bytes == 2 ? static_cast<uint32_t>(cursor[0] | (cursor[1] << 8))
-                                              : get_u32(cursor);
-      if (value >= vocab_size) {
-        throw Error(fmt::format("token shard '{}' is corrupt: token at index {} is {} but "
-                                "vocab_size is {} (ids must be < vocab_size); {}",
-                                path, i, value, vocab_size, recreate));
-      }
-      shard.tokens[i] = static_cast<int32_t>(value);
-    }
-  }
-  return shard;
+  const TokenFile file = TokenFile::open(path, "lmtrain", 0);
+  return Shard{file.read_all(), file.vocab_size(), path};
 }
 
 }  // namespace lmt::data

@@ -3,10 +3,13 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "core/file_io.h"
+#include "data/utf8.h"
 
 namespace lmt::data {
 
@@ -15,63 +18,6 @@ namespace {
 constexpr int kByteVocabSize = 256;
 constexpr const char* kFormatName = "lmtrain-tokenizer";
 constexpr int kFormatVersion = 1;
-
-bool is_continuation(unsigned char byte) { return (byte & 0xC0) == 0x80; }
-
-// Decodes one code point at text[0..]. Returns its length in bytes, or 0 if the bytes there are
-// not a valid, shortest-form UTF-8 sequence. Strict on purpose: accepting overlong forms would
-// give one character two different byte spellings.
-int decode_utf8(std::string_view text, size_t offset, char32_t& code_point) {
-  const auto* bytes = reinterpret_cast<const unsigned char*>(text.data()) + offset;
-  const size_t remaining = text.size() - offset;
-  const unsigned char lead = bytes[0];
-  if (lead < 0x80) {
-    code_point = lead;
-    return 1;
-  }
-  int length = 0;
-  unsigned char second_min = 0x80, second_max = 0xBF;
-  if (lead >= 0xC2 && lead <= 0xDF) {
-    length = 2;
-  } else if (lead >= 0xE0 && lead <= 0xEF) {
-    length = 3;
-    if (lead == 0xE0) second_min = 0xA0;  // overlong
-    if (lead == 0xED) second_max = 0x9F;  // UTF-16 surrogates
-  } else if (lead >= 0xF0 && lead <= 0xF4) {
-    length = 4;
-    if (lead == 0xF0) second_min = 0x90;  // overlong
-    if (lead == 0xF4) second_max = 0x8F;  // above U+10FFFF
-  } else {
-    return 0;
-  }
-  if (remaining < static_cast<size_t>(length)) return 0;
-  if (bytes[1] < second_min || bytes[1] > second_max) return 0;
-  for (int i = 2; i < length; ++i) {
-    if (!is_continuation(bytes[i])) return 0;
-  }
-  char32_t value = lead & (0xFF >> (length + 1));
-  for (int i = 1; i < length; ++i) value = (value << 6) | (bytes[i] & 0x3F);
-  code_point = value;
-  return length;
-}
-
-void append_utf8(std::string& out, char32_t code_point) {
-  if (code_point < 0x80) {
-    out.push_back(static_cast<char>(code_point));
-  } else if (code_point < 0x800) {
-    out.push_back(static_cast<char>(0xC0 | (code_point >> 6)));
-    out.push_back(static_cast<char>(0x80 | (code_point & 0x3F)));
-  } else if (code_point < 0x10000) {
-    out.push_back(static_cast<char>(0xE0 | (code_point >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((code_point >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (code_point & 0x3F)));
-  } else {
-    out.push_back(static_cast<char>(0xF0 | (code_point >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((code_point >> 12) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | ((code_point >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (code_point & 0x3F)));
-  }
-}
 
 std::string show_bytes_at(std::string_view text, size_t offset) {
   std::string shown;
@@ -148,11 +94,92 @@ Tokenizer Tokenizer::build_char(std::string_view text) {
 
 Tokenizer Tokenizer::byte() { return Tokenizer("byte", {}); }
 
+Tokenizer::Tokenizer(BpeModel model) : kind_("bpe"), bpe_(std::make_shared<const BpeModel>(std::move(model))) {}
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Counts the pieces of each file in turn; progress covers all of them. Sets num_bytes.
+PieceCounts count_input_files(const std::vector<std::string>& paths, const BpeTrainOptions& options,
+                              int64_t& num_bytes) {
+  int64_t total_bytes = 0;  // for progress only; a pipe or special file reports no size
+  for (const std::string& path : paths) {
+    check_input_file(path);  // all of them before the long part
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(path, ec);
+    if (!ec) total_bytes += static_cast<int64_t>(size);
+  }
+  PieceCounts counts;
+  num_bytes = 0;
+  for (const std::string& path : paths) {
+    int64_t done_in_file = 0;
+    count_file_pieces(path, options.num_threads, counts, [&](int64_t done) {
+      done_in_file = done;
+      const int64_t done_overall = num_bytes + done;
+      if (options.progress) {
+        options.progress({BpeTrainProgress::Phase::kCounting, done_overall, std::max(total_bytes, done_overall)});
+      }
+    });
+    num_bytes += done_in_file;
+  }
+  return counts;
+}
+
+BpeModel learn_merges(const PieceCounts& counts, const BpeTrainOptions& options, int64_t num_bytes,
+                      double count_seconds, BpeTrainSummary* summary) {
+  BpeTrainSummary local;
+  BpeModel model = BpeModel::train(counts, options, &local);
+  local.num_input_bytes = num_bytes;
+  local.count_seconds = count_seconds;
+  if (summary != nullptr) *summary = local;
+  return model;
+}
+
+}  // namespace
+
+Tokenizer Tokenizer::train_bpe(const std::vector<std::string>& input_paths, const BpeTrainOptions& options,
+                               BpeTrainSummary* summary) {
+  if (input_paths.empty()) throw Error("BPE training needs at least one input file");
+  check_bpe_train_options(options);  // before the long part
+  const auto start = std::chrono::steady_clock::now();
+  int64_t num_bytes = 0;
+  const PieceCounts counts = count_input_files(input_paths, options, num_bytes);
+  return Tokenizer(learn_merges(counts, options, num_bytes, seconds_since(start), summary));
+}
+
+Tokenizer Tokenizer::train_bpe_on_text(std::string_view text, const BpeTrainOptions& options,
+                                       BpeTrainSummary* summary) {
+  check_bpe_train_options(options);
+  const auto start = std::chrono::steady_clock::now();
+  PieceCounts counts;
+  count_pieces(text, options.num_threads, counts);
+  return Tokenizer(learn_merges(counts, options, static_cast<int64_t>(text.size()), seconds_since(start), summary));
+}
+
+Tokenizer Tokenizer::load_gpt2(const std::string& vocab_json_path, const std::string& merges_txt_path) {
+  return Tokenizer(BpeModel::load_gpt2(vocab_json_path, merges_txt_path));
+}
+
 int Tokenizer::vocab_size() const {
+  if (bpe_) return bpe_->vocab_size();
   return kind_ == "byte" ? kByteVocabSize : static_cast<int>(code_points_.size());
 }
 
+std::optional<int32_t> Tokenizer::eot_id() const {
+  if (!bpe_) return std::nullopt;
+  return bpe_->special_id(kEndOfText);
+}
+
+std::vector<int32_t> Tokenizer::encode_parallel(std::string_view text, int num_threads) const {
+  if (bpe_) return bpe_->encode_parallel(text, num_threads);
+  return encode(text);
+}
+
 std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
+  if (bpe_) return bpe_->encode(text);
   std::vector<int32_t> ids;
   if (kind_ == "byte") {
     ids.reserve(text.size());
@@ -179,6 +206,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
 }
 
 std::string Tokenizer::decode(std::span<const int32_t> ids) const {
+  if (bpe_) return bpe_->decode(ids);
   std::string text;
   text.reserve(ids.size());
   const int num_symbols = vocab_size();
@@ -199,6 +227,13 @@ std::string Tokenizer::decode(std::span<const int32_t> ids) const {
 }
 
 std::string Tokenizer::to_json() const {
+  if (bpe_) {
+    // Written by hand so that each token and merge gets one line: readable and diffable.
+    std::string out = fmt::format("{{\n \"format\": \"{}\",\n \"version\": {},\n \"kind\": \"bpe\",\n \"vocab_size\": {},\n",
+                                  kFormatName, kFormatVersion, vocab_size());
+    bpe_->append_json_members(out);
+    return out + "}\n";
+  }
   nlohmann::json json;
   json["format"] = kFormatName;
   json["version"] = kFormatVersion;
@@ -237,8 +272,9 @@ Tokenizer Tokenizer::from_json(std::string_view json_text, const std::string& so
   }
   const nlohmann::json kind = json.value("kind", nlohmann::json());
   if (kind == "byte") return byte();
+  if (kind == "bpe") return Tokenizer(BpeModel::from_json(json, source));
   if (kind != "char") {
-    throw Error(fmt::format("tokenizer file '{}' has unknown kind {} (expected \"char\" or \"byte\"); {}",
+    throw Error(fmt::format("tokenizer file '{}' has unknown kind {} (expected \"char\", \"byte\" or \"bpe\"); {}",
                             source, kind.dump(), recreate));
   }
   const nlohmann::json vocab = json.value("vocab", nlohmann::json());
@@ -271,8 +307,29 @@ Tokenizer Tokenizer::from_json(std::string_view json_text, const std::string& so
 
 void Tokenizer::save(const std::string& path) const { write_file_atomic(path, to_json()); }
 
+namespace {
+
+// GPT-2's vocab.json: a non-empty object of token strings to integer ids. ("format" is a
+// token of GPT-2's, so its presence alone does not make a file an lmtrain tokenizer.)
+bool looks_like_gpt2_vocab(std::string_view text) {
+  const nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!json.is_object() || json.empty()) return false;
+  return std::all_of(json.begin(), json.end(), [](const nlohmann::json& id) { return id.is_number_integer(); });
+}
+
+}  // namespace
+
 Tokenizer Tokenizer::load(const std::string& path) {
-  return from_json(read_file_bytes(path, "tokenizer file"), path);
+  const std::string text = read_file_bytes(path, "tokenizer file");
+  if (looks_like_gpt2_vocab(text)) {
+    const std::string merges_path = (std::filesystem::path(path).parent_path() / "merges.txt").string();
+    if (!std::filesystem::exists(merges_path)) {
+      throw Error(fmt::format("'{}' looks like GPT-2's vocab.json, but there is no merges.txt next to it "
+                              "('{}'); put GPT-2's merges.txt there", path, merges_path));
+    }
+    return load_gpt2(path, merges_path);
+  }
+  return from_json(text, path);
 }
 
 }  // namespace lmt::data

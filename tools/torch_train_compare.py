@@ -142,8 +142,9 @@ def main():
     if a.gelu == "exact":
         gpt_reference.F = _ExactGeluF()
 
-    train, V, ver = load_shard(os.path.join(a.data_dir, "train.bin"))
-    val, V_val, _ = load_shard(os.path.join(a.data_dir, "val.bin"))
+    # `lmtrain data prepare` writes numbered shards; tinyshakespeare fits in one of each.
+    train, V, ver = load_shard(os.path.join(a.data_dir, "train_000000.bin"))
+    val, V_val, _ = load_shard(os.path.join(a.data_dir, "val_000000.bin"))
     assert V == V_val, (V, V_val)
     B, T = a.batch_size, a.seq_len
     cfg = types.SimpleNamespace(vocab_size=V, padded_vocab_size=(V + 127) // 128 * 128,

@@ -6,7 +6,7 @@
 #include <chrono>
 
 #include "core/error.h"
-#include "data/loader.h"
+#include "data/sampler.h"
 #include "model/adamw.h"
 #include "model/gpt.h"
 #include "train/device.h"
@@ -44,11 +44,11 @@ BenchReport run_bench(const LoadedRecipe& loaded, const BenchOptions& options) {
   if (r.precision.dtype != "fp32")
     throw Error(fmt::format("{}: precision.dtype {} needs the CUDA backend; bench the CPU with "
                             "--set precision.dtype=fp32", loaded.path, r.precision.dtype));
-  TrainData data = load_train_data(r.data, r.eval, r.model.vocab_size);
+  TrainData data = load_train_data(r.data, r.eval, r.model.vocab_size, r.run.seq_len);
   const GPTConfig cfg = resolve_model_config(r, data.vocab_size, loaded.path);
   const int B = static_cast<int>(r.run.micro_batch_size), T = static_cast<int>(r.run.seq_len);
   const int64_t accum = r.run.grad_accum_steps;
-  data::TokenWindows windows(data.train_tokens, T);
+  data::WindowSampler sampler(data.train, T, static_cast<uint64_t>(r.run.seed));
   BackendChoice choice = make_backend(options.device.empty() ? r.run.device : options.device,
                                       static_cast<int>(r.run.threads));
   Backend& backend = *choice.backend;
@@ -62,8 +62,9 @@ BenchReport run_bench(const LoadedRecipe& loaded, const BenchOptions& options) {
   for (int64_t step = 0; step < options.warmup + options.steps; ++step) {
     StepPhases phases;
     const auto step_start = Clock::now();
-    accumulate_gradients(model, windows, static_cast<uint64_t>(r.run.seed), step, accum, B, T, inputs,
-                         targets, &phases);
+    const std::vector<data::WindowRef> windows = sampler.next(static_cast<size_t>(accum * B));
+    phases.data_ms += ms_since(step_start);
+    accumulate_gradients(model, data.train, windows, accum, B, T, inputs, targets, &phases);
     const auto t = Clock::now();
     const double norm = optimizer.grad_norm(model.grads());
     optimizer.step(model.params(), model.grads(), hyper, hyper.lr, norm);

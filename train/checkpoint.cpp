@@ -13,8 +13,11 @@
 #include "lmt_build_info.h"
 
 namespace lmt {
+
 namespace fs = std::filesystem;
 namespace {
+
+constexpr const char* kSamplerName = "shuffled-windows-v1";
 
 constexpr const char* kModelFile = "model.safetensors";
 constexpr const char* kOptimizerFile = "optimizer.safetensors";
@@ -101,7 +104,13 @@ std::string save_checkpoint(const std::string& root, const CheckpointState& stat
         {"tokens_seen", state.tokens_seen},
         {"world_size", state.world_size},
         {"seed", state.seed},
-        {"data", {{"sampler", "counter-windows-v1"}, {"next_batch_index", state.next_batch_index}}},
+        {"data", {{"sampler", kSamplerName},
+                  {"epoch", state.data.epoch},
+                  {"shard", state.data.shard},
+                  {"window", state.data.window},
+                  {"window_tokens", state.data.window_tokens},
+                  {"files", state.data.num_files},
+                  {"tokens", state.data.num_tokens}}},
         {"optimizer", {{"name", "adamw"}, {"step", state.optimizer_step}}},
         {"schedule", {{"step", state.step}}},
         {"loss_scaler", nullptr},
@@ -237,7 +246,18 @@ LoadedCheckpoint load_checkpoint(const std::string& dir, const GPTConfig& expect
   out.state.tokens_seen = state.at("tokens_seen").get<int64_t>();
   out.state.world_size = state.at("world_size").get<int64_t>();
   out.state.seed = state.at("seed").get<int64_t>();
-  out.state.next_batch_index = state.at("data").at("next_batch_index").get<int64_t>();
+  const nlohmann::json& data = state.at("data");
+  if (data.value("sampler", "") != kSamplerName)
+    throw Error(fmt::format("checkpoint '{}' records its data position for the sampler {} but this "
+                            "lmtrain uses {}; it cannot continue that data stream. Start a new run "
+                            "(or use an lmtrain of the same version)",
+                            dir, data.value("sampler", nlohmann::json()).dump(), kSamplerName));
+  out.state.data.epoch = data.at("epoch").get<uint64_t>();
+  out.state.data.shard = data.at("shard").get<uint64_t>();
+  out.state.data.window = data.at("window").get<uint64_t>();
+  out.state.data.window_tokens = data.at("window_tokens").get<int64_t>();
+  out.state.data.num_files = data.at("files").get<int64_t>();
+  out.state.data.num_tokens = data.at("tokens").get<int64_t>();
   out.state.optimizer_step = state.at("optimizer").at("step").get<int64_t>();
   out.state.model = expected;
   out.state.recipe_yaml = read_file_bytes((root / kRecipeFile).string(), "checkpoint recipe");

@@ -20,8 +20,15 @@ struct CheckpointState {
   int64_t step = 0;          // optimizer steps completed
   int64_t tokens_seen = 0;
   int64_t world_size = 1;
-  int64_t seed = 0;          // run.seed: initialization and the counter-based data sampler
-  int64_t next_batch_index = 0;  // data position: the sampler's next micro-batch index
+  int64_t seed = 0;          // run.seed: initialization and the data order
+  // Where the training data stream stands (data/sampler.h), and the shape of the dataset it
+  // refers to, so that a resume on different data is caught.
+  struct DataState {
+    uint64_t epoch = 0, shard = 0, window = 0;
+    int64_t window_tokens = 0;  // T of the window grid (run.seq_len)
+    int64_t num_files = 0;
+    int64_t num_tokens = 0;
+  } data;
   int64_t optimizer_step = 0;    // AdamW's t (bias correction)
   GPTConfig model;
   std::string recipe_yaml;       // the resolved recipe of the run that saved it

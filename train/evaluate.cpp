@@ -1,7 +1,6 @@
 #include "train/evaluate.h"
 
 #include <fmt/format.h>
-#include <glob.h>
 
 #include <cmath>
 #include <filesystem>
@@ -9,35 +8,19 @@
 #include "core/error.h"
 #include "core/file_io.h"
 #include "core/recipe.h"
-#include "data/foreign_shards.h"
-#include "data/shard.h"
+#include "data/sampler.h"
 #include "train/checkpoint.h"
 #include "train/device.h"
 #include "train/train_data.h"
 
 namespace lmt {
-namespace {
-
-std::vector<std::string> expand_glob(const std::string& pattern) {
-  glob_t result{};
-  const int rc = ::glob(pattern.c_str(), 0, nullptr, &result);
-  std::vector<std::string> paths;
-  if (rc == 0)
-    for (size_t i = 0; i < result.gl_pathc; ++i) paths.emplace_back(result.gl_pathv[i]);
-  globfree(&result);
-  if (paths.empty())
-    throw Error(fmt::format("--data {}: no file matches (expected lmtrain token shards)", pattern));
-  return paths;
-}
-
-}  // namespace
-
-double evaluate(GPT& model, const data::TokenWindows& val, int64_t num_batches, int B, int T) {
+double evaluate(GPT& model, const data::TokenDataset& val, int64_t num_batches, int B, int T) {
+  const std::vector<data::WindowRef> windows = data::eval_windows(val, static_cast<uint64_t>(num_batches * B), T);
   std::vector<int32_t> inputs(static_cast<size_t>(B) * T), targets(inputs.size());
   double sum = 0.0;
   for (int64_t i = 0; i < num_batches; ++i) {
-    val.eval_batch(static_cast<int>(i), static_cast<int>(num_batches), B, T, inputs.data(),
-                   targets.data());
+    data::read_windows(val, std::span(windows).subspan(static_cast<size_t>(i * B), static_cast<size_t>(B)), T,
+                       inputs.data(), targets.data());
     sum += model.forward(inputs.data(), targets.data(), B, T);
   }
   return sum / static_cast<double>(num_batches);
@@ -61,32 +44,25 @@ EvalReport evaluate_checkpoint(const EvalOptions& options) {
   if (report.seq_len > cfg.max_seq_len)
     throw Error(fmt::format("--seq-len {} exceeds the model's max_seq_len {}", report.seq_len, cfg.max_seq_len));
 
-  // (name, tokens) of every set, all read and checked before the model runs.
-  std::vector<std::pair<std::string, std::vector<int32_t>>> sets;
+  // (name, dataset) of every set, all opened and checked before the model runs.
+  const int B = static_cast<int>(report.batch_size), T = static_cast<int>(report.seq_len);
+  std::vector<std::pair<std::string, data::TokenDataset>> sets;
   if (options.data.empty()) {
-    TrainData data = load_train_data(r.data, r.eval, cfg.vocab_size);
-    if (data.val_tokens.empty() && data.extra_val.empty())
+    TrainData data = load_train_data(r.data, r.eval, cfg.vocab_size, T);
+    if (!data.val && data.extra_val.empty())
       throw Error(fmt::format("the checkpoint's recipe has no validation set (data.val or eval.sets); pass --data SHARD"));
-    if (!data.val_tokens.empty()) sets.emplace_back("val", std::move(data.val_tokens));
+    if (data.val) sets.emplace_back("val", std::move(*data.val));
     for (auto& extra : data.extra_val) sets.push_back(std::move(extra));
   } else {
     for (const auto& pattern : options.data)
-      for (const auto& path : expand_glob(pattern)) {
-        data::Shard shard = data::read_token_file(path, r.data.format, cfg.vocab_size);
-        if (shard.vocab_size > cfg.vocab_size)
+      for (const auto& path : data::expand_glob(pattern, "--data")) {
+        data::TokenDataset set = data::open_dataset(path, "--data", r.data.format, cfg.vocab_size,
+                                                    static_cast<uint64_t>(T) + 1);
+        if (set.vocab_size > cfg.vocab_size)
           throw Error(fmt::format("{}: vocab size {} is larger than the model's {}", path,
-                                  shard.vocab_size, cfg.vocab_size));
-        sets.emplace_back(path, std::move(shard.tokens));
+                                  set.vocab_size, cfg.vocab_size));
+        sets.emplace_back(path, std::move(set));
       }
-  }
-  const int B = static_cast<int>(report.batch_size), T = static_cast<int>(report.seq_len);
-  std::vector<data::TokenWindows> windows;
-  for (const auto& [name, tokens] : sets) {
-    try {
-      windows.emplace_back(tokens, T);
-    } catch (const Error& e) {
-      throw Error(fmt::format("{}: {}", name, e.what()));
-    }
   }
 
   BackendChoice choice = make_backend(options.device, static_cast<int>(r.run.threads));
@@ -97,7 +73,7 @@ EvalReport evaluate_checkpoint(const EvalOptions& options) {
     result.name = sets[i].first;
     result.batches = batches;
     result.tokens = batches * B * T;
-    result.loss = evaluate(model, windows[i], batches, B, T);
+    result.loss = evaluate(model, sets[i].second, batches, B, T);
     result.perplexity = std::exp(result.loss);
     report.sets.push_back(result);
   }

@@ -6,13 +6,13 @@
 #include <string>
 #include <vector>
 
-#include "data/loader.h"
+#include "data/dataset.h"
 #include "model/gpt.h"
 
 namespace lmt {
 
 // Mean loss over num_batches fixed, evenly spaced batches of B windows of T tokens.
-double evaluate(GPT& model, const data::TokenWindows& val, int64_t num_batches, int B, int T);
+double evaluate(GPT& model, const data::TokenDataset& val, int64_t num_batches, int B, int T);
 
 struct EvalOptions {
   std::string checkpoint;             // a step directory or a checkpoint root holding `latest`

@@ -1,6 +1,10 @@
 #include "train/step.h"
 
+#include <fmt/format.h>
+
 #include <chrono>
+
+#include "core/error.h"
 
 namespace lmt {
 namespace {
@@ -13,21 +17,25 @@ double ms_since(Clock::time_point t) {
 
 }  // namespace
 
-double accumulate_gradients(GPT& model, const data::TokenWindows& windows, uint64_t seed,
-                            int64_t step, int64_t accum, int B, int T, std::vector<int32_t>& inputs,
-                            std::vector<int32_t>& targets, StepPhases* phases) {
+double accumulate_gradients(GPT& model, const data::TokenDataset& dataset,
+                            std::span<const data::WindowRef> windows, int64_t accum, int B, int T,
+                            std::vector<int32_t>& inputs, std::vector<int32_t>& targets,
+                            StepPhases* phases) {
+  if (windows.size() != static_cast<size_t>(accum * B))
+    throw Error(fmt::format("accumulate_gradients: {} windows for {} micro-batches of {}", windows.size(),
+                            accum, B));
   const float grad_scale = 1.0f / static_cast<float>(accum);
   model.zero_grad();
   double loss_sum = 0.0;
   for (int64_t micro = 0; micro < accum; ++micro) {
-    const uint64_t batch_index = static_cast<uint64_t>(step * accum + micro);
+    const auto micro_windows = windows.subspan(static_cast<size_t>(micro * B), static_cast<size_t>(B));
     if (!phases) {
-      windows.sample_batch(seed, batch_index, B, T, inputs.data(), targets.data());
+      data::read_windows(dataset, micro_windows, T, inputs.data(), targets.data());
       loss_sum += model.forward_backward(inputs.data(), targets.data(), B, T, grad_scale);
       continue;
     }
     auto t = Clock::now();
-    windows.sample_batch(seed, batch_index, B, T, inputs.data(), targets.data());
+    data::read_windows(dataset, micro_windows, T, inputs.data(), targets.data());
     phases->data_ms += ms_since(t);
     t = Clock::now();
     loss_sum += model.forward_for_backward(inputs.data(), targets.data(), B, T, grad_scale);

@@ -4,7 +4,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "data/loader.h"
+#include <span>
+
+#include "data/sampler.h"
 #include "model/gpt.h"
 
 namespace lmt {
@@ -14,12 +16,13 @@ struct StepPhases {
   double data_ms = 0, forward_ms = 0, backward_ms = 0;
 };
 
-// Zeroes the gradients, then accumulates those of the step's `accum` micro-batches of B windows
-// of T tokens (micro-batch i of step s is sampler batch s * accum + i; each adds its gradient
-// scaled by 1/accum). Returns the mean loss. With `phases`, each phase is timed, synchronizing
-// the backend in between.
-double accumulate_gradients(GPT& model, const data::TokenWindows& windows, uint64_t seed,
-                            int64_t step, int64_t accum, int B, int T, std::vector<int32_t>& inputs,
-                            std::vector<int32_t>& targets, StepPhases* phases = nullptr);
+// Zeroes the gradients, then accumulates those of this rank's windows of the step: `windows`
+// holds accum * B of them, and micro-batch i trains on windows [i * B, (i + 1) * B), truncated
+// to T tokens; each adds its gradient scaled by 1/accum. Returns the mean loss. With `phases`,
+// each phase is timed, synchronizing the backend in between.
+double accumulate_gradients(GPT& model, const data::TokenDataset& dataset,
+                            std::span<const data::WindowRef> windows, int64_t accum, int B, int T,
+                            std::vector<int32_t>& inputs, std::vector<int32_t>& targets,
+                            StepPhases* phases = nullptr);
 
 }  // namespace lmt

@@ -5,7 +5,7 @@
 #include <filesystem>
 
 #include "core/error.h"
-#include "data/foreign_shards.h"
+#include "core/strings.h"
 #include "data/shard.h"
 #include "data/synthetic.h"
 
@@ -21,69 +21,79 @@ data::MarkovSpec markov_spec(const SyntheticConfig& s) {
   return spec;
 }
 
-void load_extra_sets(const DataConfig& data, const EvalConfig& eval, TrainData& out) {
-  for (const auto& [name, path] : eval.sets) {
-    data::Shard shard = data::read_token_file(path, data.format, out.vocab_size);
-    if (shard.vocab_size > out.vocab_size)
-      throw Error(fmt::format("eval.sets.{}: '{}' has vocab size {}, larger than the training data's {}",
-                              name, path, shard.vocab_size, out.vocab_size));
-    out.extra_val.emplace_back(name, std::move(shard.tokens));
-  }
+std::string describe(const data::TokenDataset& d) {
+  return fmt::format("{} ({} file{}, {} tokens)", d.key, d.files.size(), d.files.size() == 1 ? "" : "s",
+                     with_commas(static_cast<int64_t>(d.num_tokens())));
 }
 
-// Train and val tokens of data.train / data.val or the synthetic corpus (no eval.sets).
-TrainData load_token_streams(const DataConfig& data, int64_t model_vocab_size) {
+TrainData load_synthetic(const DataConfig& data, uint64_t min_tokens) {
   TrainData out;
-  if (data.source == "synthetic") {
-    data::MarkovSource source(markov_spec(data.synthetic));
-    const uint64_t seed = static_cast<uint64_t>(data.synthetic.seed);
-    out.train_tokens = source.generate(static_cast<size_t>(data.synthetic.train_tokens), seed * 2 + 1);
-    if (data.synthetic.val_tokens > 0) {
-      out.val_tokens = source.generate(static_cast<size_t>(data.synthetic.val_tokens), seed * 2 + 2);
-      out.loss_floor = source.oracle_loss(out.val_tokens);
-    } else {
-      out.loss_floor = source.entropy_rate();
-    }
-    out.vocab_size = data.synthetic.vocab_size;
-    out.description = fmt::format(
-        "synthetic Markov corpus: vocab {}, order {}, branching {}; {} train / {} val tokens; "
-        "entropy floor {:.4f} nats/token",
-        data.synthetic.vocab_size, data.synthetic.order, data.synthetic.branching,
-        out.train_tokens.size(), out.val_tokens.size(), *out.loss_floor);
-    return out;
+  const SyntheticConfig& s = data.synthetic;
+  data::MarkovSource source(markov_spec(s));
+  const auto seed = static_cast<uint64_t>(s.seed);
+  out.vocab_size = s.vocab_size;
+  out.train = data::dataset_from_tokens("data.synthetic.train_tokens",
+                                        source.generate(static_cast<size_t>(s.train_tokens), seed * 2 + 1),
+                                        s.vocab_size);
+  data::check_min_tokens(out.train, min_tokens);
+  if (s.val_tokens > 0) {
+    std::vector<int32_t> val = source.generate(static_cast<size_t>(s.val_tokens), seed * 2 + 2);
+    out.loss_floor = source.oracle_loss(val);
+    out.val = data::dataset_from_tokens("data.synthetic.val_tokens", std::move(val), s.vocab_size);
+    data::check_min_tokens(*out.val, min_tokens);
+  } else {
+    out.loss_floor = source.entropy_rate();
   }
-  data::Shard train = data::read_token_file(data.train, data.format, model_vocab_size);
-  out.vocab_size = train.vocab_size;
-  out.train_tokens = std::move(train.tokens);
-  if (!data.val.empty()) {
-    data::Shard val = data::read_token_file(data.val, data.format, model_vocab_size);
-    if (val.vocab_size != out.vocab_size)
-      throw Error(fmt::format("data.val '{}' has vocab size {} but data.train '{}' has {}; prepare "
-                              "both with the same tokenizer",
-                              data.val, val.vocab_size, data.train, out.vocab_size));
-    out.val_tokens = std::move(val.tokens);
-  }
-  out.description = fmt::format("shards: {} ({} tokens), {} ({} tokens); vocab {}", data.train,
-                                out.train_tokens.size(), data.val.empty() ? "no val" : data.val,
-                                out.val_tokens.size(), out.vocab_size);
+  out.description = fmt::format(
+      "synthetic Markov corpus: vocab {}, order {}, branching {}; {} train / {} val tokens; "
+      "entropy floor {:.4f} nats/token",
+      s.vocab_size, s.order, s.branching, s.train_tokens, s.val_tokens, *out.loss_floor);
   return out;
 }
 
 }  // namespace
 
-TrainData load_train_data(const DataConfig& data, const EvalConfig& eval, int64_t model_vocab_size) {
-  TrainData out = load_token_streams(data, model_vocab_size);
-  load_extra_sets(data, eval, out);
+TrainData load_train_data(const DataConfig& data, const EvalConfig& eval, int64_t model_vocab_size,
+                          int64_t seq_len) {
+  const auto min_tokens = static_cast<uint64_t>(seq_len) + 1;
+  TrainData out;
+  if (data.source == "synthetic") {
+    out = load_synthetic(data, min_tokens);
+  } else {
+    out.train = data::open_dataset(data.train, "data.train", data.format, model_vocab_size, min_tokens);
+    out.vocab_size = out.train.vocab_size;
+    if (!data.val.empty()) {
+      out.val = data::open_dataset(data.val, "data.val", data.format, model_vocab_size, min_tokens);
+      if (data.format == "lmtrain" && out.val->vocab_size != out.vocab_size)
+        throw Error(fmt::format("data.val '{}' has vocab size {} but data.train '{}' has {}; prepare "
+                                "both with the same tokenizer",
+                                data.val, out.val->vocab_size, data.train, out.vocab_size));
+    }
+    out.description = describe(out.train) + ", " + (out.val ? describe(*out.val) : "no data.val") +
+                       fmt::format("; vocab {}", out.vocab_size);
+  }
+  for (const auto& [name, pattern] : eval.sets) {
+    data::TokenDataset set = data::open_dataset(pattern, "eval.sets." + name, data.format,
+                                                model_vocab_size > 0 ? model_vocab_size : out.vocab_size,
+                                                min_tokens);
+    if (set.vocab_size > out.vocab_size)
+      throw Error(fmt::format("eval.sets.{}: '{}' has vocab size {}, larger than the training data's {}",
+                              name, pattern, set.vocab_size, out.vocab_size));
+    out.extra_val.emplace_back(name, std::move(set));
+  }
   return out;
 }
 
-
-
 std::optional<int64_t> peek_vocab_size(const DataConfig& data) {
   if (data.source == "synthetic") return data.synthetic.vocab_size;
-  if (data.format != "lmtrain" || data.train.empty() || !std::filesystem::exists(data.train))
+  if (data.format != "lmtrain" || data.train.empty()) return std::nullopt;
+  try {
+    const auto paths = data::expand_glob(data.train, "data.train");
+    if (!std::filesystem::exists(paths.front())) return std::nullopt;
+    return data::read_shard_header(paths.front()).vocab_size;
+  } catch (const Error&) {
     return std::nullopt;
-  return data::read_shard_header(data.train).vocab_size;
+  }
 }
 
 }  // namespace lmt

@@ -13,7 +13,7 @@
 #include "core/error.h"
 #include "core/strings.h"
 #include "core/file_io.h"
-#include "data/loader.h"
+#include "data/sampler.h"
 #include "model/adamw.h"
 #include "model/gpt.h"
 #include "train/checkpoint.h"
@@ -74,6 +74,41 @@ GPTConfig model_config(const ModelConfig& m, int64_t vocab_size) {
   return cfg;
 }
 
+CheckpointState::DataState data_state(const data::WindowSampler& sampler, const data::TokenDataset& train) {
+  CheckpointState::DataState state;
+  state.epoch = sampler.position().epoch;
+  state.shard = sampler.position().shard;
+  state.window = sampler.position().window;
+  state.window_tokens = sampler.window_tokens();
+  state.num_files = static_cast<int64_t>(train.files.size());
+  state.num_tokens = static_cast<int64_t>(train.num_tokens());
+  return state;
+}
+
+// Continues the data stream where the checkpoint left it, provided the checkpoint was taken on
+// the same dataset and window grid; anything else would silently repeat or skip data.
+void restore_data_position(data::WindowSampler& sampler, const data::TokenDataset& train,
+                           const CheckpointState::DataState& saved, const std::string& dir) {
+  const CheckpointState::DataState now = data_state(sampler, train);
+  std::vector<std::string> differing;
+  if (saved.num_files != now.num_files)
+    differing.push_back(fmt::format("files: {} then, {} now", saved.num_files, now.num_files));
+  if (saved.num_tokens != now.num_tokens)
+    differing.push_back(fmt::format("tokens: {} then, {} now", saved.num_tokens, now.num_tokens));
+  if (saved.window_tokens != now.window_tokens)
+    differing.push_back(fmt::format("run.seq_len: {} then, {} now", saved.window_tokens, now.window_tokens));
+  if (!differing.empty())
+    throw Error(fmt::format("checkpoint '{}' was taken on different training data ({}); its data "
+                            "position does not apply to {}. Resume with the same data and "
+                            "run.seq_len, or start a new run",
+                            dir, fmt::join(differing, "; "), train.key));
+  try {
+    sampler.seek({saved.epoch, saved.shard, saved.window});
+  } catch (const Error& e) {
+    throw Error(fmt::format("checkpoint '{}': {}", dir, e.what()));
+  }
+}
+
 }  // namespace
 
 std::string run_directory(const Recipe& recipe) {
@@ -108,27 +143,12 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
                             loaded.path, r.precision.dtype));
 
   // Everything that can fail on bad input happens before the run directory is touched.
-  TrainData data = load_train_data(r.data, r.eval, r.model.vocab_size);
+  TrainData data = load_train_data(r.data, r.eval, r.model.vocab_size, r.run.seq_len);
   GPTConfig cfg = resolve_model_config(r, data.vocab_size, loaded.path);
   const int B = static_cast<int>(r.run.micro_batch_size);
   const int T = static_cast<int>(r.run.seq_len);
   const int64_t accum = r.run.grad_accum_steps;
-  auto windows_for = [&](const std::vector<int32_t>& tokens, const std::string& source) {
-    try {
-      return data::TokenWindows(tokens, T);
-    } catch (const Error& e) {
-      throw Error(fmt::format("{}: {}", source, e.what()));
-    }
-  };
-  const bool synthetic = r.data.source == "synthetic";
-  data::TokenWindows train_windows =
-      windows_for(data.train_tokens, synthetic ? "data.synthetic.train_tokens" : r.data.train);
-  std::optional<data::TokenWindows> val_windows;
-  if (!data.val_tokens.empty())
-    val_windows.emplace(windows_for(data.val_tokens, synthetic ? "data.synthetic.val_tokens" : r.data.val));
-  std::vector<std::pair<std::string, data::TokenWindows>> extra_windows;
-  for (const auto& [name, tokens] : data.extra_val)
-    extra_windows.emplace_back(name, windows_for(tokens, "eval.sets." + name + " (" + r.eval.sets.at(name) + ")"));
+  data::WindowSampler sampler(data.train, T, static_cast<uint64_t>(r.run.seed));
 
   const std::string run_dir = run_directory(r);
   const std::string metrics_path = (std::filesystem::path(run_dir) / "metrics.jsonl").string();
@@ -136,7 +156,10 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
   // A checkpoint to resume from is found and fully verified before anything is written.
   std::optional<LoadedCheckpoint> resumed;
   if (!options.resume.empty()) {
-    if (auto dir = resolve_checkpoint(checkpoint_root, options.resume)) resumed = load_checkpoint(*dir, cfg);
+    if (auto dir = resolve_checkpoint(checkpoint_root, options.resume)) {
+      resumed = load_checkpoint(*dir, cfg);
+      restore_data_position(sampler, data.train, resumed->state.data, *dir);
+    }
   }
   if (std::filesystem::exists(metrics_path) && !options.overwrite && !resumed)
     throw Error(fmt::format("run directory '{}' already holds a run (metrics.jsonl); resume it with "
@@ -230,9 +253,9 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
   double window_flops = 0.0;
 
   auto run_eval = [&](int64_t step) {
-    if (val_windows) {
+    if (data.val) {
       const auto t0 = Clock::now();
-      double val_loss = evaluate(model, *val_windows, r.eval.batches, B, T);
+      double val_loss = evaluate(model, *data.val, r.eval.batches, B, T);
       const double ms = seconds_since(t0) * 1e3;
       result.final_val_loss = val_loss;
       nlohmann::json rec = {{"step", step}, {"val_loss", val_loss}, {"ms", ms}};
@@ -245,9 +268,9 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
       say(fmt::format("step {:>6}/{} | val loss {:.4f}{} | {:.0f} ms", step, r.run.steps, val_loss,
                       floor_text, ms));
     }
-    for (auto& [name, windows] : extra_windows) {
+    for (auto& [name, set] : data.extra_val) {
       const auto t0 = Clock::now();
-      const double loss = evaluate(model, windows, r.eval.batches, B, T);
+      const double loss = evaluate(model, set, r.eval.batches, B, T);
       const double ms = seconds_since(t0) * 1e3;
       result.final_set_losses[name] = loss;
       metrics.write({{"step", step}, {"set", name}, {"val_loss", loss}, {"ms", ms}});
@@ -262,7 +285,7 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
     state.tokens_seen = tokens_seen;
     state.world_size = options.world_size;
     state.seed = r.run.seed;
-    state.next_batch_index = done * accum;
+    state.data = data_state(sampler, data.train);
     state.optimizer_step = optimizer.step_count();
     state.model = cfg;
     state.recipe_yaml = recipe_yaml;
@@ -284,8 +307,10 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
     const auto t0 = Clock::now();
     const int step_T = static_cast<int>(seq_len.at(step));
     const int64_t step_tokens = r.run.global_batch_size * step_T;
-    const double loss = accumulate_gradients(model, train_windows, static_cast<uint64_t>(r.run.seed),
-                                             step, accum, B, step_T, inputs, targets);
+    const std::vector<data::WindowRef> windows = sampler.next(static_cast<size_t>(r.run.global_batch_size));
+    const double loss = accumulate_gradients(model, data.train,
+                                             data::rank_slice(windows, options.rank, options.world_size),
+                                             accum, B, step_T, inputs, targets);
     const double norm = optimizer.grad_norm(model.grads());
     if (!std::isfinite(loss) || !std::isfinite(norm)) {
       metrics.write({{"event", "end"}, {"steps", step}, {"diverged", true}, {"loss", nullptr}});

@@ -17,6 +17,7 @@ struct TrainOptions {
   std::string device;        // overrides run.device when not empty
   bool overwrite = false;    // reuse a run directory that already holds a run
   int64_t world_size = 1;
+  int64_t rank = 0;
   bool print_progress = true;
   std::string resume;  // "", "auto", "latest" or a checkpoint path
 };

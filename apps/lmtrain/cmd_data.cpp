@@ -1,4 +1,5 @@
-// lmtrain data prepare --input FILE... --tokenizer char|byte --out DIR [--val-fraction F]
+// lmtrain data prepare --input FILE|GLOB... --out DIR [--tokenizer char|byte|FILE] [...]
+// lmtrain data tokenizer ... (cmd_tokenizer.cpp)
 #include <fmt/format.h>
 
 #include "apps/lmtrain/commands.h"
@@ -8,28 +9,43 @@
 namespace lmt::app {
 
 Action add_data_command(CLI::App& app) {
-  auto* data = app.add_subcommand("data", "prepare training data");
+  auto* data = app.add_subcommand("data", "prepare training data and tokenizers");
   data->require_subcommand(1);
   auto* prepare = data->add_subcommand("prepare", "turn text files into train/val token shards");
   auto options = std::make_shared<data::PrepareOptions>();
   auto quiet = std::make_shared<bool>(false);
-  prepare->add_option("--input", options->inputs, "text file(s) to tokenize, concatenated in order")
+  prepare->add_option("--input", options->inputs,
+                      "text files or globs (quote them); .jsonl files hold one JSON document per line")
       ->required();
-  prepare->add_option("--tokenizer", options->tokenizer, "char (distinct characters) or byte (256)")
-      ->check(CLI::IsMember({"char", "byte"}));
-  prepare->add_option("--out", options->out_dir, "output folder for train.bin, val.bin, tokenizer.json")
+  prepare->add_option("--tokenizer", options->tokenizer,
+                      "char, byte, or a tokenizer file (tok.json, or GPT-2's vocab.json with merges.txt)");
+  prepare->add_option("--out", options->out_dir, "output folder for the shards, tokenizer.json, prepare.json")
       ->required();
-  prepare->add_option("--val-fraction", options->val_fraction,
-                      "share of tokens, taken from the end, kept for validation (default 0.1)");
+  prepare->add_option("--val-fraction", options->val_fraction, "share kept for validation (default 0.1)");
+  prepare->add_option("--split", options->split,
+                      "documents (every k-th document), tail (the last tokens) or auto (default: tail for "
+                      "one text file, else documents)");
+  prepare->add_option("--doc-separator", options->doc_separator,
+                      "split text files into documents at this string (e.g. '<|endoftext|>')");
+  prepare->add_option("--json-key", options->json_key, "field holding the text in .jsonl files (default text)");
+  prepare->add_option("--shard-tokens", options->shard_tokens, "tokens per shard (default 100000000)");
+  prepare->add_option("--threads", options->threads, "encoding threads; 0 = all cores (default)");
   prepare->add_flag("--quiet", *quiet, "no progress bar");
-  return [options, quiet, prepare] {
-    if (!prepare->parsed()) return 2;
+  Action tokenizer_action = add_tokenizer_command(*data);
+  return [options, quiet, prepare, tokenizer_action] {
+    if (!prepare->parsed()) return tokenizer_action();
     options->progress = !*quiet;
-    data::PrepareSummary summary = data::prepare_data(*options);
-    fmt::print("prepared {} of text: {} train tokens, {} val tokens, vocab {}\n",
-               human_bytes(static_cast<double>(summary.num_bytes)), with_commas(summary.train_tokens),
-               with_commas(summary.val_tokens), summary.vocab_size);
-    for (const auto& f : summary.files_written) fmt::print("  wrote {}\n", f);
+    const data::PrepareSummary s = data::prepare_data(*options);
+    fmt::print("prepared {} of text in {:.1f} s: {} document{} ({} val), {} train tokens, {} val tokens, "
+               "vocab {}, split by {}{}\n",
+               human_bytes(static_cast<double>(s.num_bytes)), s.seconds, with_commas(s.documents),
+               s.documents == 1 ? "" : "s",
+               with_commas(s.val_documents), with_commas(s.train_tokens), with_commas(s.val_tokens),
+               s.vocab_size, s.split, s.end_of_text ? ", each document preceded by <|endoftext|>" : "");
+    if (s.val_tokens == 0 && options->val_fraction > 0)
+      fmt::print("warning: no validation tokens ({} documents are too few for --val-fraction {}); use "
+                 "--split tail or more documents\n", s.documents, options->val_fraction);
+    for (const auto& f : s.files_written) fmt::print("  wrote {}\n", f);
     return 0;
   };
 }

@@ -13,6 +13,7 @@ Action add_train_command(CLI::App& app);
 Action add_plan_command(CLI::App& app);
 Action add_doctor_command(CLI::App& app);
 Action add_data_command(CLI::App& app);
+Action add_tokenizer_command(CLI::App& data);  // `data tokenizer ...`, added to the `data` subcommand
 Action add_eval_command(CLI::App& app);
 Action add_bench_command(CLI::App& app);
 

@@ -32,7 +32,10 @@ TEST_CASE("checkpoints: 10 steps + resume + 10 steps equals 20 straight, bit for
   write_file(straight.path() / "tiny.yaml", tiny_recipe(straight));
   write_file(split.path() / "tiny.yaml", tiny_recipe(split));
   // A constant learning rate, so the 10-step run follows the same schedule as the 20-step one.
-  const std::string common = "train tiny.yaml --set log.every=1 --set schedule.decay=constant";
+  // 200 tokens make 12 windows per epoch: the 80 windows of 20 steps cross several epochs, and
+  // the resume point (40 windows) falls inside one.
+  const std::string common =
+      "train tiny.yaml --set log.every=1 --set schedule.decay=constant --set data.synthetic.train_tokens=200";
   RunResult a = run_lmtrain(straight, common + " --set run.steps=20");
   INFO(a.output);
   REQUIRE(a.status == 0);
@@ -87,6 +90,11 @@ TEST_CASE("checkpoints: damaged or mismatched checkpoints are refused before any
     RunResult r = run_lmtrain(dir, "train tiny.yaml --set run.steps=20 --set model.n_embd=64 --resume auto");
     CHECK(r.status == 2);
     CHECK_THAT(r.output, Contains("model.n_embd: checkpoint 32 vs recipe 64"));
+  }
+  SECTION("different training data cannot continue the data stream") {
+    RunResult r = run_lmtrain(dir, "train tiny.yaml --set run.steps=20 --set data.synthetic.train_tokens=5000 --resume auto");
+    CHECK(r.status == 2);
+    CHECK_THAT(r.output, Contains("different training data") && Contains("tokens: 4096 then, 5000 now"));
   }
   SECTION("--resume latest without a latest file") {
     fs::remove(checkpoints(dir) / "latest");

@@ -200,14 +200,14 @@ TEST_CASE("cli doctor: reports CPU cores and the GPU situation", "[cli][doctor]"
 
 // ---- data prepare ----------------------------------------------------------------------------
 
-TEST_CASE("cli data prepare: char tokenizer writes the three files", "[cli][data]") {
+TEST_CASE("cli data prepare: char tokenizer writes shards, tokenizer and summary", "[cli][data]") {
   TempDir dir;
   const std::string text = sample_text();
   write_file(dir.path() / "input.txt", text);
   const RunResult r = run_lmtrain(dir, "data prepare --input input.txt --tokenizer char --out prepared --quiet");
   INFO(r.output);
   REQUIRE(r.status == 0);
-  for (const char* name : {"train.bin", "val.bin", "tokenizer.json"}) {
+  for (const char* name : {"train_000000.bin", "val_000000.bin", "tokenizer.json", "prepare.json"}) {
     INFO(name);
     CHECK(fs::is_regular_file(dir.path() / "prepared" / name));
     CHECK(fs::file_size(dir.path() / "prepared" / name) > 0);
@@ -226,7 +226,7 @@ TEST_CASE("cli data prepare: char tokenizer writes the three files", "[cli][data
   // plan takes the vocabulary from the prepared shard.
   write_file(dir.path() / "shards.yaml",
              "run:\n  micro_batch_size: 2\n  seq_len: 32\nmodel:\n  n_layer: 1\n  n_head: 2\n  n_embd: 16\n"
-             "  max_seq_len: 32\ndata:\n  train: prepared/train.bin\n  val: prepared/val.bin\n");
+             "  max_seq_len: 32\ndata:\n  train: prepared/train_*.bin\n  val: prepared/val_*.bin\n");
   const RunResult plan = run_lmtrain(dir, "plan shards.yaml");
   INFO(plan.output);
   CHECK(plan.status == 0);
@@ -240,9 +240,6 @@ TEST_CASE("cli data prepare: a missing input exits 2 and creates nothing", "[cli
   INFO(r.output);
   CHECK(r.status == 2);
   CHECK_THAT(r.output, Contains("missing.txt"));
-  CHECK_FALSE(fs::exists(dir.path() / "prepared" / "train.bin"));
-  CHECK_FALSE(fs::exists(dir.path() / "prepared" / "val.bin"));
-  CHECK_FALSE(fs::exists(dir.path() / "prepared" / "tokenizer.json"));
   CHECK_FALSE(fs::exists(dir.path() / "prepared"));
 }
 

@@ -43,11 +43,11 @@ TEST_CASE("eval: several shards by glob, and clear errors", "[cli][eval]") {
   for (int i = 0; i < 400; ++i) text += fmt::format("line {} of a small corpus, with some words.\n", i % 37);
   write_file(dir.path() / "corpus.txt", text);
   REQUIRE(run_lmtrain(dir, "data prepare --input corpus.txt --tokenizer char --out prepared --quiet").status == 0);
-  fs::copy_file(dir.path() / "prepared" / "val.bin", dir.path() / "prepared" / "val2.bin");
+  fs::copy_file(dir.path() / "prepared" / "val_000000.bin", dir.path() / "prepared" / "val2.bin");
   write_file(dir.path() / "shards.yaml",
              "run: {name: shards, out_dir: runs, steps: 5, seq_len: 16, micro_batch_size: 2, device: cpu, threads: 1}\n"
              "model: {n_layer: 1, n_head: 2, n_embd: 16, max_seq_len: 16}\n"
-             "data: {source: shards, train: prepared/train.bin, val: prepared/val.bin}\n"
+             "data: {source: shards, train: prepared/train_*.bin, val: prepared/val_*.bin}\n"
              "eval: {batches: 3, sets: {copy: prepared/val2.bin}}\n");
   RunResult train = run_lmtrain(dir, "train shards.yaml");
   INFO(train.output);
@@ -77,7 +77,7 @@ TEST_CASE("eval: several shards by glob, and clear errors", "[cli][eval]") {
 
   RunResult missing = run_lmtrain(dir, "eval --checkpoint runs/shards/checkpoints --data 'nothing/*.bin'");
   CHECK(missing.status == 2);
-  CHECK_THAT(missing.output, Contains("no file matches"));
+  CHECK_THAT(missing.output, Contains("matches no files"));
   RunResult no_checkpoint = run_lmtrain(dir, "eval --checkpoint runs/none");
   CHECK(no_checkpoint.status == 2);
   CHECK_THAT(no_checkpoint.output, Contains("runs/none"));

@@ -138,7 +138,7 @@ TEST_CASE("corrupt shards give errors naming the file", "[data][shard]") {
   SECTION("token >= vocab_size") {
     patch_file(path, 24, le32(6));  // claims vocab 6, but token 5 holds 9
     CHECK_THAT(error_message([&] { read_shard(path); }),
-               Contains(path) && Contains("index 5 is 9") && Contains("vocab_size is 6"));
+               Contains(path) && Contains("index 5 is 9") && Contains("vocabulary size is 6"));
   }
   SECTION("zero vocab_size") {
     patch_file(path, 24, le32(0));
