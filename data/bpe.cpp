@@ -271,6 +271,17 @@ void BpeModel::merge_with_heap(std::vector<int32_t>& parts) const {
   std::erase(parts, -1);
 }
 
+std::vector<std::vector<int32_t>> BpeModel::encode_batch(std::span<const std::string_view> texts,
+                                                         int num_threads) const {
+  std::vector<std::vector<int32_t>> ids(texts.size());
+  const int num_workers = resolve_num_threads(num_threads, texts.size());
+  // Cache keys point into the texts, which outlive this call.
+  std::vector<PieceCache> caches(num_workers);
+  parallel_for(texts.size(), num_workers,
+               [&](size_t i, int worker) { encode_into(texts[i], caches[worker], ids[i]); });
+  return ids;
+}
+
 std::vector<int32_t> BpeModel::encode_parallel(std::string_view text, int num_threads) const {
   const int max_threads = resolve_num_threads(num_threads, text.size() / kMinParallelChunkBytes);
   if (max_threads <= 1) return encode(text);

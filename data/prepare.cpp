@@ -15,7 +15,6 @@
 #include "core/error.h"
 #include "core/file_io.h"
 #include "data/dataset.h"
-#include "data/parallel_for.h"
 #include "data/shard.h"
 #include "data/tokenizer.h"
 #include "lmt_build_info.h"
@@ -240,14 +239,8 @@ Tokenizer make_tokenizer(const PrepareOptions& options, const std::vector<std::s
 // tokenizer itself; several are handed out one per thread.
 std::vector<std::vector<int32_t>> encode_batch(const Tokenizer& tokenizer, std::span<const std::string_view> docs,
                                                int threads) {
-  std::vector<std::vector<int32_t>> out(docs.size());
-  if (docs.size() == 1) {
-    out[0] = tokenizer.encode_parallel(docs[0], threads);
-    return out;
-  }
-  parallel_for(docs.size(), resolve_num_threads(threads, docs.size()),
-               [&](size_t i, int) { out[i] = tokenizer.encode(docs[i]); });
-  return out;
+  if (docs.size() == 1) return {tokenizer.encode_parallel(docs[0], threads)};
+  return tokenizer.encode_batch(docs, threads);
 }
 
 // Whether document `index` goes to validation: exactly floor(n * ppm / 1e6) of the first n

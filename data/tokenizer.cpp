@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/file_io.h"
+#include "data/parallel_for.h"
 #include "data/utf8.h"
 
 namespace lmt::data {
@@ -171,6 +172,15 @@ int Tokenizer::vocab_size() const {
 std::optional<int32_t> Tokenizer::eot_id() const {
   if (!bpe_) return std::nullopt;
   return bpe_->special_id(kEndOfText);
+}
+
+std::vector<std::vector<int32_t>> Tokenizer::encode_batch(std::span<const std::string_view> texts,
+                                                          int num_threads) const {
+  if (bpe_) return bpe_->encode_batch(texts, num_threads);
+  std::vector<std::vector<int32_t>> ids(texts.size());
+  parallel_for(texts.size(), resolve_num_threads(num_threads, texts.size()),
+               [&](size_t i, int) { ids[i] = encode(texts[i]); });
+  return ids;
 }
 
 std::vector<int32_t> Tokenizer::encode_parallel(std::string_view text, int num_threads) const {

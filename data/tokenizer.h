@@ -77,6 +77,9 @@ class Tokenizer {
   // encode() on `num_threads` threads (0 = all) for bpe, with the same result; char and byte
   // just call encode().
   std::vector<int32_t> encode_parallel(std::string_view text, int num_threads) const;
+  // encode() of each text on `num_threads` threads (0 = all); the same results as one encode()
+  // per text, faster for many short documents (bpe keeps its piece cache across them).
+  std::vector<std::vector<int32_t>> encode_batch(std::span<const std::string_view> texts, int num_threads) const;
   // Throws lmt::Error for an id outside [0, vocab_size()).
   std::string decode(std::span<const int32_t> ids) const;
 

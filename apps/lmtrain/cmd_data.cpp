@@ -36,9 +36,10 @@ Action add_data_command(CLI::App& app) {
     if (!prepare->parsed()) return tokenizer_action();
     options->progress = !*quiet;
     const data::PrepareSummary s = data::prepare_data(*options);
-    fmt::print("prepared {} of text in {:.1f} s: {} document{} ({} val), {} train tokens, {} val tokens, "
-               "vocab {}, split by {}{}\n",
-               human_bytes(static_cast<double>(s.num_bytes)), s.seconds, with_commas(s.documents),
+    fmt::print("prepared {} of text in {:.1f} s ({:.1f} MB/s): {} document{} ({} val), {} train tokens, {} val "
+               "tokens, vocab {}, split by {}{}\n",
+               human_bytes(static_cast<double>(s.num_bytes)), s.seconds,
+               s.seconds > 0 ? static_cast<double>(s.num_bytes) / 1e6 / s.seconds : 0.0, with_commas(s.documents),
                s.documents == 1 ? "" : "s",
                with_commas(s.val_documents), with_commas(s.train_tokens), with_commas(s.val_tokens),
                s.vocab_size, s.split, s.end_of_text ? ", each document preceded by <|endoftext|>" : "");

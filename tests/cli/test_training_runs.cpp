@@ -10,6 +10,7 @@
 #include "tests/cli/cli_util.h"
 
 using namespace lmt::test;
+using Catch::Matchers::Contains;
 
 namespace {
 
@@ -73,4 +74,33 @@ TEST_CASE("e2e: shakespeare-char learns tinyshakespeare", "[e2e]") {
   auto summary = read_json(dir.path() / "runs" / "shakespeare-char" / "summary.json");
   // ln 65 = 4.17 at the start; character frequencies alone give ~3.3; 300 steps reach ~2.4.
   CHECK(summary["val_loss"].get<double>() < 2.6);
+}
+
+TEST_CASE("e2e: BPE tokenizer (vocab 512) on tinyshakespeare: train it, prepare, and train a model", "[e2e][bpe]") {
+  const char* env = std::getenv("LMTRAIN_TINYSHAKESPEARE");
+  fs::path text = env ? fs::path(env) : kSourceDir / ".." / "shared" / "data" / "tinyshakespeare.txt";
+  if (!fs::exists(text)) {
+    WARN("SKIPPED: " << text.string()
+                     << " not found (set LMTRAIN_TINYSHAKESPEARE to the file to run this test)");
+    return;
+  }
+  TempDir dir;
+  RunResult tok = run_lmtrain(dir, "data tokenizer train --input " + quoted(text.string()) +
+                                       " --vocab-size 512 --out tok512.json --quiet");
+  INFO(tok.output);
+  REQUIRE(tok.status == 0);
+  RunResult prep = run_lmtrain(dir, "data prepare --input " + quoted(text.string()) +
+                                        " --tokenizer tok512.json --out data/shakespeare_bpe --quiet");
+  INFO(prep.output);
+  REQUIRE(prep.status == 0);
+  CHECK_THAT(prep.output, Contains("vocab 512") && Contains("preceded by <|endoftext|>"));
+  // 150 of the recipe's 2000 steps: ln 512 = 6.24 at the start, ~4.3 after 150 steps.
+  RunResult out = run_lmtrain(
+      dir, "train " + quoted((kSourceDir / "recipes" / "shakespeare-bpe.yaml").string()) +
+               " --set run.out_dir=runs --set run.steps=150 --set eval.batches=20");
+  INFO(out.output);
+  REQUIRE(out.status == 0);
+  CHECK_THAT(out.output, Contains("vocab 512"));
+  auto summary = read_json(dir.path() / "runs" / "shakespeare-bpe" / "summary.json");
+  CHECK(summary["val_loss"].get<double>() < 5.0);
 }

@@ -408,6 +408,26 @@ TEST_CASE("bpe: encode_parallel equals encode", "[data][bpe]") {
   CHECK_FALSE(byte.eot_id().has_value());
 }
 
+TEST_CASE("bpe: encode_batch equals one encode per text, on any number of threads", "[data][bpe]") {
+  const std::string text = generated_text(9, 300000);
+  std::vector<std::string_view> docs;
+  // Documents of 0 to ~2000 bytes cut from the text, with repeats so cached pieces are reused.
+  std::mt19937 rng(5);
+  for (size_t begin = 0; begin < text.size();) {
+    const size_t length = std::min<size_t>(rng() % 2000, text.size() - begin);
+    docs.push_back(std::string_view(text).substr(begin, length));
+    begin += length + (rng() % 3 == 0 ? 0 : length / 2);
+  }
+  REQUIRE(docs.size() > 100);
+  for (const Tokenizer* tokenizer : std::initializer_list<const Tokenizer*>{&small_model(), nullptr}) {
+    const Tokenizer byte = Tokenizer::byte();
+    const Tokenizer& t = tokenizer ? *tokenizer : byte;
+    std::vector<std::vector<int32_t>> expected;
+    for (auto doc : docs) expected.push_back(t.encode(doc));
+    for (int threads : {1, 2, 3}) CHECK(t.encode_batch(docs, threads) == expected);
+  }
+}
+
 TEST_CASE("bpe: decode rejects ids outside the vocabulary", "[data][bpe]") {
   const Tokenizer& tokenizer = small_model();
   const std::vector<int32_t> bad = {1, tokenizer.vocab_size()};
