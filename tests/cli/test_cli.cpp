@@ -243,6 +243,42 @@ TEST_CASE("cli data prepare: a missing input exits 2 and creates nothing", "[cli
   CHECK_FALSE(fs::exists(dir.path() / "prepared"));
 }
 
+TEST_CASE("cli data prepare: SIGKILL at any moment never leaves a shard that looks complete but is not",
+          "[cli][data][kill]") {
+  // ~24 MB of text in 24 shards of 1M byte tokens: the kills land while reading, encoding,
+  // writing shards or publishing them.
+  std::string text;
+  for (int i = 0; text.size() < 24'000'000; ++i) text += fmt::format("line {} of the corpus, {}\n", i, i * 7919 % 10007);
+  for (const char* delay : {"0.05", "0.1", "0.15", "0.2", "0.3", "0.4"}) {
+    TempDir dir;
+    write_file(dir.path() / "big.txt", text);
+    const std::string args = "data prepare --input big.txt --tokenizer byte --shard-tokens 1000000 --out out --quiet";
+    RunResult killed = run_lmtrain(dir, args, "", std::string("timeout --foreground -s KILL ") + delay);
+    INFO("killed after " << delay << " s: " << killed.output);
+    // Every shard name in out/ is a whole shard: header present and size = 64 + 2 x tokens.
+    if (fs::exists(dir.path() / "out")) {
+      for (const auto& entry : fs::directory_iterator(dir.path() / "out")) {
+        const std::string name = entry.path().filename().string();
+        if (!std::regex_match(name, std::regex(R"((train|val)_\d{6}\.bin)"))) continue;
+        const std::string bytes = read_file(entry.path());
+        REQUIRE(bytes.size() >= 64);
+        CHECK(bytes.substr(0, 8) == "LMTSHARD");
+        uint64_t tokens = 0;
+        for (int b = 7; b >= 0; --b) tokens = (tokens << 8) | static_cast<unsigned char>(bytes[16 + b]);
+        CHECK(bytes.size() == 64 + 2 * tokens);
+      }
+    }
+    // A later run cleans up whatever the killed one left and completes.
+    RunResult again = run_lmtrain(dir, args);
+    INFO(again.output);
+    REQUIRE(again.status == 0);
+    CHECK_FALSE(fs::exists(dir.path() / "out" / ".prepare.partial"));
+    CHECK(fs::exists(dir.path() / "out" / "prepare.json"));
+    CHECK(fs::exists(dir.path() / "out" / "train_000021.bin"));
+    CHECK_FALSE(fs::exists(dir.path() / "out" / "train_000022.bin"));
+  }
+}
+
 // ---- train ------------------------------------------------------------------------------------
 
 TEST_CASE("cli train: a tiny recipe trains and writes recipe, metrics and summary", "[cli][train]") {

@@ -1,0 +1,373 @@
+#include "parallel/store.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "core/error.h"
+
+namespace lmt {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr char kMagic[8] = {'L', 'M', 'T', 'S', 'T', 'O', 'R', 'E'};
+constexpr uint32_t kVersion = 1;
+constexpr uint32_t kMaxSecretBytes = 1024;
+constexpr uint64_t kMaxValueBytes = uint64_t{1} << 30;
+enum Op : uint8_t { kSet = 1, kGet = 2, kAdd = 3, kCheck = 4 };
+enum Status : uint8_t { kOk = 0, kRefused = 1, kBadRequest = 2 };
+
+void put_u32(std::string& out, uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
+}
+void put_u64(std::string& out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
+}
+uint64_t get_le(const unsigned char* p, int bytes) {
+  uint64_t v = 0;
+  for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+
+bool write_all(int fd, const std::string& data) {
+  size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::send(fd, data.data() + done, data.size() - done, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// Reads exactly n bytes. deadline == nullptr: wait as long as it takes (server side).
+// Returns false on EOF, error or timeout (timed_out says which).
+bool read_all(int fd, void* buffer, size_t n, const Clock::time_point* deadline, bool* timed_out = nullptr) {
+  auto* out = static_cast<char*>(buffer);
+  size_t done = 0;
+  while (done < n) {
+    if (deadline != nullptr) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - Clock::now()).count();
+      pollfd p{fd, POLLIN, 0};
+      const int ready = left > 0 ? ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left, 1 << 30))) : 0;
+      if (ready < 0 && errno == EINTR) continue;
+      if (ready == 0) {
+        if (timed_out) *timed_out = true;
+        return false;
+      }
+    }
+    const ssize_t got = ::recv(fd, out + done, n - done, 0);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return false;
+    done += static_cast<size_t>(got);
+  }
+  return true;
+}
+
+bool secrets_equal(const std::string& a, const std::string& b) {
+  // Constant time in the content, so timing does not reveal a prefix of the secret.
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ (i < b.size() ? b[i] : 0));
+  return diff == 0;
+}
+
+std::string describe_errno(int err) { return std::strerror(err); }
+
+}  // namespace
+
+// ---- server --------------------------------------------------------------------------------------
+
+struct StoreServer::State {
+  std::string secret;
+  int listen_fd = -1;
+  int port = 0;
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::map<std::string, std::string> data;
+  std::atomic<bool> stopping{false};
+  std::vector<std::thread> threads;
+  std::vector<int> connections;
+  std::thread acceptor;
+
+  void serve(int fd);
+  bool handle(int fd, uint8_t op, const std::string& key, const std::string& value);
+};
+
+bool StoreServer::State::handle(int fd, uint8_t op, const std::string& key, const std::string& value) {
+  std::string payload;
+  uint8_t status = kOk;
+  {
+    std::unique_lock<std::mutex> lock(mutex);
+    switch (op) {
+      case kSet:
+        data[key] = value;
+        changed.notify_all();
+        break;
+      case kGet:
+        changed.wait(lock, [&] { return stopping.load() || data.count(key) > 0; });
+        if (stopping) return false;
+        payload = data[key];
+        break;
+      case kAdd: {
+        int64_t delta = 0, current = 0;
+        if (value.size() != 8) {
+          status = kBadRequest;
+          break;
+        }
+        delta = static_cast<int64_t>(get_le(reinterpret_cast<const unsigned char*>(value.data()), 8));
+        auto it = data.find(key);
+        if (it != data.end() && it->second.size() == 8)
+          current = static_cast<int64_t>(get_le(reinterpret_cast<const unsigned char*>(it->second.data()), 8));
+        std::string sum;
+        put_u64(sum, static_cast<uint64_t>(current + delta));
+        data[key] = sum;
+        payload = sum;
+        changed.notify_all();
+        break;
+      }
+      case kCheck:
+        payload.assign(1, data.count(key) > 0 ? '1' : '0');
+        break;
+      default:
+        status = kBadRequest;
+    }
+  }
+  std::string answer(1, static_cast<char>(status));
+  put_u64(answer, payload.size());
+  answer += payload;
+  return write_all(fd, answer);
+}
+
+void StoreServer::State::serve(int fd) {
+  unsigned char hello[16];
+  if (!read_all(fd, hello, sizeof(hello), nullptr) || std::memcmp(hello, kMagic, 8) != 0 ||
+      get_le(hello + 8, 4) != kVersion || get_le(hello + 12, 4) > kMaxSecretBytes)
+    return;
+  std::string presented(get_le(hello + 12, 4), '\0');
+  if (!read_all(fd, presented.data(), presented.size(), nullptr)) return;
+  const bool accepted = secrets_equal(presented, secret);
+  if (!write_all(fd, std::string(1, static_cast<char>(accepted ? kOk : kRefused))) || !accepted) return;
+  while (!stopping) {
+    unsigned char header[5];
+    if (!read_all(fd, header, sizeof(header), nullptr)) return;
+    std::string key(get_le(header + 1, 4), '\0');
+    if (key.size() > kMaxValueBytes || !read_all(fd, key.data(), key.size(), nullptr)) return;
+    unsigned char length[8];
+    if (!read_all(fd, length, sizeof(length), nullptr)) return;
+    const uint64_t value_bytes = get_le(length, 8);
+    if (value_bytes > kMaxValueBytes) return;
+    std::string value(value_bytes, '\0');
+    if (!read_all(fd, value.data(), value.size(), nullptr)) return;
+    if (!handle(fd, header[0], key, value)) return;
+  }
+}
+
+StoreServer::StoreServer(const std::string& host, int port, std::string secret) : state_(std::make_unique<State>()) {
+  state_->secret = std::move(secret);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  const std::string port_text = std::to_string(port);
+  if (const int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), port_text.c_str(), &hints, &found); rc != 0)
+    throw Error(fmt::format("rendezvous store: cannot resolve '{}': {}", host, ::gai_strerror(rc)));
+  int err = 0;
+  for (addrinfo* a = found; a != nullptr && state_->listen_fd < 0; a = a->ai_next) {
+    const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    const int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (::bind(fd, a->ai_addr, a->ai_addrlen) == 0 && ::listen(fd, 128) == 0) {
+      state_->listen_fd = fd;
+    } else {
+      err = errno;
+      ::close(fd);
+    }
+  }
+  ::freeaddrinfo(found);
+  if (state_->listen_fd < 0)
+    throw Error(fmt::format("rendezvous store: cannot listen on {}:{}: {}{}", host, port, describe_errno(err),
+                            err == EADDRINUSE ? "; another job (or a leftover process) uses this port: pick "
+                                                "another with --master-port"
+                                              : ""));
+  sockaddr_storage bound{};
+  socklen_t length = sizeof(bound);
+  ::getsockname(state_->listen_fd, reinterpret_cast<sockaddr*>(&bound), &length);
+  state_->port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                                   : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  State* s = state_.get();
+  s->acceptor = std::thread([s] {
+    while (!s->stopping) {
+      const int fd = ::accept4(s->listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        return;  // the listening socket was shut down
+      }
+      const int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+      std::lock_guard<std::mutex> lock(s->mutex);
+      if (s->stopping) {
+        ::close(fd);
+        return;
+      }
+      s->connections.push_back(fd);
+      s->threads.emplace_back([s, fd] { s->serve(fd); });
+    }
+  });
+}
+
+int StoreServer::port() const { return state_->port; }
+
+StoreServer::~StoreServer() {
+  {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    state_->stopping = true;
+    for (int fd : state_->connections) ::shutdown(fd, SHUT_RDWR);
+    state_->changed.notify_all();
+  }
+  ::shutdown(state_->listen_fd, SHUT_RDWR);
+  if (state_->acceptor.joinable()) state_->acceptor.join();
+  for (auto& t : state_->threads) t.join();
+  for (int fd : state_->connections) ::close(fd);
+  ::close(state_->listen_fd);
+}
+
+// ---- client --------------------------------------------------------------------------------------
+
+namespace {
+
+// One connection attempt to host:port; returns the socket or -1 with errno set.
+int try_connect(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  const std::string port_text = std::to_string(port);
+  if (const int rc = ::getaddrinfo(host.c_str(), port_text.c_str(), &hints, &found); rc != 0) {
+    errno = EHOSTUNREACH;
+    return -1;
+  }
+  int fd = -1;
+  for (addrinfo* a = found; a != nullptr && fd < 0; a = a->ai_next) {
+    fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    if (::connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
+      const int err = errno;
+      ::close(fd);
+      fd = -1;
+      errno = err;
+    }
+  }
+  ::freeaddrinfo(found);
+  return fd;
+}
+
+}  // namespace
+
+StoreClient::StoreClient(const std::string& host, int port, const std::string& secret,
+                         std::chrono::milliseconds timeout)
+    : where_(fmt::format("{}:{}", host, port)), timeout_(timeout) {
+  const auto deadline = Clock::now() + timeout;
+  int last_error = 0;
+  while (fd_ < 0) {
+    fd_ = try_connect(host, port);
+    if (fd_ >= 0) break;
+    last_error = errno;
+    if (Clock::now() >= deadline)
+      throw Error(fmt::format("cannot reach the rendezvous store at {} within {} s ({}); check MASTER_ADDR and "
+                              "MASTER_PORT, and that rank 0 or the launcher is running",
+                              where_, timeout.count() / 1000.0, describe_errno(last_error)));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  const int one = 1;
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  std::string hello(kMagic, sizeof(kMagic));
+  put_u32(hello, kVersion);
+  put_u32(hello, static_cast<uint32_t>(secret.size()));
+  hello += secret;
+  unsigned char status = 255;
+  bool timed_out = false;
+  if (!write_all(fd_, hello) || !read_all(fd_, &status, 1, &deadline, &timed_out)) {
+    ::close(fd_);
+    throw Error(fmt::format("rendezvous store at {} {} during the handshake; is that port another service?",
+                            where_, timed_out ? "did not answer" : "closed the connection"));
+  }
+  if (status != kOk) {
+    ::close(fd_);
+    throw Error(fmt::format("rendezvous store at {} refused this process: wrong job secret "
+                            "(LMTRAIN_JOB_SECRET). Another job is using this address; pick another --master-port",
+                            where_));
+  }
+}
+
+StoreClient::~StoreClient() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::string StoreClient::request(uint8_t op, const std::string& key, const std::string& value) {
+  std::string message(1, static_cast<char>(op));
+  put_u32(message, static_cast<uint32_t>(key.size()));
+  message += key;
+  put_u64(message, value.size());
+  message += value;
+  if (!write_all(fd_, message))
+    throw Error(fmt::format("lost the connection to the rendezvous store at {} (did rank 0 or the launcher exit?)", where_));
+  const auto deadline = Clock::now() + timeout_;
+  unsigned char header[9];
+  bool timed_out = false;
+  if (!read_all(fd_, header, sizeof(header), &deadline, &timed_out)) {
+    if (timed_out)
+      throw Error(fmt::format("rendezvous store at {}: key '{}' did not appear within {} s (a rank did not start "
+                              "or failed; see its log)", where_, key, timeout_.count() / 1000.0));
+    throw Error(fmt::format("lost the connection to the rendezvous store at {} (did rank 0 or the launcher exit?)", where_));
+  }
+  if (header[0] != kOk) throw Error(fmt::format("rendezvous store at {} rejected a request for '{}'", where_, key));
+  std::string payload(get_le(header + 1, 8), '\0');
+  if (!read_all(fd_, payload.data(), payload.size(), &deadline))
+    throw Error(fmt::format("lost the connection to the rendezvous store at {}", where_));
+  return payload;
+}
+
+void StoreClient::set(const std::string& key, const std::string& value) { request(kSet, key, value); }
+std::string StoreClient::get(const std::string& key) { return request(kGet, key, ""); }
+void StoreClient::wait(const std::vector<std::string>& keys) {
+  for (const auto& key : keys) request(kGet, key, "");
+}
+bool StoreClient::check(const std::string& key) { return request(kCheck, key, "") == "1"; }
+int64_t StoreClient::add(const std::string& key, int64_t delta) {
+  std::string value;
+  put_u64(value, static_cast<uint64_t>(delta));
+  const std::string sum = request(kAdd, key, value);
+  return static_cast<int64_t>(get_le(reinterpret_cast<const unsigned char*>(sum.data()), 8));
+}
+
+std::string make_job_secret() {
+  unsigned char bytes[16];
+  const int fd = ::open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || ::read(fd, bytes, sizeof(bytes)) != static_cast<ssize_t>(sizeof(bytes))) {
+    if (fd >= 0) ::close(fd);
+    throw Error("cannot read /dev/urandom for the job secret");
+  }
+  ::close(fd);
+  std::string hex;
+  for (unsigned char b : bytes) hex += fmt::format("{:02x}", b);
+  return hex;
+}
+
+}  // namespace lmt

@@ -1,0 +1,68 @@
+// The rendezvous store: a small TCP key-value store through which the ranks of a job find each
+// other (process-group setup, NCCL unique ids, barriers at start-up). One process serves it (the
+// launcher, or rank 0 under other launchers); every rank connects as a client.
+//
+// Every connection must first present the job's secret (LMTRAIN_JOB_SECRET, random per job):
+// a process that does not know it, for example a stale worker of an earlier job on the same
+// port, is refused and told so.
+//
+// Wire format (little-endian): the client sends "LMTSTORE" u32 version, u32 secret length,
+// secret; the server answers one status byte (0 = accepted, 1 = wrong secret). Then requests:
+// u8 op, u32 key length, key, u64 value length, value; answers: u8 status, u64 length, payload.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace lmt {
+
+class StoreServer {
+ public:
+  // Listens on host:port (port 0: any free port; see port()). Throws lmt::Error naming host and
+  // port when the address is in use or cannot be bound.
+  StoreServer(const std::string& host, int port, std::string secret);
+  ~StoreServer();  // stops accepting and closes every connection
+  StoreServer(const StoreServer&) = delete;
+  StoreServer& operator=(const StoreServer&) = delete;
+
+  int port() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+class StoreClient {
+ public:
+  // Connects, retrying until `timeout` (the server may start after the client), then presents
+  // the secret. Throws lmt::Error naming host and port on timeout or a refused secret.
+  StoreClient(const std::string& host, int port, const std::string& secret,
+              std::chrono::milliseconds timeout = std::chrono::seconds(60));
+  ~StoreClient();
+  StoreClient(const StoreClient&) = delete;
+  StoreClient& operator=(const StoreClient&) = delete;
+
+  void set(const std::string& key, const std::string& value);
+  // The value of `key`, waiting until some client sets it. Throws lmt::Error after the timeout
+  // given at construction, naming the key.
+  std::string get(const std::string& key);
+  // Waits until every key exists (same timeout).
+  void wait(const std::vector<std::string>& keys);
+  // Atomically adds `delta` to the integer stored under key (missing: 0) and returns the sum.
+  int64_t add(const std::string& key, int64_t delta);
+  // Whether `key` exists now (no waiting).
+  bool check(const std::string& key);
+
+ private:
+  std::string request(uint8_t op, const std::string& key, const std::string& value);
+  int fd_ = -1;
+  std::string where_;  // "host:port" for messages
+  std::chrono::milliseconds timeout_;
+};
+
+// A random secret for a new job: 32 hex digits from /dev/urandom.
+std::string make_job_secret();
+
+}  // namespace lmt
