@@ -2,6 +2,7 @@
 // buffers (process_group_gloo.cpp), NCCL for GPU buffers (cuda/, when built with CUDA). The
 // trainer calls only this interface, so data parallelism and ZeRO-1 are written once.
 #pragma once
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <string>

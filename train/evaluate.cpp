@@ -9,21 +9,41 @@
 #include "core/file_io.h"
 #include "core/recipe.h"
 #include "data/sampler.h"
+#include "parallel/process_group.h"
 #include "train/checkpoint.h"
 #include "train/device.h"
 #include "train/train_data.h"
 
 namespace lmt {
-double evaluate(GPT& model, const data::TokenDataset& val, int64_t num_batches, int B, int T) {
+namespace {
+
+// Sum of the losses of batches rank, rank + W, rank + 2W, ... of the fixed evaluation windows.
+double evaluate_batches(GPT& model, const data::TokenDataset& val, int64_t num_batches, int B, int T, int rank,
+                        int world_size) {
   const std::vector<data::WindowRef> windows = data::eval_windows(val, static_cast<uint64_t>(num_batches * B), T);
   std::vector<int32_t> inputs(static_cast<size_t>(B) * T), targets(inputs.size());
   double sum = 0.0;
-  for (int64_t i = 0; i < num_batches; ++i) {
+  for (int64_t i = rank; i < num_batches; i += world_size) {
     data::read_windows(val, std::span(windows).subspan(static_cast<size_t>(i * B), static_cast<size_t>(B)), T,
                        inputs.data(), targets.data());
     sum += model.forward(inputs.data(), targets.data(), B, T);
   }
-  return sum / static_cast<double>(num_batches);
+  return sum;
+}
+
+}  // namespace
+
+double evaluate(GPT& model, const data::TokenDataset& val, int64_t num_batches, int B, int T) {
+  return evaluate_batches(model, val, num_batches, B, T, 0, 1) / static_cast<double>(num_batches);
+}
+
+double evaluate_distributed(GPT& model, const data::TokenDataset& val, int64_t num_batches, int B, int T,
+                            ProcessGroup& group) {
+  const double local = evaluate_batches(model, val, num_batches, B, T, group.rank(), group.size());
+  if (group.size() == 1) return local / static_cast<double>(num_batches);
+  float sum = static_cast<float>(local);  // float: the process group reduces float buffers
+  group.all_reduce(&sum, 1, ReduceOp::kSum);
+  return static_cast<double>(sum) / static_cast<double>(num_batches);
 }
 
 EvalReport evaluate_checkpoint(const EvalOptions& options) {

@@ -14,6 +14,12 @@ namespace lmt {
 // Mean loss over num_batches fixed, evenly spaced batches of B windows of T tokens.
 double evaluate(GPT& model, const data::TokenDataset& val, int64_t num_batches, int B, int T);
 
+class ProcessGroup;
+// The same mean loss with the batches dealt out over the ranks of `group` (batch i to rank
+// i mod W) and the sum reduced: every rank returns the value one rank would compute.
+double evaluate_distributed(GPT& model, const data::TokenDataset& val, int64_t num_batches, int B, int T,
+                            ProcessGroup& group);
+
 struct EvalOptions {
   std::string checkpoint;             // a step directory or a checkpoint root holding `latest`
   std::vector<std::string> data;      // shard paths or globs; empty: the recipe's validation set

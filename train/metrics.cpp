@@ -10,6 +10,7 @@
 namespace lmt {
 
 MetricsWriter::MetricsWriter(const std::string& path, bool append) : path_(path) {
+  if (path.empty()) return;
   file_ = std::fopen(path.c_str(), append ? "a" : "w");
   if (!file_)
     throw Error(fmt::format("cannot write metrics file '{}': {}", path, std::strerror(errno)));
@@ -20,6 +21,7 @@ MetricsWriter::~MetricsWriter() {
 }
 
 void MetricsWriter::write(const nlohmann::json& record) {
+  if (!file_) return;
   std::string line = record.dump() + "\n";
   if (std::fwrite(line.data(), 1, line.size(), file_) != line.size() || std::fflush(file_) != 0)
     throw Error(fmt::format("cannot write metrics file '{}': {}", path_, std::strerror(errno)));

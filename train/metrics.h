@@ -9,7 +9,8 @@ namespace lmt {
 
 class MetricsWriter {
  public:
-  // append: continue an existing file (a resumed run) instead of starting a new one.
+  // append: continue an existing file (a resumed run) instead of starting a new one. An empty
+  // path writes nothing (ranks other than 0).
   MetricsWriter(const std::string& path, bool append);
   ~MetricsWriter();
   MetricsWriter(const MetricsWriter&) = delete;

@@ -14,6 +14,7 @@
 #include "core/strings.h"
 #include "core/file_io.h"
 #include "data/sampler.h"
+#include "parallel/process_group.h"
 #include "model/adamw.h"
 #include "model/gpt.h"
 #include "train/checkpoint.h"
@@ -133,10 +134,12 @@ std::string checkpoint_directory(const Recipe& recipe) {
 
 TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
   const Recipe& r = loaded.recipe;
-  if (options.world_size != 1)
-    throw Error(fmt::format("WORLD_SIZE={}: multi-process training needs the distributed "
-                            "backend, which this build does not have yet; run a single process",
-                            options.world_size));
+  if (options.world_size > 1 && (options.group == nullptr || options.group->size() != options.world_size))
+    throw Error(fmt::format("WORLD_SIZE={}: multi-process training needs a process group; start the "
+                            "workers with `lmtrain launch`", options.world_size));
+  auto single = make_single_process_group();
+  ProcessGroup& group = options.group ? *options.group : *single;
+  const bool leader = options.rank == 0;
   if (r.precision.dtype != "fp32")
     throw Error(fmt::format("{}: precision.dtype: {} needs the CUDA backend; the CPU trains in "
                             "fp32 (--set precision.dtype=fp32)",
@@ -171,12 +174,16 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
                                       static_cast<int>(r.run.threads));
   Backend& backend = *choice.backend;
 
-  std::filesystem::create_directories(run_dir);
-  // A replaced run must not leave its old summary next to the new metrics.
-  std::filesystem::remove(std::filesystem::path(run_dir) / "summary.json");
   const std::string recipe_yaml = recipe_to_yaml(r);
-  write_file_atomic((std::filesystem::path(run_dir) / "recipe.yaml").string(), recipe_yaml);
-  MetricsWriter metrics(metrics_path, /*append=*/resumed.has_value());
+  // Every rank has checked the run directory before rank 0 writes into it.
+  group.barrier();
+  if (leader) {
+    std::filesystem::create_directories(run_dir);
+    // A replaced run must not leave its old summary next to the new metrics.
+    std::filesystem::remove(std::filesystem::path(run_dir) / "summary.json");
+    write_file_atomic((std::filesystem::path(run_dir) / "recipe.yaml").string(), recipe_yaml);
+  }
+  MetricsWriter metrics(leader ? metrics_path : std::string(), /*append=*/resumed.has_value());
 
   GPT model(backend, cfg);
   AdamW optimizer(backend, model.layout(), model.num_param_storage());
@@ -188,6 +195,8 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
   } else {
     model.init_weights(static_cast<uint64_t>(r.run.seed), r.model.init_std);
   }
+  // Every rank initializes (or loads) the same weights; the broadcast makes sure of it.
+  if (group.size() > 1) group.broadcast(model.params(), model.num_param_storage(), 0);
   const AdamWHyper hyper = adamw_hyper(r.optimizer);
   // Sequence length per step (progressive schedules) and the tokens seen before each step.
   const SeqLenSchedule seq_len(r.seq_len_schedule, T);
@@ -207,7 +216,7 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
                                          : static_cast<double>(r.run.steps));
   int64_t tokens_seen = tokens_before(start_step);
   auto say = [&](const std::string& line) {
-    if (options.print_progress) {
+    if (options.print_progress && leader) {
       fmt::print("{}\n", line);
       std::fflush(stdout);  // progress must show up when stdout is a file or a pipe
     }
@@ -255,7 +264,7 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
   auto run_eval = [&](int64_t step) {
     if (data.val) {
       const auto t0 = Clock::now();
-      double val_loss = evaluate(model, *data.val, r.eval.batches, B, T);
+      double val_loss = evaluate_distributed(model, *data.val, r.eval.batches, B, T, group);
       const double ms = seconds_since(t0) * 1e3;
       result.final_val_loss = val_loss;
       nlohmann::json rec = {{"step", step}, {"val_loss", val_loss}, {"ms", ms}};
@@ -270,7 +279,7 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
     }
     for (auto& [name, set] : data.extra_val) {
       const auto t0 = Clock::now();
-      const double loss = evaluate(model, set, r.eval.batches, B, T);
+      const double loss = evaluate_distributed(model, set, r.eval.batches, B, T, group);
       const double ms = seconds_since(t0) * 1e3;
       result.final_set_losses[name] = loss;
       metrics.write({{"step", step}, {"set", name}, {"val_loss", loss}, {"ms", ms}});
@@ -289,18 +298,25 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
     state.optimizer_step = optimizer.step_count();
     state.model = cfg;
     state.recipe_yaml = recipe_yaml;
+    last_saved_step = done;
+    if (!leader) return;  // every rank holds the same state; rank 0 writes it
     CheckpointTensors tensors{model.get_parameters(), optimizer.get_m(), optimizer.get_v()};
     const auto t0 = Clock::now();
     const std::string dir = save_checkpoint(checkpoint_root, state, tensors, r.checkpoint.keep_last,
                                              r.checkpoint.keep_every);
-    last_saved_step = done;
     metrics.write({{"event", "checkpoint"}, {"step", done}, {"path", dir}});
     say(fmt::format("step {:>6}/{} | saved {} ({:.0f} ms)", done, r.run.steps, dir,
                     seconds_since(t0) * 1e3));
   };
 
+  // Ranks stop together: a signal seen by any rank stops all after the same step.
+  auto stop_requested = [&] {
+    float stop = g_stop_signal.load() != 0 ? 1.0f : 0.0f;
+    if (group.size() > 1) group.all_reduce(&stop, 1, ReduceOp::kSum);
+    return stop > 0;
+  };
   for (int64_t step = start_step; step < r.run.steps; ++step) {
-    if (g_stop_signal.load() != 0) {
+    if (stop_requested()) {
       result.interrupted = true;
       break;
     }
@@ -308,9 +324,16 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
     const int step_T = static_cast<int>(seq_len.at(step));
     const int64_t step_tokens = r.run.global_batch_size * step_T;
     const std::vector<data::WindowRef> windows = sampler.next(static_cast<size_t>(r.run.global_batch_size));
-    const double loss = accumulate_gradients(model, data.train,
-                                             data::rank_slice(windows, options.rank, options.world_size),
-                                             accum, B, step_T, inputs, targets);
+    double loss = accumulate_gradients(model, data.train,
+                                       data::rank_slice(windows, static_cast<int>(options.rank), group.size()),
+                                       accum, B, step_T, inputs, targets);
+    if (group.size() > 1) {
+      // The mean over ranks of each rank's mean gradient is the global batch's mean gradient.
+      group.all_reduce(model.grads(), model.num_param_storage(), ReduceOp::kAvg);
+      float local = static_cast<float>(loss);
+      group.all_reduce(&local, 1, ReduceOp::kAvg);
+      loss = local;
+    }
     const double norm = optimizer.grad_norm(model.grads());
     if (!std::isfinite(loss) || !std::isfinite(norm)) {
       metrics.write({{"event", "end"}, {"steps", step}, {"diverged", true}, {"loss", nullptr}});
@@ -369,11 +392,17 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
     if (r.eval.every > 0 && done % r.eval.every == 0 && done != r.run.steps) run_eval(done);
     if (r.checkpoint.every > 0 && done % r.checkpoint.every == 0) save(done);
   }
-  if (g_stop_signal.load() != 0) result.interrupted = true;  // also a signal during the last step
+  // Also a signal during the last step (asked of all ranks together, so they agree).
+  if (!result.interrupted && stop_requested()) result.interrupted = true;
   result.stop_signal = g_stop_signal.load();
   if (result.steps_done == 0) result.steps_done = start_step;
   // A checkpoint at the end and on a stop signal, unless this step is already saved.
   if (result.steps_done > last_saved_step) save(result.steps_done);
+  if (!leader) {
+    result.seconds = seconds_since(start);
+    if (!result.interrupted) run_eval(result.steps_done);  // its collectives pair with rank 0's
+    return result;
+  }
   if (result.interrupted) {
     say(fmt::format("stopped by signal {} after step {}; skipping the final evaluation",
                     g_stop_signal.load(), result.steps_done));

@@ -13,11 +13,16 @@
 
 namespace lmt {
 
+class ProcessGroup;
+
 struct TrainOptions {
   std::string device;        // overrides run.device when not empty
   bool overwrite = false;    // reuse a run directory that already holds a run
   int64_t world_size = 1;
   int64_t rank = 0;
+  // Collectives between the ranks (world_size > 1); nullptr for a single process. Rank 0 alone
+  // prints, writes metrics and saves checkpoints.
+  ProcessGroup* group = nullptr;
   bool print_progress = true;
   std::string resume;  // "", "auto", "latest" or a checkpoint path
 };

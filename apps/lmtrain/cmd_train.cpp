@@ -4,6 +4,7 @@
 #include "apps/lmtrain/commands.h"
 #include "core/recipe.h"
 #include "parallel/dist_env.h"
+#include "parallel/worker.h"
 #include "train/trainer.h"
 
 namespace lmt::app {
@@ -37,6 +38,13 @@ Action add_train_command(CLI::App& app) {
     options.overwrite = args->overwrite;
     options.resume = args->resume;
     options.world_size = env.world_size;
+    options.rank = env.rank;
+    // Several ranks: join the job's rendezvous store and process group before any work.
+    std::unique_ptr<WorkerConnection> connection;
+    if (env.world_size > 1) {
+      connection = connect_worker(env);
+      options.group = connection->group.get();
+    }
     TrainResult result = train(loaded, options);
     // A scheduler's SIGTERM or SIGUSR1 (preemption) ends with a checkpoint and exit 0 so the job
     // can be requeued; Ctrl-C keeps the shell convention 128 + SIGINT = 130.

@@ -16,5 +16,6 @@ Action add_data_command(CLI::App& app);
 Action add_tokenizer_command(CLI::App& data);  // `data tokenizer ...`, added to the `data` subcommand
 Action add_eval_command(CLI::App& app);
 Action add_bench_command(CLI::App& app);
+Action add_launch_command(CLI::App& app);
 
 }  // namespace lmt::app

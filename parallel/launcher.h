@@ -1,0 +1,28 @@
+// `lmtrain launch`: starts one worker process per slot, serves the job's rendezvous store,
+// supervises the workers and stops all of them when one fails.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace lmt {
+
+struct LaunchOptions {
+  int nproc_per_node = 1;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 29500;           // 0: any free port
+  std::string log_dir;               // per-rank logs rank_N.log; empty: none
+  std::string tee = "rank0";         // console: rank0 | all (prefixed "[rank N]") | none
+  double grace_seconds = 10;         // SIGTERM -> SIGKILL delay when stopping workers
+  std::string executable;            // the lmtrain binary the workers run
+  std::vector<std::string> command;  // its arguments, e.g. {"train", "recipe.yaml"}
+};
+
+// Runs the job on this host and returns the launcher's exit code: 0 when every worker exited 0;
+// otherwise the first failing worker's exit code (128 + signal when it was killed). On a
+// failure the other workers are stopped (SIGTERM, then SIGKILL after grace_seconds) by pid, and
+// a table of every rank's exit and last output lines is printed to stderr. SIGINT or SIGTERM
+// to the launcher is passed on to the workers as SIGTERM (they save a checkpoint and exit);
+// a second SIGINT kills them. Throws lmt::Error for bad options before anything starts.
+int launch(const LaunchOptions& options);
+
+}  // namespace lmt
