@@ -52,7 +52,32 @@ DistEnv read_dist_env(const EnvLookup& lookup) {
   }
   env.master_addr = lookup("MASTER_ADDR").value_or("");
   env.master_port = parse_int(lookup, "MASTER_PORT", 0, 0);
+  if (env.source == "slurm") {
+    // srun sets no MASTER_*: rank 0 runs on the first node of the allocation.
+    const auto nodelist = lookup("SLURM_JOB_NODELIST") ? lookup("SLURM_JOB_NODELIST") : lookup("SLURM_NODELIST");
+    if (env.master_addr.empty() && nodelist) env.master_addr = first_slurm_host(*nodelist);
+    if (env.master_port == 0) env.master_port = 29500;
+    env.job_id = lookup("SLURM_JOB_ID").value_or("");
+    if (auto step = lookup("SLURM_STEP_ID")) env.job_id += "." + *step;
+  } else if (env.source == "torchrun") {
+    env.job_id = lookup("TORCHELASTIC_RUN_ID").value_or("");
+  }
   return env;
+}
+
+std::string first_slurm_host(const std::string& nodelist) {
+  const size_t bracket = nodelist.find('[');
+  const size_t comma = nodelist.find(',');
+  if (bracket == std::string::npos || (comma != std::string::npos && comma < bracket))
+    return nodelist.substr(0, comma);
+  const size_t close = nodelist.find(']', bracket);
+  if (close == std::string::npos)
+    throw Error(fmt::format("SLURM_JOB_NODELIST '{}' has an unclosed '['", nodelist));
+  const std::string ranges = nodelist.substr(bracket + 1, close - bracket - 1);
+  const std::string first = ranges.substr(0, ranges.find_first_of(",-"));
+  if (first.empty() || first.find_first_not_of("0123456789") != std::string::npos)
+    throw Error(fmt::format("SLURM_JOB_NODELIST '{}': cannot read the first host", nodelist));
+  return nodelist.substr(0, bracket) + first;  // keeps the zero padding of "07"
 }
 
 DistEnv read_dist_env() {

@@ -17,7 +17,12 @@ struct DistEnv {
   std::string master_addr;
   int64_t master_port = 0;
   std::string source = "none";  // "torchrun", "slurm" or "none"
+  std::string job_id;           // SLURM_JOB_ID, or torchrun's TORCHELASTIC_RUN_ID; may be empty
 };
+
+// The first host of a Slurm node list: "node[07-09,12],gpu1" -> "node07". Throws lmt::Error
+// for a malformed list.
+std::string first_slurm_host(const std::string& nodelist);
 
 // getenv is injectable so tests need not touch the process environment.
 using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;

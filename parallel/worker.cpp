@@ -22,13 +22,20 @@ bool is_loopback(const std::string& host) {
 }  // namespace
 
 std::unique_ptr<WorkerConnection> connect_worker(const DistEnv& env) {
-  const std::string secret = env_or("LMTRAIN_JOB_SECRET", "");
-  if (secret.empty())
-    throw Error(fmt::format("WORLD_SIZE={} ({} variables) but no LMTRAIN_JOB_SECRET: start multi-process "
-                            "training with `lmtrain launch`, which sets up the job",
-                            env.world_size, env.source));
+  std::string secret = env_or("LMTRAIN_JOB_SECRET", "");
+  const bool own_launcher = !secret.empty();
+  if (!own_launcher) {
+    if (env.job_id.empty())
+      throw Error(fmt::format("WORLD_SIZE={} ({} variables) but no job id (TORCHELASTIC_RUN_ID or SLURM_JOB_ID) "
+                              "and no LMTRAIN_JOB_SECRET: start the job with `lmtrain launch`, torchrun or srun, "
+                              "or set LMTRAIN_JOB_SECRET to the same value on every rank",
+                              env.world_size, env.source));
+    secret = "job-" + env.job_id;
+  }
   if (env.master_addr.empty() || env.master_port <= 0)
-    throw Error("MASTER_ADDR and MASTER_PORT must be set for a multi-process job (`lmtrain launch` sets them)");
+    throw Error(fmt::format("MASTER_ADDR and MASTER_PORT must be set for a multi-process job ({} variables); "
+                            "`lmtrain launch` and torchrun set them, under Slurm export MASTER_ADDR or "
+                            "SLURM_JOB_NODELIST", env.source));
   int timeout_s = 300;
   try {
     timeout_s = std::stoi(env_or("LMTRAIN_TIMEOUT_S", "300"));
@@ -41,7 +48,17 @@ std::unique_ptr<WorkerConnection> connect_worker(const DistEnv& env) {
   const std::string own_address = env_or("LMTRAIN_HOST", is_loopback(env.master_addr) ? "127.0.0.1" : hostname);
 
   auto connection = std::make_unique<WorkerConnection>();
-  connection->store = std::make_unique<StoreClient>(env.master_addr, static_cast<int>(env.master_port), secret,
+  int store_port = static_cast<int>(env.master_port);
+  if (!own_launcher) {
+    const std::string explicit_port = env_or("LMTRAIN_STORE_PORT", "");
+    store_port = !explicit_port.empty() ? std::atoi(explicit_port.c_str())
+                                        : store_port + (env.source == "torchrun" ? 1 : 0);
+    if (store_port <= 0 || store_port > 65535)
+      throw Error(fmt::format("LMTRAIN_STORE_PORT='{}' is not a port number", explicit_port));
+    // Rank 0 listens on every interface: MASTER_ADDR names this host as the others see it.
+    if (env.rank == 0) connection->server = std::make_unique<StoreServer>("", store_port, secret);
+  }
+  connection->store = std::make_unique<StoreClient>(env.master_addr, store_port, secret,
                                                     std::min(timeout, std::chrono::milliseconds(120'000)));
   connection->group = make_gloo_group(*connection->store, static_cast<int>(env.rank),
                                       static_cast<int>(env.world_size), "gloo/", own_address, timeout);

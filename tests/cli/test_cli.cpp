@@ -403,7 +403,7 @@ TEST_CASE("cli train: --set run.steps=0 exits 2 naming the override", "[cli][tra
   CHECK_FALSE(fs::exists(dir.path() / "runs" / "tiny"));
 }
 
-TEST_CASE("cli train: WORLD_SIZE above 1 without lmtrain launch is refused with exit 2", "[cli][train][errors]") {
+TEST_CASE("cli train: WORLD_SIZE above 1 without a launcher or job id is refused with exit 2", "[cli][train][errors]") {
   TempDir dir;
   write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
   const RunResult r = run_lmtrain(dir, "train tiny.yaml", "WORLD_SIZE=2 RANK=0");

@@ -1,6 +1,9 @@
 // Data-parallel training through `lmtrain launch`: equal losses for any world size, failure
 // handling, graceful stops and resuming at another world size.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -10,6 +13,7 @@
 #include <chrono>
 #include <fmt/format.h>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <sstream>
 #include <thread>
@@ -233,4 +237,61 @@ TEST_CASE("launch: bad options exit 2 before anything starts", "[cli][launch][er
   // Workers started without the launcher's job secret are told how to start them.
   RunResult bare = run_lmtrain(dir, "train x.yaml", "RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=1");
   CHECK(bare.status == 2);
+}
+
+namespace {
+
+// A port that was free a moment ago (bind to 0, read it, close).
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  socklen_t length = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+}  // namespace
+
+TEST_CASE("workers started by torchrun or srun variables join without lmtrain launch", "[cli][launch]") {
+  TempDir dir;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  RunResult one = run_lmtrain(dir, "train tiny.yaml --set run.name=w1 " + batch_args(1));
+  REQUIRE(one.status == 0);
+  const auto expected = steps_of(dir.path() / "runs" / "w1" / "metrics.jsonl");
+  const int port = free_port();
+  struct Style {
+    std::string name;
+    std::function<std::string(int)> vars;
+  };
+  const std::vector<Style> styles = {
+      {"torchrun",
+       [&](int rank) {
+         return fmt::format("RANK={} LOCAL_RANK={} WORLD_SIZE=2 LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 "
+                            "MASTER_PORT={} TORCHELASTIC_RUN_ID=test-run",
+                            rank, rank, port);
+       }},
+      {"slurm",
+       [&](int rank) {
+         return fmt::format("SLURM_PROCID={} SLURM_LOCALID={} SLURM_NTASKS=2 SLURM_JOB_ID=4242 "
+                            "SLURM_JOB_NODELIST=localhost MASTER_PORT={}",
+                            rank, rank, port + 2);
+       }},
+  };
+  for (const auto& style : styles) {
+    INFO(style.name);
+    std::string command = "cd " + quoted(dir.path().string()) + " && (";
+    for (int rank : {0, 1})
+      command += "env -u RANK -u WORLD_SIZE -u SLURM_PROCID -u SLURM_NTASKS " + style.vars(rank) + " " +
+                 quoted(kBinary) + " train tiny.yaml --set run.name=" + style.name + " " + batch_args(2) +
+                 " > " + style.name + std::to_string(rank) + ".out 2>&1 & ";
+    command += "wait)";
+    REQUIRE(std::system(command.c_str()) == 0);
+    INFO(read_file(dir.path() / (style.name + "0.out")) << read_file(dir.path() / (style.name + "1.out")));
+    check_close(steps_of(dir.path() / "runs" / style.name / "metrics.jsonl"), expected, 1e-5);
+    CHECK(read_file(dir.path() / (style.name + "1.out")).empty());  // rank 1 prints nothing
+  }
 }

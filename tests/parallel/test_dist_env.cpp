@@ -163,3 +163,18 @@ TEST_CASE("read_dist_env: rank >= world size names the variables to fix", "[para
     CHECK_THAT(msg, Contains("SLURM_NTASKS"));
   }
 }
+
+TEST_CASE("dist_env: Slurm's first node becomes MASTER_ADDR, the job id is kept", "[parallel][dist_env]") {
+  CHECK(lmt::first_slurm_host("node[07-09,12],gpu1") == "node07");
+  CHECK(lmt::first_slurm_host("gpu1,node[1-2]") == "gpu1");
+  CHECK(lmt::first_slurm_host("single") == "single");
+  CHECK(lmt::first_slurm_host("n[3]") == "n3");
+  CHECK_THAT(error_of({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"SLURM_JOB_NODELIST", "n[1-2"}}),
+             Contains("unclosed"));
+  const lmt::DistEnv env = read({{"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "2"}, {"SLURM_JOB_NODELIST", "a[01-02]"},
+                                 {"SLURM_JOB_ID", "77"}, {"SLURM_STEP_ID", "3"}});
+  CHECK(env.master_addr == "a01");
+  CHECK(env.master_port == 29500);
+  CHECK(env.job_id == "77.3");
+  CHECK(read({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"TORCHELASTIC_RUN_ID", "x"}}).job_id == "x");
+}
