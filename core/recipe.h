@@ -205,6 +205,16 @@ struct CheckpointConfig {
   }
 };
 
+struct DistributedConfig {
+  int64_t zero_stage = 0;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("zero_stage", zero_stage,
+            "0: every rank holds the whole optimizer state; 1: AdamW moments (and master weights) sharded over the ranks (ZeRO-1)");
+  }
+};
+
 struct Recipe {
   RunConfig run;
   ModelConfig model;
@@ -216,6 +226,7 @@ struct Recipe {
   LogConfig log;
   CheckpointConfig checkpoint;
   SeqLenScheduleConfig seq_len_schedule;
+  DistributedConfig distributed;
 
   template <class V>
   void visit(V& v) {
@@ -229,6 +240,7 @@ struct Recipe {
     v.section("log", log, "metrics lines");
     v.section("checkpoint", checkpoint, "saving and resuming");
     v.section("seq_len_schedule", seq_len_schedule, "progressive sequence length");
+    v.section("distributed", distributed, "data parallelism across ranks");
   }
 };
 

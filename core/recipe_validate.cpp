@@ -206,6 +206,9 @@ void validate_recipe(LoadedRecipe& loaded, int64_t world_size) {
   c.in_range("log.peak_tflops", r.log.peak_tflops, 0.0, 1e9);
   c.at_least("checkpoint.every", r.checkpoint.every, 0);
   c.one_of("schedule.unit", r.schedule.unit, {"steps", "tokens"});
+  if (r.distributed.zero_stage < 0 || r.distributed.zero_stage > 1)
+    c.fail("distributed.zero_stage", fmt::format("must be 0 or 1 (got {}); ZeRO stages 2 and 3 are not "
+                                                 "implemented", r.distributed.zero_stage));
   {
     auto& s = r.seq_len_schedule;
     c.one_of("seq_len_schedule.type", s.type, {"none", "fixed_linear", "fixed_root", "fixed_discrete"});

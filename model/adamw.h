@@ -20,6 +20,9 @@ struct AdamWHyper {
 class AdamW {
  public:
   AdamW(Backend& backend, std::vector<ParamTensor> layout, size_t num_params);
+  // ZeRO-1: this optimizer owns only arena elements [shard_begin, shard_end): its moments cover
+  // that range and step() updates only those parameters (params and grads are still whole arenas).
+  AdamW(Backend& backend, std::vector<ParamTensor> layout, size_t num_params, size_t shard_begin, size_t shard_end);
   ~AdamW();
   AdamW(const AdamW&) = delete;
   AdamW& operator=(const AdamW&) = delete;
@@ -34,17 +37,20 @@ class AdamW {
              double grad_norm);
 
   int64_t step_count() const { return t_; }
-  // Host copies of the moments (layout order), and their restoration with the step count.
+  // Host copies of the moments of the owned range (layout order), and their restoration.
   std::vector<float> get_m() const;
   std::vector<float> get_v() const;
   void set_state(const std::vector<float>& m, const std::vector<float>& v, int64_t step_count);
   float* m() { return m_; }
   float* v() { return v_; }
+  size_t shard_begin() const { return begin_; }
+  size_t shard_end() const { return end_; }
 
  private:
   Backend& backend_;
   std::vector<ParamTensor> layout_;
   size_t num_params_;
+  size_t begin_ = 0, end_ = 0;  // owned range of the arena
   float* m_ = nullptr;
   float* v_ = nullptr;
   int64_t t_ = 0;

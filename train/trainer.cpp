@@ -18,6 +18,7 @@
 #include "model/adamw.h"
 #include "model/gpt.h"
 #include "train/checkpoint.h"
+#include "train/data_parallel.h"
 #include "train/device.h"
 #include "train/evaluate.h"
 #include "train/lr_schedule.h"
@@ -186,11 +187,18 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
   MetricsWriter metrics(leader ? metrics_path : std::string(), /*append=*/resumed.has_value());
 
   GPT model(backend, cfg);
-  AdamW optimizer(backend, model.layout(), model.num_param_storage());
+  DataParallel parallel(group, static_cast<int>(r.distributed.zero_stage), model.num_param_storage());
+  AdamW optimizer(backend, model.layout(), model.num_param_storage(), parallel.shard_begin(), parallel.shard_end());
   int64_t start_step = 0;
   if (resumed) {
     model.set_parameters(resumed->tensors.params);
-    optimizer.set_state(resumed->tensors.adam_m, resumed->tensors.adam_v, resumed->state.optimizer_step);
+    // Checkpoints hold the whole optimizer state; a ZeRO-1 rank takes its shard of it.
+    auto owned = [&](const std::vector<float>& whole) {
+      return std::vector<float>(whole.begin() + static_cast<long>(parallel.shard_begin()),
+                                whole.begin() + static_cast<long>(parallel.shard_end()));
+    };
+    optimizer.set_state(owned(resumed->tensors.adam_m), owned(resumed->tensors.adam_v),
+                        resumed->state.optimizer_step);
     start_step = resumed->state.step;
   } else {
     model.init_weights(static_cast<uint64_t>(r.run.seed), r.model.init_std);
@@ -299,8 +307,10 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
     state.model = cfg;
     state.recipe_yaml = recipe_yaml;
     last_saved_step = done;
-    if (!leader) return;  // every rank holds the same state; rank 0 writes it
-    CheckpointTensors tensors{model.get_parameters(), optimizer.get_m(), optimizer.get_v()};
+    // ZeRO-1 shards are gathered (by every rank, a collective); rank 0 writes the whole state.
+    std::vector<float> m = parallel.gather(optimizer.get_m()), v = parallel.gather(optimizer.get_v());
+    if (!leader) return;
+    CheckpointTensors tensors{model.get_parameters(), std::move(m), std::move(v)};
     const auto t0 = Clock::now();
     const std::string dir = save_checkpoint(checkpoint_root, state, tensors, r.checkpoint.keep_last,
                                              r.checkpoint.keep_every);
@@ -327,14 +337,9 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
     double loss = accumulate_gradients(model, data.train,
                                        data::rank_slice(windows, static_cast<int>(options.rank), group.size()),
                                        accum, B, step_T, inputs, targets);
-    if (group.size() > 1) {
-      // The mean over ranks of each rank's mean gradient is the global batch's mean gradient.
-      group.all_reduce(model.grads(), model.num_param_storage(), ReduceOp::kAvg);
-      float local = static_cast<float>(loss);
-      group.all_reduce(&local, 1, ReduceOp::kAvg);
-      loss = local;
-    }
-    const double norm = optimizer.grad_norm(model.grads());
+    // The mean over ranks of each rank's mean gradient is the global batch's mean gradient.
+    const double norm = parallel.reduce_gradients(backend, model.grads());
+    loss = parallel.average(loss);
     if (!std::isfinite(loss) || !std::isfinite(norm)) {
       metrics.write({{"event", "end"}, {"steps", step}, {"diverged", true}, {"loss", nullptr}});
       throw Error(fmt::format(
@@ -345,6 +350,7 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
     const double lr = schedule.at(lr_in_tokens ? static_cast<double>(tokens_seen) / full_step_tokens
                                                : static_cast<double>(step));
     optimizer.step(model.params(), model.grads(), hyper, static_cast<float>(lr), norm);
+    parallel.gather_parameters(model.params());
     backend.synchronize();
     const double step_seconds = seconds_since(t0);
     if (step > 0) {

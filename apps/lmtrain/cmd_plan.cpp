@@ -66,13 +66,18 @@ Action add_plan_command(CLI::App& app) {
     fmt::print("steps       {} ({} tokens, {}FLOP)\n", with_commas(r.run.steps),
                human_count(static_cast<double>(tokens_per_step) * r.run.steps),
                human_count(fpt * tokens_per_step * r.run.steps));
-    fmt::print("memory per rank at {}:\n", r.precision.dtype);
+    // ZeRO-1 splits the fp32 master weights and the AdamW moments over the ranks.
+    const double sharded_state = mem.master_weights + mem.optimizer_state;
+    const double stage1_total = mem.total() - sharded_state + sharded_state / static_cast<double>(world);
+    fmt::print("memory per rank at {} (distributed.zero_stage {}):\n", r.precision.dtype, r.distributed.zero_stage);
     fmt::print("  parameters       {:>12}\n", human_bytes(mem.parameters));
     if (mem.master_weights > 0) fmt::print("  master weights   {:>12}  (fp32)\n", human_bytes(mem.master_weights));
     fmt::print("  gradients        {:>12}\n", human_bytes(mem.gradients));
     fmt::print("  optimizer state  {:>12}  (AdamW m, v in fp32)\n", human_bytes(mem.optimizer_state));
     fmt::print("  activations      {:>12}  (micro batch {} x {})\n", human_bytes(mem.activations), B, T);
-    fmt::print("  total            {:>12}\n", human_bytes(mem.total()));
+    fmt::print("  total            {:>12}  (zero_stage 0)\n", human_bytes(mem.total()));
+    fmt::print("  total            {:>12}  (zero_stage 1 over {} rank{}: master weights and optimizer state / {})\n",
+               human_bytes(stage1_total), world, world == 1 ? "" : "s", world);
     return 0;
   };
 }

@@ -122,7 +122,8 @@ int wait_for(pid_t pid, std::chrono::milliseconds limit) {
 
 }  // namespace
 
-TEST_CASE("launch: 2 and 3 ranks train with the losses of 1 rank on the same global batch", "[cli][launch]") {
+TEST_CASE("launch: 2 and 3 ranks train with the losses of 1 rank on the same global batch, with and without ZeRO-1",
+          "[cli][launch]") {
   TempDir dir;
   write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
   RunResult one = run_lmtrain(dir, "train tiny.yaml --set run.name=w1 " + batch_args(1));
@@ -131,11 +132,12 @@ TEST_CASE("launch: 2 and 3 ranks train with the losses of 1 rank on the same glo
   const fs::path runs = dir.path() / "runs";
   const auto expected = steps_of(runs / "w1" / "metrics.jsonl");
   REQUIRE(expected.size() == 30);
-  for (int world : {2, 3}) {
-    const std::string name = fmt::format("w{}", world);
+  for (auto [world, zero] : {std::pair{2, 0}, {3, 0}, {2, 1}, {3, 1}}) {
+    const std::string name = fmt::format("w{}z{}", world, zero);
+    INFO(name);
     RunResult r = run_lmtrain(dir, fmt::format("launch --nproc-per-node {} --master-port 0 -- train tiny.yaml "
-                                               "--set run.name={} {}",
-                                               world, name, batch_args(world)));
+                                               "--set run.name={} --set distributed.zero_stage={} {}",
+                                               world, name, zero, batch_args(world)));
     INFO(r.output);
     REQUIRE(r.status == 0);
     CHECK_THAT(r.output, Contains(fmt::format("x {} rank", world)));
@@ -149,16 +151,23 @@ TEST_CASE("launch: 2 and 3 ranks train with the losses of 1 rank on the same glo
   }
 }
 
-TEST_CASE("launch: a checkpoint of 2 ranks resumes on 1 rank and continues the same run", "[cli][launch][checkpoint]") {
+TEST_CASE("launch: checkpoints resume at another world size and ZeRO stage, continuing the same run",
+          "[cli][launch][checkpoint]") {
   TempDir dir;
   write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
   const std::string common = " --set schedule.decay=constant --set data.synthetic.train_tokens=300 ";
   REQUIRE(run_lmtrain(dir, "train tiny.yaml --set run.name=straight --set run.steps=20" + common + batch_args(1))
               .status == 0);
+  // 2 ranks with ZeRO-1, then 3 ranks with ZeRO-1, then 1 rank.
   RunResult first = run_lmtrain(dir, "launch --nproc-per-node 2 --master-port 0 -- train tiny.yaml --set run.name=split "
-                                     "--set run.steps=10" + common + batch_args(2));
+                                     "--set distributed.zero_stage=1 --set run.steps=8" + common + batch_args(2));
   INFO(first.output);
   REQUIRE(first.status == 0);
+  RunResult middle = run_lmtrain(dir, "launch --nproc-per-node 3 --master-port 0 -- train tiny.yaml --set run.name=split "
+                                      "--set distributed.zero_stage=1 --set run.steps=14 --resume auto" + common +
+                                          batch_args(3));
+  INFO(middle.output);
+  REQUIRE(middle.status == 0);
   RunResult second = run_lmtrain(dir, "train tiny.yaml --set run.name=split --set run.steps=20 --resume auto" + common +
                                           batch_args(1));
   INFO(second.output);
