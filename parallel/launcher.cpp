@@ -12,6 +12,9 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -104,13 +107,19 @@ void read_output(Worker& w, const std::string& tee) {
   ::close(w.out_fd);
 }
 
-// The environment of rank `rank`: ours with the job's variables set (replacing any inherited).
+// The environment of rank `rank`: ours, then the .lmtrain_env files, then the job's variables.
 std::vector<std::string> worker_environment(const LaunchOptions& o, int rank, int port, const std::string& secret) {
   std::map<std::string, std::string> vars;
   for (char** e = environ; *e != nullptr; ++e) {
     const std::string entry(*e);
     const size_t eq = entry.find('=');
     if (eq != std::string::npos) vars[entry.substr(0, eq)] = entry.substr(eq + 1);
+  }
+  for (const std::string& path : o.env_files) {
+    std::ifstream in(path);
+    if (!in) continue;
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    for (auto& [key, value] : read_env_file(text, path)) vars[key] = value;
   }
   std::string devices;
   for (int s = 0; s < o.nproc_per_node; ++s) {
@@ -191,6 +200,29 @@ void print_table(const std::vector<std::unique_ptr<Worker>>& workers, int first_
 
 }  // namespace
 
+std::vector<std::pair<std::string, std::string>> read_env_file(const std::string& text, const std::string& source) {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::istringstream in(text);
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    const size_t start = line.find_first_not_of(" \t");
+    if (start == std::string::npos || line[start] == '#') continue;
+    std::string entry = line.substr(start);
+    if (entry.rfind("export ", 0) == 0) entry = entry.substr(7);
+    while (!entry.empty() && (entry.back() == '\r' || entry.back() == ' ')) entry.pop_back();
+    const size_t eq = entry.find('=');
+    const std::string key = entry.substr(0, eq);
+    const bool valid_key = !key.empty() && !std::isdigit(static_cast<unsigned char>(key[0])) &&
+                           key.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") ==
+                               std::string::npos;
+    if (eq == std::string::npos || !valid_key)
+      throw Error(fmt::format("{}:{}: expected KEY=VALUE (a variable name, '=', its value), got '{}'", source,
+                              number, entry));
+    out.emplace_back(key, entry.substr(eq + 1));
+  }
+  return out;
+}
+
 int launch(const LaunchOptions& o) {
   if (o.nproc_per_node < 1) throw Error(fmt::format("--nproc-per-node {} must be at least 1", o.nproc_per_node));
   if (o.command.empty())
@@ -201,6 +233,10 @@ int launch(const LaunchOptions& o) {
   if (o.master_port < 0 || o.master_port > 65535)
     throw Error(fmt::format("--master-port {} is outside 0..65535", o.master_port));
   if (!o.log_dir.empty()) std::filesystem::create_directories(o.log_dir);
+  for (const std::string& path : o.env_files) {  // checked before any worker starts
+    std::ifstream in(path);
+    if (in) read_env_file(std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()), path);
+  }
 
   const std::string secret = make_job_secret();
   StoreServer store(o.master_addr, o.master_port, secret);

@@ -15,7 +15,14 @@ struct LaunchOptions {
   double grace_seconds = 10;         // SIGTERM -> SIGKILL delay when stopping workers
   std::string executable;            // the lmtrain binary the workers run
   std::vector<std::string> command;  // its arguments, e.g. {"train", "recipe.yaml"}
+  // KEY=VALUE files applied to every worker's environment, later files winning (the launcher
+  // passes $HOME/.lmtrain_env then ./.lmtrain_env; missing files are skipped).
+  std::vector<std::string> env_files;
 };
+
+// Reads a .lmtrain_env file: KEY=VALUE lines, `#` comments and blank lines ignored, an optional
+// leading `export `. Throws lmt::Error naming file:line for anything else.
+std::vector<std::pair<std::string, std::string>> read_env_file(const std::string& text, const std::string& source);
 
 // Runs the job on this host and returns the launcher's exit code: 0 when every worker exited 0;
 // otherwise the first failing worker's exit code (128 + signal when it was killed). On a

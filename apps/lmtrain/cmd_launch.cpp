@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <climits>
+#include <cstdlib>
 
 #include "apps/lmtrain/commands.h"
 #include "core/error.h"
@@ -28,6 +29,8 @@ Action add_launch_command(CLI::App& app) {
     const ssize_t n = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
     if (n <= 0) throw Error("launch: cannot find the lmtrain executable (/proc/self/exe)");
     options->executable.assign(self, static_cast<size_t>(n));
+    if (const char* home = std::getenv("HOME")) options->env_files.push_back(std::string(home) + "/.lmtrain_env");
+    options->env_files.push_back(".lmtrain_env");
     return launch(*options);
   };
 }

@@ -243,6 +243,18 @@ TEST_CASE("launch: bad options exit 2 before anything starts", "[cli][launch][er
   RunResult tee = run_lmtrain(dir, "launch --tee some -- train x.yaml");
   CHECK(tee.status == 2);
   CHECK_THAT(tee.output, Contains("--tee 'some'"));
+  // .lmtrain_env reaches the workers (here a bad timeout each worker rejects) ...
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  write_file(dir.path() / ".lmtrain_env", "# for the workers\nLMTRAIN_TIMEOUT_S=soon\n");
+  RunResult from_env = run_lmtrain(dir, "launch --nproc-per-node 2 --master-port 0 -- train tiny.yaml");
+  CHECK(from_env.status == 2);
+  CHECK_THAT(from_env.output, Contains("LMTRAIN_TIMEOUT_S='soon'"));
+  // ... and a malformed one stops the launch before any worker starts.
+  write_file(dir.path() / ".lmtrain_env", "NCCL_DEBUG=INFO\nthis is not an assignment\n");
+  RunResult bad_env = run_lmtrain(dir, "launch --nproc-per-node 2 --master-port 0 -- train tiny.yaml");
+  CHECK(bad_env.status == 2);
+  CHECK_THAT(bad_env.output, Contains(".lmtrain_env:2") && Contains("KEY=VALUE"));
+  CHECK_FALSE(fs::exists(dir.path() / "runs"));
   // Workers started without the launcher's job secret are told how to start them.
   RunResult bare = run_lmtrain(dir, "train x.yaml", "RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=1");
   CHECK(bare.status == 2);

@@ -87,3 +87,19 @@ TEST_CASE("hostfile: every filter error names the flag and the entry", "[paralle
   CHECK_THAT(message("worker-1", "worker-2"), Contains("cannot be used together"));
   CHECK_THAT(message("", "worker-1@worker-2@10.0.0.3"), Contains("no slots left"));
 }
+
+#include "parallel/launcher.h"
+
+TEST_CASE(".lmtrain_env: KEY=VALUE lines, comments, export; errors name the line", "[parallel][launch]") {
+  const auto vars = read_env_file("# NCCL settings\nNCCL_DEBUG=INFO\n\nexport OMP_NUM_THREADS=4\r\nLMTRAIN_X=a=b\nEMPTY=\n",
+                                  "env");
+  REQUIRE(vars.size() == 4);
+  CHECK(vars[0] == std::pair<std::string, std::string>{"NCCL_DEBUG", "INFO"});
+  CHECK(vars[1] == std::pair<std::string, std::string>{"OMP_NUM_THREADS", "4"});
+  CHECK(vars[2] == std::pair<std::string, std::string>{"LMTRAIN_X", "a=b"});
+  CHECK(vars[3] == std::pair<std::string, std::string>{"EMPTY", ""});
+  CHECK_THAT(error_message([] { read_env_file("A=1\nnot a variable\n", ".lmtrain_env"); }),
+             Contains(".lmtrain_env:2") && Contains("KEY=VALUE"));
+  CHECK_THAT(error_message([] { read_env_file("1X=2\n", "e"); }), Contains("e:1"));
+  CHECK_THAT(error_message([] { read_env_file("A B=2\n", "e"); }), Contains("e:1"));
+}
