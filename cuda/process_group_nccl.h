@@ -1,0 +1,22 @@
+// ProcessGroup over NCCL for GPU buffers: every pointer passed to its collectives is device
+// memory. Plain C++ header: callers need no CUDA or NCCL headers.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "parallel/process_group.h"
+#include "parallel/store.h"
+
+namespace lmt::cuda {
+
+// Whether this build has NCCL (found at configure time).
+bool have_nccl();
+
+// One communicator for the job: rank 0 creates the ncclUniqueId and publishes it in the store
+// under prefix + "nccl_id"; every rank initializes on CUDA device `device` and gets its own
+// non-blocking stream. Collectives are enqueued on that stream and waited for before returning.
+// Throws lmt::Error naming the rank and NCCL's message.
+std::unique_ptr<ProcessGroup> make_nccl_group(StoreClient& store, int rank, int size, int device,
+                                              const std::string& prefix);
+
+}  // namespace lmt::cuda
