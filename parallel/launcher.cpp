@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "parallel/launch_util.h"
 #include "parallel/store.h"
 
 extern char** environ;
@@ -52,23 +53,6 @@ struct Worker {
   bool exited = false;
   int status = 0;
 };
-
-std::string describe_status(int status) {
-  if (WIFEXITED(status)) return fmt::format("exit {}", WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) {
-    const char* name = sigabbrev_np(WTERMSIG(status));
-    return fmt::format("signal {} ({})", WTERMSIG(status), name ? name : "?");
-  }
-  return "unknown";
-}
-
-int exit_code_of(int status) {
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return 1;
-}
-
-bool failed(int status) { return !WIFEXITED(status) || WEXITSTATUS(status) != 0; }
 
 // Copies a worker's output line by line to its log, its tail buffer and (per --tee) the console.
 void read_output(Worker& w, const std::string& tee) {
@@ -108,7 +92,8 @@ void read_output(Worker& w, const std::string& tee) {
 }
 
 // The environment of rank `rank`: ours, then the .lmtrain_env files, then the job's variables.
-std::vector<std::string> worker_environment(const LaunchOptions& o, int rank, int port, const std::string& secret) {
+std::vector<std::string> worker_environment(const LaunchOptions& o, int index, int port, const std::string& secret,
+                                            const std::vector<std::pair<std::string, std::string>>& extra) {
   std::map<std::string, std::string> vars;
   for (char** e = environ; *e != nullptr; ++e) {
     const std::string entry(*e);
@@ -121,38 +106,40 @@ std::vector<std::string> worker_environment(const LaunchOptions& o, int rank, in
     const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     for (auto& [key, value] : read_env_file(text, path)) vars[key] = value;
   }
+  for (const auto& [key, value] : extra) vars[key] = value;
   std::string devices;
-  for (int s = 0; s < o.nproc_per_node; ++s) {
+  for (size_t s = 0; s < o.slots.size(); ++s) {
     if (s > 0) devices.push_back(',');
-    devices.append(std::to_string(s));
+    devices.append(std::to_string(o.slots[s]));
   }
   const std::map<std::string, std::string> job = {
-      {"RANK", std::to_string(rank)},
-      {"LOCAL_RANK", std::to_string(rank)},
-      {"WORLD_SIZE", std::to_string(o.nproc_per_node)},
-      {"LOCAL_WORLD_SIZE", std::to_string(o.nproc_per_node)},
-      {"CROSS_RANK", "0"},
-      {"CROSS_SIZE", "1"},
+      {"RANK", std::to_string(o.ranks[index])},
+      {"LOCAL_RANK", std::to_string(index)},
+      {"WORLD_SIZE", std::to_string(o.world_size)},
+      {"LOCAL_WORLD_SIZE", std::to_string(o.ranks.size())},
+      {"CROSS_RANK", std::to_string(o.cross_rank)},
+      {"CROSS_SIZE", std::to_string(o.cross_size)},
       {"MASTER_ADDR", o.master_addr},
       {"MASTER_PORT", std::to_string(port)},
       {"CUDA_VISIBLE_DEVICES", devices},
       {"LMTRAIN_JOB_SECRET", secret},
-      {"LMTRAIN_HOST", o.master_addr}};
+      {"LMTRAIN_HOST", o.host_address.empty() ? o.master_addr : o.host_address}};
   for (const auto& [k, v] : job) vars[k] = v;
   // Share the cores instead of every worker starting one thread per core.
   if (!vars.count("OMP_NUM_THREADS")) {
     const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
-    vars["OMP_NUM_THREADS"] = std::to_string(std::max(1u, cores / static_cast<unsigned>(o.nproc_per_node)));
+    vars["OMP_NUM_THREADS"] = std::to_string(std::max(1u, cores / static_cast<unsigned>(o.ranks.size())));
   }
   std::vector<std::string> out;
   for (const auto& [k, v] : vars) out.push_back(k + "=" + v);
   return out;
 }
 
-void start_worker(Worker& w, const LaunchOptions& o, int port, const std::string& secret) {
+void start_worker(Worker& w, int index, const LaunchOptions& o, int port, const std::string& secret,
+                  const std::vector<std::pair<std::string, std::string>>& extra) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) throw Error(fmt::format("launch: pipe failed: {}", std::strerror(errno)));
-  std::vector<std::string> env = worker_environment(o, w.rank, port, secret);
+  std::vector<std::string> env = worker_environment(o, index, port, secret, extra);
   std::vector<char*> envp, argv;
   for (auto& e : env) envp.push_back(e.data());
   envp.push_back(nullptr);
@@ -184,8 +171,11 @@ void signal_alive(std::vector<std::unique_ptr<Worker>>& workers, int signum) {
 
 void print_table(const std::vector<std::unique_ptr<Worker>>& workers, int first_failed, const std::string& host) {
   std::lock_guard<std::mutex> lock(g_console);
+  int first_status = 0;
+  for (const auto& w : workers)
+    if (w->rank == first_failed) first_status = w->status;
   fmt::print(stderr, "\nlmtrain launch: rank {} failed first ({}); every other worker was stopped\n", first_failed,
-             describe_status(workers[first_failed]->status));
+             describe_status(first_status));
   fmt::print(stderr, "  {:<12} {:>4}  {:<18} {}\n", "host", "rank", "exit", "last output");
   for (const auto& w : workers) {
     std::lock_guard<std::mutex> tail_lock(w->mutex);
@@ -223,7 +213,9 @@ std::vector<std::pair<std::string, std::string>> read_env_file(const std::string
   return out;
 }
 
-int launch(const LaunchOptions& o) {
+namespace {
+
+void check_common(const LaunchOptions& o) {
   if (o.nproc_per_node < 1) throw Error(fmt::format("--nproc-per-node {} must be at least 1", o.nproc_per_node));
   if (o.command.empty())
     throw Error("launch: no command; put the lmtrain subcommand after --, e.g. `lmtrain launch --nproc-per-node 2 -- "
@@ -232,38 +224,85 @@ int launch(const LaunchOptions& o) {
     throw Error(fmt::format("--tee '{}' must be rank0, all or none", o.tee));
   if (o.master_port < 0 || o.master_port > 65535)
     throw Error(fmt::format("--master-port {} is outside 0..65535", o.master_port));
-  if (!o.log_dir.empty()) std::filesystem::create_directories(o.log_dir);
   for (const std::string& path : o.env_files) {  // checked before any worker starts
     std::ifstream in(path);
     if (in) read_env_file(std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()), path);
   }
+}
 
-  const std::string secret = make_job_secret();
-  StoreServer store(o.master_addr, o.master_port, secret);
+// SIGINT/SIGTERM handlers for the lifetime of a launcher or agent.
+struct SignalScope {
+  struct sigaction old_int {}, old_term {};
+  SignalScope() {
+    struct sigaction action {};
+    action.sa_handler = on_launcher_signal;
+    sigemptyset(&action.sa_mask);
+    g_launcher_signals = 0;
+    ::sigaction(SIGINT, &action, &old_int);
+    ::sigaction(SIGTERM, &action, &old_term);
+  }
+  ~SignalScope() {
+    ::sigaction(SIGINT, &old_int, nullptr);
+    ::sigaction(SIGTERM, &old_term, nullptr);
+  }
+};
+
+// Agent mode: the header the launcher writes on stdin (secret, then KEY=VALUE lines, then an
+// empty line). Afterwards stdin stays open; EOF means "stop".
+std::string read_line_fd(int fd) {
+  std::string line;
+  char c;
+  while (::read(fd, &c, 1) == 1 && c != '\n') line.push_back(c);
+  return line;
+}
+
+// Runs this host's workers: the whole job without a hostfile, or one host's share as an agent.
+int run_workers(LaunchOptions o) {
+  if (o.ranks.empty())
+    for (int r = 0; r < o.nproc_per_node; ++r) o.ranks.push_back(r);
+  if (o.slots.empty())
+    for (int s = 0; s < static_cast<int>(o.ranks.size()); ++s) o.slots.push_back(s);
+  if (o.world_size == 0) o.world_size = static_cast<int>(o.ranks.size());
+  if (o.master_addr.empty()) o.master_addr = "127.0.0.1";
+  if (!o.log_dir.empty()) std::filesystem::create_directories(o.log_dir);
+
+  std::string secret;
+  std::vector<std::pair<std::string, std::string>> extra;
+  std::unique_ptr<StoreServer> store;
+  int port = o.master_port;
+  if (o.agent) {
+    secret = read_line_fd(STDIN_FILENO);
+    if (secret.empty()) throw Error("launch-agent: no job secret on stdin (it is started by `lmtrain launch`)");
+    for (std::string line = read_line_fd(STDIN_FILENO); !line.empty(); line = read_line_fd(STDIN_FILENO))
+      for (auto& kv : read_env_file(line, "launcher")) extra.push_back(kv);
+    o.tee = "all";  // every line goes back to the launcher, tagged with its rank
+  } else {
+    secret = make_job_secret();
+    store = std::make_unique<StoreServer>(o.master_addr, o.master_port, secret);
+    port = store->port();
+  }
+  SignalScope signals;
+  if (o.agent) {
+    // The launcher (or the ssh link to it) going away closes stdin: stop like on a signal.
+    std::thread([] {
+      char c;
+      while (::read(STDIN_FILENO, &c, 1) > 0) {
+      }
+      g_last_signal.store(SIGTERM);
+      g_launcher_signals.fetch_add(1);
+    }).detach();
+  }
+
   std::vector<std::unique_ptr<Worker>> workers;
-  struct sigaction action {}, old_int {}, old_term {};
-  action.sa_handler = on_launcher_signal;
-  sigemptyset(&action.sa_mask);
-  g_launcher_signals = 0;
-  ::sigaction(SIGINT, &action, &old_int);
-  ::sigaction(SIGTERM, &action, &old_term);
-  struct Restore {
-    struct sigaction i, t;
-    ~Restore() {
-      ::sigaction(SIGINT, &i, nullptr);
-      ::sigaction(SIGTERM, &t, nullptr);
-    }
-  } restore{old_int, old_term};
-
-  for (int rank = 0; rank < o.nproc_per_node; ++rank) {
+  for (size_t i = 0; i < o.ranks.size(); ++i) {
     auto w = std::make_unique<Worker>();
-    w->rank = rank;
+    w->rank = o.ranks[i];
     if (!o.log_dir.empty()) {
-      const std::string path = (std::filesystem::path(o.log_dir) / fmt::format("rank_{}.log", rank)).string();
+      const std::string path = (std::filesystem::path(o.log_dir) / fmt::format("rank_{}.log", w->rank)).string();
       w->log = std::fopen(path.c_str(), "w");
       if (!w->log) throw Error(fmt::format("launch: cannot write log file '{}': {}", path, std::strerror(errno)));
     }
-    start_worker(*w, o, store.port(), secret);
+    start_worker(*w, static_cast<int>(i), o, port, secret, extra);
     Worker* raw = w.get();
     w->reader = std::thread([raw, &o] { read_output(*raw, o.tee); });
     workers.push_back(std::move(w));
@@ -273,6 +312,7 @@ int launch(const LaunchOptions& o) {
   int handled_signals = 0;
   bool kill_pending = false;
   Clock::time_point kill_at{};
+  const auto grace = std::chrono::milliseconds(static_cast<int64_t>(o.grace_seconds * 1000));
   size_t alive = workers.size();
   while (alive > 0) {
     for (auto& w : workers) {
@@ -285,17 +325,23 @@ int launch(const LaunchOptions& o) {
       if (failed(status) && first_failed < 0 && handled_signals == 0) {
         first_failed = w->rank;
         signal_alive(workers, SIGTERM);
-        kill_at = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(o.grace_seconds * 1000));
+        kill_at = Clock::now() + grace;
         kill_pending = true;
       }
     }
     const int signals = g_launcher_signals.load();
     if (signals > handled_signals) {
       if (handled_signals == 0) {
-        std::lock_guard<std::mutex> lock(g_console);
-        fmt::print(stderr, "lmtrain launch: signal {}: stopping the workers (they save a checkpoint); "
-                           "Ctrl-C again kills them\n", g_last_signal.load());
+        if (!o.agent) {
+          std::lock_guard<std::mutex> lock(g_console);
+          fmt::print(stderr, "lmtrain launch: signal {}: stopping the workers (they save a checkpoint); "
+                             "Ctrl-C again kills them\n", g_last_signal.load());
+        }
         signal_alive(workers, SIGTERM);
+        if (o.agent) {  // nobody is left to send a second signal: enforce the grace period here
+          kill_at = Clock::now() + grace;
+          kill_pending = true;
+        }
       } else {
         signal_alive(workers, SIGKILL);
       }
@@ -311,13 +357,29 @@ int launch(const LaunchOptions& o) {
     w->reader.join();
     if (w->log) std::fclose(w->log);
   }
+  if (o.agent) {
+    // What happened to each worker, for the launcher's table.
+    std::lock_guard<std::mutex> lock(g_console);
+    for (const auto& w : workers) fmt::print("@@lmtrain-exit {} {}\n", w->rank, w->status);
+    if (first_failed >= 0) fmt::print("@@lmtrain-first {}\n", first_failed);
+    std::fflush(stdout);
+  }
   if (first_failed >= 0) {
-    print_table(workers, first_failed, o.master_addr);
-    return exit_code_of(workers[first_failed]->status);
+    if (!o.agent) print_table(workers, first_failed, o.master_addr);
+    for (const auto& w : workers)
+      if (w->rank == first_failed) return exit_code_of(w->status);
   }
   for (auto& w : workers)
     if (failed(w->status)) return exit_code_of(w->status);
   return handled_signals > 0 && g_last_signal.load() == SIGINT ? 130 : 0;
+}
+
+}  // namespace
+
+int launch(const LaunchOptions& o) {
+  check_common(o);
+  if (!o.agent && (!o.hostfile.empty() || o.force_ssh)) return launch_on_hosts(o);
+  return run_workers(o);
 }
 
 }  // namespace lmt

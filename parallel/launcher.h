@@ -2,13 +2,16 @@
 // supervises the workers and stops all of them when one fails.
 #pragma once
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "parallel/hostfile.h"
 
 namespace lmt {
 
 struct LaunchOptions {
   int nproc_per_node = 1;
-  std::string master_addr = "127.0.0.1";
+  std::string master_addr;           // empty: 127.0.0.1, or the first host of the hostfile
   int master_port = 29500;           // 0: any free port
   std::string log_dir;               // per-rank logs rank_N.log; empty: none
   std::string tee = "rank0";         // console: rank0 | all (prefixed "[rank N]") | none
@@ -18,6 +21,24 @@ struct LaunchOptions {
   // KEY=VALUE files applied to every worker's environment, later files winning (the launcher
   // passes $HOME/.lmtrain_env then ./.lmtrain_env; missing files are skipped).
   std::vector<std::string> env_files;
+
+  // Several hosts: a DeepSpeed hostfile with filters; one agent per host, started over
+  // `ssh -o BatchMode=yes` for hosts that are not this one (and for all with force_ssh).
+  std::string hostfile;
+  HostFilter filter;
+  bool force_ssh = false;
+  int ssh_port = 0;         // 0: ssh's default
+  std::string ssh_config;   // passed to ssh as -F FILE
+
+  // Agent mode (`lmtrain launch-agent`, started by the launcher on each host): the store is the
+  // launcher's, the secret and extra variables arrive on stdin, and stdin closing (the launcher
+  // or the ssh link gone) stops this host's workers.
+  bool agent = false;
+  std::vector<int> ranks;   // global ranks of this host's workers (default 0 .. nproc-1)
+  std::vector<int> slots;   // their devices (default 0 .. nproc-1)
+  int world_size = 0;       // default nproc_per_node
+  int cross_rank = 0, cross_size = 1;
+  std::string host_address; // what other ranks dial (LMTRAIN_HOST); default master_addr
 };
 
 // Reads a .lmtrain_env file: KEY=VALUE lines, `#` comments and blank lines ignored, an optional

@@ -17,5 +17,6 @@ Action add_tokenizer_command(CLI::App& data);  // `data tokenizer ...`, added to
 Action add_eval_command(CLI::App& app);
 Action add_bench_command(CLI::App& app);
 Action add_launch_command(CLI::App& app);
+Action add_launch_agent_command(CLI::App& app);
 
 }  // namespace lmt::app

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   add(lmt::app::add_bench_command(app));
   add(lmt::app::add_data_command(app));
   add(lmt::app::add_launch_command(app));
+  add(lmt::app::add_launch_agent_command(app));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
