@@ -186,3 +186,42 @@ TEST_CASE("launch --hostfile: a worker killed on one host stops the agents every
     CHECK(args.find(marker) == std::string::npos);
   }
 }
+
+TEST_CASE("launch --force-ssh: when the launcher dies, the remote agents stop their workers", "[cli][launch][ssh][kill]") {
+  TempDir dir;
+  LoopbackSshd sshd(dir);
+  if (!sshd.skip.empty()) {
+    WARN("SKIPPED: " << sshd.skip);
+    return;
+  }
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  write_file(dir.path() / "hosts", "127.0.0.1 slots=1\nlocalhost slots=1\n");
+  const std::string marker = "orphantest-" + std::to_string(::getpid());
+  const std::string start = "cd " + quoted(dir.path().string()) + " && (" + quoted(kBinary) +
+                            " launch --hostfile hosts --force-ssh --ssh-config " + quoted(sshd.config()) +
+                            " --master-port 0 --grace 2 -- train tiny.yaml --set run.name=" + marker +
+                            " --set run.steps=10000000 --set log.every=1000 > launch.out 2>&1 & echo $! > launcher.pid)";
+  REQUIRE(std::system(start.c_str()) == 0);
+  auto job_processes = [&] {
+    int count = 0;
+    for (const auto& entry : fs::directory_iterator("/proc")) {
+      std::ifstream cmdline(entry.path() / "cmdline");
+      std::string args((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
+      if (args.find(marker) != std::string::npos) ++count;
+    }
+    return count;
+  };
+  // Launcher, 2 ssh clients, 2 agents and 2 workers.
+  for (int i = 0; i < 200 && job_processes() < 7; ++i) std::this_thread::sleep_for(50ms);
+  INFO(read_file(dir.path() / "launch.out"));
+  REQUIRE(job_processes() >= 7);
+  std::this_thread::sleep_for(1s);
+  REQUIRE(::kill(std::stoi(read_file(dir.path() / "launcher.pid")), SIGKILL) == 0);
+  // Its pipes close: each ssh client passes EOF on, each agent stops its worker.
+  int left = -1;
+  for (int i = 0; i < 300 && left != 0; ++i) {
+    std::this_thread::sleep_for(50ms);
+    left = job_processes();
+  }
+  CHECK(left == 0);
+}
