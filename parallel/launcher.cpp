@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -147,11 +148,15 @@ void start_worker(Worker& w, int index, const LaunchOptions& o, int port, const 
   args.insert(args.end(), o.command.begin(), o.command.end());
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
+  const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) throw Error(fmt::format("launch: cannot start rank {}: {}", w.rank, std::strerror(errno)));
   if (pid == 0) {
     // Own process group: a Ctrl-C in the terminal reaches the launcher, which stops workers in order.
     ::setpgid(0, 0);
+    // If the launcher dies (even by SIGKILL) the worker gets SIGTERM: it checkpoints and exits.
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != parent) ::_exit(143);  // it died before prctl took effect
     ::dup2(fds[1], STDOUT_FILENO);
     ::dup2(fds[1], STDERR_FILENO);
     ::execve(argv[0], argv.data(), envp.data());

@@ -316,3 +316,32 @@ TEST_CASE("workers started by torchrun or srun variables join without lmtrain la
     CHECK(read_file(dir.path() / (style.name + "1.out")).empty());  // rank 1 prints nothing
   }
 }
+
+TEST_CASE("launch: when the launcher is killed, its workers checkpoint and exit", "[cli][launch][kill]") {
+  TempDir dir;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  const pid_t launcher = spawn_lmtrain(
+      dir, {"launch", "--nproc-per-node", "2", "--master-port", "0", "--", "train", "tiny.yaml", "--set",
+            "run.steps=10000000", "--set", "log.every=1000"},
+      "launch");
+  std::map<int, pid_t> workers;
+  for (int i = 0; i < 200 && workers.size() < 2; ++i) {
+    std::this_thread::sleep_for(50ms);
+    workers = workers_of(launcher);
+  }
+  REQUIRE(workers.size() == 2);
+  std::this_thread::sleep_for(1s);
+  REQUIRE(::kill(launcher, SIGKILL) == 0);
+  REQUIRE(wait_for(launcher, 5s) != -1);
+  // The kernel sends each worker SIGTERM (PR_SET_PDEATHSIG); they stop together and save.
+  for (const auto& [rank, pid] : workers) {
+    bool gone = false;
+    for (int i = 0; i < 300 && !gone; ++i) {
+      std::this_thread::sleep_for(50ms);
+      gone = !process_exists(pid) || read_file(fs::path("/proc") / std::to_string(pid) / "stat").find(") Z") != std::string::npos;
+    }
+    INFO("rank " << rank);
+    CHECK(gone);
+  }
+  CHECK(fs::exists(dir.path() / "runs" / "tiny" / "checkpoints" / "latest"));
+}
