@@ -1,5 +1,8 @@
 // Helpers for tests that run the lmtrain binary (LMTRAIN_BINARY) in a temporary directory.
 #pragma once
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -43,6 +46,19 @@ class TempDir {
  private:
   fs::path path_;
 };
+
+// A loopback TCP port that was free a moment ago (bound to 0, read, closed).
+inline int free_loopback_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t length = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
 
 inline std::string quoted(const std::string& s) {
   std::string out = "'";

@@ -260,30 +260,13 @@ TEST_CASE("launch: bad options exit 2 before anything starts", "[cli][launch][er
   CHECK(bare.status == 2);
 }
 
-namespace {
-
-// A port that was free a moment ago (bind to 0, read it, close).
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-  socklen_t length = sizeof(addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
-}  // namespace
-
 TEST_CASE("workers started by torchrun or srun variables join without lmtrain launch", "[cli][launch]") {
   TempDir dir;
   write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
   RunResult one = run_lmtrain(dir, "train tiny.yaml --set run.name=w1 " + batch_args(1));
   REQUIRE(one.status == 0);
   const auto expected = steps_of(dir.path() / "runs" / "w1" / "metrics.jsonl");
-  const int port = free_port();
+  const int port = free_loopback_port();
   struct Style {
     std::string name;
     std::function<std::string(int)> vars;

@@ -19,18 +19,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-int free_loopback_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t length = sizeof(addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 // A private sshd on 127.0.0.1 with keys made for this test, and an ssh config that uses them.
 // `skip` says why there is none (no sshd binary, not root, it did not start).
 class LoopbackSshd {

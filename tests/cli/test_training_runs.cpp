@@ -52,14 +52,23 @@ TEST_CASE("e2e: the quickstart recipe trains to near its entropy floor", "[e2e]"
   CHECK(val >= floor - 0.02);  // nothing beats the floor by more than sampling noise
 }
 
-TEST_CASE("e2e: shakespeare-char learns tinyshakespeare", "[e2e]") {
+namespace {
+
+// The corpus beside the checkout (../shared/data) or at $LMTRAIN_TINYSHAKESPEARE; empty, with a
+// visible SKIPPED line, when it is not there.
+fs::path tinyshakespeare() {
   const char* env = std::getenv("LMTRAIN_TINYSHAKESPEARE");
   fs::path text = env ? fs::path(env) : kSourceDir / ".." / "shared" / "data" / "tinyshakespeare.txt";
-  if (!fs::exists(text)) {
-    WARN("SKIPPED: " << text.string()
-                     << " not found (set LMTRAIN_TINYSHAKESPEARE to the file to run this test)");
-    return;
-  }
+  if (fs::exists(text)) return text;
+  WARN("SKIPPED: " << text.string() << " not found (set LMTRAIN_TINYSHAKESPEARE to the file to run this test)");
+  return {};
+}
+
+}  // namespace
+
+TEST_CASE("e2e: shakespeare-char learns tinyshakespeare", "[e2e]") {
+  const fs::path text = tinyshakespeare();
+  if (text.empty()) return;
   TempDir dir;
   RunResult prep = run_lmtrain(dir, "data prepare --input " + quoted(text.string()) +
                                         " --tokenizer char --out data/shakespeare_char --quiet");
@@ -77,13 +86,8 @@ TEST_CASE("e2e: shakespeare-char learns tinyshakespeare", "[e2e]") {
 }
 
 TEST_CASE("e2e: BPE tokenizer (vocab 512) on tinyshakespeare: train it, prepare, and train a model", "[e2e][bpe]") {
-  const char* env = std::getenv("LMTRAIN_TINYSHAKESPEARE");
-  fs::path text = env ? fs::path(env) : kSourceDir / ".." / "shared" / "data" / "tinyshakespeare.txt";
-  if (!fs::exists(text)) {
-    WARN("SKIPPED: " << text.string()
-                     << " not found (set LMTRAIN_TINYSHAKESPEARE to the file to run this test)");
-    return;
-  }
+  const fs::path text = tinyshakespeare();
+  if (text.empty()) return;
   TempDir dir;
   RunResult tok = run_lmtrain(dir, "data tokenizer train --input " + quoted(text.string()) +
                                        " --vocab-size 512 --out tok512.json --quiet");
