@@ -14,4 +14,12 @@ class Error : public std::runtime_error {
 // Exit status used for every user error.
 inline constexpr int kUserErrorExitCode = 2;
 
+// A collective failed because another rank went away: a consequence, not a cause. Workers exit
+// with kPeerLostExitCode so that a launcher can name the rank that failed first.
+class PeerLostError : public Error {
+ public:
+  using Error::Error;
+};
+inline constexpr int kPeerLostExitCode = 3;
+
 }  // namespace lmt

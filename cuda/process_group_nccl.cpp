@@ -54,7 +54,7 @@ class NcclGroup : public ProcessGroup {
   static ncclRedOp_t nccl_op(ReduceOp op) { return op == ReduceOp::kAvg ? ncclAvg : ncclSum; }
   void check(ncclResult_t rc, const char* what) const {
     if (rc != ncclSuccess)
-      throw Error(fmt::format("rank {} of {}: nccl {} failed: {} (another rank probably exited; see its log)",
+      throw PeerLostError(fmt::format("rank {} of {}: nccl {} failed: {} (another rank probably exited; see its log)",
                               rank_, size_, what, ncclGetErrorString(rc)));
   }
   void wait(const char* what) const { check_cuda(cudaStreamSynchronize(stream_), rank_, what); }

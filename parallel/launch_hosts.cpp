@@ -304,6 +304,7 @@ int launch_on_hosts(const LaunchOptions& options) {
       }
   };
   Agent* first_failed_agent = nullptr;
+  std::vector<const Agent*> exit_order;
   int handled = 0;
   bool kill_pending = false;
   Clock::time_point kill_at{};
@@ -316,6 +317,7 @@ int launch_on_hosts(const LaunchOptions& options) {
       if (::waitpid(a->child.pid, &status, WNOHANG) != a->child.pid) continue;
       a->exited = true;
       a->status = status;
+      exit_order.push_back(a.get());
       --alive;
       if (failed(status) && !first_failed_agent && handled == 0) {
         first_failed_agent = a.get();
@@ -353,8 +355,22 @@ int launch_on_hosts(const LaunchOptions& options) {
       if (failed(a->status)) return exit_code_of(a->status);
     return handled > 0 && g_signal.load() == SIGINT ? 130 : 0;
   }
-  const int first = first_failed_agent->first_failed >= 0 ? first_failed_agent->first_failed
-                                                          : first_failed_agent->ranks.front();
+  // The rank to blame: an agent's first failure that is a cause (not exit 3, a lost peer), in the
+  // order the agents exited; else any rank that failed on its own; else the first agent's.
+  int first = first_failed_agent->first_failed >= 0 ? first_failed_agent->first_failed
+                                                    : first_failed_agent->ranks.front();
+  bool found = false;
+  for (const Agent* a : exit_order)
+    if (!found && a->first_failed >= 0 && ranks[a->first_failed].reported &&
+        primary_failure(ranks[a->first_failed].status)) {
+      first = a->first_failed;
+      found = true;
+    }
+  for (const auto& [r, info] : ranks)
+    if (!found && info.reported && primary_failure(info.status)) {
+      first = r;
+      found = true;
+    }
   const RankInfo& first_info = ranks[first];
   const int code = first_info.reported ? exit_code_of(first_info.status) : exit_code_of(first_failed_agent->status);
   std::fprintf(stderr, "\nlmtrain launch: rank %d on %s failed first (%s); every other worker was stopped\n", first,

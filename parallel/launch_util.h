@@ -28,6 +28,9 @@ inline int exit_code_of(int status) {
 
 inline bool failed(int status) { return !WIFEXITED(status) || WEXITSTATUS(status) != 0; }
 
+// A failure that is a cause, not the echo of another rank's (exit code 3, PeerLostError).
+inline bool primary_failure(int status) { return failed(status) && !(WIFEXITED(status) && WEXITSTATUS(status) == 3); }
+
 
 // Runs the job with one agent per host of the hostfile (launch_hosts.cpp).
 int launch_on_hosts(const LaunchOptions& o);

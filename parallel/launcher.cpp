@@ -314,6 +314,7 @@ int run_workers(LaunchOptions o) {
   }
 
   int first_failed = -1;
+  std::vector<std::pair<int, int>> failures;  // (rank, status) in the order they were seen
   int handled_signals = 0;
   bool kill_pending = false;
   Clock::time_point kill_at{};
@@ -327,6 +328,7 @@ int run_workers(LaunchOptions o) {
       w->exited = true;
       w->status = status;
       --alive;
+      if (failed(status)) failures.emplace_back(w->rank, status);
       if (failed(status) && first_failed < 0 && handled_signals == 0) {
         first_failed = w->rank;
         signal_alive(workers, SIGTERM);
@@ -362,6 +364,14 @@ int run_workers(LaunchOptions o) {
     w->reader.join();
     if (w->log) std::fclose(w->log);
   }
+  // The rank to blame: the first one seen failing on its own; ranks that only lost a peer
+  // (exit 3) can be seen first when they notice faster than the failed one is reaped.
+  if (first_failed >= 0)
+    for (const auto& [rank, status] : failures)
+      if (primary_failure(status)) {
+        first_failed = rank;
+        break;
+      }
   if (o.agent) {
     // What happened to each worker, for the launcher's table.
     std::lock_guard<std::mutex> lock(g_console);

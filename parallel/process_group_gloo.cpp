@@ -122,7 +122,7 @@ class GlooGroup : public ProcessGroup {
     try {
       f();
     } catch (const gloo::Exception& e) {
-      throw Error(fmt::format("rank {} of {}: gloo {} failed: {} (another rank probably exited; see its log)",
+      throw PeerLostError(fmt::format("rank {} of {}: gloo {} failed: {} (another rank probably exited; see its log)",
                               rank(), size(), what, e.what()));
     }
   }

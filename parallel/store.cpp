@@ -327,7 +327,7 @@ std::string StoreClient::request(uint8_t op, const std::string& key, const std::
   put_u64(message, value.size());
   message += value;
   if (!write_all(fd_, message))
-    throw Error(fmt::format("lost the connection to the rendezvous store at {} (did rank 0 or the launcher exit?)", where_));
+    throw PeerLostError(fmt::format("lost the connection to the rendezvous store at {} (did rank 0 or the launcher exit?)", where_));
   const auto deadline = Clock::now() + timeout_;
   unsigned char header[9];
   bool timed_out = false;
@@ -335,12 +335,12 @@ std::string StoreClient::request(uint8_t op, const std::string& key, const std::
     if (timed_out)
       throw Error(fmt::format("rendezvous store at {}: key '{}' did not appear within {} s (a rank did not start "
                               "or failed; see its log)", where_, key, timeout_.count() / 1000.0));
-    throw Error(fmt::format("lost the connection to the rendezvous store at {} (did rank 0 or the launcher exit?)", where_));
+    throw PeerLostError(fmt::format("lost the connection to the rendezvous store at {} (did rank 0 or the launcher exit?)", where_));
   }
   if (header[0] != kOk) throw Error(fmt::format("rendezvous store at {} rejected a request for '{}'", where_, key));
   std::string payload(get_le(header + 1, 8), '\0');
   if (!read_all(fd_, payload.data(), payload.size(), &deadline))
-    throw Error(fmt::format("lost the connection to the rendezvous store at {}", where_));
+    throw PeerLostError(fmt::format("lost the connection to the rendezvous store at {}", where_));
   return payload;
 }
 

@@ -33,6 +33,10 @@ int main(int argc, char** argv) {
     for (auto& [sub, action] : commands)
       if (sub->parsed()) return action();
     return lmt::kUserErrorExitCode;
+  } catch (const lmt::PeerLostError& e) {
+    std::fflush(stdout);
+    fmt::print(stderr, "error: {}\n", e.what());
+    return lmt::kPeerLostExitCode;
   } catch (const lmt::Error& e) {
     std::fflush(stdout);
     fmt::print(stderr, "error: {}\n", e.what());
