@@ -32,12 +32,6 @@ namespace lmt {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-std::atomic<int> g_signals{0};
-std::atomic<int> g_signal{0};
-extern "C" void on_signal(int signum) {
-  g_signal = signum;
-  g_signals.fetch_add(1);
-}
 
 std::string shell_quote(const std::string& s) {
   std::string out = "'";
@@ -60,45 +54,9 @@ bool is_this_host(const std::string& host) {
   return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0 || host == name;
 }
 
-struct Child {
-  pid_t pid = -1;
-  int in_fd = -1;   // its stdin (agents), -1 when closed
-  int out_fd = -1;  // its stdout + stderr
-};
-
-// fork + execvp with stdin/stdout pipes; the child gets its own process group.
-Child spawn(const std::vector<std::string>& args, bool with_stdin) {
-  int out[2], in[2] = {-1, -1};
-  if (::pipe2(out, O_CLOEXEC) != 0 || (with_stdin && ::pipe2(in, O_CLOEXEC) != 0))
-    throw Error(fmt::format("launch: pipe failed: {}", std::strerror(errno)));
-  std::vector<std::string> copy = args;
-  std::vector<char*> argv;
-  for (auto& a : copy) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const pid_t pid = ::fork();
-  if (pid < 0) throw Error(fmt::format("launch: cannot start {}: {}", args[0], std::strerror(errno)));
-  if (pid == 0) {
-    ::setpgid(0, 0);
-    ::dup2(out[1], STDOUT_FILENO);
-    ::dup2(out[1], STDERR_FILENO);
-    ::dup2(with_stdin ? in[0] : ::open("/dev/null", O_RDONLY), STDIN_FILENO);
-    ::execvp(argv[0], argv.data());
-    const std::string message = fmt::format("cannot run {}: {}\n", argv[0], std::strerror(errno));
-    (void)!::write(STDERR_FILENO, message.data(), message.size());
-    ::_exit(127);
-  }
-  ::close(out[1]);
-  Child child{pid, -1, out[0]};
-  if (with_stdin) {
-    ::close(in[0]);
-    child.in_fd = in[1];
-  }
-  return child;
-}
-
 // Runs a command to completion; returns (wait status, output).
 std::pair<int, std::string> capture(const std::vector<std::string>& args) {
-  Child c = spawn(args, false);
+  Child c = spawn_child(args, nullptr, /*with_stdin=*/false, /*die_with_parent=*/false);
   std::string output;
   char buffer[4096];
   for (ssize_t n; (n = ::read(c.out_fd, buffer, sizeof(buffer))) != 0;) {
@@ -213,12 +171,7 @@ int launch_on_hosts(const LaunchOptions& options) {
   }
   header += "\n";
 
-  struct sigaction action {}, old_int {}, old_term {};
-  action.sa_handler = on_signal;
-  sigemptyset(&action.sa_mask);
-  g_signals = 0;
-  ::sigaction(SIGINT, &action, &old_int);
-  ::sigaction(SIGTERM, &action, &old_term);
+  auto signals = std::make_unique<LaunchSignals>();
   ::signal(SIGPIPE, SIG_IGN);
 
   std::vector<std::unique_ptr<Agent>> agents;
@@ -250,7 +203,7 @@ int launch_on_hosts(const LaunchOptions& options) {
       }
       args = ssh_command(o, agent->host, remote);
     }
-    agent->child = spawn(args, true);
+    agent->child = spawn_child(args, nullptr, /*with_stdin=*/true, /*die_with_parent=*/false);
     (void)!::write(agent->child.in_fd, header.data(), header.size());
     Agent* raw = agent.get();
     agent->reader = std::thread([raw, &ranks, &mutex, &o] {
@@ -326,16 +279,16 @@ int launch_on_hosts(const LaunchOptions& options) {
         kill_pending = true;
       }
     }
-    if (g_signals.load() > handled) {
+    if (LaunchSignals::count() > handled) {
       if (handled == 0) {
         std::fprintf(stderr, "lmtrain launch: signal %d: stopping the workers on every host (they save a checkpoint)\n",
-                     g_signal.load());
+                     LaunchSignals::last());
         stop_all();
       } else {
         for (auto& a : agents)
           if (!a->exited) ::kill(a->child.pid, SIGKILL);
       }
-      handled = g_signals.load();
+      handled = LaunchSignals::count();
     }
     if (kill_pending && Clock::now() >= kill_at) {
       for (auto& a : agents)
@@ -345,15 +298,14 @@ int launch_on_hosts(const LaunchOptions& options) {
     if (alive > 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   for (auto& a : agents) a->reader.join();
-  ::sigaction(SIGINT, &old_int, nullptr);
-  ::sigaction(SIGTERM, &old_term, nullptr);
+  signals.reset();
   for (auto& [r, info] : ranks)
     if (info.log) std::fclose(info.log);
 
   if (!first_failed_agent) {
     for (auto& a : agents)
       if (failed(a->status)) return exit_code_of(a->status);
-    return handled > 0 && g_signal.load() == SIGINT ? 130 : 0;
+    return handled > 0 && LaunchSignals::last() == SIGINT ? 130 : 0;
   }
   // The rank to blame: an agent's first failure that is a cause (not exit 3, a lost peer), in the
   // order the agents exited; else any rank that failed on its own; else the first agent's.

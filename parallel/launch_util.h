@@ -1,10 +1,12 @@
 // Helpers shared by the launcher's single-host and multi-host paths (internal).
 #pragma once
 #include <fmt/format.h>
+#include <signal.h>
 #include <sys/wait.h>
 
 #include <cstring>
 #include <string>
+#include <vector>
 
 namespace lmt {
 
@@ -31,6 +33,37 @@ inline bool failed(int status) { return !WIFEXITED(status) || WEXITSTATUS(status
 // A failure that is a cause, not the echo of another rank's (exit code 3, PeerLostError).
 inline bool primary_failure(int status) { return failed(status) && !(WIFEXITED(status) && WEXITSTATUS(status) == 3); }
 
+
+// A child process with its stdout and stderr on one pipe (out_fd) and, if asked, its stdin on
+// another (in_fd; -1 otherwise, and the child reads /dev/null).
+struct Child {
+  pid_t pid = -1;
+  int in_fd = -1;
+  int out_fd = -1;
+};
+
+// fork + exec of args (searched on PATH), with `env` as its environment (nullptr: ours). The
+// child runs in its own process group, so a terminal's Ctrl-C reaches only the launcher, which
+// stops children in order. die_with_parent: the kernel sends it SIGTERM when we die, even by
+// SIGKILL (PR_SET_PDEATHSIG). Throws lmt::Error when the pipes or the fork fail.
+Child spawn_child(const std::vector<std::string>& args, const std::vector<std::string>* env, bool with_stdin,
+                  bool die_with_parent);
+
+// SIGINT and SIGTERM counted instead of acted on, for as long as the object lives (the launcher,
+// an agent). raise() counts a stop request that did not come as a signal (an agent's stdin closing).
+class LaunchSignals {
+ public:
+  LaunchSignals();
+  ~LaunchSignals();
+  LaunchSignals(const LaunchSignals&) = delete;
+  LaunchSignals& operator=(const LaunchSignals&) = delete;
+  static int count();
+  static int last();
+  static void raise(int signum);
+
+ private:
+  struct sigaction old_int_ {}, old_term_ {};
+};
 
 // Runs the job with one agent per host of the hostfile (launch_hosts.cpp).
 int launch_on_hosts(const LaunchOptions& o);

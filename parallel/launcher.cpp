@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,13 +32,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr size_t kTailLines = 20;
-
-std::atomic<int> g_launcher_signals{0};
-std::atomic<int> g_last_signal{0};
-extern "C" void on_launcher_signal(int signum) {
-  g_last_signal.store(signum);
-  g_launcher_signals.fetch_add(1);
-}
 
 std::mutex g_console;
 
@@ -138,35 +130,13 @@ std::vector<std::string> worker_environment(const LaunchOptions& o, int index, i
 
 void start_worker(Worker& w, int index, const LaunchOptions& o, int port, const std::string& secret,
                   const std::vector<std::pair<std::string, std::string>>& extra) {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) throw Error(fmt::format("launch: pipe failed: {}", std::strerror(errno)));
-  std::vector<std::string> env = worker_environment(o, index, port, secret, extra);
-  std::vector<char*> envp, argv;
-  for (auto& e : env) envp.push_back(e.data());
-  envp.push_back(nullptr);
+  const std::vector<std::string> env = worker_environment(o, index, port, secret, extra);
   std::vector<std::string> args = {o.executable};
   args.insert(args.end(), o.command.begin(), o.command.end());
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
-  if (pid < 0) throw Error(fmt::format("launch: cannot start rank {}: {}", w.rank, std::strerror(errno)));
-  if (pid == 0) {
-    // Own process group: a Ctrl-C in the terminal reaches the launcher, which stops workers in order.
-    ::setpgid(0, 0);
-    // If the launcher dies (even by SIGKILL) the worker gets SIGTERM: it checkpoints and exits.
-    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (::getppid() != parent) ::_exit(143);  // it died before prctl took effect
-    ::dup2(fds[1], STDOUT_FILENO);
-    ::dup2(fds[1], STDERR_FILENO);
-    ::execve(argv[0], argv.data(), envp.data());
-    const std::string message = fmt::format("launch: cannot run {}: {}\n", argv[0], std::strerror(errno));
-    (void)!::write(STDERR_FILENO, message.data(), message.size());
-    ::_exit(127);
-  }
-  ::close(fds[1]);
-  w.pid = pid;
-  w.out_fd = fds[0];
+  // If the launcher dies (even by SIGKILL) the worker gets SIGTERM: it checkpoints and exits.
+  const Child child = spawn_child(args, &env, /*with_stdin=*/false, /*die_with_parent=*/true);
+  w.pid = child.pid;
+  w.out_fd = child.out_fd;
 }
 
 void signal_alive(std::vector<std::unique_ptr<Worker>>& workers, int signum) {
@@ -235,23 +205,6 @@ void check_common(const LaunchOptions& o) {
   }
 }
 
-// SIGINT/SIGTERM handlers for the lifetime of a launcher or agent.
-struct SignalScope {
-  struct sigaction old_int {}, old_term {};
-  SignalScope() {
-    struct sigaction action {};
-    action.sa_handler = on_launcher_signal;
-    sigemptyset(&action.sa_mask);
-    g_launcher_signals = 0;
-    ::sigaction(SIGINT, &action, &old_int);
-    ::sigaction(SIGTERM, &action, &old_term);
-  }
-  ~SignalScope() {
-    ::sigaction(SIGINT, &old_int, nullptr);
-    ::sigaction(SIGTERM, &old_term, nullptr);
-  }
-};
-
 // Agent mode: the header the launcher writes on stdin (secret, then KEY=VALUE lines, then an
 // empty line). Afterwards stdin stays open; EOF means "stop".
 std::string read_line_fd(int fd) {
@@ -286,15 +239,14 @@ int run_workers(LaunchOptions o) {
     store = std::make_unique<StoreServer>(o.master_addr, o.master_port, secret);
     port = store->port();
   }
-  SignalScope signals;
+  LaunchSignals signals;
   if (o.agent) {
     // The launcher (or the ssh link to it) going away closes stdin: stop like on a signal.
     std::thread([] {
       char c;
       while (::read(STDIN_FILENO, &c, 1) > 0) {
       }
-      g_last_signal.store(SIGTERM);
-      g_launcher_signals.fetch_add(1);
+      LaunchSignals::raise(SIGTERM);
     }).detach();
   }
 
@@ -336,13 +288,13 @@ int run_workers(LaunchOptions o) {
         kill_pending = true;
       }
     }
-    const int signals = g_launcher_signals.load();
+    const int signals = LaunchSignals::count();
     if (signals > handled_signals) {
       if (handled_signals == 0) {
         if (!o.agent) {
           std::lock_guard<std::mutex> lock(g_console);
           fmt::print(stderr, "lmtrain launch: signal {}: stopping the workers (they save a checkpoint); "
-                             "Ctrl-C again kills them\n", g_last_signal.load());
+                             "Ctrl-C again kills them\n", LaunchSignals::last());
         }
         signal_alive(workers, SIGTERM);
         if (o.agent) {  // nobody is left to send a second signal: enforce the grace period here
@@ -386,7 +338,7 @@ int run_workers(LaunchOptions o) {
   }
   for (auto& w : workers)
     if (failed(w->status)) return exit_code_of(w->status);
-  return handled_signals > 0 && g_last_signal.load() == SIGINT ? 130 : 0;
+  return handled_signals > 0 && LaunchSignals::last() == SIGINT ? 130 : 0;
 }
 
 }  // namespace
