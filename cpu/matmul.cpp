@@ -1,4 +1,5 @@
-// Dense layer: out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC), via OpenBLAS GEMM.
+// Dense layer: out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC), via a GEMM (our own for
+// float, OpenBLAS for double).
 // Gradient rule: dweight and dbias are parameter gradients and accumulate (+=, GEMM beta = 1);
 // dinp is an activation gradient and is overwritten (=, GEMM beta = 0). A null dinp or dbias
 // is skipped (the first layer needs no dinp; some layers have no bias).
@@ -9,36 +10,29 @@
 #include <cstdint>
 
 #include "cpu/cpu_ops.h"
+#include "cpu/gemm.h"
 
 namespace lmt::cpu {
 
 namespace {
 
-// Row-major GEMM C (M,Ncols) = alpha * op(A) @ op(B) + beta * C, dispatched on the element type.
-void gemm(CBLAS_TRANSPOSE trans_a, CBLAS_TRANSPOSE trans_b, int M, int Ncols, int K, float alpha,
-          const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc) {
-  cblas_sgemm(CblasRowMajor, trans_a, trans_b, M, Ncols, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}
-void gemm(CBLAS_TRANSPOSE trans_a, CBLAS_TRANSPOSE trans_b, int M, int Ncols, int K, double alpha,
-          const double* A, int lda, const double* B, int ldb, double beta, double* C, int ldc) {
-  cblas_dgemm(CblasRowMajor, trans_a, trans_b, M, Ncols, K, alpha, A, lda, B, ldb, beta, C, ldc);
+// float: lmtrain's own GEMM (cpu/gemm.cpp), which splits the output tiles over the OpenMP
+// threads itself and gives the same bits for any thread count.
+void parallel_gemm(CBLAS_TRANSPOSE trans_a, CBLAS_TRANSPOSE trans_b, int M, int Ncols, int K,
+                   const float* A, int lda, const float* B, int ldb, float beta, float* C,
+                   int ldc) {
+  sgemm(trans_a == CblasTrans, trans_b == CblasTrans, M, Ncols, K, A, lda, B, ldb, beta, C, ldc);
 }
 
-// Splits the M rows of C across the OpenMP threads, each calling a single-threaded BLAS GEMM
-// on its slice. OpenBLAS's own thread pool spins between calls and fought our OpenMP loops for
-// the cores (measured: 2 + 2 threads on 2 cores ran 1.6x slower than one thread), so the
-// backend keeps OpenBLAS at one thread and parallelizes here. Each element of C is still
-// computed by one GEMM over the full K, so the slicing does not change the results' rounding.
-template <typename Real>
+// double (the finite-difference tests): OpenBLAS, its rows split across the OpenMP threads,
+// each slice a single-threaded GEMM over the full K (OpenBLAS itself is kept at one thread, see
+// make_cpu_backend), so the slicing does not change the rounding.
 void parallel_gemm(CBLAS_TRANSPOSE trans_a, CBLAS_TRANSPOSE trans_b, int M, int Ncols, int K,
-                   const Real* A, int lda, const Real* B, int ldb, Real beta, Real* C, int ldc) {
+                   const double* A, int lda, const double* B, int ldb, double beta, double* C,
+                   int ldc) {
   constexpr int kMinRowsPerThread = 16;
   const int max_threads = omp_get_max_threads();
   const int num_slices = std::max(1, std::min(max_threads, M / kMinRowsPerThread));
-  if (num_slices == 1) {
-    gemm(trans_a, trans_b, M, Ncols, K, Real{1}, A, lda, B, ldb, beta, C, ldc);
-    return;
-  }
   const int rows_per_slice = (M + num_slices - 1) / num_slices;
 #pragma omp parallel for schedule(static) num_threads(num_slices)
   for (int slice = 0; slice < num_slices; ++slice) {
@@ -46,9 +40,9 @@ void parallel_gemm(CBLAS_TRANSPOSE trans_a, CBLAS_TRANSPOSE trans_b, int M, int 
     const int m_end = std::min(M, m_begin + rows_per_slice);
     if (m_begin >= m_end) continue;
     // Row m of op(A) is row m of A (no transpose) or column m of A (transposed).
-    const Real* A_slice = trans_a == CblasNoTrans ? A + int64_t{m_begin} * lda : A + m_begin;
-    gemm(trans_a, trans_b, m_end - m_begin, Ncols, K, Real{1}, A_slice, lda, B, ldb, beta,
-         C + int64_t{m_begin} * ldc, ldc);
+    const double* A_slice = trans_a == CblasNoTrans ? A + int64_t{m_begin} * lda : A + m_begin;
+    cblas_dgemm(CblasRowMajor, trans_a, trans_b, m_end - m_begin, Ncols, K, 1.0, A_slice, lda, B,
+                ldb, beta, C + int64_t{m_begin} * ldc, ldc);
   }
 }
 

@@ -1,0 +1,431 @@
+// lmtrain's single-precision GEMM (see cpu/gemm.h): Goto-style blocking with packed panels.
+//
+//   for each block of NC columns of C and KC steps of K:
+//     strips of NR columns of op(B)[k block, column block]
+//     for each block of MC rows:
+//       panels of MR rows of op(A)[row block, k block]
+//       every (strip, panel) pair: micro-kernel C[MR x NR] (+)= panel @ strip
+//
+// The micro-kernel keeps an MR x NR tile of C in registers for a whole k block. Only what
+// cannot be read in place is packed: a transposed B (the weights of a forward layer), and the
+// last strip or panel when N or M is not a multiple of the tile (padded with zeros). Tiles that
+// stick out of C are computed into a scratch tile and the valid part copied.
+#include "cpu/gemm.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "core/error.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define LMT_GEMM_X86 1
+#endif
+
+namespace lmt::cpu {
+
+namespace {
+
+// Micro-kernel: C (MR x NR, leading dimension ldc) = (accumulate ? C : 0) + A-panel @ B-strip
+// over kc. The B strip is read as b(k, j) = B[k * b_step + j] (packed: b_step = NR; a
+// non-transposed B in place: its ld). The A panel is read as a(i, k) = A[k * a_step + i] when
+// rows_contiguous (packed: a_step = MR; a transposed A in place: its ld), otherwise as
+// a(i, k) = A[i * a_step + k] (a non-transposed A in place), so full panels need no packing.
+using MicroKernel = void (*)(int kc, const float* A, int64_t a_step, bool rows_contiguous,
+                             const float* B, int64_t b_step, float* C, int64_t ldc,
+                             bool accumulate);
+
+struct Kernel {
+  int mr;
+  int nr;
+  MicroKernel fn;
+};
+
+constexpr int kMaxTile = 12 * 32;  // the largest MR * NR below
+
+// Portable: 4 x 16 with the tile in a local array the compiler keeps in vector registers.
+void kernel_generic(int kc, const float* A, int64_t a_step, bool rows_contiguous, const float* B,
+                    int64_t b_step, float* C, int64_t ldc, bool accumulate) {
+  constexpr int MR = 4, NR = 16;
+  const int64_t row_stride = rows_contiguous ? 1 : a_step;
+  const int64_t k_stride = rows_contiguous ? a_step : 1;
+  float acc[MR][NR];
+  for (int i = 0; i < MR; ++i) {
+    for (int j = 0; j < NR; ++j) acc[i][j] = accumulate ? C[i * ldc + j] : 0.0f;
+  }
+  for (int k = 0; k < kc; ++k) {
+    const float* b = B + k * b_step;
+    for (int i = 0; i < MR; ++i) {
+      const float a = A[i * row_stride + k * k_stride];
+      for (int j = 0; j < NR; ++j) acc[i][j] += a * b[j];
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    for (int j = 0; j < NR; ++j) C[i * ldc + j] = acc[i][j];
+  }
+}
+
+#ifdef LMT_GEMM_X86
+// AVX2 + FMA: 6 x 16, twelve ymm accumulators, two strip loads and six broadcasts per k.
+template <bool kRowsContiguous>
+__attribute__((target("avx2,fma"))) void kernel_avx2_impl(int kc, const float* A, int64_t a_step,
+                                                          const float* B, int64_t b_step,
+                                                          float* C, int64_t ldc,
+                                                          bool accumulate) {
+  constexpr int MR = 6;
+  __m256 c0[MR], c1[MR];
+  for (int i = 0; i < MR; ++i) {
+    c0[i] = accumulate ? _mm256_loadu_ps(C + i * ldc) : _mm256_setzero_ps();
+    c1[i] = accumulate ? _mm256_loadu_ps(C + i * ldc + 8) : _mm256_setzero_ps();
+  }
+  for (int k = 0; k < kc; ++k) {
+    const __m256 b0 = _mm256_loadu_ps(B);
+    const __m256 b1 = _mm256_loadu_ps(B + 8);
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i) {
+      const __m256 a = _mm256_broadcast_ss(kRowsContiguous ? A + i : A + i * a_step);
+      c0[i] = _mm256_fmadd_ps(a, b0, c0[i]);
+      c1[i] = _mm256_fmadd_ps(a, b1, c1[i]);
+    }
+    A += kRowsContiguous ? a_step : 1;
+    B += b_step;
+  }
+  for (int i = 0; i < MR; ++i) {
+    _mm256_storeu_ps(C + i * ldc, c0[i]);
+    _mm256_storeu_ps(C + i * ldc + 8, c1[i]);
+  }
+}
+
+void kernel_avx2(int kc, const float* A, int64_t a_step, bool rows_contiguous, const float* B,
+                 int64_t b_step, float* C, int64_t ldc, bool accumulate) {
+  if (rows_contiguous) {
+    kernel_avx2_impl<true>(kc, A, a_step, B, b_step, C, ldc, accumulate);
+  } else {
+    kernel_avx2_impl<false>(kc, A, a_step, B, b_step, C, ldc, accumulate);
+  }
+}
+
+// AVX-512: 12 x 32, twenty-four zmm accumulators, two strip loads and twelve broadcasts per k.
+template <bool kRowsContiguous>
+__attribute__((target("avx512f"))) void kernel_avx512_impl(int kc, const float* A,
+                                                           int64_t a_step, const float* B,
+                                                           int64_t b_step, float* C, int64_t ldc,
+                                                           bool accumulate) {
+  constexpr int MR = 12;
+  __m512 c0[MR], c1[MR];
+  for (int i = 0; i < MR; ++i) {
+    c0[i] = accumulate ? _mm512_loadu_ps(C + i * ldc) : _mm512_setzero_ps();
+    c1[i] = accumulate ? _mm512_loadu_ps(C + i * ldc + 16) : _mm512_setzero_ps();
+  }
+  for (int k = 0; k < kc; ++k) {
+    const __m512 b0 = _mm512_loadu_ps(B);
+    const __m512 b1 = _mm512_loadu_ps(B + 16);
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; ++i) {
+      const __m512 a = _mm512_set1_ps(kRowsContiguous ? A[i] : A[i * a_step]);
+      c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
+      c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
+    }
+    A += kRowsContiguous ? a_step : 1;
+    B += b_step;
+  }
+  for (int i = 0; i < MR; ++i) {
+    _mm512_storeu_ps(C + i * ldc, c0[i]);
+    _mm512_storeu_ps(C + i * ldc + 16, c1[i]);
+  }
+}
+
+void kernel_avx512(int kc, const float* A, int64_t a_step, bool rows_contiguous, const float* B,
+                   int64_t b_step, float* C, int64_t ldc, bool accumulate) {
+  if (rows_contiguous) {
+    kernel_avx512_impl<true>(kc, A, a_step, B, b_step, C, ldc, accumulate);
+  } else {
+    kernel_avx512_impl<false>(kc, A, a_step, B, b_step, C, ldc, accumulate);
+  }
+}
+#endif
+
+Kernel kernel_for(GemmIsa isa) {
+  switch (isa) {
+#ifdef LMT_GEMM_X86
+    case GemmIsa::kAvx512:
+      return {12, 32, kernel_avx512};
+    case GemmIsa::kAvx2:
+      return {6, 16, kernel_avx2};
+#endif
+    default:
+      return {4, 16, kernel_generic};
+  }
+}
+
+// Blocking: a k block of 256 keeps a strip (256 x NR floats, 32 KiB at NR = 32) in L1 while the
+// panels of a row block (MC x 256, at most 192 KiB) stream from L2.
+constexpr int kKc = 256;
+constexpr int kPanelsPerRowBlock = 16;
+constexpr int kNc = 1024;
+
+// Packs rows [i0, i0+mc) and k [p0, p0+kc) of op(A) into panel `panel` of Ap.
+void pack_a_panel(float* dst, bool trans_a, const float* A, int64_t lda, int i0, int rows, int p0,
+                  int kc, int mr) {
+  if (trans_a) {
+    // op(A)(i, k) = A[k * lda + i]: for each k the panel's rows are contiguous in A.
+    for (int k = 0; k < kc; ++k) {
+      const float* src = A + int64_t{p0 + k} * lda + i0;
+      float* out = dst + k * mr;
+      int i = 0;
+      for (; i < rows; ++i) out[i] = src[i];
+      for (; i < mr; ++i) out[i] = 0.0f;
+    }
+  } else {
+    // op(A)(i, k) = A[i * lda + k]: read each row once, scatter with stride mr.
+    for (int i = 0; i < rows; ++i) {
+      const float* src = A + int64_t{i0 + i} * lda + p0;
+      for (int k = 0; k < kc; ++k) dst[k * mr + i] = src[k];
+    }
+    for (int i = rows; i < mr; ++i) {
+      for (int k = 0; k < kc; ++k) dst[k * mr + i] = 0.0f;
+    }
+  }
+}
+
+// Packs k [p0, p0+kc) and columns [j0, j0+cols) of op(B) into a strip of width nr.
+void pack_b_strip(float* dst, bool trans_b, const float* B, int64_t ldb, int j0, int cols, int p0,
+                  int kc, int nr) {
+  if (trans_b) {
+    // op(B)(k, j) = B[j * ldb + k]: read each row of B once, scatter with stride nr.
+    for (int j = 0; j < cols; ++j) {
+      const float* src = B + int64_t{j0 + j} * ldb + p0;
+      for (int k = 0; k < kc; ++k) dst[k * nr + j] = src[k];
+    }
+    for (int j = cols; j < nr; ++j) {
+      for (int k = 0; k < kc; ++k) dst[k * nr + j] = 0.0f;
+    }
+  } else {
+    for (int k = 0; k < kc; ++k) {
+      const float* src = B + int64_t{p0 + k} * ldb + j0;
+      float* out = dst + k * nr;
+      int j = 0;
+      for (; j < cols; ++j) out[j] = src[j];
+      for (; j < nr; ++j) out[j] = 0.0f;
+    }
+  }
+}
+
+// Scratch owned by the calling thread (Gloo tests run several ranks as threads of one
+// process, so the buffers cannot be shared process-wide). They only grow: no allocation once
+// the shapes of a training step have been seen.
+struct GemmScratch {
+  std::vector<float> a_panels;
+  std::vector<float> b_strips;
+};
+GemmScratch& scratch() {
+  thread_local GemmScratch instance;
+  return instance;
+}
+
+// One thread's share of C = op(A) @ op(B) + beta * C (thread `tid` of `num_threads`; with
+// more than one thread the caller is inside an OpenMP parallel region of exactly that team and
+// the barriers below synchronize it). Work is split by hand rather than with `omp for`, so that
+// a single-threaded call made from inside another parallel region (attention calls GEMMs per
+// head) does not bind to that region's team.
+void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bool trans_b, int M,
+                int N, int K, const float* A, int64_t lda, const float* B, int64_t ldb,
+                float beta, float* C, int64_t ldc, float* a_panels, float* b_strips) {
+  const int mr = kernel.mr;
+  const int nr = kernel.nr;
+  const int mc_max = kPanelsPerRowBlock * mr;
+  auto barrier = [num_threads] {
+    if (num_threads > 1) {
+#pragma omp barrier
+    }
+  };
+  // [begin, end) of `count` items for this thread: contiguous, static.
+  auto share = [tid, num_threads](int count, int& begin, int& end) {
+    begin = static_cast<int>(int64_t{count} * tid / num_threads);
+    end = static_cast<int>(int64_t{count} * (tid + 1) / num_threads);
+  };
+  alignas(64) float edge_tile[kMaxTile];
+  for (int j0 = 0; j0 < N; j0 += kNc) {
+    const int nc = std::min(kNc, N - j0);
+    const int num_strips = (nc + nr - 1) / nr;
+    for (int p0 = 0; p0 < K; p0 += kKc) {
+      const int kc = std::min(kKc, K - p0);
+      const bool accumulate = beta != 0.0f || p0 > 0;
+      // A non-transposed B is read in place, except for a last strip narrower than nr.
+      int begin, end;
+      share(num_strips, begin, end);
+      for (int s = begin; s < end; ++s) {
+        const int cols = std::min(nr, nc - s * nr);
+        if (trans_b || cols < nr) {
+          pack_b_strip(b_strips + int64_t{s} * kc * nr, trans_b, B, ldb, j0 + s * nr, cols, p0,
+                       kc, nr);
+        }
+      }
+      for (int i0 = 0; i0 < M; i0 += mc_max) {
+        const int mc = std::min(mc_max, M - i0);
+        const int num_panels = (mc + mr - 1) / mr;
+        // Full panels of A are read in place; only a last panel shorter than mr is packed.
+        const int last_rows = mc - (num_panels - 1) * mr;
+        if (last_rows < mr && tid == num_threads - 1) {
+          pack_a_panel(a_panels, trans_a, A, lda, i0 + (num_panels - 1) * mr, last_rows, p0, kc,
+                       mr);
+        }
+        barrier();  // strips and the short panel are ready
+        // Strip-major order: a thread's consecutive tiles share a strip.
+        share(num_strips * num_panels, begin, end);
+        for (int item = begin; item < end; ++item) {
+          const int s = item / num_panels;
+          const int p = item % num_panels;
+          const int rows = std::min(mr, mc - p * mr);
+          const int cols = std::min(nr, nc - s * nr);
+          const float* b_strip;
+          int64_t b_step;
+          if (trans_b || cols < nr) {
+            b_strip = b_strips + int64_t{s} * kc * nr;
+            b_step = nr;
+          } else {
+            b_strip = B + int64_t{p0} * ldb + j0 + s * nr;
+            b_step = ldb;
+          }
+          const float* a_panel;
+          int64_t a_step;
+          bool rows_contiguous;
+          if (rows < mr) {
+            a_panel = a_panels;
+            a_step = mr;
+            rows_contiguous = true;
+          } else if (trans_a) {
+            a_panel = A + int64_t{p0} * lda + i0 + p * mr;
+            a_step = lda;
+            rows_contiguous = true;
+          } else {
+            a_panel = A + int64_t{i0 + p * mr} * lda + p0;
+            a_step = lda;
+            rows_contiguous = false;
+          }
+          float* c_tile = C + int64_t{i0 + p * mr} * ldc + j0 + s * nr;
+          if (rows == mr && cols == nr) {
+            kernel.fn(kc, a_panel, a_step, rows_contiguous, b_strip, b_step, c_tile, ldc,
+                      accumulate);
+            continue;
+          }
+          if (accumulate) {
+            for (int i = 0; i < rows; ++i) {
+              std::memcpy(edge_tile + i * nr, c_tile + i * ldc, sizeof(float) * cols);
+            }
+          }
+          kernel.fn(kc, a_panel, a_step, rows_contiguous, b_strip, b_step, edge_tile, nr,
+                    accumulate);
+          for (int i = 0; i < rows; ++i) {
+            std::memcpy(c_tile + i * ldc, edge_tile + i * nr, sizeof(float) * cols);
+          }
+        }
+        barrier();  // the short panel and the strips are free again
+      }
+    }
+  }
+}
+
+void run_gemm(const Kernel& kernel, bool trans_a, bool trans_b, int M, int N, int K,
+              const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+              int64_t ldc) {
+  if (beta != 0.0f && beta != 1.0f) throw Error("sgemm: beta must be 0 or 1");
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    if (beta == 0.0f) {
+      for (int i = 0; i < M; ++i) std::fill_n(C + i * ldc, N, 0.0f);
+    }
+    return;
+  }
+  const int nc_max = std::min(kNc, (N + kernel.nr - 1) / kernel.nr * kernel.nr);
+  const int kc_max = std::min(kKc, K);
+  GemmScratch& buffers = scratch();
+  const size_t a_size = size_t(kernel.mr) * kc_max;
+  const size_t b_size = size_t(nc_max) * kc_max;
+  if (buffers.a_panels.size() < a_size) buffers.a_panels.resize(a_size);
+  if (buffers.b_strips.size() < b_size) buffers.b_strips.resize(b_size);
+  float* a_panels = buffers.a_panels.data();
+  float* b_strips = buffers.b_strips.data();
+
+  // Small products are not worth waking the team, and calls from inside a parallel region run
+  // on the calling thread alone.
+  const double flops = 2.0 * M * N * K;
+  const int num_threads = (flops < 4e5 || omp_in_parallel()) ? 1 : omp_get_max_threads();
+  if (num_threads == 1) {
+    gemm_share(kernel, 0, 1, trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, a_panels,
+               b_strips);
+    return;
+  }
+#pragma omp parallel num_threads(num_threads)
+  gemm_share(kernel, omp_get_thread_num(), omp_get_num_threads(), trans_a, trans_b, M, N, K, A,
+             lda, B, ldb, beta, C, ldc, a_panels, b_strips);
+}
+
+GemmIsa detect_isa() {
+#ifdef LMT_GEMM_X86
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return GemmIsa::kAvx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return GemmIsa::kAvx2;
+#endif
+  return GemmIsa::kGeneric;
+}
+
+GemmIsa resolve_isa() {
+  const GemmIsa best = detect_isa();
+  const char* requested = std::getenv("LMTRAIN_CPU_ISA");
+  if (requested == nullptr || *requested == '\0') return best;
+  const std::string name(requested);
+  GemmIsa isa;
+  if (name == "generic") {
+    isa = GemmIsa::kGeneric;
+  } else if (name == "avx2") {
+    isa = GemmIsa::kAvx2;
+  } else if (name == "avx512") {
+    isa = GemmIsa::kAvx512;
+  } else {
+    throw Error("LMTRAIN_CPU_ISA='" + name + "': expected generic, avx2 or avx512 (or unset it)");
+  }
+  if (!gemm_isa_supported(isa)) {
+    throw Error("LMTRAIN_CPU_ISA=" + name + ": this CPU supports at most " +
+                gemm_isa_name(best) + "; unset LMTRAIN_CPU_ISA or ask for a lower one");
+  }
+  return isa;
+}
+
+}  // namespace
+
+bool gemm_isa_supported(GemmIsa isa) { return static_cast<int>(isa) <= static_cast<int>(detect_isa()); }
+
+std::string gemm_isa_name(GemmIsa isa) {
+  switch (isa) {
+    case GemmIsa::kAvx512:
+      return "avx512";
+    case GemmIsa::kAvx2:
+      return "avx2";
+    default:
+      return "generic";
+  }
+}
+
+GemmIsa gemm_isa() {
+  static const GemmIsa isa = resolve_isa();
+  return isa;
+}
+
+void sgemm_with_isa(GemmIsa isa, bool trans_a, bool trans_b, int M, int N, int K, const float* A,
+                    int lda, const float* B, int ldb, float beta, float* C, int ldc) {
+  if (!gemm_isa_supported(isa)) throw Error("sgemm: " + gemm_isa_name(isa) + " is not supported here");
+  run_gemm(kernel_for(isa), trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
+}
+
+void sgemm(bool trans_a, bool trans_b, int M, int N, int K, const float* A, int lda,
+           const float* B, int ldb, float beta, float* C, int ldc) {
+  run_gemm(kernel_for(gemm_isa()), trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
+}
+
+}  // namespace lmt::cpu

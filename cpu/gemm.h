@@ -1,0 +1,36 @@
+// lmtrain's own single-precision GEMM for the CPU backend (cpu/gemm.cpp).
+//
+// Row-major C (M,N) = op(A) (M,K) @ op(B) (K,N) + beta * C, with beta 0 or 1, op = identity or
+// transpose. Packed panels and a register-blocked micro-kernel per instruction set: AVX-512
+// (12 x 32 tile), AVX2 + FMA (6 x 16) and portable C++ (4 x 16), chosen at run time from what the
+// CPU reports, so a build for x86-64-v3 still uses AVX-512 where it exists and does not depend
+// on OpenBLAS recognising the CPU (Debian's OpenBLAS 0.3.21 falls back to its SSE3 "Prescott"
+// kernels on CPUs it does not know).
+//
+// Threads: one OpenMP team splits the output tiles. Every element of C is computed by exactly
+// one thread, over K in a fixed order, so the result has the same bits for any thread count.
+#pragma once
+#include <string>
+
+namespace lmt::cpu {
+
+enum class GemmIsa { kGeneric, kAvx2, kAvx512 };
+
+// The instruction set in use: the best the CPU supports, unless LMTRAIN_CPU_ISA=generic|avx2|
+// avx512 asks for a lower one (for tests and comparisons; asking for one the CPU lacks is an
+// error at first use).
+GemmIsa gemm_isa();
+std::string gemm_isa_name(GemmIsa isa);
+// The instruction sets this CPU (and this build) can run, lowest first.
+bool gemm_isa_supported(GemmIsa isa);
+
+// C = op(A) @ op(B) + beta * C. trans_a: A is stored (K,M) with leading dimension lda;
+// otherwise (M,K). trans_b: B is stored (N,K); otherwise (K,N). beta must be 0 or 1.
+void sgemm(bool trans_a, bool trans_b, int M, int N, int K, const float* A, int lda,
+           const float* B, int ldb, float beta, float* C, int ldc);
+
+// The same with an explicit instruction set (must be supported), for tests.
+void sgemm_with_isa(GemmIsa isa, bool trans_a, bool trans_b, int M, int N, int K, const float* A,
+                    int lda, const float* B, int ldb, float beta, float* C, int ldc);
+
+}  // namespace lmt::cpu

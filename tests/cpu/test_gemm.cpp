@@ -1,0 +1,112 @@
+// lmtrain's sgemm (cpu/gemm.h): every instruction set this CPU has, all four layouts, shapes
+// that are and are not multiples of the tiles and of the k / column blocks, beta 0 and 1,
+// leading dimensions larger than the matrix, and the same bits for 1, 2 and 3 threads.
+#include <omp.h>
+
+#include <cmath>
+#include <limits>
+
+#include "cpu/gemm.h"
+#include "tests/cpu/cpu_test_util.h"
+
+namespace lmt::cpu::test {
+namespace {
+
+struct Case {
+  int M, N, K;
+};
+
+// C (M,N) row-major with leading dimension ldc, computed in double.
+std::vector<double> reference_gemm(bool trans_a, bool trans_b, int M, int N, int K,
+                                   const std::vector<float>& A, int lda,
+                                   const std::vector<float>& B, int ldb,
+                                   const std::vector<float>& C0, int ldc, bool accumulate) {
+  std::vector<double> C(C0.begin(), C0.end());
+  for (int i = 0; i < M; ++i) {
+    for (int j = 0; j < N; ++j) {
+      double sum = 0.0;
+      for (int k = 0; k < K; ++k) {
+        const double a = trans_a ? A[size_t(k) * lda + i] : A[size_t(i) * lda + k];
+        const double b = trans_b ? B[size_t(j) * ldb + k] : B[size_t(k) * ldb + j];
+        sum += a * b;
+      }
+      double& c = C[size_t(i) * ldc + j];
+      c = (accumulate ? c : 0.0) + sum;
+    }
+  }
+  return C;
+}
+
+std::vector<float> random_floats(size_t n, std::mt19937& rng) { return to_float(random_vector(n, rng)); }
+
+TEST_CASE("sgemm matches a double reference for every ISA, layout and edge shape", "[cpu][gemm]") {
+  const GemmIsa isa = GENERATE(GemmIsa::kGeneric, GemmIsa::kAvx2, GemmIsa::kAvx512);
+  if (!gemm_isa_supported(isa)) {
+    SUCCEED("SKIPPED: this CPU has no " << gemm_isa_name(isa));
+    return;
+  }
+  const bool trans_a = GENERATE(false, true);
+  const bool trans_b = GENERATE(false, true);
+  const bool accumulate = GENERATE(false, true);
+  // 1x1x1; below one tile; exact tiles (12x32 and 6x16 and 4x16 all divide 96 x 64); ragged;
+  // K past the 256 k block; N past the 1024 column block; M past the 16-panel row block.
+  const Case shape = GENERATE(Case{1, 1, 1}, Case{5, 7, 3}, Case{96, 64, 40}, Case{37, 45, 29},
+                              Case{13, 33, 300}, Case{20, 1100, 17}, Case{250, 20, 11});
+  INFO(gemm_isa_name(isa) << " trans_a " << trans_a << " trans_b " << trans_b << " accumulate "
+                          << accumulate << " M " << shape.M << " N " << shape.N << " K "
+                          << shape.K);
+  std::mt19937 rng(shape.M * 131 + shape.N * 7 + shape.K);
+  const int M = shape.M, N = shape.N, K = shape.K;
+  // Leading dimensions with slack, so that reading past a row would read wrong numbers.
+  const int lda = (trans_a ? M : K) + 3;
+  const int ldb = (trans_b ? K : N) + 5;
+  const int ldc = N + 2;
+  const std::vector<float> A = random_floats(size_t(trans_a ? K : M) * lda, rng);
+  const std::vector<float> B = random_floats(size_t(trans_b ? N : K) * ldb, rng);
+  std::vector<float> C = random_floats(size_t(M) * ldc, rng);  // never zeros: beta 0 must ignore it
+  const std::vector<double> expected =
+      reference_gemm(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+  sgemm_with_isa(isa, trans_a, trans_b, M, N, K, A.data(), lda, B.data(), ldb,
+                 accumulate ? 1.0f : 0.0f, C.data(), ldc);
+  // Error bound for K products of values in [-1, 1] summed in float.
+  const double tolerance = 1e-6 * (K + 2);
+  for (int i = 0; i < M; ++i) {
+    for (int j = 0; j < ldc; ++j) {
+      const size_t index = size_t(i) * ldc + j;
+      INFO("C[" << i << "][" << j << "]");
+      REQUIRE(std::abs(C[index] - expected[index]) <= tolerance);  // padding columns untouched too
+    }
+  }
+}
+
+TEST_CASE("sgemm gives the same bits for any thread count", "[cpu][gemm]") {
+  const int M = 300, N = 200, K = 520;
+  std::mt19937 rng(5);
+  const std::vector<float> A = random_floats(size_t(M) * K, rng);
+  const std::vector<float> B = random_floats(size_t(N) * K, rng);
+  const int saved_threads = omp_get_max_threads();
+  std::vector<std::vector<float>> results;
+  for (int threads : {1, 2, 3}) {
+    omp_set_num_threads(threads);
+    std::vector<float> C(size_t(M) * N, std::numeric_limits<float>::quiet_NaN());
+    sgemm(false, true, M, N, K, A.data(), K, B.data(), K, 0.0f, C.data(), N);
+    results.push_back(C);
+  }
+  omp_set_num_threads(saved_threads);
+  CHECK(results[0] == results[1]);
+  CHECK(results[0] == results[2]);
+}
+
+TEST_CASE("sgemm with K = 0 honours beta, and rejects other betas", "[cpu][gemm]") {
+  std::vector<float> C = {1.0f, 2.0f, 3.0f, 4.0f};
+  const float unused = 0.0f;
+  sgemm(false, false, 2, 2, 0, &unused, 1, &unused, 2, 1.0f, C.data(), 2);
+  CHECK(C == std::vector<float>{1.0f, 2.0f, 3.0f, 4.0f});
+  sgemm(false, false, 2, 2, 0, &unused, 1, &unused, 2, 0.0f, C.data(), 2);
+  CHECK(C == std::vector<float>{0.0f, 0.0f, 0.0f, 0.0f});
+  CHECK_THROWS_WITH(sgemm(false, false, 2, 2, 1, C.data(), 1, C.data(), 2, 0.5f, C.data(), 2),
+                    Catch::Contains("beta must be 0 or 1"));
+}
+
+}  // namespace
+}  // namespace lmt::cpu::test
