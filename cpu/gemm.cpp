@@ -36,9 +36,10 @@ namespace {
 // non-transposed B in place: its ld). The A panel is read as a(i, k) = A[k * a_step + i] when
 // rows_contiguous (packed: a_step = MR; a transposed A in place: its ld), otherwise as
 // a(i, k) = A[i * a_step + k] (a non-transposed A in place), so full panels need no packing.
+// Without accumulate, the tile starts from bias (NR values added to every row) or from zero.
 using MicroKernel = void (*)(int kc, const float* A, int64_t a_step, bool rows_contiguous,
                              const float* B, int64_t b_step, float* C, int64_t ldc,
-                             bool accumulate);
+                             bool accumulate, const float* bias);
 
 struct Kernel {
   int mr;
@@ -50,13 +51,15 @@ constexpr int kMaxTile = 12 * 32;  // the largest MR * NR below
 
 // Portable: 4 x 16 with the tile in a local array the compiler keeps in vector registers.
 void kernel_generic(int kc, const float* A, int64_t a_step, bool rows_contiguous, const float* B,
-                    int64_t b_step, float* C, int64_t ldc, bool accumulate) {
+                    int64_t b_step, float* C, int64_t ldc, bool accumulate, const float* bias) {
   constexpr int MR = 4, NR = 16;
   const int64_t row_stride = rows_contiguous ? 1 : a_step;
   const int64_t k_stride = rows_contiguous ? a_step : 1;
   float acc[MR][NR];
   for (int i = 0; i < MR; ++i) {
-    for (int j = 0; j < NR; ++j) acc[i][j] = accumulate ? C[i * ldc + j] : 0.0f;
+    for (int j = 0; j < NR; ++j) {
+      acc[i][j] = accumulate ? C[i * ldc + j] : (bias != nullptr ? bias[j] : 0.0f);
+    }
   }
   for (int k = 0; k < kc; ++k) {
     const float* b = B + k * b_step;
@@ -76,12 +79,14 @@ template <bool kRowsContiguous>
 __attribute__((target("avx2,fma"))) void kernel_avx2_impl(int kc, const float* A, int64_t a_step,
                                                           const float* B, int64_t b_step,
                                                           float* C, int64_t ldc,
-                                                          bool accumulate) {
+                                                          bool accumulate, const float* bias) {
   constexpr int MR = 6;
   __m256 c0[MR], c1[MR];
+  const __m256 start0 = bias != nullptr ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
+  const __m256 start1 = bias != nullptr ? _mm256_loadu_ps(bias + 8) : _mm256_setzero_ps();
   for (int i = 0; i < MR; ++i) {
-    c0[i] = accumulate ? _mm256_loadu_ps(C + i * ldc) : _mm256_setzero_ps();
-    c1[i] = accumulate ? _mm256_loadu_ps(C + i * ldc + 8) : _mm256_setzero_ps();
+    c0[i] = accumulate ? _mm256_loadu_ps(C + i * ldc) : start0;
+    c1[i] = accumulate ? _mm256_loadu_ps(C + i * ldc + 8) : start1;
   }
   for (int k = 0; k < kc; ++k) {
     const __m256 b0 = _mm256_loadu_ps(B);
@@ -102,11 +107,11 @@ __attribute__((target("avx2,fma"))) void kernel_avx2_impl(int kc, const float* A
 }
 
 void kernel_avx2(int kc, const float* A, int64_t a_step, bool rows_contiguous, const float* B,
-                 int64_t b_step, float* C, int64_t ldc, bool accumulate) {
+                 int64_t b_step, float* C, int64_t ldc, bool accumulate, const float* bias) {
   if (rows_contiguous) {
-    kernel_avx2_impl<true>(kc, A, a_step, B, b_step, C, ldc, accumulate);
+    kernel_avx2_impl<true>(kc, A, a_step, B, b_step, C, ldc, accumulate, bias);
   } else {
-    kernel_avx2_impl<false>(kc, A, a_step, B, b_step, C, ldc, accumulate);
+    kernel_avx2_impl<false>(kc, A, a_step, B, b_step, C, ldc, accumulate, bias);
   }
 }
 
@@ -115,12 +120,14 @@ template <bool kRowsContiguous>
 __attribute__((target("avx512f"))) void kernel_avx512_impl(int kc, const float* A,
                                                            int64_t a_step, const float* B,
                                                            int64_t b_step, float* C, int64_t ldc,
-                                                           bool accumulate) {
+                                                           bool accumulate, const float* bias) {
   constexpr int MR = 12;
   __m512 c0[MR], c1[MR];
+  const __m512 start0 = bias != nullptr ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
+  const __m512 start1 = bias != nullptr ? _mm512_loadu_ps(bias + 16) : _mm512_setzero_ps();
   for (int i = 0; i < MR; ++i) {
-    c0[i] = accumulate ? _mm512_loadu_ps(C + i * ldc) : _mm512_setzero_ps();
-    c1[i] = accumulate ? _mm512_loadu_ps(C + i * ldc + 16) : _mm512_setzero_ps();
+    c0[i] = accumulate ? _mm512_loadu_ps(C + i * ldc) : start0;
+    c1[i] = accumulate ? _mm512_loadu_ps(C + i * ldc + 16) : start1;
   }
   for (int k = 0; k < kc; ++k) {
     const __m512 b0 = _mm512_loadu_ps(B);
@@ -141,11 +148,11 @@ __attribute__((target("avx512f"))) void kernel_avx512_impl(int kc, const float* 
 }
 
 void kernel_avx512(int kc, const float* A, int64_t a_step, bool rows_contiguous, const float* B,
-                   int64_t b_step, float* C, int64_t ldc, bool accumulate) {
+                 int64_t b_step, float* C, int64_t ldc, bool accumulate, const float* bias) {
   if (rows_contiguous) {
-    kernel_avx512_impl<true>(kc, A, a_step, B, b_step, C, ldc, accumulate);
+    kernel_avx512_impl<true>(kc, A, a_step, B, b_step, C, ldc, accumulate, bias);
   } else {
-    kernel_avx512_impl<false>(kc, A, a_step, B, b_step, C, ldc, accumulate);
+    kernel_avx512_impl<false>(kc, A, a_step, B, b_step, C, ldc, accumulate, bias);
   }
 }
 #endif
@@ -235,7 +242,8 @@ GemmScratch& scratch() {
 // head) does not bind to that region's team.
 void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bool trans_b, int M,
                 int N, int K, const float* A, int64_t lda, const float* B, int64_t ldb,
-                float beta, float* C, int64_t ldc, float* a_panels, float* b_strips) {
+                float beta, float* C, int64_t ldc, const float* bias, float* a_panels,
+                float* b_strips) {
   const int mr = kernel.mr;
   const int nr = kernel.nr;
   const int mc_max = kPanelsPerRowBlock * mr;
@@ -250,6 +258,7 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
     end = static_cast<int>(int64_t{count} * (tid + 1) / num_threads);
   };
   alignas(64) float edge_tile[kMaxTile];
+  alignas(64) float edge_bias[kMaxTile];  // a short strip's bias, zero-padded to nr
   for (int j0 = 0; j0 < N; j0 += kNc) {
     const int nc = std::min(kNc, N - j0);
     const int num_strips = (nc + nr - 1) / nr;
@@ -309,9 +318,15 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
             rows_contiguous = false;
           }
           float* c_tile = C + int64_t{i0 + p * mr} * ldc + j0 + s * nr;
+          const float* tile_bias = bias != nullptr ? bias + j0 + s * nr : nullptr;
+          if (tile_bias != nullptr && cols < nr) {
+            std::fill_n(edge_bias, nr, 0.0f);
+            std::copy_n(tile_bias, cols, edge_bias);
+            tile_bias = edge_bias;
+          }
           if (rows == mr && cols == nr) {
             kernel.fn(kc, a_panel, a_step, rows_contiguous, b_strip, b_step, c_tile, ldc,
-                      accumulate);
+                      accumulate, tile_bias);
             continue;
           }
           if (accumulate) {
@@ -320,7 +335,7 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
             }
           }
           kernel.fn(kc, a_panel, a_step, rows_contiguous, b_strip, b_step, edge_tile, nr,
-                    accumulate);
+                    accumulate, tile_bias);
           for (int i = 0; i < rows; ++i) {
             std::memcpy(c_tile + i * ldc, edge_tile + i * nr, sizeof(float) * cols);
           }
@@ -333,12 +348,19 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
 
 void run_gemm(const Kernel& kernel, bool trans_a, bool trans_b, int M, int N, int K,
               const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-              int64_t ldc) {
+              int64_t ldc, const float* bias) {
   if (beta != 0.0f && beta != 1.0f) throw Error("sgemm: beta must be 0 or 1");
+  if (beta != 0.0f && bias != nullptr) throw Error("sgemm: a bias needs beta 0");
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
     if (beta == 0.0f) {
-      for (int i = 0; i < M; ++i) std::fill_n(C + i * ldc, N, 0.0f);
+      for (int i = 0; i < M; ++i) {
+        if (bias != nullptr) {
+          std::copy_n(bias, N, C + i * ldc);
+        } else {
+          std::fill_n(C + i * ldc, N, 0.0f);
+        }
+      }
     }
     return;
   }
@@ -357,13 +379,13 @@ void run_gemm(const Kernel& kernel, bool trans_a, bool trans_b, int M, int N, in
   const double flops = 2.0 * M * N * K;
   const int num_threads = (flops < 4e5 || omp_in_parallel()) ? 1 : omp_get_max_threads();
   if (num_threads == 1) {
-    gemm_share(kernel, 0, 1, trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, a_panels,
-               b_strips);
+    gemm_share(kernel, 0, 1, trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, bias,
+               a_panels, b_strips);
     return;
   }
 #pragma omp parallel num_threads(num_threads)
   gemm_share(kernel, omp_get_thread_num(), omp_get_num_threads(), trans_a, trans_b, M, N, K, A,
-             lda, B, ldb, beta, C, ldc, a_panels, b_strips);
+             lda, B, ldb, beta, C, ldc, bias, a_panels, b_strips);
 }
 
 GemmIsa detect_isa() {
@@ -418,14 +440,16 @@ GemmIsa gemm_isa() {
 }
 
 void sgemm_with_isa(GemmIsa isa, bool trans_a, bool trans_b, int M, int N, int K, const float* A,
-                    int lda, const float* B, int ldb, float beta, float* C, int ldc) {
+                    int lda, const float* B, int ldb, float beta, float* C, int ldc,
+                    const float* bias) {
   if (!gemm_isa_supported(isa)) throw Error("sgemm: " + gemm_isa_name(isa) + " is not supported here");
-  run_gemm(kernel_for(isa), trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
+  run_gemm(kernel_for(isa), trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, bias);
 }
 
 void sgemm(bool trans_a, bool trans_b, int M, int N, int K, const float* A, int lda,
-           const float* B, int ldb, float beta, float* C, int ldc) {
-  run_gemm(kernel_for(gemm_isa()), trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
+           const float* B, int ldb, float beta, float* C, int ldc, const float* bias) {
+  run_gemm(kernel_for(gemm_isa()), trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc,
+           bias);
 }
 
 }  // namespace lmt::cpu

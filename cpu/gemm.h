@@ -25,12 +25,15 @@ std::string gemm_isa_name(GemmIsa isa);
 bool gemm_isa_supported(GemmIsa isa);
 
 // C = op(A) @ op(B) + beta * C. trans_a: A is stored (K,M) with leading dimension lda;
-// otherwise (M,K). trans_b: B is stored (N,K); otherwise (K,N). beta must be 0 or 1.
+// otherwise (M,K). trans_b: B is stored (N,K); otherwise (K,N). beta must be 0 or 1. A bias
+// (N values, beta 0 only) is added to every row of C in the micro-kernel's first k block,
+// saving the separate pass that seeding C with it would cost.
 void sgemm(bool trans_a, bool trans_b, int M, int N, int K, const float* A, int lda,
-           const float* B, int ldb, float beta, float* C, int ldc);
+           const float* B, int ldb, float beta, float* C, int ldc, const float* bias = nullptr);
 
 // The same with an explicit instruction set (must be supported), for tests.
 void sgemm_with_isa(GemmIsa isa, bool trans_a, bool trans_b, int M, int N, int K, const float* A,
-                    int lda, const float* B, int ldb, float beta, float* C, int ldc);
+                    int lda, const float* B, int ldb, float beta, float* C, int ldc,
+                    const float* bias = nullptr);
 
 }  // namespace lmt::cpu

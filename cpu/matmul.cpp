@@ -46,26 +46,36 @@ void parallel_gemm(CBLAS_TRANSPOSE trans_a, CBLAS_TRANSPOSE trans_b, int M, int 
   }
 }
 
+void matmul_forward_impl(float* out, const float* inp, const float* weight, const float* bias,
+                         int N, int C, int OC) {
+  // The GEMM starts each tile of out from the bias. weight is stored (OC,C) row-major, so
+  // weight^T is a transposed read, not a copy.
+  sgemm(false, true, N, OC, C, inp, C, weight, C, 0.0f, out, OC, bias);
+}
+
+void matmul_forward_impl(double* out, const double* inp, const double* weight,
+                         const double* bias, int N, int C, int OC) {
+  // Seed out with the bias and let the GEMM add to it (beta = 1).
+  double beta = 0.0;
+  if (bias != nullptr) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; ++n) std::copy(bias, bias + OC, out + int64_t{n} * OC);
+    beta = 1.0;
+  }
+  if (C <= 0) {
+    if (bias == nullptr) std::fill(out, out + int64_t{N} * OC, 0.0);
+    return;
+  }
+  parallel_gemm(CblasNoTrans, CblasTrans, N, OC, C, inp, C, weight, C, beta, out, OC);
+}
+
 }  // namespace
 
 template <typename Real>
 void matmul_forward(Real* out, const Real* inp, const Real* weight, const Real* bias, int N, int C,
                     int OC) {
   if (N <= 0 || OC <= 0) return;
-  // Seed out with the bias and let the GEMM add to it (beta = 1): one pass over out instead of
-  // a second pass to add the bias afterwards.
-  Real beta = Real{0};
-  if (bias != nullptr) {
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; ++n) std::copy(bias, bias + OC, out + int64_t{n} * OC);
-    beta = Real{1};
-  }
-  if (C <= 0) {
-    if (bias == nullptr) std::fill(out, out + int64_t{N} * OC, Real{0});
-    return;
-  }
-  // weight is stored (OC,C) row-major, so weight^T is a transposed read, not a copy.
-  parallel_gemm(CblasNoTrans, CblasTrans, N, OC, C, inp, C, weight, C, beta, out, OC);
+  matmul_forward_impl(out, inp, weight, bias, N, C, OC);
 }
 
 template <typename Real>

@@ -79,6 +79,34 @@ TEST_CASE("sgemm matches a double reference for every ISA, layout and edge shape
   }
 }
 
+TEST_CASE("sgemm adds a bias row to every row of C, ragged strips included", "[cpu][gemm]") {
+  const GemmIsa isa = GENERATE(GemmIsa::kGeneric, GemmIsa::kAvx2, GemmIsa::kAvx512);
+  if (!gemm_isa_supported(isa)) {
+    SUCCEED("SKIPPED: this CPU has no " << gemm_isa_name(isa));
+    return;
+  }
+  const Case shape = GENERATE(Case{30, 45, 20}, Case{13, 64, 300}, Case{7, 1050, 5});
+  INFO(gemm_isa_name(isa) << " M " << shape.M << " N " << shape.N << " K " << shape.K);
+  std::mt19937 rng(shape.N);
+  const int M = shape.M, N = shape.N, K = shape.K;
+  const std::vector<float> A = random_floats(size_t(M) * K, rng);
+  const std::vector<float> B = random_floats(size_t(N) * K, rng);
+  const std::vector<float> bias = random_floats(N, rng);
+  std::vector<float> C = random_floats(size_t(M) * N, rng);
+  std::vector<double> expected = reference_gemm(false, true, M, N, K, A, K, B, K, C, N, false);
+  for (int i = 0; i < M; ++i) {
+    for (int j = 0; j < N; ++j) expected[size_t(i) * N + j] += bias[j];
+  }
+  sgemm_with_isa(isa, false, true, M, N, K, A.data(), K, B.data(), K, 0.0f, C.data(), N, bias.data());
+  const double tolerance = 1e-6 * (K + 3);
+  for (size_t index = 0; index < C.size(); ++index) {
+    INFO("C index " << index);
+    REQUIRE(std::abs(C[index] - expected[index]) <= tolerance);
+  }
+  CHECK_THROWS_WITH(sgemm(false, true, M, N, K, A.data(), K, B.data(), K, 1.0f, C.data(), N, bias.data()),
+                    Catch::Contains("a bias needs beta 0"));
+}
+
 TEST_CASE("sgemm gives the same bits for any thread count", "[cpu][gemm]") {
   const int M = 300, N = 200, K = 520;
   std::mt19937 rng(5);
