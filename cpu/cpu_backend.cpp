@@ -9,6 +9,7 @@
 #include <new>
 
 #include "cpu/cpu_ops.h"
+#include "cpu/gemm.h"
 
 namespace lmt::cpu {
 
@@ -118,6 +119,8 @@ std::unique_ptr<lmt::Backend> make_cpu_backend(int num_threads) {
   // (cpu/matmul.cpp), because its pthread pool spins between calls and starves OpenMP's.
   omp_set_num_threads(resolved_threads);
   openblas_set_num_threads(1);
+  gemm_isa();  // a bad LMTRAIN_CPU_ISA is an error now, before any training
+
   return std::make_unique<CpuBackend>(resolved_threads);
 }
 

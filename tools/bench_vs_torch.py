@@ -7,6 +7,11 @@ Configurations (training steps: forward, backward, AdamW; fp32; random tokens):
   shakespeare-char  nanoGPT's CPU setup: 4 layers, 4 heads, 128 channels, T=64, batch 12, V=65
   gpt2-124m         GPT-2 small at llm.c's CPU test size: B=4, T=64, V=50257
 Each side runs with 1 and 2 threads (`--threads`) and its best median ms/step is compared.
+
+`--torch-openblas-coretype SkylakeX` adds a PyTorch row run in a child process with
+OPENBLAS_CORETYPE set: Debian's OpenBLAS 0.3.21 does not recognise some newer Xeons and falls
+back to SSE3 kernels, and this row shows PyTorch with its BLAS fixed by hand. The speed-up is
+printed against both PyTorch rows; the plain one is PyTorch as installed.
 PyTorch is Debian's python3-torch (run with /usr/bin/python3); the model is tools/
 gpt_reference.py's forward in float32 with torch.optim.AdamW, i.e. the model the reference
 fixture checks lmtrain against. lmtrain runs `lmtrain bench` on the shipped recipes with the
@@ -92,22 +97,38 @@ def main():
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--torch-openblas-coretype", metavar="NAME",
+                        help="also time PyTorch with OPENBLAS_CORETYPE=NAME (e.g. SkylakeX, Haswell)")
+    parser.add_argument("--torch-only", action="store_true", help=argparse.SUPPRESS)
     a = parser.parse_args()
+    if a.torch_only:  # child mode for --torch-openblas-coretype: one JSON line of ms per thread count
+        print(json.dumps({name: [torch_step_ms(CONFIGS[name], t, a.steps, a.warmup) for t in a.threads]
+                          for name in a.configs}))
+        return
     print(f"torch {torch.__version__}, lmtrain {a.lmtrain}, threads tried {a.threads}")
     print(f"{'config':<18} {'side':<8} " + " ".join(f"{f'{t} thr ms':>10}" for t in a.threads) + f" {'best ms':>9}")
     for name in a.configs:
         cfg = CONFIGS[name]
         best = {}
-        for side in ("torch", "lmtrain"):
-            results = []
-            for t in a.threads:
-                if side == "torch":
-                    results.append(torch_step_ms(cfg, t, a.steps, a.warmup))
-                else:
-                    results.append(lmtrain_step_ms(a.lmtrain, cfg, t, a.steps, a.warmup))
+        rows = [("torch", None), ("lmtrain", None)]
+        if a.torch_openblas_coretype:
+            rows.insert(1, (f"torch {a.torch_openblas_coretype}", a.torch_openblas_coretype))
+        for side, coretype in rows:
+            if side == "lmtrain":
+                results = [lmtrain_step_ms(a.lmtrain, cfg, t, a.steps, a.warmup) for t in a.threads]
+            elif coretype is None:
+                results = [torch_step_ms(cfg, t, a.steps, a.warmup) for t in a.threads]
+            else:
+                child = subprocess.run(
+                    [sys.executable, os.path.abspath(__file__), "--torch-only", "--configs", name, "--steps",
+                     str(a.steps), "--warmup", str(a.warmup), "--threads", *map(str, a.threads)],
+                    check=True, capture_output=True, text=True, env={**os.environ, "OPENBLAS_CORETYPE": coretype})
+                results = json.loads(child.stdout.strip().splitlines()[-1])[name]
             best[side] = min(results)
             print(f"{name:<18} {side:<8} " + " ".join(f"{r:>10.1f}" for r in results) + f" {best[side]:>9.1f}")
-        print(f"{name:<18} speed-up lmtrain vs torch: {best['torch'] / best['lmtrain']:.2f}x")
+        for side, _ in rows:
+            if side != "lmtrain":
+                print(f"{name:<18} speed-up lmtrain vs {side}: {best[side] / best['lmtrain']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@
 
 #include "apps/lmtrain/commands.h"
 #include "cpu/cpu_backend.h"
+#include "cpu/gemm.h"
 #include "lmt_build_info.h"
 #include "train/device.h"
 #ifdef LMTRAIN_WITH_CUDA
@@ -29,7 +30,9 @@ Action add_doctor_command(CLI::App& app) {
                std::string(" (built without CUDA)")
 #endif
     );
-    fmt::print("libraries    OpenBLAS: {}\n", cpu::blas_info());
+    fmt::print("cpu gemm     {} micro-kernel (lmtrain's own; LMTRAIN_CPU_ISA to force a lower one)\n",
+               cpu::gemm_isa_name(cpu::gemm_isa()));
+    fmt::print("libraries    OpenBLAS (double precision only): {}\n", cpu::blas_info());
     fmt::print("             OpenMP {}, fmt {}.{}.{}, nlohmann_json {}.{}.{}, CLI11 {}, yaml-cpp\n",
                _OPENMP, FMT_VERSION / 10000, FMT_VERSION / 100 % 100, FMT_VERSION % 100,
                NLOHMANN_JSON_VERSION_MAJOR, NLOHMANN_JSON_VERSION_MINOR, NLOHMANN_JSON_VERSION_PATCH,

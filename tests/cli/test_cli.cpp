@@ -198,6 +198,27 @@ TEST_CASE("cli doctor: reports CPU cores and the GPU situation", "[cli][doctor]"
   CHECK(std::regex_search(r.output, gpus));
 }
 
+TEST_CASE("cli doctor and train: LMTRAIN_CPU_ISA picks the GEMM kernel, a bad value is exit 2",
+          "[cli][doctor]") {
+  TempDir dir;
+  const RunResult best = run_lmtrain(dir, "doctor");
+  CHECK_THAT(best.output, Contains("cpu gemm") && Contains("micro-kernel"));
+  const RunResult generic = run_lmtrain(dir, "doctor", "LMTRAIN_CPU_ISA=generic");
+  INFO(generic.output);
+  CHECK(generic.status == 0);
+  CHECK_THAT(generic.output, Contains("cpu gemm     generic micro-kernel"));
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  const RunResult bad = run_lmtrain(dir, "train tiny.yaml", "LMTRAIN_CPU_ISA=sse9");
+  INFO(bad.output);
+  CHECK(bad.status == 2);
+  CHECK_THAT(bad.output, Contains("LMTRAIN_CPU_ISA='sse9'") && Contains("expected generic, avx2 or avx512"));
+  CHECK_FALSE(std::filesystem::exists(dir.path() / "runs"));  // nothing written
+  // The portable kernel trains too (a handful of steps).
+  const RunResult portable = run_lmtrain(dir, "train tiny.yaml --set run.steps=5", "LMTRAIN_CPU_ISA=generic");
+  INFO(portable.output);
+  CHECK(portable.status == 0);
+}
+
 // ---- data prepare ----------------------------------------------------------------------------
 
 TEST_CASE("cli data prepare: char tokenizer writes shards, tokenizer and summary", "[cli][data]") {
