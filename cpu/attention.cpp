@@ -6,12 +6,16 @@
 // Gradient rule: dqkv is an activation gradient and is overwritten (=).
 //
 // Work is split by (batch, head) pair over the threads; within a pair, queries go in blocks of
-// up to 64 rows against the keys up to the block's end, so each block is five small GEMMs
-// (cpu/gemm.h for float): scores S = (q scale) K^T, then out = P V forward; and dP = dout V^T,
-// dq = dS K, dk += dS^T q, dv += P^T dout backward. The scores of a block live in a per-thread
-// (64, T) buffer, never a T x T matrix. Backward recomputes S with the very same GEMM call as
-// the forward, so p = exp(S - lse) is exactly the forward's probability. Every pair is owned by
-// one thread and summed in a fixed order, so the result does not depend on the thread count.
+// up to 64 against the keys up to the block's end. Each block works on transposed scores
+// S^T (keys, queries), which makes every product a GEMM on operands as they lie in qkv (no
+// packing) and the softmax over keys a loop over rows that vectorizes across queries:
+//   forward:  S^T = K (q scale)^T,  P^T = column softmax,  out = (P^T)^T V
+//   backward: dP^T = V dout^T,  dS^T = P^T (dP^T - D) scale,
+//             dq = (dS^T)^T K,  dk += dS^T q,  dv += P^T dout
+// The score buffers are per thread, (T, 64) at most, never T x T per head. Backward recomputes
+// S^T with the very same GEMM call as the forward, so p = exp(s - lse) is exactly the forward's
+// probability. Every pair is owned by one thread and summed in a fixed order, so the result
+// does not depend on the thread count.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -50,39 +54,131 @@ void block_gemm(bool trans_a, bool trans_b, int M, int N, int K, const double* A
   }
 }
 
+// dst (cols, rows) = src (rows, cols)^T
+void transpose(float* dst, int dst_ld, const float* src, int64_t src_ld, int rows, int cols) {
+  transpose_block(dst, dst_ld, src, src_ld, rows, cols);
+}
+void transpose(double* dst, int dst_ld, const double* src, int64_t src_ld, int rows, int cols) {
+  for (int i = 0; i < rows; ++i) {
+    for (int j = 0; j < cols; ++j) dst[int64_t{j} * dst_ld + i] = src[i * src_ld + j];
+  }
+}
+
+// Column softmax of the causal block: column r (query t0 + r) sees keys 0..t0+r of the
+// (t_end, rows) matrix st; other entries become 0. Writes lse[r] and overwrites st with P^T.
+template <typename Real>
+[[gnu::always_inline]] inline void softmax_columns(Real* st, Real* lse, Real* col_max, Real* col_sum, int t0, int rows,
+                     int t_end) {
+  for (int r = 0; r < rows; ++r) {
+    col_max[r] = -std::numeric_limits<Real>::infinity();
+    col_sum[r] = Real{0};
+  }
+  for (int j = 0; j < t_end; ++j) {
+    const Real* row = st + int64_t{j} * rows;
+    for (int r = std::max(0, j - t0); r < rows; ++r) col_max[r] = std::max(col_max[r], row[r]);
+  }
+  // Subtracting the max keeps exp in range; lse adds it back.
+  for (int j = 0; j < t_end; ++j) {
+    Real* row = st + int64_t{j} * rows;
+    const int first = std::min(rows, std::max(0, j - t0));
+    for (int r = 0; r < first; ++r) row[r] = Real{0};
+    for (int r = first; r < rows; ++r) {
+      row[r] = exp_fast(row[r] - col_max[r]);
+      col_sum[r] += row[r];
+    }
+  }
+  for (int r = 0; r < rows; ++r) {
+    lse[r] = col_max[r] + std::log(col_sum[r]);
+    col_sum[r] = Real{1} / col_sum[r];
+  }
+  for (int j = 0; j < t_end; ++j) {
+    Real* row = st + int64_t{j} * rows;
+    for (int r = 0; r < rows; ++r) row[r] *= col_sum[r];
+  }
+}
+
+// Backward of the block: st holds S^T and becomes P^T = exp(S^T - lse) (0 where masked);
+// dst holds dP^T and becomes dS^T = P^T (dP^T - D) scale.
+template <typename Real>
+[[gnu::always_inline]] inline void backward_columns(Real* st, Real* dst, const Real* lse, const Real* dout_dot_out, int t0,
+                      int rows, int t_end, Real scale) {
+  for (int j = 0; j < t_end; ++j) {
+    Real* p_row = st + int64_t{j} * rows;
+    Real* ds_row = dst + int64_t{j} * rows;
+    const int first = std::min(rows, std::max(0, j - t0));
+    for (int r = 0; r < first; ++r) {
+      p_row[r] = Real{0};
+      ds_row[r] = Real{0};
+    }
+    for (int r = first; r < rows; ++r) {
+      p_row[r] = exp_fast(p_row[r] - lse[r]);
+      ds_row[r] = p_row[r] * (ds_row[r] - dout_dot_out[r]) * scale;
+    }
+  }
+}
+
+// float: both compiled for AVX-512 too (cpu/vec_math.h); the templates are forced inline so
+// that each clone gets its own copy of the loops.
+LMT_AVX512_CLONES void softmax_columns_f32(float* st, float* lse, float* col_max,
+                                           float* col_sum, int t0, int rows, int t_end) {
+  softmax_columns(st, lse, col_max, col_sum, t0, rows, t_end);
+}
+LMT_AVX512_CLONES void backward_columns_f32(float* st, float* dst, const float* lse,
+                                            const float* dout_dot_out, int t0, int rows,
+                                            int t_end, float scale) {
+  backward_columns(st, dst, lse, dout_dot_out, t0, rows, t_end, scale);
+}
+void run_softmax_columns(float* st, float* lse, float* col_max, float* col_sum, int t0, int rows,
+                         int t_end) {
+  softmax_columns_f32(st, lse, col_max, col_sum, t0, rows, t_end);
+}
+void run_softmax_columns(double* st, double* lse, double* col_max, double* col_sum, int t0,
+                         int rows, int t_end) {
+  softmax_columns(st, lse, col_max, col_sum, t0, rows, t_end);
+}
+void run_backward_columns(float* st, float* dst, const float* lse, const float* dout_dot_out,
+                          int t0, int rows, int t_end, float scale) {
+  backward_columns_f32(st, dst, lse, dout_dot_out, t0, rows, t_end, scale);
+}
+void run_backward_columns(double* st, double* dst, const double* lse,
+                          const double* dout_dot_out, int t0, int rows, int t_end, double scale) {
+  backward_columns(st, dst, lse, dout_dot_out, t0, rows, t_end, scale);
+}
+
 // Per-thread scratch that only grows, so the training loop does not allocate.
 template <typename Real>
 struct AttentionScratch {
-  std::vector<Real> scaled_queries;  // (64,HS)
-  std::vector<Real> scores;          // (64,T): S, then P
-  std::vector<Real> dscores;         // (64,T): dP, then dS
+  std::vector<Real> queries_t;  // (HS,64): scaled queries, transposed
+  std::vector<Real> dout_t;     // (HS,64): backward, dout of the block, transposed
+  std::vector<Real> scores_t;   // (T,64): S^T, then P^T
+  std::vector<Real> dscores_t;  // (T,64): dP^T, then dS^T
+  std::vector<Real> columns;    // (4,64): per-query max, sum, D
 
   static AttentionScratch& get(int T, int HS) {
     thread_local AttentionScratch scratch;
     const size_t block = size_t(kQueryBlock) * std::max(T, 1);
-    if (scratch.scores.size() < block) {
-      scratch.scores.resize(block);
-      scratch.dscores.resize(block);
+    if (scratch.scores_t.size() < block) {
+      scratch.scores_t.resize(block);
+      scratch.dscores_t.resize(block);
     }
-    if (scratch.scaled_queries.size() < size_t(kQueryBlock) * HS) {
-      scratch.scaled_queries.resize(size_t(kQueryBlock) * HS);
+    if (scratch.queries_t.size() < size_t(kQueryBlock) * HS) {
+      scratch.queries_t.resize(size_t(kQueryBlock) * HS);
+      scratch.dout_t.resize(size_t(kQueryBlock) * HS);
     }
+    scratch.columns.resize(4 * kQueryBlock);
     return scratch;
   }
 };
 
-// The block's scores S (rows, t_end) = (scale q[t0..t0+rows)) @ k[0..t_end)^T; the same call
-// in forward and backward.
+// S^T (t_end, rows) = k[0..t_end) @ (scale q[t0..t0+rows))^T; the same calls in forward and
+// backward.
 template <typename Real>
-void block_scores(Real* scores, Real* scaled_queries, const Real* qkv_head, int64_t row_stride,
-                  int t0, int rows, int C, int HS, Real scale) {
-  const int t_end = t0 + rows;
-  for (int r = 0; r < rows; ++r) {
-    const Real* query = qkv_head + (t0 + r) * row_stride;
-    for (int d = 0; d < HS; ++d) scaled_queries[r * HS + d] = query[d] * scale;
-  }
-  block_gemm(false, true, rows, t_end, HS, scaled_queries, HS, qkv_head + C,
-             static_cast<int>(row_stride), Real{0}, scores, t_end);
+void block_scores_t(Real* scores_t, Real* queries_t, const Real* qkv_head, int64_t row_stride,
+                    int t0, int rows, int C, int HS, Real scale) {
+  transpose(queries_t, rows, qkv_head + t0 * row_stride, row_stride, rows, HS);
+  for (int i = 0; i < rows * HS; ++i) queries_t[i] *= scale;
+  block_gemm(false, false, t0 + rows, rows, HS, qkv_head + C, static_cast<int>(row_stride),
+             queries_t, rows, Real{0}, scores_t, rows);
 }
 
 }  // namespace
@@ -96,6 +192,9 @@ void attention_forward(Real* out, Real* lse, const Real* qkv, int B, int T, int 
 #pragma omp parallel
   {
     AttentionScratch<Real>& scratch = AttentionScratch<Real>::get(T, HS);
+    Real* scores_t = scratch.scores_t.data();
+    Real* col_max = scratch.columns.data();
+    Real* col_sum = col_max + kQueryBlock;
 #pragma omp for schedule(static)
     for (int pair = 0; pair < num_pairs; ++pair) {
       const int b = pair / NH;
@@ -105,27 +204,11 @@ void attention_forward(Real* out, Real* lse, const Real* qkv, int B, int T, int 
       for (int t0 = 0; t0 < T; t0 += kQueryBlock) {
         const int rows = std::min(kQueryBlock, T - t0);
         const int t_end = t0 + rows;
-        Real* scores = scratch.scores.data();
-        block_scores(scores, scratch.scaled_queries.data(), qkv_head, qkv_row_stride, t0, rows,
-                     C, HS, scale);
-        for (int r = 0; r < rows; ++r) {
-          Real* row = scores + int64_t{r} * t_end;
-          const int keys = t0 + r + 1;  // causal: keys 0..t
-          Real max_score = -std::numeric_limits<Real>::infinity();
-          for (int j = 0; j < keys; ++j) max_score = std::max(max_score, row[j]);
-          // Subtracting the max keeps exp in range; lse adds it back.
-          Real sum_exp = Real{0};
-          for (int j = 0; j < keys; ++j) {
-            row[j] = exp_fast(row[j] - max_score);
-            sum_exp += row[j];
-          }
-          lse_row[t0 + r] = max_score + std::log(sum_exp);
-          const Real inv_sum_exp = Real{1} / sum_exp;
-          for (int j = 0; j < keys; ++j) row[j] *= inv_sum_exp;
-          std::fill(row + keys, row + t_end, Real{0});
-        }
-        // out rows t0.. (head h) = P @ v[0..t_end)
-        block_gemm(false, false, rows, HS, t_end, scores, t_end, qkv_head + 2 * C,
+        block_scores_t(scores_t, scratch.queries_t.data(), qkv_head, qkv_row_stride, t0, rows, C,
+                       HS, scale);
+        run_softmax_columns(scores_t, lse_row + t0, col_max, col_sum, t0, rows, t_end);
+        // out rows t0.. (head h) = (P^T)^T @ v[0..t_end)
+        block_gemm(true, false, rows, HS, t_end, scores_t, rows, qkv_head + 2 * C,
                    static_cast<int>(qkv_row_stride), Real{0},
                    out + (int64_t{b} * T + t0) * C + h * HS, C);
       }
@@ -150,6 +233,10 @@ void attention_backward(Real* dqkv, const Real* dout, const Real* qkv, const Rea
 #pragma omp parallel
   {
     AttentionScratch<Real>& scratch = AttentionScratch<Real>::get(T, HS);
+    Real* probabilities_t = scratch.scores_t.data();
+    Real* dscores_t = scratch.dscores_t.data();
+    Real* dout_t = scratch.dout_t.data();
+    Real* dout_dot_out = scratch.columns.data();
 #pragma omp for schedule(static)
     for (int pair = 0; pair < num_pairs; ++pair) {
       const int b = pair / NH;
@@ -166,37 +253,30 @@ void attention_backward(Real* dqkv, const Real* dout, const Real* qkv, const Rea
       for (int t0 = 0; t0 < T; t0 += kQueryBlock) {
         const int rows = std::min(kQueryBlock, T - t0);
         const int t_end = t0 + rows;
-        Real* probabilities = scratch.scores.data();
-        Real* dscores = scratch.dscores.data();
-        block_scores(probabilities, scratch.scaled_queries.data(), qkv_head, qkv_row_stride, t0,
-                     rows, C, HS, scale);
-        // dP (rows, t_end) = dout[t0..) @ v[0..t_end)^T
-        block_gemm(false, true, rows, t_end, HS, dout_head + int64_t{t0} * C, C,
-                   qkv_head + 2 * C, ld, Real{0}, dscores, t_end);
+        const Real* dout_block = dout_head + int64_t{t0} * C;
+        block_scores_t(probabilities_t, scratch.queries_t.data(), qkv_head, qkv_row_stride, t0,
+                       rows, C, HS, scale);
+        // dP^T (t_end, rows) = v[0..t_end) @ dout[t0..)^T
+        transpose(dout_t, rows, dout_block, C, rows, HS);
+        block_gemm(false, false, t_end, rows, HS, qkv_head + 2 * C, ld, dout_t, rows, Real{0},
+                   dscores_t, rows);
         for (int r = 0; r < rows; ++r) {
-          const int t = t0 + r;
-          const int keys = t + 1;
-          const Real* dout_row = dout_head + int64_t{t} * C;
-          const Real* out_row = out_head + int64_t{t} * C;
-          Real dout_dot_out = Real{0};
-          for (int d = 0; d < HS; ++d) dout_dot_out += dout_row[d] * out_row[d];
-          Real* p_row = probabilities + int64_t{r} * t_end;
-          Real* ds_row = dscores + int64_t{r} * t_end;
-          for (int j = 0; j < keys; ++j) {
-            p_row[j] = exp_fast(p_row[j] - lse_row[t]);
-            ds_row[j] = p_row[j] * (ds_row[j] - dout_dot_out) * scale;
-          }
-          std::fill(p_row + keys, p_row + t_end, Real{0});
-          std::fill(ds_row + keys, ds_row + t_end, Real{0});
+          const Real* dout_row = dout_block + int64_t{r} * C;
+          const Real* out_row = out_head + int64_t{t0 + r} * C;
+          Real sum = Real{0};
+          for (int d = 0; d < HS; ++d) sum += dout_row[d] * out_row[d];
+          dout_dot_out[r] = sum;
         }
-        // dq[t0..) = dS @ k[0..t_end)
-        block_gemm(false, false, rows, HS, t_end, dscores, t_end, qkv_head + C, ld, Real{0},
+        run_backward_columns(probabilities_t, dscores_t, lse_row + t0, dout_dot_out, t0, rows,
+                             t_end, scale);
+        // dq[t0..) = (dS^T)^T @ k[0..t_end)
+        block_gemm(true, false, rows, HS, t_end, dscores_t, rows, qkv_head + C, ld, Real{0},
                    dqkv_head + t0 * qkv_row_stride, ld);
         // dk[0..t_end) += dS^T @ q[t0..),  dv[0..t_end) += P^T @ dout[t0..)
-        block_gemm(true, false, t_end, HS, rows, dscores, t_end, qkv_head + t0 * qkv_row_stride,
-                   ld, Real{1}, dqkv_head + C, ld);
-        block_gemm(true, false, t_end, HS, rows, probabilities, t_end,
-                   dout_head + int64_t{t0} * C, C, Real{1}, dqkv_head + 2 * C, ld);
+        block_gemm(false, false, t_end, HS, rows, dscores_t, rows,
+                   qkv_head + t0 * qkv_row_stride, ld, Real{1}, dqkv_head + C, ld);
+        block_gemm(false, false, t_end, HS, rows, probabilities_t, rows, dout_block, C, Real{1},
+                   dqkv_head + 2 * C, ld);
       }
     }
   }

@@ -48,15 +48,10 @@ void backward_range(Real* dinp, const Real* inp, const Real* dout, int64_t begin
 
 // float: compiled twice, for AVX-512 and for the build's baseline, and picked at load time
 // (the loops are the same; AVX-512 does twice the lanes per instruction).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define LMT_CLONES __attribute__((target_clones("avx512f", "default")))
-#else
-#define LMT_CLONES
-#endif
-LMT_CLONES void forward_range_f32(float* out, const float* inp, int64_t begin, int64_t end) {
+LMT_AVX512_CLONES void forward_range_f32(float* out, const float* inp, int64_t begin, int64_t end) {
   forward_range(out, inp, begin, end);
 }
-LMT_CLONES void backward_range_f32(float* dinp, const float* inp, const float* dout,
+LMT_AVX512_CLONES void backward_range_f32(float* dinp, const float* inp, const float* dout,
                                    int64_t begin, int64_t end) {
   backward_range(dinp, inp, dout, begin, end);
 }

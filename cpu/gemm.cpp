@@ -200,17 +200,65 @@ void pack_a_panel(float* dst, bool trans_a, const float* A, int64_t lda, int i0,
   }
 }
 
+#ifdef LMT_GEMM_X86
+bool transpose_8x8_available() {
+  static const bool available = __builtin_cpu_supports("avx2");
+  return available;
+}
+
+// dst[r][c] = src[c][r] for an 8 x 8 block (row strides dst_ld, src_ld), in AVX registers.
+__attribute__((target("avx2"))) void transpose_8x8(float* dst, int64_t dst_ld, const float* src,
+                                                   int64_t src_ld) {
+  __m256 r[8], t[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * src_ld);
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  // t0 = a0 b0 a1 b1 | a4 b4 a5 b5, t1 = a2 b2 a3 b3 | a6 b6 a7 b7, t2/t3 likewise for c, d ...
+  for (int i = 0; i < 8; i += 4) {
+    r[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));      // a0 b0 c0 d0 | a4..
+    r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));  // a1 b1 c1 d1 | a5..
+    r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));  // a2.. | a6..
+    r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));  // a3.. | a7..
+  }
+  // r0..r3 hold columns 0-3 (low half) and 4-7 (high half) of rows a-d; r4..r7 of rows e-h.
+  for (int i = 0; i < 4; ++i) {
+    _mm256_storeu_ps(dst + i * dst_ld, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+    _mm256_storeu_ps(dst + (i + 4) * dst_ld, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+  }
+}
+#endif
+
 // Packs k [p0, p0+kc) and columns [j0, j0+cols) of op(B) into a strip of width nr.
 void pack_b_strip(float* dst, bool trans_b, const float* B, int64_t ldb, int j0, int cols, int p0,
                   int kc, int nr) {
   if (trans_b) {
-    // op(B)(k, j) = B[j * ldb + k]: read each row of B once, scatter with stride nr.
-    for (int j = 0; j < cols; ++j) {
-      const float* src = B + int64_t{j0 + j} * ldb + p0;
-      for (int k = 0; k < kc; ++k) dst[k * nr + j] = src[k];
+    // op(B)(k, j) = B[j * ldb + k]: a transpose. Whole 8 x 8 blocks go through registers;
+    // the rest (a ragged k tail, columns past cols) element by element.
+    int k_done = 0;
+#ifdef LMT_GEMM_X86
+    if (transpose_8x8_available()) {
+      k_done = kc / 8 * 8;
+      const int full_cols = cols / 8 * 8;
+      for (int j = 0; j < full_cols; j += 8) {
+        for (int k = 0; k < k_done; k += 8) {
+          transpose_8x8(dst + int64_t{k} * nr + j, nr, B + int64_t{j0 + j} * ldb + p0 + k, ldb);
+        }
+      }
+      for (int j = full_cols; j < cols; ++j) {
+        const float* src = B + int64_t{j0 + j} * ldb + p0;
+        for (int k = 0; k < k_done; ++k) dst[k * nr + j] = src[k];
+      }
+      for (int j = cols; j < nr; ++j) {
+        for (int k = 0; k < k_done; ++k) dst[k * nr + j] = 0.0f;
+      }
     }
-    for (int j = cols; j < nr; ++j) {
-      for (int k = 0; k < kc; ++k) dst[k * nr + j] = 0.0f;
+#endif
+    for (int k = k_done; k < kc; ++k) {
+      float* out = dst + int64_t{k} * nr;
+      for (int j = 0; j < cols; ++j) out[j] = B[int64_t{j0 + j} * ldb + p0 + k];
+      for (int j = cols; j < nr; ++j) out[j] = 0.0f;
     }
   } else {
     for (int k = 0; k < kc; ++k) {
@@ -246,7 +294,8 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
                 float* b_strips) {
   const int mr = kernel.mr;
   const int nr = kernel.nr;
-  const int mc_max = kPanelsPerRowBlock * mr;
+  const int num_panels = (M + mr - 1) / mr;
+  const int short_panel_rows = M % mr;
   auto barrier = [num_threads] {
     if (num_threads > 1) {
 #pragma omp barrier
@@ -275,73 +324,76 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
                        kc, nr);
         }
       }
-      for (int i0 = 0; i0 < M; i0 += mc_max) {
-        const int mc = std::min(mc_max, M - i0);
-        const int num_panels = (mc + mr - 1) / mr;
-        // Full panels of A are read in place; only a last panel shorter than mr is packed.
-        const int last_rows = mc - (num_panels - 1) * mr;
-        if (last_rows < mr && tid == num_threads - 1) {
-          pack_a_panel(a_panels, trans_a, A, lda, i0 + (num_panels - 1) * mr, last_rows, p0, kc,
-                       mr);
-        }
-        barrier();  // strips and the short panel are ready
-        // Strip-major order: a thread's consecutive tiles share a strip.
-        share(num_strips * num_panels, begin, end);
-        for (int item = begin; item < end; ++item) {
-          const int s = item / num_panels;
-          const int p = item % num_panels;
-          const int rows = std::min(mr, mc - p * mr);
-          const int cols = std::min(nr, nc - s * nr);
-          const float* b_strip;
-          int64_t b_step;
-          if (trans_b || cols < nr) {
-            b_strip = b_strips + int64_t{s} * kc * nr;
-            b_step = nr;
-          } else {
-            b_strip = B + int64_t{p0} * ldb + j0 + s * nr;
-            b_step = ldb;
-          }
-          const float* a_panel;
-          int64_t a_step;
-          bool rows_contiguous;
-          if (rows < mr) {
-            a_panel = a_panels;
-            a_step = mr;
-            rows_contiguous = true;
-          } else if (trans_a) {
-            a_panel = A + int64_t{p0} * lda + i0 + p * mr;
-            a_step = lda;
-            rows_contiguous = true;
-          } else {
-            a_panel = A + int64_t{i0 + p * mr} * lda + p0;
-            a_step = lda;
-            rows_contiguous = false;
-          }
-          float* c_tile = C + int64_t{i0 + p * mr} * ldc + j0 + s * nr;
-          const float* tile_bias = bias != nullptr ? bias + j0 + s * nr : nullptr;
-          if (tile_bias != nullptr && cols < nr) {
-            std::fill_n(edge_bias, nr, 0.0f);
-            std::copy_n(tile_bias, cols, edge_bias);
-            tile_bias = edge_bias;
-          }
-          if (rows == mr && cols == nr) {
-            kernel.fn(kc, a_panel, a_step, rows_contiguous, b_strip, b_step, c_tile, ldc,
-                      accumulate, tile_bias);
-            continue;
-          }
-          if (accumulate) {
-            for (int i = 0; i < rows; ++i) {
-              std::memcpy(edge_tile + i * nr, c_tile + i * ldc, sizeof(float) * cols);
-            }
-          }
-          kernel.fn(kc, a_panel, a_step, rows_contiguous, b_strip, b_step, edge_tile, nr,
-                    accumulate, tile_bias);
-          for (int i = 0; i < rows; ++i) {
-            std::memcpy(c_tile + i * ldc, edge_tile + i * nr, sizeof(float) * cols);
-          }
-        }
-        barrier();  // the short panel and the strips are free again
+      // Full panels of A are read in place; only a last panel shorter than mr is packed.
+      if (short_panel_rows > 0 && tid == num_threads - 1) {
+        pack_a_panel(a_panels, trans_a, A, lda, (num_panels - 1) * mr, short_panel_rows, p0, kc,
+                     mr);
       }
+      barrier();  // strips and the short panel are ready
+      // Items in (row block, strip, panel) order: a thread's consecutive tiles share a strip
+      // (in L1) and its row blocks of A stay in L2; the split is over all of C at once, so the
+      // threads meet only after the packing and at the end of the k block.
+      share(num_strips * num_panels, begin, end);
+      for (int item = begin; item < end; ++item) {
+        const int block = item / (num_strips * kPanelsPerRowBlock);
+        const int first_panel = block * kPanelsPerRowBlock;
+        const int block_panels = std::min(kPanelsPerRowBlock, num_panels - first_panel);
+        const int within = item - block * num_strips * kPanelsPerRowBlock;
+        const int s = within / block_panels;
+        const int panel = first_panel + within % block_panels;
+        const int i0 = panel * mr;
+        const int rows = std::min(mr, M - i0);
+        const int cols = std::min(nr, nc - s * nr);
+        const float* b_strip;
+        int64_t b_step;
+        if (trans_b || cols < nr) {
+          b_strip = b_strips + int64_t{s} * kc * nr;
+          b_step = nr;
+        } else {
+          b_strip = B + int64_t{p0} * ldb + j0 + s * nr;
+          b_step = ldb;
+        }
+        const float* a_panel;
+        int64_t a_step;
+        bool rows_contiguous;
+        if (rows < mr) {
+          a_panel = a_panels;
+          a_step = mr;
+          rows_contiguous = true;
+        } else if (trans_a) {
+          a_panel = A + int64_t{p0} * lda + i0;
+          a_step = lda;
+          rows_contiguous = true;
+        } else {
+          a_panel = A + int64_t{i0} * lda + p0;
+          a_step = lda;
+          rows_contiguous = false;
+        }
+        float* c_tile = C + int64_t{i0} * ldc + j0 + s * nr;
+        const float* tile_bias = bias != nullptr ? bias + j0 + s * nr : nullptr;
+        if (tile_bias != nullptr && cols < nr) {
+          std::fill_n(edge_bias, nr, 0.0f);
+          std::copy_n(tile_bias, cols, edge_bias);
+          tile_bias = edge_bias;
+        }
+        if (rows == mr && cols == nr) {
+          kernel.fn(kc, a_panel, a_step, rows_contiguous, b_strip, b_step, c_tile, ldc,
+                    accumulate, tile_bias);
+          continue;
+        }
+        if (accumulate) {
+          for (int i = 0; i < rows; ++i) {
+            std::memcpy(edge_tile + i * nr, c_tile + i * ldc, sizeof(float) * cols);
+          }
+        }
+        kernel.fn(kc, a_panel, a_step, rows_contiguous, b_strip, b_step, edge_tile, nr,
+                  accumulate, tile_bias);
+        for (int i = 0; i < rows; ++i) {
+          std::memcpy(c_tile + i * ldc, edge_tile + i * nr, sizeof(float) * cols);
+        }
+      }
+      // The strips and the short panel are repacked for the next k or column block.
+      if (p0 + kKc < K || j0 + kNc < N) barrier();
     }
   }
 }
@@ -420,6 +472,30 @@ GemmIsa resolve_isa() {
 }
 
 }  // namespace
+
+void transpose_block(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int rows,
+                     int cols) {
+  int row_done = 0;
+  int col_done = 0;
+#ifdef LMT_GEMM_X86
+  if (transpose_8x8_available()) {
+    row_done = rows / 8 * 8;
+    col_done = cols / 8 * 8;
+    for (int i = 0; i < row_done; i += 8) {
+      for (int j = 0; j < col_done; j += 8) {
+        transpose_8x8(dst + int64_t{j} * dst_ld + i, dst_ld, src + int64_t{i} * src_ld + j, src_ld);
+      }
+    }
+  }
+#endif
+  // What the 8 x 8 blocks did not cover: the column tail of the covered rows, then the rest.
+  for (int i = 0; i < row_done; ++i) {
+    for (int j = col_done; j < cols; ++j) dst[int64_t{j} * dst_ld + i] = src[int64_t{i} * src_ld + j];
+  }
+  for (int i = row_done; i < rows; ++i) {
+    for (int j = 0; j < cols; ++j) dst[int64_t{j} * dst_ld + i] = src[int64_t{i} * src_ld + j];
+  }
+}
 
 bool gemm_isa_supported(GemmIsa isa) { return static_cast<int>(isa) <= static_cast<int>(detect_isa()); }
 

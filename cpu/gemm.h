@@ -10,6 +10,7 @@
 // Threads: one OpenMP team splits the output tiles. Every element of C is computed by exactly
 // one thread, over K in a fixed order, so the result has the same bits for any thread count.
 #pragma once
+#include <cstdint>
 #include <string>
 
 namespace lmt::cpu {
@@ -35,5 +36,9 @@ void sgemm(bool trans_a, bool trans_b, int M, int N, int K, const float* A, int 
 void sgemm_with_isa(GemmIsa isa, bool trans_a, bool trans_b, int M, int N, int K, const float* A,
                     int lda, const float* B, int ldb, float beta, float* C, int ldc,
                     const float* bias = nullptr);
+
+// dst (cols, rows) = src (rows, cols)^T, row strides dst_ld and src_ld (8 x 8 register blocks).
+void transpose_block(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int rows,
+                     int cols);
 
 }  // namespace lmt::cpu

@@ -14,6 +14,14 @@
 
 namespace lmt::cpu {
 
+// Marks a float loop function to be compiled twice, for AVX-512 and for the build's baseline,
+// the better one picked when the program loads (GCC's target_clones; a no-op elsewhere).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define LMT_AVX512_CLONES __attribute__((target_clones("avx512f", "default")))
+#else
+#define LMT_AVX512_CLONES
+#endif
+
 // e^x: x = n ln2 + r with |r| <= ln2 / 2, e^r by a degree-7 polynomial (Cephes' expf
 // coefficients), 2^n built in the exponent bits.
 inline float exp_fast(float x) {

@@ -121,6 +121,65 @@ TEST_CASE("attention agrees in float and double at odd shapes", "[cpu][attention
   check_close(dqkv_f, dqkv_d, kFloatAtol, kFloatRtol, "attention dqkv (float vs double)");
 }
 
+// The backward from the formula, query by query and key by key, in double.
+std::vector<double> naive_attention_backward(const std::vector<double>& qkv,
+                                             const std::vector<double>& dout,
+                                             const std::vector<double>& out,
+                                             const std::vector<double>& lse, int B, int T, int C,
+                                             int NH) {
+  const int HS = C / NH;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(HS));
+  std::vector<double> dqkv(qkv.size(), 0.0);
+  auto index = [&](int b, int t, int third, int h) {
+    return (static_cast<size_t>(b) * T + t) * 3 * C + static_cast<size_t>(third) * C +
+           static_cast<size_t>(h) * HS;
+  };
+  for (int b = 0; b < B; ++b) {
+    for (int h = 0; h < NH; ++h) {
+      for (int t = 0; t < T; ++t) {
+        const size_t row = (static_cast<size_t>(b) * T + t) * C + static_cast<size_t>(h) * HS;
+        double dout_dot_out = 0.0;
+        for (int d = 0; d < HS; ++d) dout_dot_out += dout[row + d] * out[row + d];
+        for (int j = 0; j <= t; ++j) {
+          double score = 0.0, dp = 0.0;
+          for (int d = 0; d < HS; ++d) {
+            score += qkv[index(b, t, 0, h) + d] * qkv[index(b, j, 1, h) + d];
+            dp += dout[row + d] * qkv[index(b, j, 2, h) + d];
+          }
+          const double p = std::exp(score * scale - lse[(static_cast<size_t>(b) * NH + h) * T + t]);
+          const double ds = p * (dp - dout_dot_out) * scale;
+          for (int d = 0; d < HS; ++d) {
+            dqkv[index(b, t, 0, h) + d] += ds * qkv[index(b, j, 1, h) + d];
+            dqkv[index(b, j, 1, h) + d] += ds * qkv[index(b, t, 0, h) + d];
+            dqkv[index(b, j, 2, h) + d] += p * dout[row + d];
+          }
+        }
+      }
+    }
+  }
+  return dqkv;
+}
+
+TEST_CASE("attention over several query blocks (T = 150) matches the naive formulas", "[cpu][attention]") {
+  // Queries go in blocks of 64, so T = 150 has blocks of 64, 64 and 22 with causal offsets, and
+  // dk / dv accumulate over blocks.
+  const int B = 1, T = 150, C = 64, NH = 2;
+  std::mt19937 rng(47);
+  const std::vector<float> qkv = to_float(random_vector(static_cast<size_t>(B) * T * 3 * C, rng));
+  const std::vector<float> upstream = to_float(random_vector(static_cast<size_t>(B) * T * C, rng));
+  std::vector<float> out(static_cast<size_t>(B) * T * C, 7.0f), lse(static_cast<size_t>(B) * NH * T, 7.0f);
+  attention_forward<float>(out.data(), lse.data(), qkv.data(), B, T, C, NH);
+  std::vector<double> out_naive, lse_naive;
+  naive_attention(out_naive, lse_naive, to_double(qkv), B, T, C, NH);
+  check_close(out, out_naive, kFloatAtol, kFloatRtol, "attention out (T = 150)");
+  check_close(lse, lse_naive, kFloatAtol, kFloatRtol, "attention lse (T = 150)");
+  std::vector<float> dqkv(qkv.size(), 7.0f);  // poisoned: every element must be written
+  attention_backward<float>(dqkv.data(), upstream.data(), qkv.data(), out.data(), lse.data(), B, T, C, NH);
+  const std::vector<double> expected =
+      naive_attention_backward(to_double(qkv), to_double(upstream), out_naive, lse_naive, B, T, C, NH);
+  check_close(dqkv, expected, kFloatAtol, kFloatRtol, "attention dqkv (T = 150)");
+}
+
 TEST_CASE("attention backward gives the same bits for any thread count", "[cpu][attention]") {
   const int B = 2, T = 37, C = 96, NH = 3;
   std::mt19937 rng(43);
