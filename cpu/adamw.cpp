@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cpu/cpu_ops.h"
+#include "cpu/vec_math.h"
 
 namespace lmt::cpu {
 
@@ -40,16 +41,15 @@ double sum_squares(const Real* grads, size_t n) {
   return total;
 }
 
+namespace {
+
 template <typename Real>
-void adamw_update(Real* params, const Real* grads, Real* m, Real* v, size_t n, Real lr, Real beta1,
-                  Real beta2, Real eps, Real weight_decay, Real grad_scale, int t) {
-  // Bias corrections from the 1-based step t, computed in double: b^t for b near 1 and large t
-  // loses digits in float.
-  const Real bias_correction1 = static_cast<Real>(1.0 - std::pow(double{beta1}, t));
-  const Real bias_correction2 = static_cast<Real>(1.0 - std::pow(double{beta2}, t));
-  const int64_t count = static_cast<int64_t>(n);
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < count; ++i) {
+[[gnu::always_inline]] inline void adamw_range(Real* params, const Real* grads, Real* m, Real* v,
+                                               int64_t begin, int64_t end, Real lr, Real beta1,
+                                               Real beta2, Real eps, Real weight_decay,
+                                               Real grad_scale, Real bias_correction1,
+                                               Real bias_correction2) {
+  for (int64_t i = begin; i < end; ++i) {
     const Real grad = grads[i] * grad_scale;
     const Real m_new = beta1 * m[i] + (Real{1} - beta1) * grad;
     const Real v_new = beta2 * v[i] + (Real{1} - beta2) * grad * grad;
@@ -61,6 +61,51 @@ void adamw_update(Real* params, const Real* grads, Real* m, Real* v, size_t n, R
     // adaptive denominator.
     const Real old_param = params[i];
     params[i] = old_param - lr * (m_hat / (std::sqrt(v_hat) + eps) + weight_decay * old_param);
+  }
+}
+
+// float: compiled for AVX-512 too (cpu/vec_math.h).
+LMT_AVX512_CLONES void adamw_range_f32(float* params, const float* grads, float* m, float* v,
+                                       int64_t begin, int64_t end, float lr, float beta1,
+                                       float beta2, float eps, float weight_decay,
+                                       float grad_scale, float bias_correction1,
+                                       float bias_correction2) {
+  adamw_range(params, grads, m, v, begin, end, lr, beta1, beta2, eps, weight_decay, grad_scale,
+              bias_correction1, bias_correction2);
+}
+void run_adamw_range(float* params, const float* grads, float* m, float* v, int64_t begin,
+                     int64_t end, float lr, float beta1, float beta2, float eps,
+                     float weight_decay, float grad_scale, float bias_correction1,
+                     float bias_correction2) {
+  adamw_range_f32(params, grads, m, v, begin, end, lr, beta1, beta2, eps, weight_decay,
+                  grad_scale, bias_correction1, bias_correction2);
+}
+void run_adamw_range(double* params, const double* grads, double* m, double* v, int64_t begin,
+                     int64_t end, double lr, double beta1, double beta2, double eps,
+                     double weight_decay, double grad_scale, double bias_correction1,
+                     double bias_correction2) {
+  adamw_range(params, grads, m, v, begin, end, lr, beta1, beta2, eps, weight_decay, grad_scale,
+              bias_correction1, bias_correction2);
+}
+
+constexpr int64_t kAdamChunk = 8192;  // elements per parallel work item
+
+}  // namespace
+
+template <typename Real>
+void adamw_update(Real* params, const Real* grads, Real* m, Real* v, size_t n, Real lr, Real beta1,
+                  Real beta2, Real eps, Real weight_decay, Real grad_scale, int t) {
+  // Bias corrections from the 1-based step t, computed in double: b^t for b near 1 and large t
+  // loses digits in float.
+  const Real bias_correction1 = static_cast<Real>(1.0 - std::pow(double{beta1}, t));
+  const Real bias_correction2 = static_cast<Real>(1.0 - std::pow(double{beta2}, t));
+  const int64_t count = static_cast<int64_t>(n);
+  const int64_t num_chunks = (count + kAdamChunk - 1) / kAdamChunk;
+#pragma omp parallel for schedule(static) if (num_chunks > 1)
+  for (int64_t chunk = 0; chunk < num_chunks; ++chunk) {
+    run_adamw_range(params, grads, m, v, chunk * kAdamChunk,
+                    std::min(count, (chunk + 1) * kAdamChunk), lr, beta1, beta2, eps,
+                    weight_decay, grad_scale, bias_correction1, bias_correction2);
   }
 }
 

@@ -15,6 +15,8 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
+#include <memory>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -277,6 +279,8 @@ void pack_b_strip(float* dst, bool trans_b, const float* B, int64_t ldb, int j0,
 struct GemmScratch {
   std::vector<float> a_panels;
   std::vector<float> b_strips;
+  std::unique_ptr<std::atomic<int>[]> next_item;  // one work counter per k / column block
+  int num_counters = 0;
 };
 GemmScratch& scratch() {
   thread_local GemmScratch instance;
@@ -291,7 +295,7 @@ GemmScratch& scratch() {
 void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bool trans_b, int M,
                 int N, int K, const float* A, int64_t lda, const float* B, int64_t ldb,
                 float beta, float* C, int64_t ldc, const float* bias, float* a_panels,
-                float* b_strips) {
+                float* b_strips, std::atomic<int>* next_item) {
   const int mr = kernel.mr;
   const int nr = kernel.nr;
   const int num_panels = (M + mr - 1) / mr;
@@ -308,6 +312,7 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
   };
   alignas(64) float edge_tile[kMaxTile];
   alignas(64) float edge_bias[kMaxTile];  // a short strip's bias, zero-padded to nr
+  int iteration = 0;                      // index of the (column block, k block) pair
   for (int j0 = 0; j0 < N; j0 += kNc) {
     const int nc = std::min(kNc, N - j0);
     const int num_strips = (nc + nr - 1) / nr;
@@ -333,8 +338,7 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
       // Items in (row block, strip, panel) order: a thread's consecutive tiles share a strip
       // (in L1) and its row blocks of A stay in L2; the split is over all of C at once, so the
       // threads meet only after the packing and at the end of the k block.
-      share(num_strips * num_panels, begin, end);
-      for (int item = begin; item < end; ++item) {
+      auto compute_tile = [&](int item) {
         const int block = item / (num_strips * kPanelsPerRowBlock);
         const int first_panel = block * kPanelsPerRowBlock;
         const int block_panels = std::min(kPanelsPerRowBlock, num_panels - first_panel);
@@ -379,7 +383,7 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
         if (rows == mr && cols == nr) {
           kernel.fn(kc, a_panel, a_step, rows_contiguous, b_strip, b_step, c_tile, ldc,
                     accumulate, tile_bias);
-          continue;
+          return;
         }
         if (accumulate) {
           for (int i = 0; i < rows; ++i) {
@@ -391,7 +395,24 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
         for (int i = 0; i < rows; ++i) {
           std::memcpy(c_tile + i * ldc, edge_tile + i * nr, sizeof(float) * cols);
         }
+      };
+      // Tiles are handed out in chunks from a shared counter rather than split in equal
+      // halves: on a shared machine one core can lose its time slice, and the other then takes
+      // over its tiles. Which thread computes a tile does not change its bits.
+      const int num_items = num_strips * num_panels;
+      if (num_threads == 1) {
+        for (int item = 0; item < num_items; ++item) compute_tile(item);
+      } else {
+        const int chunk = std::max(1, num_items / (num_threads * 8));
+        std::atomic<int>& counter = next_item[iteration];
+        for (;;) {
+          const int first = counter.fetch_add(chunk, std::memory_order_relaxed);
+          if (first >= num_items) break;
+          const int last = std::min(num_items, first + chunk);
+          for (int item = first; item < last; ++item) compute_tile(item);
+        }
       }
+      ++iteration;
       // The strips and the short panel are repacked for the next k or column block.
       if (p0 + kKc < K || j0 + kNc < N) barrier();
     }
@@ -419,6 +440,13 @@ void run_gemm(const Kernel& kernel, bool trans_a, bool trans_b, int M, int N, in
   const int nc_max = std::min(kNc, (N + kernel.nr - 1) / kernel.nr * kernel.nr);
   const int kc_max = std::min(kKc, K);
   GemmScratch& buffers = scratch();
+  const int num_iterations = ((N + kNc - 1) / kNc) * ((K + kKc - 1) / kKc);
+  if (buffers.num_counters < num_iterations) {
+    buffers.next_item = std::make_unique<std::atomic<int>[]>(num_iterations);
+    buffers.num_counters = num_iterations;
+  }
+  for (int i = 0; i < num_iterations; ++i) buffers.next_item[i].store(0, std::memory_order_relaxed);
+  std::atomic<int>* next_item = buffers.next_item.get();
   const size_t a_size = size_t(kernel.mr) * kc_max;
   const size_t b_size = size_t(nc_max) * kc_max;
   if (buffers.a_panels.size() < a_size) buffers.a_panels.resize(a_size);
@@ -432,12 +460,12 @@ void run_gemm(const Kernel& kernel, bool trans_a, bool trans_b, int M, int N, in
   const int num_threads = (flops < 4e5 || omp_in_parallel()) ? 1 : omp_get_max_threads();
   if (num_threads == 1) {
     gemm_share(kernel, 0, 1, trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, bias,
-               a_panels, b_strips);
+               a_panels, b_strips, next_item);
     return;
   }
 #pragma omp parallel num_threads(num_threads)
   gemm_share(kernel, omp_get_thread_num(), omp_get_num_threads(), trans_a, trans_b, M, N, K, A,
-             lda, B, ldb, beta, C, ldc, bias, a_panels, b_strips);
+             lda, B, ldb, beta, C, ldc, bias, a_panels, b_strips, next_item);
 }
 
 GemmIsa detect_isa() {

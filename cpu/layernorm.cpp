@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "cpu/cpu_ops.h"
+#include "cpu/vec_math.h"
 
 namespace lmt::cpu {
 
@@ -26,7 +27,7 @@ double combine_lanes(const double (&lanes)[kLanes]) {
 
 // sum of f(c) over c in [0, C)
 template <typename Term>
-double lane_sum(int C, Term term) {
+[[gnu::always_inline]] inline double lane_sum(int C, Term term) {
   double lanes[kLanes] = {};
   int c = 0;
   for (; c + kLanes <= C; c += kLanes) {
@@ -35,6 +36,76 @@ double lane_sum(int C, Term term) {
   for (int l = 0; c < C; ++c, ++l) lanes[l] += term(c);
   return combine_lanes(lanes);
 }
+
+
+template <typename Real>
+[[gnu::always_inline]] inline void forward_row(Real* out_row, Real* mean, Real* rstd,
+                                               const Real* inp_row, const Real* weight,
+                                               const Real* bias, int C) {
+  // Statistics in double: the two-pass variance avoids the cancellation of E[x^2] - E[x]^2,
+  // and double keeps the float path close to the double reference.
+  const double row_mean = lane_sum(C, [inp_row](int c) { return double{inp_row[c]}; }) / C;
+  const double sum_sq_dev = lane_sum(C, [inp_row, row_mean](int c) {
+    const double deviation = inp_row[c] - row_mean;
+    return deviation * deviation;
+  });
+  const double row_rstd = 1.0 / std::sqrt(sum_sq_dev / C + kLayernormEps);
+  for (int c = 0; c < C; ++c) {
+    const double normalized = (inp_row[c] - row_mean) * row_rstd;
+    out_row[c] = static_cast<Real>(normalized * weight[c] + bias[c]);
+  }
+  *mean = static_cast<Real>(row_mean);
+  *rstd = static_cast<Real>(row_rstd);
+}
+
+// dinp_row += rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm))
+template <typename Real>
+[[gnu::always_inline]] inline void backward_row(Real* dinp_row, const Real* dout_row,
+                                                const Real* inp_row, const Real* weight,
+                                                double row_mean, double row_rstd, int C) {
+  const double sum_dnorm =
+      lane_sum(C, [weight, dout_row](int c) { return double{weight[c]} * dout_row[c]; });
+  const double sum_dnorm_norm = lane_sum(C, [=](int c) {
+    const double norm = (inp_row[c] - row_mean) * row_rstd;
+    return double{weight[c]} * dout_row[c] * norm;
+  });
+  const double dnorm_mean = sum_dnorm / C;
+  const double dnorm_norm_mean = sum_dnorm_norm / C;
+  for (int c = 0; c < C; ++c) {
+    const double norm = (inp_row[c] - row_mean) * row_rstd;
+    const double dnorm = double{weight[c]} * dout_row[c];
+    dinp_row[c] += static_cast<Real>(row_rstd * (dnorm - dnorm_mean - norm * dnorm_norm_mean));
+  }
+}
+
+// float rows: compiled for AVX-512 too (cpu/vec_math.h).
+LMT_AVX512_CLONES void forward_row_f32(float* out_row, float* mean, float* rstd,
+                                       const float* inp_row, const float* weight,
+                                       const float* bias, int C) {
+  forward_row(out_row, mean, rstd, inp_row, weight, bias, C);
+}
+LMT_AVX512_CLONES void backward_row_f32(float* dinp_row, const float* dout_row,
+                                        const float* inp_row, const float* weight,
+                                        double row_mean, double row_rstd, int C) {
+  backward_row(dinp_row, dout_row, inp_row, weight, row_mean, row_rstd, C);
+}
+void run_forward_row(float* out_row, float* mean, float* rstd, const float* inp_row,
+                     const float* weight, const float* bias, int C) {
+  forward_row_f32(out_row, mean, rstd, inp_row, weight, bias, C);
+}
+void run_forward_row(double* out_row, double* mean, double* rstd, const double* inp_row,
+                     const double* weight, const double* bias, int C) {
+  forward_row(out_row, mean, rstd, inp_row, weight, bias, C);
+}
+void run_backward_row(float* dinp_row, const float* dout_row, const float* inp_row,
+                      const float* weight, double row_mean, double row_rstd, int C) {
+  backward_row_f32(dinp_row, dout_row, inp_row, weight, row_mean, row_rstd, C);
+}
+void run_backward_row(double* dinp_row, const double* dout_row, const double* inp_row,
+                      const double* weight, double row_mean, double row_rstd, int C) {
+  backward_row(dinp_row, dout_row, inp_row, weight, row_mean, row_rstd, C);
+}
+
 }  // namespace
 
 template <typename Real>
@@ -42,22 +113,8 @@ void layernorm_forward(Real* out, Real* mean, Real* rstd, const Real* inp, const
                        const Real* bias, int N, int C) {
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < N; ++n) {
-    const Real* inp_row = inp + int64_t{n} * C;  // (C)
-    Real* out_row = out + int64_t{n} * C;        // (C)
-    // Statistics in double: the two-pass variance avoids the cancellation of E[x^2] - E[x]^2,
-    // and double keeps the float path close to the double reference.
-    const double row_mean = lane_sum(C, [inp_row](int c) { return double{inp_row[c]}; }) / C;
-    const double sum_sq_dev = lane_sum(C, [inp_row, row_mean](int c) {
-      const double deviation = inp_row[c] - row_mean;
-      return deviation * deviation;
-    });
-    const double row_rstd = 1.0 / std::sqrt(sum_sq_dev / C + kLayernormEps);
-    for (int c = 0; c < C; ++c) {
-      const double normalized = (inp_row[c] - row_mean) * row_rstd;
-      out_row[c] = static_cast<Real>(normalized * weight[c] + bias[c]);
-    }
-    mean[n] = static_cast<Real>(row_mean);
-    rstd[n] = static_cast<Real>(row_rstd);
+    run_forward_row(out + int64_t{n} * C, mean + n, rstd + n, inp + int64_t{n} * C, weight, bias,
+                    C);
   }
 }
 
@@ -69,24 +126,8 @@ void layernorm_backward(Real* dinp, Real* dweight, Real* dbias, const Real* dout
   //   dinp += rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm))
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < N; ++n) {
-    const Real* inp_row = inp + int64_t{n} * C;    // (C)
-    const Real* dout_row = dout + int64_t{n} * C;  // (C)
-    Real* dinp_row = dinp + int64_t{n} * C;        // (C)
-    const double row_mean = mean[n];
-    const double row_rstd = rstd[n];
-    const double sum_dnorm =
-        lane_sum(C, [weight, dout_row](int c) { return double{weight[c]} * dout_row[c]; });
-    const double sum_dnorm_norm = lane_sum(C, [=](int c) {
-      const double norm = (inp_row[c] - row_mean) * row_rstd;
-      return double{weight[c]} * dout_row[c] * norm;
-    });
-    const double dnorm_mean = sum_dnorm / C;
-    const double dnorm_norm_mean = sum_dnorm_norm / C;
-    for (int c = 0; c < C; ++c) {
-      const double norm = (inp_row[c] - row_mean) * row_rstd;
-      const double dnorm = double{weight[c]} * dout_row[c];
-      dinp_row[c] += static_cast<Real>(row_rstd * (dnorm - dnorm_mean - norm * dnorm_norm_mean));
-    }
+    run_backward_row(dinp + int64_t{n} * C, dout + int64_t{n} * C, inp + int64_t{n} * C, weight,
+                     double{mean[n]}, double{rstd[n]}, C);
   }
 
   // dweight, dbias: sums over rows. Each thread owns a block of channels and walks the rows in

@@ -7,6 +7,9 @@ Configurations (training steps: forward, backward, AdamW; fp32; random tokens):
   shakespeare-char  nanoGPT's CPU setup: 4 layers, 4 heads, 128 channels, T=64, batch 12, V=65
   gpt2-124m         GPT-2 small at llm.c's CPU test size: B=4, T=64, V=50257
 Each side runs with 1 and 2 threads (`--threads`) and its best median ms/step is compared.
+With `--rounds R` every measurement is repeated R times, the sides taking turns, and each keeps
+its fastest round: timings on a shared machine drift by 20-30% from minute to minute, and
+alternating keeps one side from being measured only in a slow stretch.
 
 `--torch-openblas-coretype SkylakeX` adds a PyTorch row run in a child process with
 OPENBLAS_CORETYPE set: Debian's OpenBLAS 0.3.21 does not recognise some newer Xeons and falls
@@ -97,6 +100,9 @@ def main():
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat every measurement this many times, the sides taking turns, and keep "
+                             "each side's fastest round (a shared machine has slow stretches)")
     parser.add_argument("--torch-openblas-coretype", metavar="NAME",
                         help="also time PyTorch with OPENBLAS_CORETYPE=NAME (e.g. SkylakeX, Haswell)")
     parser.add_argument("--torch-only", action="store_true", help=argparse.SUPPRESS)
@@ -105,7 +111,8 @@ def main():
         print(json.dumps({name: [torch_step_ms(CONFIGS[name], t, a.steps, a.warmup) for t in a.threads]
                           for name in a.configs}))
         return
-    print(f"torch {torch.__version__}, lmtrain {a.lmtrain}, threads tried {a.threads}")
+    print(f"torch {torch.__version__}, lmtrain {a.lmtrain}, threads tried {a.threads}, "
+          f"{a.steps} steps after {a.warmup} warmup, best of {a.rounds} round(s)")
     print(f"{'config':<18} {'side':<8} " + " ".join(f"{f'{t} thr ms':>10}" for t in a.threads) + f" {'best ms':>9}")
     for name in a.configs:
         cfg = CONFIGS[name]
@@ -113,19 +120,25 @@ def main():
         rows = [("torch", None), ("lmtrain", None)]
         if a.torch_openblas_coretype:
             rows.insert(1, (f"torch {a.torch_openblas_coretype}", a.torch_openblas_coretype))
-        for side, coretype in rows:
+        def measure(side, coretype):
             if side == "lmtrain":
-                results = [lmtrain_step_ms(a.lmtrain, cfg, t, a.steps, a.warmup) for t in a.threads]
-            elif coretype is None:
-                results = [torch_step_ms(cfg, t, a.steps, a.warmup) for t in a.threads]
-            else:
-                child = subprocess.run(
-                    [sys.executable, os.path.abspath(__file__), "--torch-only", "--configs", name, "--steps",
-                     str(a.steps), "--warmup", str(a.warmup), "--threads", *map(str, a.threads)],
-                    check=True, capture_output=True, text=True, env={**os.environ, "OPENBLAS_CORETYPE": coretype})
-                results = json.loads(child.stdout.strip().splitlines()[-1])[name]
-            best[side] = min(results)
-            print(f"{name:<18} {side:<8} " + " ".join(f"{r:>10.1f}" for r in results) + f" {best[side]:>9.1f}")
+                return [lmtrain_step_ms(a.lmtrain, cfg, t, a.steps, a.warmup) for t in a.threads]
+            if coretype is None:
+                return [torch_step_ms(cfg, t, a.steps, a.warmup) for t in a.threads]
+            child = subprocess.run(
+                [sys.executable, os.path.abspath(__file__), "--torch-only", "--configs", name, "--steps",
+                 str(a.steps), "--warmup", str(a.warmup), "--threads", *map(str, a.threads)],
+                check=True, capture_output=True, text=True, env={**os.environ, "OPENBLAS_CORETYPE": coretype})
+            return json.loads(child.stdout.strip().splitlines()[-1])[name]
+
+        # Rounds alternate the sides; each (side, threads) keeps its fastest round's median.
+        results = {side: [math.inf] * len(a.threads) for side, _ in rows}
+        for _ in range(a.rounds):
+            for side, coretype in rows:
+                results[side] = [min(old, new) for old, new in zip(results[side], measure(side, coretype))]
+        for side, _ in rows:
+            best[side] = min(results[side])
+            print(f"{name:<18} {side:<8} " + " ".join(f"{r:>10.1f}" for r in results[side]) + f" {best[side]:>9.1f}")
         for side, _ in rows:
             if side != "lmtrain":
                 print(f"{name:<18} speed-up lmtrain vs {side}: {best[side] / best['lmtrain']:.2f}x")
