@@ -50,10 +50,10 @@ template <typename Real>
     return deviation * deviation;
   });
   const double row_rstd = 1.0 / std::sqrt(sum_sq_dev / C + kLayernormEps);
-  for (int c = 0; c < C; ++c) {
-    const double normalized = (inp_row[c] - row_mean) * row_rstd;
-    out_row[c] = static_cast<Real>(normalized * weight[c] + bias[c]);
-  }
+  // The per-channel pass in the element type (statistics rounded to it once).
+  const Real mean_r = static_cast<Real>(row_mean);
+  const Real rstd_r = static_cast<Real>(row_rstd);
+  for (int c = 0; c < C; ++c) out_row[c] = (inp_row[c] - mean_r) * rstd_r * weight[c] + bias[c];
   *mean = static_cast<Real>(row_mean);
   *rstd = static_cast<Real>(row_rstd);
 }
@@ -63,18 +63,21 @@ template <typename Real>
 [[gnu::always_inline]] inline void backward_row(Real* dinp_row, const Real* dout_row,
                                                 const Real* inp_row, const Real* weight,
                                                 double row_mean, double row_rstd, int C) {
+  // Products in the element type, row sums in double, the per-channel pass in the element type.
+  const Real mean_r = static_cast<Real>(row_mean);
+  const Real rstd_r = static_cast<Real>(row_rstd);
   const double sum_dnorm =
-      lane_sum(C, [weight, dout_row](int c) { return double{weight[c]} * dout_row[c]; });
+      lane_sum(C, [weight, dout_row](int c) { return double{weight[c] * dout_row[c]}; });
   const double sum_dnorm_norm = lane_sum(C, [=](int c) {
-    const double norm = (inp_row[c] - row_mean) * row_rstd;
-    return double{weight[c]} * dout_row[c] * norm;
+    const Real norm = (inp_row[c] - mean_r) * rstd_r;
+    return double{weight[c] * dout_row[c] * norm};
   });
-  const double dnorm_mean = sum_dnorm / C;
-  const double dnorm_norm_mean = sum_dnorm_norm / C;
+  const Real dnorm_mean = static_cast<Real>(sum_dnorm / C);
+  const Real dnorm_norm_mean = static_cast<Real>(sum_dnorm_norm / C);
   for (int c = 0; c < C; ++c) {
-    const double norm = (inp_row[c] - row_mean) * row_rstd;
-    const double dnorm = double{weight[c]} * dout_row[c];
-    dinp_row[c] += static_cast<Real>(row_rstd * (dnorm - dnorm_mean - norm * dnorm_norm_mean));
+    const Real norm = (inp_row[c] - mean_r) * rstd_r;
+    const Real dnorm = weight[c] * dout_row[c];
+    dinp_row[c] += rstd_r * (dnorm - dnorm_mean - norm * dnorm_norm_mean);
   }
 }
 
