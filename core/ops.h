@@ -60,9 +60,27 @@ class Backend {
                                   const float* out, const float* lse, int B, int T, int C,
                                   int NH) = 0;
 
-  // tanh-approximated GELU, elementwise over n values. Backward: dinp = .
+  // tanh-approximated GELU, elementwise over n values. Backward: dinp = (may alias dout).
   virtual void gelu_forward(float* out, const float* inp, size_t n) = 0;
   virtual void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) = 0;
+
+  // Fused dense layer + GELU (the MLP's first layer): pre (N,OC) = inp @ weight^T + bias and
+  // out (N,OC) = gelu(pre), both written. The default runs the two ops; a backend overrides it
+  // to apply the GELU while the product is still in registers or cache.
+  virtual void matmul_gelu_forward(float* pre, float* out, const float* inp, const float* weight,
+                                   const float* bias, int N, int C, int OC) {
+    matmul_forward(pre, inp, weight, bias, N, C, OC);
+    gelu_forward(out, pre, static_cast<size_t>(N) * OC);
+  }
+  // Backward of a dense layer whose input is inp = gelu(pre) (the MLP's second layer):
+  // dpre (N,C) = (dout @ weight) * gelu'(pre) (overwritten), dweight +=, dbias += (may be
+  // null). The default runs matmul_backward then gelu_backward in place.
+  virtual void matmul_backward_gelu(float* dpre, float* dweight, float* dbias, const float* dout,
+                                    const float* inp, const float* weight, const float* pre, int N,
+                                    int C, int OC) {
+    matmul_backward(dpre, dweight, dbias, dout, inp, weight, N, C, OC);
+    gelu_backward(dpre, pre, dpre, static_cast<size_t>(N) * C);
+  }
 
   // out = inp1 + inp2 over n values (the residual add; its backward is the identity).
   virtual void residual_forward(float* out, const float* inp1, const float* inp2, size_t n) = 0;

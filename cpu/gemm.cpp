@@ -295,7 +295,7 @@ GemmScratch& scratch() {
 void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bool trans_b, int M,
                 int N, int K, const float* A, int64_t lda, const float* B, int64_t ldb,
                 float beta, float* C, int64_t ldc, const float* bias, float* a_panels,
-                float* b_strips, std::atomic<int>* next_item) {
+                float* b_strips, std::atomic<int>* next_item, const GemmEpilogue& epilogue) {
   const int mr = kernel.mr;
   const int nr = kernel.nr;
   const int num_panels = (M + mr - 1) / mr;
@@ -319,6 +319,7 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
     for (int p0 = 0; p0 < K; p0 += kKc) {
       const int kc = std::min(kKc, K - p0);
       const bool accumulate = beta != 0.0f || p0 > 0;
+      const bool last_k_block = p0 + kc == K;
       // A non-transposed B is read in place, except for a last strip narrower than nr.
       int begin, end;
       share(num_strips, begin, end);
@@ -383,6 +384,9 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
         if (rows == mr && cols == nr) {
           kernel.fn(kc, a_panel, a_step, rows_contiguous, b_strip, b_step, c_tile, ldc,
                     accumulate, tile_bias);
+          if (last_k_block && epilogue.fn != nullptr) {
+            epilogue.fn(epilogue.context, c_tile, ldc, i0, j0 + s * nr, rows, cols);
+          }
           return;
         }
         if (accumulate) {
@@ -394,6 +398,9 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
                   accumulate, tile_bias);
         for (int i = 0; i < rows; ++i) {
           std::memcpy(c_tile + i * ldc, edge_tile + i * nr, sizeof(float) * cols);
+        }
+        if (last_k_block && epilogue.fn != nullptr) {
+          epilogue.fn(epilogue.context, c_tile, ldc, i0, j0 + s * nr, rows, cols);
         }
       };
       // Tiles are handed out in chunks from a shared counter rather than split in equal
@@ -421,7 +428,7 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
 
 void run_gemm(const Kernel& kernel, bool trans_a, bool trans_b, int M, int N, int K,
               const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-              int64_t ldc, const float* bias) {
+              int64_t ldc, const float* bias, const GemmEpilogue& epilogue) {
   if (beta != 0.0f && beta != 1.0f) throw Error("sgemm: beta must be 0 or 1");
   if (beta != 0.0f && bias != nullptr) throw Error("sgemm: a bias needs beta 0");
   if (M <= 0 || N <= 0) return;
@@ -435,6 +442,7 @@ void run_gemm(const Kernel& kernel, bool trans_a, bool trans_b, int M, int N, in
         }
       }
     }
+    if (epilogue.fn != nullptr) epilogue.fn(epilogue.context, C, ldc, 0, 0, M, N);
     return;
   }
   const int nc_max = std::min(kNc, (N + kernel.nr - 1) / kernel.nr * kernel.nr);
@@ -460,12 +468,12 @@ void run_gemm(const Kernel& kernel, bool trans_a, bool trans_b, int M, int N, in
   const int num_threads = (flops < 4e5 || omp_in_parallel()) ? 1 : omp_get_max_threads();
   if (num_threads == 1) {
     gemm_share(kernel, 0, 1, trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, bias,
-               a_panels, b_strips, next_item);
+               a_panels, b_strips, next_item, epilogue);
     return;
   }
 #pragma omp parallel num_threads(num_threads)
   gemm_share(kernel, omp_get_thread_num(), omp_get_num_threads(), trans_a, trans_b, M, N, K, A,
-             lda, B, ldb, beta, C, ldc, bias, a_panels, b_strips, next_item);
+             lda, B, ldb, beta, C, ldc, bias, a_panels, b_strips, next_item, epilogue);
 }
 
 GemmIsa detect_isa() {
@@ -545,15 +553,17 @@ GemmIsa gemm_isa() {
 
 void sgemm_with_isa(GemmIsa isa, bool trans_a, bool trans_b, int M, int N, int K, const float* A,
                     int lda, const float* B, int ldb, float beta, float* C, int ldc,
-                    const float* bias) {
+                    const float* bias, const GemmEpilogue& epilogue) {
   if (!gemm_isa_supported(isa)) throw Error("sgemm: " + gemm_isa_name(isa) + " is not supported here");
-  run_gemm(kernel_for(isa), trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, bias);
+  run_gemm(kernel_for(isa), trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, bias,
+           epilogue);
 }
 
 void sgemm(bool trans_a, bool trans_b, int M, int N, int K, const float* A, int lda,
-           const float* B, int ldb, float beta, float* C, int ldc, const float* bias) {
+           const float* B, int ldb, float beta, float* C, int ldc, const float* bias,
+           const GemmEpilogue& epilogue) {
   run_gemm(kernel_for(gemm_isa()), trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc,
-           bias);
+           bias, epilogue);
 }
 
 }  // namespace lmt::cpu

@@ -25,17 +25,28 @@ std::string gemm_isa_name(GemmIsa isa);
 // The instruction sets this CPU (and this build) can run, lowest first.
 bool gemm_isa_supported(GemmIsa isa);
 
+// Called once for every finished tile of C (after the last k block), on the thread that
+// computed it, while the tile is still in cache: rows [row0, row0+rows) and columns
+// [col0, col0+cols) of C, with tile pointing at C[row0][col0]. Fuses an elementwise op into
+// the GEMM (matmul + GELU) without another pass over C.
+struct GemmEpilogue {
+  void (*fn)(const void* context, float* tile, int64_t ldc, int row0, int col0, int rows,
+             int cols) = nullptr;
+  const void* context = nullptr;
+};
+
 // C = op(A) @ op(B) + beta * C. trans_a: A is stored (K,M) with leading dimension lda;
 // otherwise (M,K). trans_b: B is stored (N,K); otherwise (K,N). beta must be 0 or 1. A bias
 // (N values, beta 0 only) is added to every row of C in the micro-kernel's first k block,
 // saving the separate pass that seeding C with it would cost.
 void sgemm(bool trans_a, bool trans_b, int M, int N, int K, const float* A, int lda,
-           const float* B, int ldb, float beta, float* C, int ldc, const float* bias = nullptr);
+           const float* B, int ldb, float beta, float* C, int ldc, const float* bias = nullptr,
+           const GemmEpilogue& epilogue = {});
 
 // The same with an explicit instruction set (must be supported), for tests.
 void sgemm_with_isa(GemmIsa isa, bool trans_a, bool trans_b, int M, int N, int K, const float* A,
                     int lda, const float* B, int ldb, float beta, float* C, int ldc,
-                    const float* bias = nullptr);
+                    const float* bias = nullptr, const GemmEpilogue& epilogue = {});
 
 // dst (cols, rows) = src (rows, cols)^T, row strides dst_ld and src_ld (8 x 8 register blocks).
 void transpose_block(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int rows,

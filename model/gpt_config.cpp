@@ -80,8 +80,7 @@ std::vector<ActivationBuffer> activation_layout(const GPTConfig& cfg, int B, int
       {"dln", BT * C},              // (B, T, C)
       {"dqkv", BT * 3 * C},         // (B, T, 3C)
       {"datty", BT * C},            // (B, T, C)
-      {"dfch", BT * 4 * C},         // (B, T, 4C)
-      {"dfch_gelu", BT * 4 * C},    // (B, T, 4C)
+      {"dfch", BT * 4 * C},         // (B, T, 4C) gradient of the GELU's input
       // token ids (int32, same size as a float)
       {"inputs", BT},
       {"targets", BT},
