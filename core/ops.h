@@ -82,6 +82,16 @@ class Backend {
     gelu_backward(dpre, pre, dpre, static_cast<size_t>(N) * C);
   }
 
+  // Dense layer onto the residual stream: out (N,OC) = residual + inp @ weight^T + bias (out
+  // may not alias residual). The default runs matmul_forward then residual_forward; a backend
+  // overrides it to add the residual to each tile of the product while it is in cache.
+  virtual void matmul_residual_forward(float* out, const float* residual, const float* inp,
+                                       const float* weight, const float* bias, int N, int C,
+                                       int OC) {
+    matmul_forward(out, inp, weight, bias, N, C, OC);
+    residual_forward(out, out, residual, static_cast<size_t>(N) * OC);
+  }
+
   // out = inp1 + inp2 over n values (the residual add; its backward is the identity).
   virtual void residual_forward(float* out, const float* inp1, const float* inp2, size_t n) = 0;
 

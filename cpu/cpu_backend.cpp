@@ -104,6 +104,12 @@ void CpuBackend::matmul_backward_gelu(float* dpre, float* dweight, float* dbias,
   cpu::matmul_backward_gelu<float>(dpre, dweight, dbias, dout, inp, weight, pre, N, C, OC);
 }
 
+void CpuBackend::matmul_residual_forward(float* out, const float* residual, const float* inp,
+                                         const float* weight, const float* bias, int N, int C,
+                                         int OC) {
+  cpu::matmul_residual_forward<float>(out, residual, inp, weight, bias, N, C, OC);
+}
+
 void CpuBackend::residual_forward(float* out, const float* inp1, const float* inp2, size_t n) {
   cpu::residual_forward<float>(out, inp1, inp2, n);
 }

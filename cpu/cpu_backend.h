@@ -49,6 +49,9 @@ class CpuBackend final : public lmt::Backend {
   void matmul_backward_gelu(float* dpre, float* dweight, float* dbias, const float* dout,
                             const float* inp, const float* weight, const float* pre, int N, int C,
                             int OC) override;
+  void matmul_residual_forward(float* out, const float* residual, const float* inp,
+                               const float* weight, const float* bias, int N, int C,
+                               int OC) override;
   void residual_forward(float* out, const float* inp1, const float* inp2, size_t n) override;
   void classifier_forward_backward(float* dlogits, float* losses, const float* logits,
                                    const int32_t* targets, float dloss, int N, int V,

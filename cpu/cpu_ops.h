@@ -77,6 +77,13 @@ template <typename Real>
 void matmul_backward_gelu(Real* dpre, Real* dweight, Real* dbias, const Real* dout, const Real* inp,
                           const Real* weight, const Real* pre, int N, int C, int OC);
 
+// A dense layer added onto the residual stream (cpu/matmul_residual.cpp):
+// out (N,OC) = residual + inp @ weight^T + bias; out must not alias residual. Its backward is
+// matmul_backward plus the identity for the residual.
+template <typename Real>
+void matmul_residual_forward(Real* out, const Real* residual, const Real* inp, const Real* weight,
+                             const Real* bias, int N, int C, int OC);
+
 // out = inp1 + inp2 over n values
 template <typename Real>
 void residual_forward(Real* out, const Real* inp1, const Real* inp2, size_t n);

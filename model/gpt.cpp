@@ -21,7 +21,7 @@ enum P {
 // Activation buffer indices, in activation_layout order.
 enum A {
   aEncoded, aLn1, aLn1Mean, aLn1Rstd, aQkv, aAtty, aAttLse, aResidual2, aLn2, aLn2Mean,
-  aLn2Rstd, aFch, aFchGelu, aResidual3, aLnf, aLnfMean, aLnfRstd, aLogits, aLosses, aProjOut,
+  aLn2Rstd, aFch, aFchGelu, aResidual3, aLnf, aLnfMean, aLnfRstd, aLogits, aLosses,
   aDresidual, aDln, aDqkv, aDatty, aDfch, aInputs, aTargets, aCount
 };
 
@@ -187,16 +187,15 @@ float GPT::run_forward(const int32_t* inputs, const int32_t* targets, int B, int
     backend_.matmul_forward(qkv, ln1, param(kQkvw) + l * 3 * C * C, param(kQkvb) + l * 3 * C,
                             BT, C, 3 * C);
     backend_.attention_forward(atty, lse, qkv, B, T, C, NH);
-    backend_.matmul_forward(a[aProjOut], atty, param(kAttprojw) + l * C * C,
-                            param(kAttprojb) + l * C, BT, C, C);
-    backend_.residual_forward(residual2, residual, a[aProjOut], BT * C);
+    backend_.matmul_residual_forward(residual2, residual, atty, param(kAttprojw) + l * C * C,
+                                     param(kAttprojb) + l * C, BT, C, C);
     backend_.layernorm_forward(ln2, ln2_mean, ln2_rstd, residual2, param(kLn2w) + l * C,
                                param(kLn2b) + l * C, BT, C);
     backend_.matmul_gelu_forward(fch, fch_gelu, ln2, param(kFcw) + l * 4 * C * C,
                                  param(kFcb) + l * 4 * C, BT, C, 4 * C);
-    backend_.matmul_forward(a[aProjOut], fch_gelu, param(kFcprojw) + l * C * 4 * C,
-                            param(kFcprojb) + l * C, BT, 4 * C, C);
-    backend_.residual_forward(residual3, residual2, a[aProjOut], BT * C);
+    backend_.matmul_residual_forward(residual3, residual2, fch_gelu,
+                                     param(kFcprojw) + l * C * 4 * C, param(kFcprojb) + l * C, BT,
+                                     4 * C, C);
   }
   const float* last = a[aResidual3] + (L - 1) * BT * C;
   backend_.layernorm_forward(a[aLnf], a[aLnfMean], a[aLnfRstd], last, param(kLnfw),

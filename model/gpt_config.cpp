@@ -74,7 +74,6 @@ std::vector<ActivationBuffer> activation_layout(const GPTConfig& cfg, int B, int
       {"lnf_rstd", BT},             // (B, T)
       {"logits", BT * Vp},          // (B, T, Vp); becomes dlogits in training
       {"losses", BT},               // (B, T)
-      {"proj_out", BT * C},         // (B, T, C) projection output before the residual add
       // backward scratch, reused by every layer
       {"dresidual", BT * C},        // (B, T, C) gradient of the residual stream
       {"dln", BT * C},              // (B, T, C)
