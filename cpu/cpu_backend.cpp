@@ -92,18 +92,6 @@ void CpuBackend::gelu_backward(float* dinp, const float* inp, const float* dout,
   cpu::gelu_backward<float>(dinp, inp, dout, n);
 }
 
-void CpuBackend::matmul_gelu_forward(float* pre, float* out, const float* inp,
-                                     const float* weight, const float* bias, int N, int C,
-                                     int OC) {
-  cpu::matmul_gelu_forward<float>(pre, out, inp, weight, bias, N, C, OC);
-}
-
-void CpuBackend::matmul_backward_gelu(float* dpre, float* dweight, float* dbias,
-                                      const float* dout, const float* inp, const float* weight,
-                                      const float* pre, int N, int C, int OC) {
-  cpu::matmul_backward_gelu<float>(dpre, dweight, dbias, dout, inp, weight, pre, N, C, OC);
-}
-
 void CpuBackend::matmul_residual_forward(float* out, const float* residual, const float* inp,
                                          const float* weight, const float* bias, int N, int C,
                                          int OC) {

@@ -44,11 +44,6 @@ class CpuBackend final : public lmt::Backend {
                           const float* lse, int B, int T, int C, int NH) override;
   void gelu_forward(float* out, const float* inp, size_t n) override;
   void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) override;
-  void matmul_gelu_forward(float* pre, float* out, const float* inp, const float* weight,
-                           const float* bias, int N, int C, int OC) override;
-  void matmul_backward_gelu(float* dpre, float* dweight, float* dbias, const float* dout,
-                            const float* inp, const float* weight, const float* pre, int N, int C,
-                            int OC) override;
   void matmul_residual_forward(float* out, const float* residual, const float* inp,
                                const float* weight, const float* bias, int N, int C,
                                int OC) override;

@@ -60,23 +60,6 @@ void gelu_forward(Real* out, const Real* inp, size_t n);
 template <typename Real>
 void gelu_backward(Real* dinp, const Real* inp, const Real* dout, size_t n);
 
-// The float loops of gelu_forward / gelu_backward on the calling thread alone (for fusing GELU
-// into other ops); dinp may alias dout.
-void gelu_forward_span(float* out, const float* inp, int64_t n);
-void gelu_backward_span(float* dinp, const float* inp, const float* dout, int64_t n);
-
-// A dense layer and GELU in one pass (cpu/matmul_gelu.cpp):
-// pre (N,OC) = inp @ weight^T + bias, out (N,OC) = gelu(pre)
-template <typename Real>
-void matmul_gelu_forward(Real* pre, Real* out, const Real* inp, const Real* weight, const Real* bias,
-                         int N, int C, int OC);
-// The backward of a dense layer whose input is gelu(pre): dpre (N,C) = (dout @ weight) *
-// gelu'(pre) (overwritten), dweight (OC,C) += dout^T @ inp, dbias (OC) += (null: skipped),
-// where inp = gelu(pre) (N,C).
-template <typename Real>
-void matmul_backward_gelu(Real* dpre, Real* dweight, Real* dbias, const Real* dout, const Real* inp,
-                          const Real* weight, const Real* pre, int N, int C, int OC);
-
 // A dense layer added onto the residual stream (cpu/matmul_residual.cpp):
 // out (N,OC) = residual + inp @ weight^T + bias; out must not alias residual. Its backward is
 // matmul_backward plus the identity for the residual.

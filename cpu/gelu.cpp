@@ -180,12 +180,6 @@ void gelu_backward(Real* dinp, const Real* inp, const Real* dout, size_t n) {
   }
 }
 
-void gelu_forward_span(float* out, const float* inp, int64_t n) { run_forward(out, inp, 0, n); }
-
-void gelu_backward_span(float* dinp, const float* inp, const float* dout, int64_t n) {
-  run_backward(dinp, inp, dout, 0, n);
-}
-
 template void gelu_forward<float>(float*, const float*, size_t);
 template void gelu_forward<double>(double*, const double*, size_t);
 template void gelu_backward<float>(float*, const float*, const float*, size_t);

@@ -10,6 +10,7 @@
 #include "model/adamw.h"
 #include "model/gpt.h"
 #include "train/device.h"
+#include "train/op_profiler.h"
 #include "train/step.h"
 #include "train/train_data.h"
 #include "train/trainer.h"
@@ -51,7 +52,8 @@ BenchReport run_bench(const LoadedRecipe& loaded, const BenchOptions& options) {
   data::WindowSampler sampler(data.train, T, static_cast<uint64_t>(r.run.seed));
   BackendChoice choice = make_backend(options.device.empty() ? r.run.device : options.device,
                                       static_cast<int>(r.run.threads));
-  Backend& backend = *choice.backend;
+  ProfilingBackend profiler(*choice.backend);
+  Backend& backend = options.ops ? static_cast<Backend&>(profiler) : *choice.backend;
   GPT model(backend, cfg);
   model.init_weights(static_cast<uint64_t>(r.run.seed), r.model.init_std);
   AdamW optimizer(backend, model.layout(), model.num_param_storage());
@@ -71,7 +73,10 @@ BenchReport run_bench(const LoadedRecipe& loaded, const BenchOptions& options) {
     backend.synchronize();
     const double o = ms_since(t);
     const double total = ms_since(step_start);
-    if (step < options.warmup) continue;
+    if (step < options.warmup) {
+      profiler.reset();
+      continue;
+    }
     data_ms.push_back(phases.data_ms);
     forward_ms.push_back(phases.forward_ms);
     backward_ms.push_back(phases.backward_ms);
@@ -92,6 +97,11 @@ BenchReport run_bench(const LoadedRecipe& loaded, const BenchOptions& options) {
   report.total = summarize(total_ms);
   report.tokens_per_s = static_cast<double>(report.tokens_per_step) / (report.total.median_ms / 1e3);
   report.gflops = report.flops_per_step / (report.total.median_ms / 1e3) / 1e9;
+  for (const OpTiming& t : profiler.timings()) {
+    const double steps = static_cast<double>(options.steps);
+    report.ops.push_back({t.name, static_cast<double>(t.calls) / steps, t.total_ms / steps,
+                          t.flops > 0 ? t.flops / (t.total_ms / 1e3) / 1e9 : 0.0});
+  }
   return report;
 }
 

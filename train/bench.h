@@ -15,6 +15,14 @@ struct BenchOptions {
   int64_t steps = 20;
   int64_t warmup = 3;
   std::string device;  // overrides run.device when not empty
+  bool ops = false;    // also time every backend op (train/op_profiler.h)
+};
+
+struct OpReport {
+  std::string name;
+  double calls_per_step = 0;
+  double ms_per_step = 0;  // mean over the timed steps, with a synchronization around each call
+  double gflops = 0;       // achieved by the op's matrix products; 0 where not counted
 };
 
 struct PhaseTiming {
@@ -31,6 +39,7 @@ struct BenchReport {
   PhaseTiming total;
   double tokens_per_s = 0;  // at the median step time
   double gflops = 0;        // achieved, at the median step time
+  std::vector<OpReport> ops;  // with BenchOptions::ops, most expensive first
 };
 
 BenchReport run_bench(const LoadedRecipe& recipe, const BenchOptions& options);

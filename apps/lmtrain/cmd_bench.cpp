@@ -1,4 +1,4 @@
-// lmtrain bench RECIPE [--steps N] [--warmup N] [--device D] [--set k=v]... [--json FILE]
+// lmtrain bench RECIPE [--steps N] [--warmup N] [--device D] [--set k=v]... [--json FILE] [--ops]
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -25,6 +25,8 @@ Action add_bench_command(CLI::App& app) {
   cmd->add_option("--device", args->options.device, "cpu, cuda or auto")->check(CLI::IsMember({"cpu", "cuda", "auto"}));
   cmd->add_option("--set", args->sets, "override a recipe key (repeatable)")->take_all()->allow_extra_args(false);
   cmd->add_option("--json", args->json_path, "also write the results as JSON to this file");
+  cmd->add_flag("--ops", args->options.ops,
+                "also time every backend op (synchronizing around each, so steps get a little slower)");
   return [args] {
     LoadedRecipe loaded = load_recipe(args->recipe);
     apply_overrides(loaded, args->sets);
@@ -43,6 +45,22 @@ Action add_bench_command(CLI::App& app) {
                report.total.p90_ms);
     fmt::print("  {} tokens/s, {:.1f} GFLOP/s achieved (6N + 6LCT per token)\n", human_count(report.tokens_per_s),
                report.gflops);
+    nlohmann::json ops = nlohmann::json::array();
+    if (!report.ops.empty()) {
+      double ops_total = 0;
+      for (const auto& op : report.ops) ops_total += op.ms_per_step;
+      fmt::print("  {:<28} {:>9} {:>10} {:>7} {:>9}\n", "op", "calls", "ms/step", "share", "GFLOP/s");
+      for (const auto& op : report.ops) {
+        fmt::print("  {:<28} {:>9.0f} {:>10.2f} {:>6.1f}% {:>9}\n", op.name, op.calls_per_step, op.ms_per_step,
+                   100.0 * op.ms_per_step / ops_total, op.gflops > 0 ? fmt::format("{:.1f}", op.gflops) : "");
+        ops.push_back({{"op", op.name},
+                       {"calls_per_step", op.calls_per_step},
+                       {"ms_per_step", op.ms_per_step},
+                       {"gflops", op.gflops}});
+      }
+      fmt::print("  {:<28} {:>9} {:>10.2f}   (the rest of the step is outside the ops)\n", "all ops", "",
+                 ops_total);
+    }
     if (!args->json_path.empty()) {
       nlohmann::json out = {{"recipe", args->recipe},
                             {"backend", report.backend},
@@ -56,6 +74,7 @@ Action add_bench_command(CLI::App& app) {
                                       {"p90_ms", report.total.p90_ms}}},
                             {"tokens_per_s", report.tokens_per_s},
                             {"gflops", report.gflops}};
+      if (!report.ops.empty()) out["ops"] = ops;
       write_file_atomic(args->json_path, out.dump(2) + "\n");
     }
     return 0;
