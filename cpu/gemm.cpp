@@ -177,6 +177,8 @@ Kernel kernel_for(GemmIsa isa) {
 constexpr int kKc = 256;
 constexpr int kPanelsPerRowBlock = 16;
 constexpr int kNc = 1024;
+constexpr int kWholeKMax = 1024;                // K up to this runs unblocked ...
+constexpr int64_t kWholePackMax = int64_t{1} << 21;  // ... if a packed B has at most 8 MiB
 
 // Packs rows [i0, i0+mc) and k [p0, p0+kc) of op(A) into panel `panel` of Ap.
 void pack_a_panel(float* dst, bool trans_a, const float* A, int64_t lda, int i0, int rows, int p0,
@@ -295,7 +297,8 @@ GemmScratch& scratch() {
 void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bool trans_b, int M,
                 int N, int K, const float* A, int64_t lda, const float* B, int64_t ldb,
                 float beta, float* C, int64_t ldc, const float* bias, float* a_panels,
-                float* b_strips, std::atomic<int>* next_item, const GemmEpilogue& epilogue) {
+                float* b_strips, std::atomic<int>* next_item, const GemmEpilogue& epilogue,
+                int k_block, int column_block) {
   const int mr = kernel.mr;
   const int nr = kernel.nr;
   const int num_panels = (M + mr - 1) / mr;
@@ -313,11 +316,14 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
   alignas(64) float edge_tile[kMaxTile];
   alignas(64) float edge_bias[kMaxTile];  // a short strip's bias, zero-padded to nr
   int iteration = 0;                      // index of the (column block, k block) pair
-  for (int j0 = 0; j0 < N; j0 += kNc) {
-    const int nc = std::min(kNc, N - j0);
+  // Packed strips: all of them for a transposed B; for a B read in place only the ragged last
+  // one, which then sits at the start of the buffer.
+  auto strip_offset = [&](int s, int kc) { return trans_b ? int64_t{s} * kc * nr : int64_t{0}; };
+  for (int j0 = 0; j0 < N; j0 += column_block) {
+    const int nc = std::min(column_block, N - j0);
     const int num_strips = (nc + nr - 1) / nr;
-    for (int p0 = 0; p0 < K; p0 += kKc) {
-      const int kc = std::min(kKc, K - p0);
+    for (int p0 = 0; p0 < K; p0 += k_block) {
+      const int kc = std::min(k_block, K - p0);
       const bool accumulate = beta != 0.0f || p0 > 0;
       const bool last_k_block = p0 + kc == K;
       // A non-transposed B is read in place, except for a last strip narrower than nr.
@@ -326,8 +332,8 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
       for (int s = begin; s < end; ++s) {
         const int cols = std::min(nr, nc - s * nr);
         if (trans_b || cols < nr) {
-          pack_b_strip(b_strips + int64_t{s} * kc * nr, trans_b, B, ldb, j0 + s * nr, cols, p0,
-                       kc, nr);
+          pack_b_strip(b_strips + strip_offset(s, kc), trans_b, B, ldb, j0 + s * nr, cols, p0, kc,
+                       nr);
         }
       }
       // Full panels of A are read in place; only a last panel shorter than mr is packed.
@@ -352,7 +358,7 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
         const float* b_strip;
         int64_t b_step;
         if (trans_b || cols < nr) {
-          b_strip = b_strips + int64_t{s} * kc * nr;
+          b_strip = b_strips + strip_offset(s, kc);
           b_step = nr;
         } else {
           b_strip = B + int64_t{p0} * ldb + j0 + s * nr;
@@ -421,7 +427,7 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
       }
       ++iteration;
       // The strips and the short panel are repacked for the next k or column block.
-      if (p0 + kKc < K || j0 + kNc < N) barrier();
+      if (p0 + k_block < K || j0 + column_block < N) barrier();
     }
   }
 }
@@ -445,10 +451,18 @@ void run_gemm(const Kernel& kernel, bool trans_a, bool trans_b, int M, int N, in
     if (epilogue.fn != nullptr) epilogue.fn(epilogue.context, C, ldc, 0, 0, M, N);
     return;
   }
-  const int nc_max = std::min(kNc, (N + kernel.nr - 1) / kernel.nr * kernel.nr);
-  const int kc_max = std::min(kKc, K);
+  // Products with a short K whose packed B is small are done in one k block and one column
+  // block: each tile then runs the whole K in registers, and the threads meet once (after the
+  // packing) or not at all. The sums are the same, in the same order, as with k blocks.
+  const int64_t padded_n = (int64_t{N} + kernel.nr - 1) / kernel.nr * kernel.nr;
+  const bool whole_k = K <= kWholeKMax && (!trans_b || int64_t{K} * padded_n <= kWholePackMax);
+  const int k_block = whole_k ? K : kKc;
+  const int column_block = whole_k ? N : kNc;
+  const int64_t nc_max =
+      std::min<int64_t>((int64_t{column_block} + kernel.nr - 1) / kernel.nr * kernel.nr, padded_n);
+  const int64_t kc_max = std::min(k_block, K);
   GemmScratch& buffers = scratch();
-  const int num_iterations = ((N + kNc - 1) / kNc) * ((K + kKc - 1) / kKc);
+  const int num_iterations = ((N + column_block - 1) / column_block) * ((K + k_block - 1) / k_block);
   if (buffers.num_counters < num_iterations) {
     buffers.next_item = std::make_unique<std::atomic<int>[]>(num_iterations);
     buffers.num_counters = num_iterations;
@@ -456,7 +470,7 @@ void run_gemm(const Kernel& kernel, bool trans_a, bool trans_b, int M, int N, in
   for (int i = 0; i < num_iterations; ++i) buffers.next_item[i].store(0, std::memory_order_relaxed);
   std::atomic<int>* next_item = buffers.next_item.get();
   const size_t a_size = size_t(kernel.mr) * kc_max;
-  const size_t b_size = size_t(nc_max) * kc_max;
+  const size_t b_size = size_t(trans_b ? nc_max : kernel.nr) * kc_max;
   if (buffers.a_panels.size() < a_size) buffers.a_panels.resize(a_size);
   if (buffers.b_strips.size() < b_size) buffers.b_strips.resize(b_size);
   float* a_panels = buffers.a_panels.data();
@@ -468,12 +482,13 @@ void run_gemm(const Kernel& kernel, bool trans_a, bool trans_b, int M, int N, in
   const int num_threads = (flops < 4e5 || omp_in_parallel()) ? 1 : omp_get_max_threads();
   if (num_threads == 1) {
     gemm_share(kernel, 0, 1, trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, bias,
-               a_panels, b_strips, next_item, epilogue);
+               a_panels, b_strips, next_item, epilogue, k_block, column_block);
     return;
   }
 #pragma omp parallel num_threads(num_threads)
   gemm_share(kernel, omp_get_thread_num(), omp_get_num_threads(), trans_a, trans_b, M, N, K, A,
-             lda, B, ldb, beta, C, ldc, bias, a_panels, b_strips, next_item, epilogue);
+             lda, B, ldb, beta, C, ldc, bias, a_panels, b_strips, next_item, epilogue, k_block,
+             column_block);
 }
 
 GemmIsa detect_isa() {

@@ -49,9 +49,11 @@ TEST_CASE("sgemm matches a double reference for every ISA, layout and edge shape
   const bool trans_b = GENERATE(false, true);
   const bool accumulate = GENERATE(false, true);
   // 1x1x1; below one tile; exact tiles (12x32 and 6x16 and 4x16 all divide 96 x 64); ragged;
-  // K past the 256 k block; N past the 1024 column block; M past the 16-panel row block.
+  // M past the 16-panel row block; then the blocked path: K past 1024 (k blocks of 256), and a
+  // transposed B too big to pack at once (K x N > 2^21: column blocks of 1024).
   const Case shape = GENERATE(Case{1, 1, 1}, Case{5, 7, 3}, Case{96, 64, 40}, Case{37, 45, 29},
-                              Case{13, 33, 300}, Case{20, 1100, 17}, Case{250, 20, 11});
+                              Case{13, 33, 300}, Case{20, 1100, 17}, Case{250, 20, 11},
+                              Case{14, 40, 1100}, Case{3, 4100, 600});
   INFO(gemm_isa_name(isa) << " trans_a " << trans_a << " trans_b " << trans_b << " accumulate "
                           << accumulate << " M " << shape.M << " N " << shape.N << " K "
                           << shape.K);
