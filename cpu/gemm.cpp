@@ -177,8 +177,8 @@ Kernel kernel_for(GemmIsa isa) {
 constexpr int kKc = 256;
 constexpr int kPanelsPerRowBlock = 16;
 constexpr int kNc = 1024;
-constexpr int kWholeKMax = 1024;                // K up to this runs unblocked ...
-constexpr int64_t kWholePackMax = int64_t{1} << 21;  // ... if a packed B has at most 8 MiB
+constexpr int kWholeKMax = 1024;                     // K up to this runs unblocked ...
+constexpr int64_t kWholePackMax = int64_t{1} << 21;  // ... if B (K x N) has at most 8 MiB
 
 // Packs rows [i0, i0+mc) and k [p0, p0+kc) of op(A) into panel `panel` of Ap.
 void pack_a_panel(float* dst, bool trans_a, const float* A, int64_t lda, int i0, int rows, int p0,
@@ -298,7 +298,7 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
                 int N, int K, const float* A, int64_t lda, const float* B, int64_t ldb,
                 float beta, float* C, int64_t ldc, const float* bias, float* a_panels,
                 float* b_strips, std::atomic<int>* next_item, const GemmEpilogue& epilogue,
-                int k_block, int column_block) {
+                int k_block, int column_block, bool pack_all_b) {
   const int mr = kernel.mr;
   const int nr = kernel.nr;
   const int num_panels = (M + mr - 1) / mr;
@@ -316,9 +316,10 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
   alignas(64) float edge_tile[kMaxTile];
   alignas(64) float edge_bias[kMaxTile];  // a short strip's bias, zero-padded to nr
   int iteration = 0;                      // index of the (column block, k block) pair
-  // Packed strips: all of them for a transposed B; for a B read in place only the ragged last
-  // one, which then sits at the start of the buffer.
-  auto strip_offset = [&](int s, int kc) { return trans_b ? int64_t{s} * kc * nr : int64_t{0}; };
+  // Packed strips: all of them for a transposed B (or when asked); for a B read in place only
+  // the ragged last one, which then sits at the start of the buffer.
+  const bool pack_all = trans_b || pack_all_b;
+  auto strip_offset = [&](int s, int kc) { return pack_all ? int64_t{s} * kc * nr : int64_t{0}; };
   for (int j0 = 0; j0 < N; j0 += column_block) {
     const int nc = std::min(column_block, N - j0);
     const int num_strips = (nc + nr - 1) / nr;
@@ -331,7 +332,7 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
       share(num_strips, begin, end);
       for (int s = begin; s < end; ++s) {
         const int cols = std::min(nr, nc - s * nr);
-        if (trans_b || cols < nr) {
+        if (pack_all || cols < nr) {
           pack_b_strip(b_strips + strip_offset(s, kc), trans_b, B, ldb, j0 + s * nr, cols, p0, kc,
                        nr);
         }
@@ -357,7 +358,7 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
         const int cols = std::min(nr, nc - s * nr);
         const float* b_strip;
         int64_t b_step;
-        if (trans_b || cols < nr) {
+        if (pack_all || cols < nr) {
           b_strip = b_strips + strip_offset(s, kc);
           b_step = nr;
         } else {
@@ -455,7 +456,11 @@ void run_gemm(const Kernel& kernel, bool trans_a, bool trans_b, int M, int N, in
   // block: each tile then runs the whole K in registers, and the threads meet once (after the
   // packing) or not at all. The sums are the same, in the same order, as with k blocks.
   const int64_t padded_n = (int64_t{N} + kernel.nr - 1) / kernel.nr * kernel.nr;
-  const bool whole_k = K <= kWholeKMax && (!trans_b || int64_t{K} * padded_n <= kWholePackMax);
+  const bool whole_k = K <= kWholeKMax && int64_t{K} * padded_n <= kWholePackMax;
+  // Unblocked, a B read in place would stream K rows at a stride of ldb floats through L1 for
+  // every tile; past one k block's worth of rows that thrashed (a 768 x 512 B ran at 60% of the
+  // blocked speed), so such a B is packed into contiguous strips too.
+  const bool pack_all_b = whole_k && !trans_b && K > kKc;
   const int k_block = whole_k ? K : kKc;
   const int column_block = whole_k ? N : kNc;
   const int64_t nc_max =
@@ -470,7 +475,7 @@ void run_gemm(const Kernel& kernel, bool trans_a, bool trans_b, int M, int N, in
   for (int i = 0; i < num_iterations; ++i) buffers.next_item[i].store(0, std::memory_order_relaxed);
   std::atomic<int>* next_item = buffers.next_item.get();
   const size_t a_size = size_t(kernel.mr) * kc_max;
-  const size_t b_size = size_t(trans_b ? nc_max : kernel.nr) * kc_max;
+  const size_t b_size = size_t(trans_b || pack_all_b ? nc_max : kernel.nr) * kc_max;
   if (buffers.a_panels.size() < a_size) buffers.a_panels.resize(a_size);
   if (buffers.b_strips.size() < b_size) buffers.b_strips.resize(b_size);
   float* a_panels = buffers.a_panels.data();
@@ -482,13 +487,13 @@ void run_gemm(const Kernel& kernel, bool trans_a, bool trans_b, int M, int N, in
   const int num_threads = (flops < 4e5 || omp_in_parallel()) ? 1 : omp_get_max_threads();
   if (num_threads == 1) {
     gemm_share(kernel, 0, 1, trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, bias,
-               a_panels, b_strips, next_item, epilogue, k_block, column_block);
+               a_panels, b_strips, next_item, epilogue, k_block, column_block, pack_all_b);
     return;
   }
 #pragma omp parallel num_threads(num_threads)
   gemm_share(kernel, omp_get_thread_num(), omp_get_num_threads(), trans_a, trans_b, M, N, K, A,
              lda, B, ldb, beta, C, ldc, bias, a_panels, b_strips, next_item, epilogue, k_block,
-             column_block);
+             column_block, pack_all_b);
 }
 
 GemmIsa detect_isa() {
