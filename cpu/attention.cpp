@@ -20,6 +20,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <tuple>
 #include <vector>
 
 #include "cpu/cpu_ops.h"
@@ -246,10 +247,6 @@ void attention_backward(Real* dqkv, const Real* dout, const Real* qkv, const Rea
       const Real* dout_head = dout + int64_t{b} * T * C + h * HS;             // row 0
       const Real* out_head = out + int64_t{b} * T * C + h * HS;               // row 0
       const Real* lse_row = lse + (int64_t{b} * NH + h) * T;                  // (T)
-      for (int t = 0; t < T; ++t) {  // dk and dv accumulate over the query blocks
-        std::fill_n(dqkv_head + t * qkv_row_stride + C, HS, Real{0});
-        std::fill_n(dqkv_head + t * qkv_row_stride + 2 * C, HS, Real{0});
-      }
       for (int t0 = 0; t0 < T; t0 += kQueryBlock) {
         const int rows = std::min(kQueryBlock, T - t0);
         const int t_end = t0 + rows;
@@ -272,11 +269,18 @@ void attention_backward(Real* dqkv, const Real* dout, const Real* qkv, const Rea
         // dq[t0..) = (dS^T)^T @ k[0..t_end)
         block_gemm(true, false, rows, HS, t_end, dscores_t, rows, qkv_head + C, ld, Real{0},
                    dqkv_head + t0 * qkv_row_stride, ld);
-        // dk[0..t_end) += dS^T @ q[t0..),  dv[0..t_end) += P^T @ dout[t0..)
-        block_gemm(false, false, t_end, HS, rows, dscores_t, rows,
-                   qkv_head + t0 * qkv_row_stride, ld, Real{1}, dqkv_head + C, ld);
-        block_gemm(false, false, t_end, HS, rows, probabilities_t, rows, dout_block, C, Real{1},
-                   dqkv_head + 2 * C, ld);
+        // dk[0..t_end) += dS^T @ q[t0..),  dv[0..t_end) += P^T @ dout[t0..): keys before t0
+        // already hold the earlier blocks' sums; keys t0.. are first reached here, so they are
+        // written (beta 0) rather than cleared beforehand.
+        for (const auto& [k0, k1, beta] :
+             {std::tuple{0, t0, Real{1}}, std::tuple{t0, t_end, Real{0}}}) {
+          if (k0 >= k1) continue;
+          block_gemm(false, false, k1 - k0, HS, rows, dscores_t + int64_t{k0} * rows, rows,
+                     qkv_head + t0 * qkv_row_stride, ld, beta, dqkv_head + k0 * qkv_row_stride + C,
+                     ld);
+          block_gemm(false, false, k1 - k0, HS, rows, probabilities_t + int64_t{k0} * rows, rows,
+                     dout_block, C, beta, dqkv_head + k0 * qkv_row_stride + 2 * C, ld);
+        }
       }
     }
   }
