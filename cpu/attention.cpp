@@ -33,14 +33,49 @@ namespace {
 
 constexpr int kQueryBlock = 64;
 
+// The causal mask inside a query block [t0, t0 + rows): key j (0 <= j < t_end) is seen by
+// block query r iff j <= t0 + r. The block's products skip what the mask makes zero
+// (cpu/gemm.h, GemmTileRange); keys are offset by key0 where a product covers keys key0...
+struct CausalBlock {
+  int t0;
+  int rows;
+  int key0;
+};
+
+// C rows = keys, C columns = queries (S^T and dP^T): a tile whose keys all come after its last
+// query is never read (the softmax skips it), so it is not computed.
+void keys_by_queries_range(const void* context, int row0, int, int col0, int cols,
+                           int* k_begin, int* k_end) {
+  const auto& block = *static_cast<const CausalBlock*>(context);
+  if (block.key0 + row0 > block.t0 + col0 + cols - 1) *k_end = *k_begin;
+}
+// C rows = queries, K = keys (out = P V, dq = dS K): query r sees keys up to t0 + r.
+void queries_by_keys_range(const void* context, int row0, int rows, int, int, int*,
+                           int* k_end) {
+  const auto& block = *static_cast<const CausalBlock*>(context);
+  *k_end = std::min(*k_end, block.t0 + row0 + rows);
+}
+// C rows = keys key0 + row0.., K = queries (dk += dS^T q, dv += P^T dout): key j is seen by
+// queries from j - t0 on.
+void keys_by_queries_k_range(const void* context, int row0, int, int, int, int* k_begin, int*) {
+  const auto& block = *static_cast<const CausalBlock*>(context);
+  *k_begin = std::max(*k_begin, block.key0 + row0 - block.t0);
+}
+
+using RangeFn = void (*)(const void*, int, int, int, int, int*, int*);
+
 // Row-major C (M,N) = op(A) @ op(B) + beta C for one thread: lmtrain's sgemm for float (it
-// stays on the calling thread inside a parallel region), a plain loop for double.
+// stays on the calling thread inside a parallel region, and leaves out the masked products),
+// a plain loop over everything for double.
 void block_gemm(bool trans_a, bool trans_b, int M, int N, int K, const float* A, int lda,
-                const float* B, int ldb, float beta, float* C, int ldc) {
-  sgemm(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
+                const float* B, int ldb, float beta, float* C, int ldc, RangeFn range = nullptr,
+                const CausalBlock* block = nullptr) {
+  sgemm(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, nullptr, GemmEpilogue{},
+        GemmTileRange{range, block});
 }
 void block_gemm(bool trans_a, bool trans_b, int M, int N, int K, const double* A, int lda,
-                const double* B, int ldb, double beta, double* C, int ldc) {
+                const double* B, int ldb, double beta, double* C, int ldc, RangeFn = nullptr,
+                const CausalBlock* = nullptr) {
   for (int i = 0; i < M; ++i) {
     for (int j = 0; j < N; ++j) {
       double sum = 0.0;
@@ -178,8 +213,9 @@ void block_scores_t(Real* scores_t, Real* queries_t, const Real* qkv_head, int64
                     int t0, int rows, int C, int HS, Real scale) {
   transpose(queries_t, rows, qkv_head + t0 * row_stride, row_stride, rows, HS);
   for (int i = 0; i < rows * HS; ++i) queries_t[i] *= scale;
+  const CausalBlock block{t0, rows, 0};
   block_gemm(false, false, t0 + rows, rows, HS, qkv_head + C, static_cast<int>(row_stride),
-             queries_t, rows, Real{0}, scores_t, rows);
+             queries_t, rows, Real{0}, scores_t, rows, keys_by_queries_range, &block);
 }
 
 }  // namespace
@@ -209,9 +245,10 @@ void attention_forward(Real* out, Real* lse, const Real* qkv, int B, int T, int 
                        HS, scale);
         run_softmax_columns(scores_t, lse_row + t0, col_max, col_sum, t0, rows, t_end);
         // out rows t0.. (head h) = (P^T)^T @ v[0..t_end)
+        const CausalBlock block{t0, rows, 0};
         block_gemm(true, false, rows, HS, t_end, scores_t, rows, qkv_head + 2 * C,
                    static_cast<int>(qkv_row_stride), Real{0},
-                   out + (int64_t{b} * T + t0) * C + h * HS, C);
+                   out + (int64_t{b} * T + t0) * C + h * HS, C, queries_by_keys_range, &block);
       }
     }
   }
@@ -255,8 +292,9 @@ void attention_backward(Real* dqkv, const Real* dout, const Real* qkv, const Rea
                        rows, C, HS, scale);
         // dP^T (t_end, rows) = v[0..t_end) @ dout[t0..)^T
         transpose(dout_t, rows, dout_block, C, rows, HS);
+        const CausalBlock block{t0, rows, 0};
         block_gemm(false, false, t_end, rows, HS, qkv_head + 2 * C, ld, dout_t, rows, Real{0},
-                   dscores_t, rows);
+                   dscores_t, rows, keys_by_queries_range, &block);
         for (int r = 0; r < rows; ++r) {
           const Real* dout_row = dout_block + int64_t{r} * C;
           const Real* out_row = out_head + int64_t{t0 + r} * C;
@@ -268,18 +306,20 @@ void attention_backward(Real* dqkv, const Real* dout, const Real* qkv, const Rea
                              t_end, scale);
         // dq[t0..) = (dS^T)^T @ k[0..t_end)
         block_gemm(true, false, rows, HS, t_end, dscores_t, rows, qkv_head + C, ld, Real{0},
-                   dqkv_head + t0 * qkv_row_stride, ld);
+                   dqkv_head + t0 * qkv_row_stride, ld, queries_by_keys_range, &block);
         // dk[0..t_end) += dS^T @ q[t0..),  dv[0..t_end) += P^T @ dout[t0..): keys before t0
         // already hold the earlier blocks' sums; keys t0.. are first reached here, so they are
         // written (beta 0) rather than cleared beforehand.
         for (const auto& [k0, k1, beta] :
              {std::tuple{0, t0, Real{1}}, std::tuple{t0, t_end, Real{0}}}) {
           if (k0 >= k1) continue;
+          const CausalBlock keys_block{t0, rows, k0};
           block_gemm(false, false, k1 - k0, HS, rows, dscores_t + int64_t{k0} * rows, rows,
                      qkv_head + t0 * qkv_row_stride, ld, beta, dqkv_head + k0 * qkv_row_stride + C,
-                     ld);
+                     ld, keys_by_queries_k_range, &keys_block);
           block_gemm(false, false, k1 - k0, HS, rows, probabilities_t + int64_t{k0} * rows, rows,
-                     dout_block, C, beta, dqkv_head + k0 * qkv_row_stride + 2 * C, ld);
+                     dout_block, C, beta, dqkv_head + k0 * qkv_row_stride + 2 * C, ld,
+                     keys_by_queries_k_range, &keys_block);
         }
       }
     }

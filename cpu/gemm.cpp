@@ -298,7 +298,7 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
                 int N, int K, const float* A, int64_t lda, const float* B, int64_t ldb,
                 float beta, float* C, int64_t ldc, const float* bias, float* a_panels,
                 float* b_strips, std::atomic<int>* next_item, const GemmEpilogue& epilogue,
-                int k_block, int column_block, bool pack_all_b) {
+                int k_block, int column_block, bool pack_all_b, const GemmTileRange& tile_range) {
   const int mr = kernel.mr;
   const int nr = kernel.nr;
   const int num_panels = (M + mr - 1) / mr;
@@ -381,6 +381,17 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
           a_step = lda;
           rows_contiguous = false;
         }
+        // A known-zero k range only shortens a product done in one k block.
+        int tile_kc = kc;
+        if (tile_range.fn != nullptr && kc == K) {
+          int k_begin = 0, k_end = K;
+          tile_range.fn(tile_range.context, i0, rows, j0 + s * nr, cols, &k_begin, &k_end);
+          k_begin = std::clamp(k_begin, 0, K);
+          k_end = std::clamp(k_end, k_begin, K);
+          tile_kc = k_end - k_begin;
+          a_panel += rows_contiguous ? k_begin * a_step : k_begin;
+          b_strip += k_begin * b_step;
+        }
         float* c_tile = C + int64_t{i0} * ldc + j0 + s * nr;
         const float* tile_bias = bias != nullptr ? bias + j0 + s * nr : nullptr;
         if (tile_bias != nullptr && cols < nr) {
@@ -389,7 +400,7 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
           tile_bias = edge_bias;
         }
         if (rows == mr && cols == nr) {
-          kernel.fn(kc, a_panel, a_step, rows_contiguous, b_strip, b_step, c_tile, ldc,
+          kernel.fn(tile_kc, a_panel, a_step, rows_contiguous, b_strip, b_step, c_tile, ldc,
                     accumulate, tile_bias);
           if (last_k_block && epilogue.fn != nullptr) {
             epilogue.fn(epilogue.context, c_tile, ldc, i0, j0 + s * nr, rows, cols);
@@ -401,7 +412,7 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
             std::memcpy(edge_tile + i * nr, c_tile + i * ldc, sizeof(float) * cols);
           }
         }
-        kernel.fn(kc, a_panel, a_step, rows_contiguous, b_strip, b_step, edge_tile, nr,
+        kernel.fn(tile_kc, a_panel, a_step, rows_contiguous, b_strip, b_step, edge_tile, nr,
                   accumulate, tile_bias);
         for (int i = 0; i < rows; ++i) {
           std::memcpy(c_tile + i * ldc, edge_tile + i * nr, sizeof(float) * cols);
@@ -435,7 +446,8 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
 
 void run_gemm(const Kernel& kernel, bool trans_a, bool trans_b, int M, int N, int K,
               const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-              int64_t ldc, const float* bias, const GemmEpilogue& epilogue) {
+              int64_t ldc, const float* bias, const GemmEpilogue& epilogue,
+              const GemmTileRange& tile_range) {
   if (beta != 0.0f && beta != 1.0f) throw Error("sgemm: beta must be 0 or 1");
   if (beta != 0.0f && bias != nullptr) throw Error("sgemm: a bias needs beta 0");
   if (M <= 0 || N <= 0) return;
@@ -487,13 +499,14 @@ void run_gemm(const Kernel& kernel, bool trans_a, bool trans_b, int M, int N, in
   const int num_threads = (flops < 4e5 || omp_in_parallel()) ? 1 : omp_get_max_threads();
   if (num_threads == 1) {
     gemm_share(kernel, 0, 1, trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, bias,
-               a_panels, b_strips, next_item, epilogue, k_block, column_block, pack_all_b);
+               a_panels, b_strips, next_item, epilogue, k_block, column_block, pack_all_b,
+               tile_range);
     return;
   }
 #pragma omp parallel num_threads(num_threads)
   gemm_share(kernel, omp_get_thread_num(), omp_get_num_threads(), trans_a, trans_b, M, N, K, A,
              lda, B, ldb, beta, C, ldc, bias, a_panels, b_strips, next_item, epilogue, k_block,
-             column_block, pack_all_b);
+             column_block, pack_all_b, tile_range);
 }
 
 GemmIsa detect_isa() {
@@ -573,17 +586,18 @@ GemmIsa gemm_isa() {
 
 void sgemm_with_isa(GemmIsa isa, bool trans_a, bool trans_b, int M, int N, int K, const float* A,
                     int lda, const float* B, int ldb, float beta, float* C, int ldc,
-                    const float* bias, const GemmEpilogue& epilogue) {
+                    const float* bias, const GemmEpilogue& epilogue,
+                    const GemmTileRange& tile_range) {
   if (!gemm_isa_supported(isa)) throw Error("sgemm: " + gemm_isa_name(isa) + " is not supported here");
   run_gemm(kernel_for(isa), trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, bias,
-           epilogue);
+           epilogue, tile_range);
 }
 
 void sgemm(bool trans_a, bool trans_b, int M, int N, int K, const float* A, int lda,
            const float* B, int ldb, float beta, float* C, int ldc, const float* bias,
-           const GemmEpilogue& epilogue) {
+           const GemmEpilogue& epilogue, const GemmTileRange& tile_range) {
   run_gemm(kernel_for(gemm_isa()), trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc,
-           bias, epilogue);
+           bias, epilogue, tile_range);
 }
 
 }  // namespace lmt::cpu

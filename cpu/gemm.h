@@ -35,18 +35,31 @@ struct GemmEpilogue {
   const void* context = nullptr;
 };
 
+// Where a tile's products are known to vanish (a causal mask): for the tile at rows
+// [row0, row0+rows) and columns [col0, col0+cols) of C, the k range [*k_begin, *k_end) outside
+// of which every op(A)(i, k) * op(B)(k, j) of the tile is exactly zero (finite times zero), so
+// leaving those terms out gives the same sums. An empty range writes beta * C (zeros for beta 0;
+// for a tile whose outputs are never read). Used for products of at most one k block (short
+// K, see cpu/gemm.cpp); elsewhere every k is computed, which gives the same result.
+struct GemmTileRange {
+  void (*fn)(const void* context, int row0, int rows, int col0, int cols, int* k_begin,
+             int* k_end) = nullptr;
+  const void* context = nullptr;
+};
+
 // C = op(A) @ op(B) + beta * C. trans_a: A is stored (K,M) with leading dimension lda;
 // otherwise (M,K). trans_b: B is stored (N,K); otherwise (K,N). beta must be 0 or 1. A bias
 // (N values, beta 0 only) is added to every row of C in the micro-kernel's first k block,
 // saving the separate pass that seeding C with it would cost.
 void sgemm(bool trans_a, bool trans_b, int M, int N, int K, const float* A, int lda,
            const float* B, int ldb, float beta, float* C, int ldc, const float* bias = nullptr,
-           const GemmEpilogue& epilogue = {});
+           const GemmEpilogue& epilogue = {}, const GemmTileRange& tile_range = {});
 
 // The same with an explicit instruction set (must be supported), for tests.
 void sgemm_with_isa(GemmIsa isa, bool trans_a, bool trans_b, int M, int N, int K, const float* A,
                     int lda, const float* B, int ldb, float beta, float* C, int ldc,
-                    const float* bias = nullptr, const GemmEpilogue& epilogue = {});
+                    const float* bias = nullptr, const GemmEpilogue& epilogue = {},
+                    const GemmTileRange& tile_range = {});
 
 // dst (cols, rows) = src (rows, cols)^T, row strides dst_ld and src_ld (8 x 8 register blocks).
 void transpose_block(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int rows,

@@ -109,6 +109,47 @@ TEST_CASE("sgemm adds a bias row to every row of C, ragged strips included", "[c
                     Catch::Contains("a bias needs beta 0"));
 }
 
+TEST_CASE("sgemm with a tile range leaves out known-zero terms and keeps the bits", "[cpu][gemm]") {
+  // A lower-triangular A (row i is zero past column i + 5): C = A @ B with each tile's k range
+  // cut at its last row's nonzero end must equal the full product exactly.
+  const GemmIsa isa = GENERATE(GemmIsa::kGeneric, GemmIsa::kAvx2, GemmIsa::kAvx512);
+  if (!gemm_isa_supported(isa)) {
+    SUCCEED("SKIPPED: this CPU has no " << gemm_isa_name(isa));
+    return;
+  }
+  const int M = 50, N = 40, K = 60;
+  std::mt19937 rng(9);
+  std::vector<float> A = random_floats(size_t(M) * K, rng);
+  for (int i = 0; i < M; ++i) {
+    for (int k = i + 6; k < K; ++k) A[size_t(i) * K + k] = 0.0f;
+  }
+  const std::vector<float> B = random_floats(size_t(K) * N, rng);
+  std::vector<float> full(size_t(M) * N), cut(size_t(M) * N, 99.0f);
+  sgemm_with_isa(isa, false, false, M, N, K, A.data(), K, B.data(), N, 0.0f, full.data(), N);
+  auto range = [](const void*, int row0, int rows, int, int, int*, int* k_end) {
+    *k_end = std::min(*k_end, row0 + rows - 1 + 6);
+  };
+  sgemm_with_isa(isa, false, false, M, N, K, A.data(), K, B.data(), N, 0.0f, cut.data(), N, nullptr,
+                 GemmEpilogue{}, GemmTileRange{range, nullptr});
+  CHECK(cut == full);
+
+  // The other side: A^T stored (K, M), zero before k = i - 7, so tiles start their k range late;
+  // accumulating onto C (beta 1).
+  std::vector<float> At = random_floats(size_t(K) * M, rng);
+  for (int i = 0; i < M; ++i) {
+    for (int k = 0; k < std::min(K, i - 7); ++k) At[size_t(k) * M + i] = 0.0f;
+  }
+  std::vector<float> full2 = random_floats(size_t(M) * N, rng);
+  std::vector<float> cut2 = full2;
+  sgemm_with_isa(isa, true, false, M, N, K, At.data(), M, B.data(), N, 1.0f, full2.data(), N);
+  auto late = [](const void*, int row0, int, int, int, int* k_begin, int*) {
+    *k_begin = std::max(*k_begin, row0 - 7);
+  };
+  sgemm_with_isa(isa, true, false, M, N, K, At.data(), M, B.data(), N, 1.0f, cut2.data(), N, nullptr,
+                 GemmEpilogue{}, GemmTileRange{late, nullptr});
+  CHECK(cut2 == full2);
+}
+
 TEST_CASE("sgemm gives the same bits for any thread count", "[cpu][gemm]") {
   const int M = 300, N = 200, K = 520;
   std::mt19937 rng(5);
