@@ -17,7 +17,7 @@ namespace lmt::cpu {
 template <typename Real>
 void classifier_forward_backward(Real* dlogits, Real* losses, const Real* logits,
                                  const int32_t* targets, Real dloss, int N, int V, int Vp) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 16)
   for (int n = 0; n < N; ++n) {
     const Real* logits_row = logits + int64_t{n} * Vp;  // (Vp)
     // Sum in double: V is large (50k) and this is the reference the fast paths are held to.
