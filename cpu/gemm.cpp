@@ -180,7 +180,7 @@ constexpr int kNc = 1024;
 constexpr int kWholeKMax = 1024;                     // K up to this runs unblocked ...
 constexpr int64_t kWholePackMax = int64_t{1} << 21;  // ... if B (K x N) has at most 8 MiB
 
-// Packs rows [i0, i0+mc) and k [p0, p0+kc) of op(A) into panel `panel` of Ap.
+// Packs rows [i0, i0+rows) and k [p0, p0+kc) of op(A) into one panel of mr rows (zero-padded).
 void pack_a_panel(float* dst, bool trans_a, const float* A, int64_t lda, int i0, int rows, int p0,
                   int kc, int mr) {
   if (trans_a) {
