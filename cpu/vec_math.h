@@ -1,8 +1,7 @@
 // exp and tanh for float written so that loops calling them vectorize (no branches, no libm
 // calls; lmt_cpu is compiled with -fno-trapping-math so the clamps become vector min/max).
 // Used by the ops whose time went into scalar libm calls: GELU (its portable path; the AVX-512
-// path in cpu/gelu.cpp uses the same polynomial) and attention's softmax. The classifier keeps
-// libm's exp in double.
+// path in cpu/gelu.cpp uses the same polynomial), attention's softmax and the classifier.
 //
 // Accuracy over the float range (checked against double libm in tests/cpu/test_vec_math.cpp):
 // exp_fast relative error < 2e-7 on [-87, 88]; tanh_fast absolute error < 3e-7 everywhere.
