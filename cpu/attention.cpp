@@ -188,7 +188,7 @@ struct AttentionScratch {
   std::vector<Real> dout_t;     // (HS,64): backward, dout of the block, transposed
   std::vector<Real> scores_t;   // (T,64): S^T, then P^T
   std::vector<Real> dscores_t;  // (T,64): dP^T, then dS^T
-  std::vector<Real> columns;    // (4,64): per-query max, sum, D
+  std::vector<Real> columns;    // (2,64): per-query max and sum (forward), D (backward)
 
   static AttentionScratch& get(int T, int HS) {
     thread_local AttentionScratch scratch;
@@ -201,7 +201,9 @@ struct AttentionScratch {
       scratch.queries_t.resize(size_t(kQueryBlock) * HS);
       scratch.dout_t.resize(size_t(kQueryBlock) * HS);
     }
-    scratch.columns.resize(4 * kQueryBlock);
+    if (scratch.columns.size() < size_t(2) * kQueryBlock) {
+      scratch.columns.resize(2 * kQueryBlock);
+    }
     return scratch;
   }
 };

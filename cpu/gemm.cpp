@@ -39,24 +39,27 @@ namespace {
 // rows_contiguous (packed: a_step = MR; a transposed A in place: its ld), otherwise as
 // a(i, k) = A[i * a_step + k] (a non-transposed A in place), so full panels need no packing.
 // Without accumulate, the tile starts from bias (NR values added to every row) or from zero.
-using MicroKernel = void (*)(int kc, const float* A, int64_t a_step, bool rows_contiguous,
-                             const float* B, int64_t b_step, float* C, int64_t ldc,
-                             bool accumulate, const float* bias);
+// Each instruction set instantiates its kernel for both A layouts.
+using MicroKernel = void (*)(int kc, const float* A, int64_t a_step, const float* B,
+                             int64_t b_step, float* C, int64_t ldc, bool accumulate,
+                             const float* bias);
 
 struct Kernel {
   int mr;
   int nr;
-  MicroKernel fn;
+  MicroKernel rows_contiguous;  // a(i, k) = A[k * a_step + i]
+  MicroKernel rows_strided;     // a(i, k) = A[i * a_step + k]
 };
 
 constexpr int kMaxTile = 12 * 32;  // the largest MR * NR below
 
 // Portable: 4 x 16 with the tile in a local array the compiler keeps in vector registers.
-void kernel_generic(int kc, const float* A, int64_t a_step, bool rows_contiguous, const float* B,
-                    int64_t b_step, float* C, int64_t ldc, bool accumulate, const float* bias) {
+template <bool kRowsContiguous>
+void kernel_generic(int kc, const float* A, int64_t a_step, const float* B, int64_t b_step,
+                    float* C, int64_t ldc, bool accumulate, const float* bias) {
   constexpr int MR = 4, NR = 16;
-  const int64_t row_stride = rows_contiguous ? 1 : a_step;
-  const int64_t k_stride = rows_contiguous ? a_step : 1;
+  const int64_t row_stride = kRowsContiguous ? 1 : a_step;
+  const int64_t k_stride = kRowsContiguous ? a_step : 1;
   float acc[MR][NR];
   for (int i = 0; i < MR; ++i) {
     for (int j = 0; j < NR; ++j) {
@@ -78,7 +81,7 @@ void kernel_generic(int kc, const float* A, int64_t a_step, bool rows_contiguous
 #ifdef LMT_GEMM_X86
 // AVX2 + FMA: 6 x 16, twelve ymm accumulators, two strip loads and six broadcasts per k.
 template <bool kRowsContiguous>
-__attribute__((target("avx2,fma"))) void kernel_avx2_impl(int kc, const float* A, int64_t a_step,
+__attribute__((target("avx2,fma"))) void kernel_avx2(int kc, const float* A, int64_t a_step,
                                                           const float* B, int64_t b_step,
                                                           float* C, int64_t ldc,
                                                           bool accumulate, const float* bias) {
@@ -108,18 +111,9 @@ __attribute__((target("avx2,fma"))) void kernel_avx2_impl(int kc, const float* A
   }
 }
 
-void kernel_avx2(int kc, const float* A, int64_t a_step, bool rows_contiguous, const float* B,
-                 int64_t b_step, float* C, int64_t ldc, bool accumulate, const float* bias) {
-  if (rows_contiguous) {
-    kernel_avx2_impl<true>(kc, A, a_step, B, b_step, C, ldc, accumulate, bias);
-  } else {
-    kernel_avx2_impl<false>(kc, A, a_step, B, b_step, C, ldc, accumulate, bias);
-  }
-}
-
 // AVX-512: 12 x 32, twenty-four zmm accumulators, two strip loads and twelve broadcasts per k.
 template <bool kRowsContiguous>
-__attribute__((target("avx512f"))) void kernel_avx512_impl(int kc, const float* A,
+__attribute__((target("avx512f"))) void kernel_avx512(int kc, const float* A,
                                                            int64_t a_step, const float* B,
                                                            int64_t b_step, float* C, int64_t ldc,
                                                            bool accumulate, const float* bias) {
@@ -149,26 +143,18 @@ __attribute__((target("avx512f"))) void kernel_avx512_impl(int kc, const float* 
   }
 }
 
-void kernel_avx512(int kc, const float* A, int64_t a_step, bool rows_contiguous, const float* B,
-                 int64_t b_step, float* C, int64_t ldc, bool accumulate, const float* bias) {
-  if (rows_contiguous) {
-    kernel_avx512_impl<true>(kc, A, a_step, B, b_step, C, ldc, accumulate, bias);
-  } else {
-    kernel_avx512_impl<false>(kc, A, a_step, B, b_step, C, ldc, accumulate, bias);
-  }
-}
 #endif
 
 Kernel kernel_for(GemmIsa isa) {
   switch (isa) {
 #ifdef LMT_GEMM_X86
     case GemmIsa::kAvx512:
-      return {12, 32, kernel_avx512};
+      return {12, 32, kernel_avx512<true>, kernel_avx512<false>};
     case GemmIsa::kAvx2:
-      return {6, 16, kernel_avx2};
+      return {6, 16, kernel_avx2<true>, kernel_avx2<false>};
 #endif
     default:
-      return {4, 16, kernel_generic};
+      return {4, 16, kernel_generic<true>, kernel_generic<false>};
   }
 }
 
@@ -392,6 +378,8 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
           a_panel += rows_contiguous ? k_begin * a_step : k_begin;
           b_strip += k_begin * b_step;
         }
+        const MicroKernel micro_kernel =
+            rows_contiguous ? kernel.rows_contiguous : kernel.rows_strided;
         float* c_tile = C + int64_t{i0} * ldc + j0 + s * nr;
         const float* tile_bias = bias != nullptr ? bias + j0 + s * nr : nullptr;
         if (tile_bias != nullptr && cols < nr) {
@@ -400,8 +388,8 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
           tile_bias = edge_bias;
         }
         if (rows == mr && cols == nr) {
-          kernel.fn(tile_kc, a_panel, a_step, rows_contiguous, b_strip, b_step, c_tile, ldc,
-                    accumulate, tile_bias);
+          micro_kernel(tile_kc, a_panel, a_step, b_strip, b_step, c_tile, ldc, accumulate,
+                       tile_bias);
           if (last_k_block && epilogue.fn != nullptr) {
             epilogue.fn(epilogue.context, c_tile, ldc, i0, j0 + s * nr, rows, cols);
           }
@@ -412,8 +400,8 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
             std::memcpy(edge_tile + i * nr, c_tile + i * ldc, sizeof(float) * cols);
           }
         }
-        kernel.fn(tile_kc, a_panel, a_step, rows_contiguous, b_strip, b_step, edge_tile, nr,
-                  accumulate, tile_bias);
+        micro_kernel(tile_kc, a_panel, a_step, b_strip, b_step, edge_tile, nr, accumulate,
+                     tile_bias);
         for (int i = 0; i < rows; ++i) {
           std::memcpy(c_tile + i * ldc, edge_tile + i * nr, sizeof(float) * cols);
         }
