@@ -28,14 +28,14 @@ AdamW::~AdamW() {
 }
 
 std::vector<float> AdamW::get_m() const {
-  std::vector<float> host(num_params_);
-  backend_.copy_to_host(host.data(), m_, num_params_ * sizeof(float));
+  std::vector<float> host(end_ - begin_);
+  backend_.copy_to_host(host.data(), m_, host.size() * sizeof(float));
   return host;
 }
 
 std::vector<float> AdamW::get_v() const {
-  std::vector<float> host(num_params_);
-  backend_.copy_to_host(host.data(), v_, num_params_ * sizeof(float));
+  std::vector<float> host(end_ - begin_);
+  backend_.copy_to_host(host.data(), v_, host.size() * sizeof(float));
   return host;
 }
 
