@@ -46,6 +46,19 @@ std::string parse_scalar(const std::string& text, int64_t& out) {
   return fmt::format("expected an integer, got '{}'", text);
 }
 
+std::string parse_scalar(const std::string& text, bool& out) {
+  // YAML 1.2's core schema spellings.
+  if (text == "true" || text == "True" || text == "TRUE") {
+    out = true;
+    return "";
+  }
+  if (text == "false" || text == "False" || text == "FALSE") {
+    out = false;
+    return "";
+  }
+  return fmt::format("expected true or false, got '{}'", text);
+}
+
 std::string parse_scalar(const std::string& text, double& out) {
   double value = 0;
   const char* begin = text.data();
@@ -67,6 +80,7 @@ template <class T>
 constexpr const char* type_name() {
   if constexpr (std::is_same_v<T, int64_t>) return "an integer";
   if constexpr (std::is_same_v<T, double>) return "a number";
+  if constexpr (std::is_same_v<T, bool>) return "true or false";
   if constexpr (std::is_same_v<T, std::vector<int64_t>>) return "a list of integers";
   if constexpr (std::is_same_v<T, std::map<std::string, std::string>>) return "a mapping of names to paths";
   return "a string";
@@ -113,6 +127,7 @@ std::string parse_node(const YAML::Node& node, T& out) {
 }
 
 std::string format_scalar(int64_t v) { return std::to_string(v); }
+std::string format_scalar(bool v) { return v ? "true" : "false"; }
 std::string format_scalar(double v) { return fmt::format("{}", v); }
 std::string format_scalar(const std::vector<int64_t>& v) { return fmt::format("[{}]", fmt::join(v, ", ")); }
 std::string format_scalar(const std::map<std::string, std::string>& m) {

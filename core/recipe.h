@@ -159,10 +159,12 @@ struct SeqLenScheduleConfig {
 
 struct PrecisionConfig {
   std::string dtype = "fp32";
+  bool tf32 = true;
 
   template <class V>
   void visit(V& v) {
     v.field("dtype", dtype, "fp32 | bf16 | fp16 (bf16/fp16 need --device cuda)");
+    v.field("tf32", tf32, "CUDA fp32: matrix products on tensor cores with TF32 inputs");
   }
 };
 

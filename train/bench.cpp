@@ -43,15 +43,14 @@ BenchReport run_bench(const LoadedRecipe& loaded, const BenchOptions& options) {
     throw Error(fmt::format("--steps must be at least 1 and --warmup at least 0 (got {} and {})",
                             options.steps, options.warmup));
   if (r.precision.dtype != "fp32")
-    throw Error(fmt::format("{}: precision.dtype {} needs the CUDA backend; bench the CPU with "
-                            "--set precision.dtype=fp32", loaded.path, r.precision.dtype));
+    throw Error(fmt::format("{}: precision.dtype {}: only fp32 is implemented so far (bf16/fp16 kernels are "
+                            "not written yet); use --set precision.dtype=fp32", loaded.path, r.precision.dtype));
   TrainData data = load_train_data(r.data, r.eval, r.model.vocab_size, r.run.seq_len);
   const GPTConfig cfg = resolve_model_config(r, data.vocab_size, loaded.path);
   const int B = static_cast<int>(r.run.micro_batch_size), T = static_cast<int>(r.run.seq_len);
   const int64_t accum = r.run.grad_accum_steps;
   data::WindowSampler sampler(data.train, T, static_cast<uint64_t>(r.run.seed));
-  BackendChoice choice = make_backend(options.device.empty() ? r.run.device : options.device,
-                                      static_cast<int>(r.run.threads));
+  BackendChoice choice = make_backend(backend_request(r, cfg, options.device, 0));
   ProfilingBackend profiler(*choice.backend);
   Backend& backend = options.ops ? static_cast<Backend&>(profiler) : *choice.backend;
   GPT model(backend, cfg);
@@ -97,6 +96,7 @@ BenchReport run_bench(const LoadedRecipe& loaded, const BenchOptions& options) {
   report.total = summarize(total_ms);
   report.tokens_per_s = static_cast<double>(report.tokens_per_step) / (report.total.median_ms / 1e3);
   report.gflops = report.flops_per_step / (report.total.median_ms / 1e3) / 1e9;
+  if (r.log.peak_tflops > 0) report.mfu = report.gflops / (r.log.peak_tflops * 1e3);
   for (const OpTiming& t : profiler.timings()) {
     const double steps = static_cast<double>(options.steps);
     report.ops.push_back({t.name, static_cast<double>(t.calls) / steps, t.total_ms / steps,

@@ -39,6 +39,7 @@ struct BenchReport {
   PhaseTiming total;
   double tokens_per_s = 0;  // at the median step time
   double gflops = 0;        // achieved, at the median step time
+  double mfu = 0;           // gflops / log.peak_tflops; 0 when the peak is not set
   std::vector<OpReport> ops;  // with BenchOptions::ops, most expensive first
 };
 

@@ -5,8 +5,11 @@
 
 namespace lmt {
 
-DataParallel::DataParallel(ProcessGroup& group, int zero_stage, size_t num_params)
-    : group_(group), n_(num_params), sharded_(zero_stage == 1 && group.size() > 1) {
+DataParallel::DataParallel(ProcessGroup& group, int zero_stage, size_t num_params, ProcessGroup* arena_group)
+    : group_(group),
+      arena_group_(arena_group ? *arena_group : group),
+      n_(num_params),
+      sharded_(zero_stage == 1 && group.size() > 1) {
   const size_t ranks = static_cast<size_t>(group.size());
   // Equal shards (the last one padded) so that the collectives move equal blocks.
   shard_size_ = sharded_ ? (n_ + ranks - 1) / ranks : n_;
@@ -17,7 +20,8 @@ DataParallel::DataParallel(ProcessGroup& group, int zero_stage, size_t num_param
 double DataParallel::reduce_gradients(Backend& backend, float* grads) {
   if (group_.size() == 1) return std::sqrt(backend.sum_squares(grads, n_));
   if (!sharded_) {
-    group_.all_reduce(grads, n_, ReduceOp::kAvg);
+    backend.synchronize();  // the collective may run on another stream than the backward pass
+    arena_group_.all_reduce(grads, n_, ReduceOp::kAvg);
     return std::sqrt(backend.sum_squares(grads, n_));
   }
   send_.assign(shard_size_ * static_cast<size_t>(group_.size()), 0.0f);

@@ -17,7 +17,9 @@ namespace lmt {
 
 class DataParallel {
  public:
-  DataParallel(ProcessGroup& group, int zero_stage, size_t num_params);
+  // arena_group carries the collectives on the gradient and parameter arenas (NCCL when they
+  // are in GPU memory); nullptr: `group`, which carries the host-side values.
+  DataParallel(ProcessGroup& group, int zero_stage, size_t num_params, ProcessGroup* arena_group = nullptr);
 
   // The arena range whose optimizer state this rank owns: everything at stage 0 (or alone).
   size_t shard_begin() const { return begin_; }
@@ -37,6 +39,7 @@ class DataParallel {
 
  private:
   ProcessGroup& group_;
+  ProcessGroup& arena_group_;
   size_t n_, shard_size_, begin_, end_;
   bool sharded_;
   std::vector<float> send_, receive_;

@@ -2,9 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <cstdlib>
+
 #include "core/error.h"
 #include "cpu/cpu_backend.h"
 #ifdef LMTRAIN_WITH_CUDA
+#include "cuda/cuda_backend.h"
 #include "cuda/device.h"
 #endif
 
@@ -27,30 +30,69 @@ std::string describe_cuda_devices() {
 #endif
 }
 
-BackendChoice make_backend(const std::string& device, int cpu_threads) {
-  BackendChoice choice;
-  if (device == "cuda" || device == "auto") {
+namespace {
+
 #ifdef LMTRAIN_WITH_CUDA
-    auto status = cuda::query_runtime();
-    bool have_gpu = status.driver_ok && !status.devices.empty();
-    if (device == "cuda" && !have_gpu)
-      throw Error(fmt::format("--device cuda: {}; use --device cpu (or auto)", status.message));
-    if (device == "cuda")
-      throw Error("--device cuda: this build has no CUDA training kernels yet (the CUDA "
-                  "backend is tracked separately); use --device cpu");
-    choice.notice = have_gpu ? "device auto: CUDA training kernels are not in this build yet; "
-                               "training on CPU"
-                             : fmt::format("device auto: {}; training on CPU", status.message);
+// Why the GPU of this worker cannot train this model, or "".
+std::string cuda_unusable(const BackendRequest& request, const cuda::RuntimeStatus& status) {
+  if (!status.driver_ok) return status.message.empty() ? "no CUDA driver" : status.message;
+  if (status.devices.empty()) return "no CUDA device is visible";
+  if (request.local_rank >= static_cast<int>(status.devices.size())) {
+    const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
+    return fmt::format("LOCAL_RANK={} but {} CUDA device(s) are visible (CUDA_VISIBLE_DEVICES={}); start at most "
+                       "one worker per GPU (--nproc-per-node, or slots= in the hostfile)",
+                       request.local_rank, status.devices.size(), visible ? visible : "unset");
+  }
+  if (request.head_size > 0 && !cuda::attention_supports_head_size(request.head_size))
+    return fmt::format("the CUDA attention kernels support head sizes 32, 64 and 128, and this model's is {} "
+                       "(model.n_embd / model.n_head)",
+                       request.head_size);
+  return "";
+}
+#endif
+
+}  // namespace
+
+BackendRequest backend_request(const Recipe& recipe, const GPTConfig& cfg, const std::string& device_override,
+                               int local_rank) {
+  BackendRequest request;
+  request.device = device_override.empty() ? recipe.run.device : device_override;
+  request.cpu_threads = static_cast<int>(recipe.run.threads);
+  request.local_rank = local_rank;
+  request.head_size = cfg.num_heads > 0 ? cfg.channels / cfg.num_heads : 0;
+  request.allow_tf32 = recipe.precision.tf32;
+  return request;
+}
+
+BackendChoice make_backend(const BackendRequest& request) {
+  const std::string& device = request.device;
+  if (device != "cpu" && device != "cuda" && device != "auto")
+    throw Error(fmt::format("unknown device '{}'; expected cpu, cuda or auto", device));
+  BackendChoice choice;
+  if (device != "cpu") {
+#ifdef LMTRAIN_WITH_CUDA
+    const cuda::RuntimeStatus status = cuda::query_runtime();
+    const std::string why = cuda_unusable(request, status);
+    if (why.empty()) {
+      choice.device_memory = status.devices[static_cast<size_t>(request.local_rank)].total_memory;
+      cuda::CudaOptions options;
+      options.device = request.local_rank;
+      options.allow_tf32 = request.allow_tf32;
+      choice.backend = cuda::make_cuda_backend(options);
+      choice.cuda = true;
+      choice.cuda_device = request.local_rank;
+      return choice;
+    }
+    if (device == "cuda") throw Error(fmt::format("--device cuda: {}; use --device cpu (or auto)", why));
+    choice.notice = fmt::format("device auto: {}; training on CPU", why);
 #else
     if (device == "cuda")
       throw Error("--device cuda: this lmtrain was built without CUDA (rebuild with nvcc on PATH "
                   "or -DLMTRAIN_CUDA=ON); use --device cpu");
     choice.notice = "device auto: built without CUDA; training on CPU";
 #endif
-  } else if (device != "cpu") {
-    throw Error(fmt::format("unknown device '{}'; expected cpu, cuda or auto", device));
   }
-  choice.backend = cpu::make_cpu_backend(cpu_threads);
+  choice.backend = cpu::make_cpu_backend(request.cpu_threads);
   return choice;
 }
 

@@ -4,16 +4,36 @@
 #include <string>
 
 #include "core/ops.h"
+#include "core/recipe.h"
+#include "model/gpt_config.h"
 
 namespace lmt {
 
-struct BackendChoice {
-  std::unique_ptr<Backend> backend;
-  std::string notice;  // printed once, e.g. why auto fell back to CPU
+struct BackendRequest {
+  std::string device = "auto";  // cpu, cuda or auto
+  int cpu_threads = 0;          // 0: all cores (OMP_NUM_THREADS)
+  int local_rank = 0;           // the GPU of this worker: device index LOCAL_RANK
+  int head_size = 0;            // the model's n_embd / n_head; 0 when not known (no check)
+  bool allow_tf32 = true;       // fp32 GEMMs on tensor cores with TF32 inputs
 };
 
-// Throws lmt::Error when the request cannot be honoured (no GPU for --device cuda, ...).
-BackendChoice make_backend(const std::string& device, int cpu_threads);
+struct BackendChoice {
+  std::unique_ptr<Backend> backend;
+  std::string notice;    // printed once, e.g. why auto fell back to CPU
+  bool cuda = false;     // the backend runs on a GPU
+  int cuda_device = -1;  // its index
+  size_t device_memory = 0;  // the GPU's memory in bytes (0 on CPU)
+};
+
+// cpu: the CPU backend. cuda: GPU LOCAL_RANK, or lmt::Error saying why it cannot be used (no
+// driver, no such device, a head size our attention kernels do not support). auto: cuda when it
+// can be used, else cpu with a notice saying why.
+BackendChoice make_backend(const BackendRequest& request);
+
+// The request for a recipe's model: device_override (a --device flag) or run.device,
+// run.threads, precision.tf32 and the model's head size.
+BackendRequest backend_request(const Recipe& recipe, const GPTConfig& cfg, const std::string& device_override,
+                               int local_rank);
 
 // "no CUDA driver", "2 x NVIDIA H100 ...", or "CUDA support not compiled in".
 std::string describe_cuda_devices();

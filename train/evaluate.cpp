@@ -85,7 +85,7 @@ EvalReport evaluate_checkpoint(const EvalOptions& options) {
       }
   }
 
-  BackendChoice choice = make_backend(options.device, static_cast<int>(r.run.threads));
+  BackendChoice choice = make_backend(backend_request(r, cfg, options.device, 0));
   GPT model(*choice.backend, cfg);
   model.set_parameters(checkpoint.tensors.params);
   for (size_t i = 0; i < sets.size(); ++i) {

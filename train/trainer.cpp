@@ -26,8 +26,15 @@
 #include "train/step.h"
 #include "train/metrics.h"
 #include "train/train_data.h"
+#ifdef LMTRAIN_WITH_CUDA
+#include "cuda/process_group_nccl.h"
+#endif
 
 namespace lmt {
+namespace {
+// CUDA context, cuBLASLt workspace and kernel scratch, on top of the planned tensors.
+constexpr double kCudaReserveBytes = 1.0 * (1 << 30);
+}  // namespace
 namespace {
 
 std::atomic<int> g_stop_signal{0};
@@ -142,8 +149,9 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
   ProcessGroup& group = options.group ? *options.group : *single;
   const bool leader = options.rank == 0;
   if (r.precision.dtype != "fp32")
-    throw Error(fmt::format("{}: precision.dtype: {} needs the CUDA backend; the CPU trains in "
-                            "fp32 (--set precision.dtype=fp32)",
+    throw Error(fmt::format("{}: precision.dtype: {}: only fp32 is implemented so far (the bf16/fp16 kernels "
+                            "are not written yet; on CUDA, fp32 runs its matrix products in TF32); use "
+                            "--set precision.dtype=fp32",
                             loaded.path, r.precision.dtype));
 
   // Everything that can fail on bad input happens before the run directory is touched.
@@ -171,9 +179,34 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
                             "with --set run.name=...",
                             run_dir));
 
-  BackendChoice choice = make_backend(options.device.empty() ? r.run.device : options.device,
-                                      static_cast<int>(r.run.threads));
+  BackendChoice choice = make_backend(backend_request(r, cfg, options.device, static_cast<int>(options.local_rank)));
   Backend& backend = *choice.backend;
+  // Gradients and parameters live in device memory on CUDA: their collectives go through NCCL;
+  // the host-side ones (loss, stop flag, barrier) stay on the job's group.
+  std::unique_ptr<ProcessGroup> device_group;
+  if (choice.cuda && group.size() > 1) {
+#ifdef LMTRAIN_WITH_CUDA
+    if (r.distributed.zero_stage != 0)
+      throw Error(fmt::format("{}: distributed.zero_stage: 1 is not implemented on CUDA yet (its shards are "
+                              "gathered through host memory); use distributed.zero_stage: 0 or --device cpu",
+                              loaded.path));
+    if (!options.store)
+      throw Error("a CUDA run of several ranks needs the job's rendezvous store; start it with `lmtrain launch`");
+    device_group = cuda::make_nccl_group(*options.store, static_cast<int>(options.rank), group.size(),
+                                         choice.cuda_device, "nccl/");
+#endif
+  }
+  ProcessGroup& arena_group = device_group ? *device_group : group;
+  if (choice.cuda) {
+    // Fail before allocating (and before touching the run directory) when the model cannot fit.
+    const double needed = estimate_memory(cfg, B, T, r.precision.dtype).total() + kCudaReserveBytes;
+    if (needed > static_cast<double>(choice.device_memory))
+      throw Error(fmt::format("{}: this run needs about {:.1f} GiB on GPU {} ({:.1f} GiB); lower run.micro_batch_size "
+                              "(raising run.grad_accum_steps keeps the global batch) or run.seq_len; `lmtrain plan "
+                              "{}` shows the breakdown",
+                              loaded.path, needed / (1 << 30), choice.cuda_device,
+                              static_cast<double>(choice.device_memory) / (1 << 30), loaded.path));
+  }
 
   const std::string recipe_yaml = recipe_to_yaml(r);
   // Every rank has checked the run directory before rank 0 writes into it.
@@ -187,7 +220,7 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
   MetricsWriter metrics(leader ? metrics_path : std::string(), /*append=*/resumed.has_value());
 
   GPT model(backend, cfg);
-  DataParallel parallel(group, static_cast<int>(r.distributed.zero_stage), model.num_param_storage());
+  DataParallel parallel(group, static_cast<int>(r.distributed.zero_stage), model.num_param_storage(), &arena_group);
   AdamW optimizer(backend, model.layout(), model.num_param_storage(), parallel.shard_begin(), parallel.shard_end());
   int64_t start_step = 0;
   if (resumed) {
@@ -204,7 +237,7 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
     model.init_weights(static_cast<uint64_t>(r.run.seed), r.model.init_std);
   }
   // Every rank initializes (or loads) the same weights; the broadcast makes sure of it.
-  if (group.size() > 1) group.broadcast(model.params(), model.num_param_storage(), 0);
+  if (group.size() > 1) arena_group.broadcast(model.params(), model.num_param_storage(), 0);
   const AdamWHyper hyper = adamw_hyper(r.optimizer);
   // Sequence length per step (progressive schedules) and the tokens seen before each step.
   const SeqLenSchedule seq_len(r.seq_len_schedule, T);

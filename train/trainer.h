@@ -14,6 +14,7 @@
 namespace lmt {
 
 class ProcessGroup;
+class StoreClient;
 
 struct TrainOptions {
   std::string device;        // overrides run.device when not empty
@@ -23,6 +24,9 @@ struct TrainOptions {
   // Collectives between the ranks (world_size > 1); nullptr for a single process. Rank 0 alone
   // prints, writes metrics and saves checkpoints.
   ProcessGroup* group = nullptr;
+  // The job's rendezvous store: a CUDA run of several ranks builds its NCCL group through it.
+  StoreClient* store = nullptr;
+  int64_t local_rank = 0;  // picks the GPU (device index LOCAL_RANK)
   bool print_progress = true;
   std::string resume;  // "", "auto", "latest" or a checkpoint path
 };

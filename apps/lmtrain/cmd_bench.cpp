@@ -43,8 +43,9 @@ Action add_bench_command(CLI::App& app) {
     }
     fmt::print("  {:<10} {:>10.2f} {:>10.2f} {:>10.2f}\n", "step", report.total.median_ms, report.total.p10_ms,
                report.total.p90_ms);
-    fmt::print("  {} tokens/s, {:.1f} GFLOP/s achieved (6N + 6LCT per token)\n", human_count(report.tokens_per_s),
-               report.gflops);
+    fmt::print("  {} tokens/s, {:.1f} GFLOP/s achieved (6N + 6LCT per token){}\n", human_count(report.tokens_per_s),
+               report.gflops,
+               report.mfu > 0 ? fmt::format(", MFU {:.1f}% of log.peak_tflops", 100.0 * report.mfu) : "");
     nlohmann::json ops = nlohmann::json::array();
     if (!report.ops.empty()) {
       double ops_total = 0;
@@ -73,7 +74,8 @@ Action add_bench_command(CLI::App& app) {
                                       {"p10_ms", report.total.p10_ms},
                                       {"p90_ms", report.total.p90_ms}}},
                             {"tokens_per_s", report.tokens_per_s},
-                            {"gflops", report.gflops}};
+                            {"gflops", report.gflops},
+                            {"mfu", report.mfu}};
       if (!report.ops.empty()) out["ops"] = ops;
       write_file_atomic(args->json_path, out.dump(2) + "\n");
     }

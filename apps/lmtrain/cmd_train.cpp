@@ -39,11 +39,13 @@ Action add_train_command(CLI::App& app) {
     options.resume = args->resume;
     options.world_size = env.world_size;
     options.rank = env.rank;
+    options.local_rank = env.local_rank;
     // Several ranks: join the job's rendezvous store and process group before any work.
     std::unique_ptr<WorkerConnection> connection;
     if (env.world_size > 1) {
       connection = connect_worker(env);
       options.group = connection->group.get();
+      options.store = connection->store.get();
     }
     TrainResult result = train(loaded, options);
     // A scheduler's SIGTERM or SIGUSR1 (preemption) ends with a checkpoint and exit 0 so the job

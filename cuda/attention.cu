@@ -1,0 +1,359 @@
+// Fused causal self-attention, flash style: no T x T matrix in global memory.
+// qkv (B, T, 3C) holds q | k | v; head h occupies columns [h*HS, (h+1)*HS) of each. out (B, T, C);
+// lse (B, NH, T) = log-sum-exp of each row's scaled scores, saved for the backward pass.
+// Gradient rule: dqkv is an activation gradient and is overwritten (=).
+//
+// Forward: a block takes 16 queries of one (b, h); each of its 4 warps owns 4 query rows. Keys and
+// values stream through shared memory 32 at a time; lane j scores key j against the warp's rows,
+// the softmax is online (running max and sum in fp32, the accumulator rescaled when the max
+// grows), and for the value product each lane owns HS/32 output dimensions.
+//
+// Backward, deterministic (no atomics): with P = exp(S - lse), dP = dO V^T, delta = rowsum(dO * O)
+// and dS = P * (dP - delta): dQ = scale * dS K is one kernel over query blocks (keys streamed),
+// dK = scale * dS^T Q and dV = P^T dO another over key blocks (queries streamed). Both recompute
+// P from q, k and the saved lse.
+#include "cuda/common.cuh"
+#include "cuda/kernels.cuh"
+
+namespace lmt::cuda {
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kRowsPerWarp = 4;
+constexpr int kBlockRows = kWarps * kRowsPerWarp;  // queries (forward, dQ) or keys (dK/dV) per block
+constexpr int kTile = 32;                          // keys (forward, dQ) or queries (dK/dV) per step
+constexpr int kThreads = kWarps * 32;
+
+struct HeadView {
+  int T, C, NH, HS;
+  // Index of element d of row t's q (part 0), k (1) or v (2) for head h of batch b in qkv.
+  __device__ __forceinline__ long long qkv_index(int b, int t, int part, int h, int d) const {
+    return (static_cast<long long>(b) * T + t) * 3 * C + static_cast<long long>(part) * C + h * HS + d;
+  }
+  __device__ __forceinline__ long long out_index(int b, int t, int h, int d) const {
+    return (static_cast<long long>(b) * T + t) * C + h * HS + d;
+  }
+  __device__ __forceinline__ long long lse_index(int b, int h, int t) const {
+    return (static_cast<long long>(b) * NH + h) * T + t;
+  }
+};
+
+// rows [first, first + count) of one part of qkv (or of a (B,T,C) tensor when part < 0) into a
+// shared tile with row pitch `pitch`, times `scale`; rows past T are zero.
+template <int D>
+__device__ void load_rows(float* tile, int pitch, const float* src, const HeadView& view, int b, int h, int part,
+                          int first, int count, float scale) {
+  for (int index = threadIdx.x; index < count * D; index += blockDim.x) {
+    const int r = index / D, d = index % D, t = first + r;
+    float value = 0.0f;
+    if (t < view.T)
+      value = src[part >= 0 ? view.qkv_index(b, t, part, h, d) : view.out_index(b, t, h, d)] * scale;
+    tile[r * pitch + d] = value;
+  }
+}
+
+template <int D>
+__global__ void __launch_bounds__(kThreads) attention_forward_kernel(float* out, float* lse, const float* qkv,
+                                                                     HeadView view, float scale) {
+  constexpr int kDimsPerLane = D / 32;
+  LMT_DYNAMIC_SHARED(float, shared);
+  float* q_tile = shared;                        // [kBlockRows][D], scaled
+  float* k_tile = q_tile + kBlockRows * D;       // [kTile][D + 1] (padded: lane j reads row j)
+  float* v_tile = k_tile + kTile * (D + 1);      // [kTile][D]
+  float* p_tile = v_tile + kTile * D;            // [kWarps][kRowsPerWarp][kTile]
+  const int b = blockIdx.z, h = blockIdx.y, first_query = blockIdx.x * kBlockRows;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  load_rows<D>(q_tile, D, qkv, view, b, h, 0, first_query, kBlockRows, scale);
+
+  float row_max[kRowsPerWarp], row_sum[kRowsPerWarp], acc[kRowsPerWarp][kDimsPerLane];
+  for (int i = 0; i < kRowsPerWarp; ++i) {
+    row_max[i] = -INFINITY;
+    row_sum[i] = 0.0f;
+    for (int e = 0; e < kDimsPerLane; ++e) acc[i][e] = 0.0f;
+  }
+  const int last_query = min(first_query + kBlockRows, view.T) - 1;
+  for (int first_key = 0; first_key <= last_query; first_key += kTile) {
+    __syncthreads();  // the previous tile is no longer read
+    load_rows<D>(k_tile, D + 1, qkv, view, b, h, 1, first_key, kTile, 1.0f);
+    load_rows<D>(v_tile, D, qkv, view, b, h, 2, first_key, kTile, 1.0f);
+    __syncthreads();
+    float score[kRowsPerWarp] = {};
+    for (int d = 0; d < D; ++d) {
+      const float k = k_tile[lane * (D + 1) + d];
+      for (int i = 0; i < kRowsPerWarp; ++i) score[i] += q_tile[(warp * kRowsPerWarp + i) * D + d] * k;
+    }
+    const int key = first_key + lane;
+    for (int i = 0; i < kRowsPerWarp; ++i) {
+      const int query = first_query + warp * kRowsPerWarp + i;
+      const bool valid = key <= query && query < view.T;
+      const float s = valid ? score[i] : -INFINITY;
+      const float new_max = fmaxf(row_max[i], warp_max(s));
+      // A row with no valid key yet keeps max -inf; subtract 0 instead so nothing becomes NaN.
+      const float shift = new_max == -INFINITY ? 0.0f : new_max;
+      const float p = valid ? expf(s - shift) : 0.0f;
+      const float correction = expf(row_max[i] - shift);
+      row_sum[i] = row_sum[i] * correction + warp_sum(p);
+      row_max[i] = new_max;
+      for (int e = 0; e < kDimsPerLane; ++e) acc[i][e] *= correction;
+      p_tile[(warp * kRowsPerWarp + i) * kTile + lane] = p;
+    }
+    __syncwarp();
+    for (int j = 0; j < kTile; ++j) {
+      float v[kDimsPerLane];
+      for (int e = 0; e < kDimsPerLane; ++e) v[e] = v_tile[j * D + lane + 32 * e];
+      for (int i = 0; i < kRowsPerWarp; ++i) {
+        const float p = p_tile[(warp * kRowsPerWarp + i) * kTile + j];
+        for (int e = 0; e < kDimsPerLane; ++e) acc[i][e] += p * v[e];
+      }
+    }
+    __syncwarp();  // p_tile is rewritten by this warp in the next step
+  }
+  for (int i = 0; i < kRowsPerWarp; ++i) {
+    const int query = first_query + warp * kRowsPerWarp + i;
+    if (query >= view.T) continue;
+    const float inverse = 1.0f / row_sum[i];
+    for (int e = 0; e < kDimsPerLane; ++e) out[view.out_index(b, query, h, lane + 32 * e)] = acc[i][e] * inverse;
+    if (lane == 0) lse[view.lse_index(b, h, query)] = row_max[i] + logf(row_sum[i]);
+  }
+}
+
+// delta (B, NH, T) = sum over d of dout * out, one warp per (b, t, h).
+__global__ void attention_delta_kernel(float* delta, const float* dout, const float* out, HeadView view, int B) {
+  const int lane = threadIdx.x % 32;
+  const long long row = static_cast<long long>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  if (row >= static_cast<long long>(B) * view.T * view.NH) return;
+  const int h = static_cast<int>(row % view.NH);
+  const int t = static_cast<int>(row / view.NH % view.T);
+  const int b = static_cast<int>(row / view.NH / view.T);
+  float sum = 0.0f;
+  for (int d = lane; d < view.HS; d += 32) sum += dout[view.out_index(b, t, h, d)] * out[view.out_index(b, t, h, d)];
+  sum = warp_sum(sum);
+  if (lane == 0) delta[view.lse_index(b, h, t)] = sum;
+}
+
+template <int D>
+__global__ void __launch_bounds__(kThreads) attention_backward_query_kernel(float* dqkv, const float* dout,
+                                                                            const float* qkv, const float* lse,
+                                                                            const float* delta, HeadView view,
+                                                                            float scale) {
+  constexpr int kDimsPerLane = D / 32;
+  LMT_DYNAMIC_SHARED(float, shared);
+  float* q_tile = shared;                         // [kBlockRows][D], scaled
+  float* do_tile = q_tile + kBlockRows * D;       // [kBlockRows][D]
+  float* k_tile = do_tile + kBlockRows * D;       // [kTile][D + 1]
+  float* v_tile = k_tile + kTile * (D + 1);       // [kTile][D + 1]
+  float* ds_tile = v_tile + kTile * (D + 1);      // [kWarps][kRowsPerWarp][kTile]
+  const int b = blockIdx.z, h = blockIdx.y, first_query = blockIdx.x * kBlockRows;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  load_rows<D>(q_tile, D, qkv, view, b, h, 0, first_query, kBlockRows, scale);
+  load_rows<D>(do_tile, D, dout, view, b, h, -1, first_query, kBlockRows, 1.0f);
+  float row_lse[kRowsPerWarp], row_delta[kRowsPerWarp], dq[kRowsPerWarp][kDimsPerLane];
+  for (int i = 0; i < kRowsPerWarp; ++i) {
+    const int query = first_query + warp * kRowsPerWarp + i;
+    row_lse[i] = query < view.T ? lse[view.lse_index(b, h, query)] : 0.0f;
+    row_delta[i] = query < view.T ? delta[view.lse_index(b, h, query)] : 0.0f;
+    for (int e = 0; e < kDimsPerLane; ++e) dq[i][e] = 0.0f;
+  }
+  const int last_query = min(first_query + kBlockRows, view.T) - 1;
+  for (int first_key = 0; first_key <= last_query; first_key += kTile) {
+    __syncthreads();
+    load_rows<D>(k_tile, D + 1, qkv, view, b, h, 1, first_key, kTile, 1.0f);
+    load_rows<D>(v_tile, D + 1, qkv, view, b, h, 2, first_key, kTile, 1.0f);
+    __syncthreads();
+    float score[kRowsPerWarp] = {}, dp[kRowsPerWarp] = {};
+    for (int d = 0; d < D; ++d) {
+      const float k = k_tile[lane * (D + 1) + d], v = v_tile[lane * (D + 1) + d];
+      for (int i = 0; i < kRowsPerWarp; ++i) {
+        score[i] += q_tile[(warp * kRowsPerWarp + i) * D + d] * k;
+        dp[i] += do_tile[(warp * kRowsPerWarp + i) * D + d] * v;
+      }
+    }
+    const int key = first_key + lane;
+    for (int i = 0; i < kRowsPerWarp; ++i) {
+      const int query = first_query + warp * kRowsPerWarp + i;
+      const bool valid = key <= query && query < view.T;
+      const float p = valid ? expf(score[i] - row_lse[i]) : 0.0f;
+      ds_tile[(warp * kRowsPerWarp + i) * kTile + lane] = p * (dp[i] - row_delta[i]);
+    }
+    __syncwarp();
+    for (int j = 0; j < kTile; ++j) {
+      float k[kDimsPerLane];
+      for (int e = 0; e < kDimsPerLane; ++e) k[e] = k_tile[j * (D + 1) + lane + 32 * e];
+      for (int i = 0; i < kRowsPerWarp; ++i) {
+        const float ds = ds_tile[(warp * kRowsPerWarp + i) * kTile + j];
+        for (int e = 0; e < kDimsPerLane; ++e) dq[i][e] += ds * k[e];
+      }
+    }
+    __syncwarp();
+  }
+  for (int i = 0; i < kRowsPerWarp; ++i) {
+    const int query = first_query + warp * kRowsPerWarp + i;
+    if (query >= view.T) continue;
+    for (int e = 0; e < kDimsPerLane; ++e)
+      dqkv[view.qkv_index(b, query, 0, h, lane + 32 * e)] = dq[i][e] * scale;
+  }
+}
+
+template <int D>
+__global__ void __launch_bounds__(kThreads) attention_backward_key_kernel(float* dqkv, const float* dout,
+                                                                          const float* qkv, const float* lse,
+                                                                          const float* delta, HeadView view,
+                                                                          float scale) {
+  constexpr int kDimsPerLane = D / 32;
+  LMT_DYNAMIC_SHARED(float, shared);
+  float* k_own = shared;                          // [kBlockRows][D]
+  float* v_own = k_own + kBlockRows * D;          // [kBlockRows][D]
+  float* q_tile = v_own + kBlockRows * D;         // [kTile][D + 1], scaled
+  float* do_tile = q_tile + kTile * (D + 1);      // [kTile][D + 1]
+  float* p_tile = do_tile + kTile * (D + 1);      // [kWarps][kRowsPerWarp][kTile]
+  float* ds_tile = p_tile + kWarps * kRowsPerWarp * kTile;
+  float* lse_tile = ds_tile + kWarps * kRowsPerWarp * kTile;  // [kTile]
+  float* delta_tile = lse_tile + kTile;                        // [kTile]
+  const int b = blockIdx.z, h = blockIdx.y, first_key = blockIdx.x * kBlockRows;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  load_rows<D>(k_own, D, qkv, view, b, h, 1, first_key, kBlockRows, 1.0f);
+  load_rows<D>(v_own, D, qkv, view, b, h, 2, first_key, kBlockRows, 1.0f);
+  float dk[kRowsPerWarp][kDimsPerLane], dv[kRowsPerWarp][kDimsPerLane];
+  for (int i = 0; i < kRowsPerWarp; ++i)
+    for (int e = 0; e < kDimsPerLane; ++e) dk[i][e] = dv[i][e] = 0.0f;
+  // Queries before the first key see none of this block's keys.
+  for (int first_query = first_key / kTile * kTile; first_query < view.T; first_query += kTile) {
+    __syncthreads();
+    load_rows<D>(q_tile, D + 1, qkv, view, b, h, 0, first_query, kTile, scale);
+    load_rows<D>(do_tile, D + 1, dout, view, b, h, -1, first_query, kTile, 1.0f);
+    if (threadIdx.x < kTile) {
+      const int query = first_query + threadIdx.x;
+      lse_tile[threadIdx.x] = query < view.T ? lse[view.lse_index(b, h, query)] : 0.0f;
+      delta_tile[threadIdx.x] = query < view.T ? delta[view.lse_index(b, h, query)] : 0.0f;
+    }
+    __syncthreads();
+    float score[kRowsPerWarp] = {}, dp[kRowsPerWarp] = {};
+    for (int d = 0; d < D; ++d) {
+      const float q = q_tile[lane * (D + 1) + d], g = do_tile[lane * (D + 1) + d];
+      for (int i = 0; i < kRowsPerWarp; ++i) {
+        score[i] += k_own[(warp * kRowsPerWarp + i) * D + d] * q;
+        dp[i] += v_own[(warp * kRowsPerWarp + i) * D + d] * g;
+      }
+    }
+    const int query = first_query + lane;
+    for (int i = 0; i < kRowsPerWarp; ++i) {
+      const int key = first_key + warp * kRowsPerWarp + i;
+      const bool valid = key <= query && query < view.T;
+      const float p = valid ? expf(score[i] - lse_tile[lane]) : 0.0f;
+      p_tile[(warp * kRowsPerWarp + i) * kTile + lane] = p;
+      ds_tile[(warp * kRowsPerWarp + i) * kTile + lane] = p * (dp[i] - delta_tile[lane]);
+    }
+    __syncwarp();
+    for (int j = 0; j < kTile; ++j) {
+      float q[kDimsPerLane], g[kDimsPerLane];
+      for (int e = 0; e < kDimsPerLane; ++e) {
+        q[e] = q_tile[j * (D + 1) + lane + 32 * e];
+        g[e] = do_tile[j * (D + 1) + lane + 32 * e];
+      }
+      for (int i = 0; i < kRowsPerWarp; ++i) {
+        const float p = p_tile[(warp * kRowsPerWarp + i) * kTile + j];
+        const float ds = ds_tile[(warp * kRowsPerWarp + i) * kTile + j];
+        for (int e = 0; e < kDimsPerLane; ++e) {
+          dv[i][e] += p * g[e];
+          dk[i][e] += ds * q[e];  // q is already scaled
+        }
+      }
+    }
+    __syncwarp();
+  }
+  for (int i = 0; i < kRowsPerWarp; ++i) {
+    const int key = first_key + warp * kRowsPerWarp + i;
+    if (key >= view.T) continue;
+    for (int e = 0; e < kDimsPerLane; ++e) {
+      dqkv[view.qkv_index(b, key, 1, h, lane + 32 * e)] = dk[i][e];
+      dqkv[view.qkv_index(b, key, 2, h, lane + 32 * e)] = dv[i][e];
+    }
+  }
+}
+
+template <int D>
+constexpr size_t forward_shared_bytes() {
+  return sizeof(float) * (kBlockRows * D + kTile * (D + 1) + kTile * D + kWarps * kRowsPerWarp * kTile);
+}
+template <int D>
+constexpr size_t query_shared_bytes() {
+  return sizeof(float) * (2 * kBlockRows * D + 2 * kTile * (D + 1) + kWarps * kRowsPerWarp * kTile);
+}
+template <int D>
+constexpr size_t key_shared_bytes() {
+  return sizeof(float) * (2 * kBlockRows * D + 2 * kTile * (D + 1) + 2 * kWarps * kRowsPerWarp * kTile + 2 * kTile);
+}
+
+// Above 48 KiB a kernel must opt in to dynamic shared memory, once per kernel and device.
+template <typename Kernel>
+void allow_shared(Kernel kernel, size_t bytes) {
+#ifndef LMTRAIN_CUDA_EMU
+  if (bytes > 48 * 1024)
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+#else
+  (void)kernel;
+  (void)bytes;
+#endif
+}
+
+template <int D>
+void forward_for(float* out, float* lse, const float* qkv, int B, int T, int C, int NH, cudaStream_t stream) {
+  const HeadView view{T, C, NH, D};
+  const float scale = 1.0f / sqrtf(static_cast<float>(D));
+  const dim3 grid(ceil_div(T, kBlockRows), NH, B);
+  auto kernel = attention_forward_kernel<D>;
+  allow_shared(kernel, forward_shared_bytes<D>());
+  LMT_LAUNCH(kernel, grid, kThreads, forward_shared_bytes<D>(), stream)(out, lse, qkv, view, scale);
+  CUDA_CHECK_LAUNCH();
+}
+
+template <int D>
+void backward_for(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse, int B,
+                  int T, int C, int NH, DeviceScratch& scratch, cudaStream_t stream) {
+  const HeadView view{T, C, NH, D};
+  const float scale = 1.0f / sqrtf(static_cast<float>(D));
+  float* delta = static_cast<float*>(scratch.get(static_cast<size_t>(B) * NH * T * sizeof(float)));
+  constexpr int kDeltaWarps = 8;
+  LMT_LAUNCH(attention_delta_kernel, ceil_div(static_cast<long long>(B) * T * NH, kDeltaWarps), kDeltaWarps * 32,
+             0, stream)(delta, dout, out, view, B);
+  CUDA_CHECK_LAUNCH();
+  const dim3 grid(ceil_div(T, kBlockRows), NH, B);
+  auto query_kernel = attention_backward_query_kernel<D>;
+  allow_shared(query_kernel, query_shared_bytes<D>());
+  LMT_LAUNCH(query_kernel, grid, kThreads, query_shared_bytes<D>(), stream)(dqkv, dout, qkv, lse, delta, view,
+                                                                            scale);
+  CUDA_CHECK_LAUNCH();
+  auto key_kernel = attention_backward_key_kernel<D>;
+  allow_shared(key_kernel, key_shared_bytes<D>());
+  LMT_LAUNCH(key_kernel, grid, kThreads, key_shared_bytes<D>(), stream)(dqkv, dout, qkv, lse, delta, view, scale);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+bool attention_head_size_supported(int HS) { return HS == 32 || HS == 64 || HS == 128; }
+
+void launch_attention_forward(float* out, float* lse, const float* qkv, int B, int T, int C, int NH,
+                              cudaStream_t stream) {
+  if (B == 0 || T == 0) return;
+  switch (C / NH) {
+    case 32: forward_for<32>(out, lse, qkv, B, T, C, NH, stream); break;
+    case 64: forward_for<64>(out, lse, qkv, B, T, C, NH, stream); break;
+    case 128: forward_for<128>(out, lse, qkv, B, T, C, NH, stream); break;
+    default: std::fprintf(stderr, "attention: unsupported head size %d\n", C / NH); std::abort();
+  }
+}
+
+void launch_attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
+                               const float* lse, int B, int T, int C, int NH, DeviceScratch& scratch,
+                               cudaStream_t stream) {
+  if (B == 0 || T == 0) return;
+  switch (C / NH) {
+    case 32: backward_for<32>(dqkv, dout, qkv, out, lse, B, T, C, NH, scratch, stream); break;
+    case 64: backward_for<64>(dqkv, dout, qkv, out, lse, B, T, C, NH, scratch, stream); break;
+    case 128: backward_for<128>(dqkv, dout, qkv, out, lse, B, T, C, NH, scratch, stream); break;
+    default: std::fprintf(stderr, "attention: unsupported head size %d\n", C / NH); std::abort();
+  }
+}
+
+}  // namespace lmt::cuda

@@ -1,0 +1,59 @@
+// Fused classifier: softmax + cross-entropy + its gradient, one block per row of logits.
+// logits (N, Vp): columns [0, V) are real classes, [V, Vp) padding (ignored, gradient 0).
+// Gradient rule: losses and dlogits are outputs and are overwritten (=). dlogits is
+// (softmax(row[:V]) - onehot(target)) * dloss and may alias logits: every thread reads what it
+// needs of the row before a barrier, then writes only the elements it read.
+#include "cuda/common.cuh"
+#include "cuda/kernels.cuh"
+
+namespace lmt::cuda {
+namespace {
+
+constexpr int kThreads = 512;
+
+__global__ void __launch_bounds__(kThreads) classifier_kernel(float* dlogits, float* losses, const float* logits,
+                                                              const int32_t* targets, float dloss, int V, int Vp) {
+  __shared__ float scratch[32];
+  const long long offset = static_cast<long long>(blockIdx.x) * Vp;
+  const float* row = logits + offset;
+  // Online max and sum of exponentials per thread, then combined over the block.
+  float thread_max = -INFINITY, thread_sum = 0.0f;
+  for (int v = threadIdx.x; v < V; v += blockDim.x) {
+    const float x = row[v];
+    if (x > thread_max) {
+      thread_sum = thread_sum * expf(thread_max - x) + 1.0f;
+      thread_max = x;
+    } else {
+      thread_sum += expf(x - thread_max);
+    }
+  }
+  const float row_max = block_max(thread_max, scratch);
+  const float scaled = thread_max == -INFINITY ? 0.0f : thread_sum * expf(thread_max - row_max);
+  const float row_sum = block_sum(scaled, scratch);
+  const float log_sum_exp = row_max + logf(row_sum);
+  const int target = targets[blockIdx.x];
+  const float target_logit = row[target];
+  if (threadIdx.x == 0) losses[blockIdx.x] = log_sum_exp - target_logit;
+  if (dlogits == nullptr) return;
+  __syncthreads();  // row[target] is read by every thread before anyone overwrites it
+  float* drow = dlogits + offset;
+  for (int v = threadIdx.x; v < Vp; v += blockDim.x) {
+    if (v < V) {
+      const float probability = expf(row[v] - log_sum_exp);
+      drow[v] = (probability - (v == target ? 1.0f : 0.0f)) * dloss;
+    } else {
+      drow[v] = 0.0f;
+    }
+  }
+}
+
+}  // namespace
+
+void launch_classifier(float* dlogits, float* losses, const float* logits, const int32_t* targets, float dloss,
+                       int N, int V, int Vp, cudaStream_t stream) {
+  if (N == 0) return;
+  LMT_LAUNCH(classifier_kernel, N, kThreads, 0, stream)(dlogits, losses, logits, targets, dloss, V, Vp);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace lmt::cuda

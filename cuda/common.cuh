@@ -1,0 +1,95 @@
+// Shared by every kernel file: the CUDA headers (or the CPU emulator's, see cuda/emu/), the check
+// macros, the launch macro and the warp/block reductions.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <type_traits>
+
+#ifdef LMTRAIN_CUDA_EMU
+#include "cuda/emu/cublaslt_emu.h"
+#include "cuda/emu/cuda_emu.h"
+// LMT_LAUNCH(kernel, grid, block, shared_bytes, stream)(args...)
+#define LMT_LAUNCH(kernel, grid, block, shared_bytes, stream) \
+  ((void)(stream), ::lmt::emu::Launch<std::decay_t<decltype(kernel)>>{kernel, dim3(grid), dim3(block), (shared_bytes)})
+// A kernel's dynamically sized shared memory, as an array of `type`.
+#define LMT_DYNAMIC_SHARED(type, name) type* name = static_cast<type*>(::lmt::emu::dynamic_shared())
+#else
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+#define LMT_LAUNCH(kernel, grid, block, shared_bytes, stream) kernel<<<(grid), (block), (shared_bytes), (stream)>>>
+#define LMT_DYNAMIC_SHARED(type, name)               \
+  extern __shared__ __align__(16) char name##_raw[]; \
+  type* name = reinterpret_cast<type*>(name##_raw)
+#endif
+
+// Device failures are bugs, not user errors: report the statement and where, then abort.
+#define CUDA_CHECK(call)                                                                      \
+  do {                                                                                        \
+    cudaError_t lmt_err_ = (call);                                                            \
+    if (lmt_err_ != cudaSuccess) {                                                            \
+      std::fprintf(stderr, "CUDA error: %s\n  in %s\n  at %s:%d\n", cudaGetErrorString(lmt_err_), \
+                   #call, __FILE__, __LINE__);                                                \
+      std::abort();                                                                           \
+    }                                                                                         \
+  } while (0)
+
+#define CUBLAS_CHECK(call)                                                                    \
+  do {                                                                                        \
+    cublasStatus_t lmt_status_ = (call);                                                      \
+    if (lmt_status_ != CUBLAS_STATUS_SUCCESS) {                                               \
+      std::fprintf(stderr, "cuBLAS error: %s\n  in %s\n  at %s:%d\n",                         \
+                   cublasLtGetStatusString(lmt_status_), #call, __FILE__, __LINE__);          \
+      std::abort();                                                                           \
+    }                                                                                         \
+  } while (0)
+
+// After a launch: configuration errors surface here, not at the next synchronization.
+#define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
+
+namespace lmt::cuda {
+
+constexpr unsigned kFullMask = 0xffffffffu;
+
+inline int ceil_div(long long a, long long b) { return static_cast<int>((a + b - 1) / b); }
+
+__device__ __forceinline__ float warp_sum(float value) {
+  for (int offset = 16; offset > 0; offset /= 2) value += __shfl_xor_sync(kFullMask, value, offset);
+  return value;
+}
+
+__device__ __forceinline__ float warp_max(float value) {
+  for (int offset = 16; offset > 0; offset /= 2) value = fmaxf(value, __shfl_xor_sync(kFullMask, value, offset));
+  return value;
+}
+
+__device__ __forceinline__ double warp_sum(double value) {
+  for (int offset = 16; offset > 0; offset /= 2) value += __shfl_xor_sync(kFullMask, value, offset);
+  return value;
+}
+
+// Sum over a block of up to 1024 threads (a multiple of 32); every thread gets the result.
+// `scratch` is 32 values of shared memory; it may be reused after the call.
+template <typename T>
+__device__ T block_sum(T value, T* scratch) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, num_warps = blockDim.x / 32;
+  value = warp_sum(value);
+  __syncthreads();  // scratch may still be read by a previous call
+  if (lane == 0) scratch[warp] = value;
+  __syncthreads();
+  T total = lane < num_warps ? scratch[lane] : T(0);
+  return warp_sum(total);
+}
+
+__device__ __forceinline__ float block_max(float value, float* scratch) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, num_warps = blockDim.x / 32;
+  value = warp_max(value);
+  __syncthreads();
+  if (lane == 0) scratch[warp] = value;
+  __syncthreads();
+  float total = lane < num_warps ? scratch[lane] : -INFINITY;
+  return warp_max(total);
+}
+
+}  // namespace lmt::cuda

@@ -1,0 +1,424 @@
+// The fiber scheduler behind cuda_emu.h, the runtime calls, and the cuBLASLt subset.
+#include "cuda/emu/cuda_emu.h"
+
+#include <ucontext.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cuda/emu/cublaslt_emu.h"
+
+namespace lmt::emu {
+
+dim3 thread_idx, block_idx, block_dim, grid_dim;
+
+namespace {
+
+enum class State { kReady, kAtBlockBarrier, kAtWarpBarrier, kDone };
+
+struct Fiber {
+  ucontext_t context;
+  std::unique_ptr<char[]> stack;
+  State state = State::kReady;
+  unsigned warp_mask = 0;
+  dim3 index;
+};
+
+constexpr size_t kStackBytes = 256 * 1024;
+
+struct Scheduler {
+  std::vector<Fiber> fibers;
+  ucontext_t main_context;
+  int current = -1;
+  const std::function<void()>* body = nullptr;
+  std::vector<uint64_t> warp_slots;  // 32 per warp
+  std::vector<char> shared;
+  bool running = false;
+};
+
+Scheduler& scheduler() {
+  static Scheduler s;
+  return s;
+}
+
+void fiber_main() {
+  Scheduler& s = scheduler();
+  (*s.body)();
+  s.fibers[static_cast<size_t>(s.current)].state = State::kDone;
+  // Returning resumes uc_link, the scheduler.
+}
+
+void yield_to_scheduler() {
+  Scheduler& s = scheduler();
+  swapcontext(&s.fibers[static_cast<size_t>(s.current)].context, &s.main_context);
+}
+
+std::string describe_states(const Scheduler& s) {
+  std::string out;
+  for (size_t i = 0; i < s.fibers.size(); ++i) {
+    const char* name = "ready";
+    switch (s.fibers[i].state) {
+      case State::kAtBlockBarrier: name = "__syncthreads"; break;
+      case State::kAtWarpBarrier: name = "warp collective"; break;
+      case State::kDone: name = "exited"; break;
+      default: break;
+    }
+    char line[96];
+    std::snprintf(line, sizeof line, "  thread %zu: %s\n", i, name);
+    out += line;
+    if (out.size() > 4000) {
+      out += "  ...\n";
+      break;
+    }
+  }
+  return out;
+}
+
+// Releases every barrier whose participants have all arrived; false when nothing can run.
+bool release_barriers(Scheduler& s) {
+  bool any_ready = false;
+  const size_t n = s.fibers.size();
+  for (size_t warp = 0; warp * 32 < n; ++warp) {
+    const size_t first = warp * 32, last = std::min(n, first + 32);
+    unsigned waiting = 0, mask = 0;
+    for (size_t i = first; i < last; ++i) {
+      if (s.fibers[i].state == State::kAtWarpBarrier) {
+        waiting |= 1u << (i - first);
+        mask |= s.fibers[i].warp_mask;
+      }
+    }
+    if (waiting == 0) continue;
+    bool complete = true;
+    for (size_t i = first; i < last; ++i) {
+      if (!(mask & (1u << (i - first)))) continue;
+      if (s.fibers[i].state == State::kDone) {
+        std::fprintf(stderr, "cuda emulator: a warp collective's mask names lane %zu of warp %zu, which has exited\n%s",
+                     i - first, warp, describe_states(s).c_str());
+        std::abort();
+      }
+      if (s.fibers[i].state != State::kAtWarpBarrier) complete = false;
+    }
+    if (complete) {
+      for (size_t i = first; i < last; ++i)
+        if (mask & (1u << (i - first))) s.fibers[i].state = State::kReady;
+      any_ready = true;
+    }
+  }
+  if (any_ready) return true;
+  bool all_at_block = true, any_at_block = false;
+  for (const Fiber& f : s.fibers) {
+    if (f.state == State::kDone) continue;
+    if (f.state == State::kAtBlockBarrier) any_at_block = true;
+    else all_at_block = false;
+  }
+  if (any_at_block && all_at_block) {
+    for (Fiber& f : s.fibers)
+      if (f.state == State::kAtBlockBarrier) f.state = State::kReady;
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+void fail(const char* what) {
+  std::fprintf(stderr, "cuda emulator: %s (block %u,%u,%u thread %u,%u,%u)\n", what, block_idx.x,
+               block_idx.y, block_idx.z, thread_idx.x, thread_idx.y, thread_idx.z);
+  std::abort();
+}
+
+int lane_id() {
+  return scheduler().current % 32;
+}
+
+void* warp_slot(int lane) {
+  Scheduler& s = scheduler();
+  const size_t warp = static_cast<size_t>(s.current) / 32;
+  return &s.warp_slots[warp * 32 + static_cast<size_t>(lane)];
+}
+
+void* dynamic_shared() { return scheduler().shared.data(); }
+
+void syncthreads() {
+  Scheduler& s = scheduler();
+  if (!s.running) fail("__syncthreads outside a kernel");
+  s.fibers[static_cast<size_t>(s.current)].state = State::kAtBlockBarrier;
+  yield_to_scheduler();
+}
+
+void warp_sync(unsigned mask) {
+  Scheduler& s = scheduler();
+  if (!s.running) fail("a warp collective outside a kernel");
+  const size_t warp_first = static_cast<size_t>(s.current) / 32 * 32;
+  // Lanes past the end of a partial last warp do not exist: a mask naming them is a bug.
+  const size_t lanes = std::min<size_t>(32, s.fibers.size() - warp_first);
+  if (lanes < 32 && (mask >> lanes) != 0) fail("a warp collective's mask names lanes the block does not have");
+  Fiber& f = s.fibers[static_cast<size_t>(s.current)];
+  f.warp_mask = mask;
+  f.state = State::kAtWarpBarrier;
+  yield_to_scheduler();
+}
+
+void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const std::function<void()>& body) {
+  Scheduler& s = scheduler();
+  if (s.running) fail("a kernel launched from inside a kernel");
+  const size_t threads = static_cast<size_t>(block.x) * block.y * block.z;
+  if (threads == 0 || threads > 1024) {
+    std::fprintf(stderr, "cuda emulator: a launch asks for %zu threads per block (1..1024 allowed)\n", threads);
+    std::abort();
+  }
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535) {
+    std::fprintf(stderr, "cuda emulator: invalid grid %u x %u x %u\n", grid.x, grid.y, grid.z);
+    std::abort();
+  }
+  if (shared_bytes > 227 * 1024) {
+    std::fprintf(stderr, "cuda emulator: %zu bytes of dynamic shared memory requested (H100 allows 227 KiB)\n",
+                 shared_bytes);
+    std::abort();
+  }
+  if (s.fibers.size() < threads) s.fibers.resize(threads);
+  s.fibers.resize(threads);
+  for (Fiber& f : s.fibers)
+    if (!f.stack) f.stack.reset(new char[kStackBytes]);
+  s.warp_slots.assign((threads + 31) / 32 * 32, 0);
+  s.shared.assign(shared_bytes, static_cast<char>(0xFF));
+  s.body = &body;
+  block_dim = block;
+  grid_dim = grid;
+  s.running = true;
+  for (unsigned bz = 0; bz < grid.z; ++bz)
+    for (unsigned by = 0; by < grid.y; ++by)
+      for (unsigned bx = 0; bx < grid.x; ++bx) {
+        block_idx = dim3(bx, by, bz);
+        for (size_t i = 0; i < threads; ++i) {
+          Fiber& f = s.fibers[i];
+          f.state = State::kReady;
+          f.index = dim3(static_cast<unsigned>(i % block.x), static_cast<unsigned>(i / block.x % block.y),
+                         static_cast<unsigned>(i / (static_cast<size_t>(block.x) * block.y)));
+          getcontext(&f.context);
+          f.context.uc_stack.ss_sp = f.stack.get();
+          f.context.uc_stack.ss_size = kStackBytes;
+          f.context.uc_link = &s.main_context;
+          makecontext(&f.context, fiber_main, 0);
+        }
+        for (;;) {
+          bool ran = false;
+          for (size_t i = 0; i < threads; ++i) {
+            if (s.fibers[i].state != State::kReady) continue;
+            s.current = static_cast<int>(i);
+            thread_idx = s.fibers[i].index;
+            swapcontext(&s.main_context, &s.fibers[i].context);
+            ran = true;
+          }
+          bool all_done = true;
+          for (const Fiber& f : s.fibers) all_done = all_done && f.state == State::kDone;
+          if (all_done) break;
+          if (!release_barriers(s) && !ran) {
+            std::fprintf(stderr, "cuda emulator: deadlock in block %u,%u,%u: threads wait at barriers that cannot release\n%s",
+                         bx, by, bz, describe_states(s).c_str());
+            std::abort();
+          }
+        }
+      }
+  s.running = false;
+  s.current = -1;
+}
+
+}  // namespace lmt::emu
+
+// --- runtime ---------------------------------------------------------------------------------
+
+cudaError_t cudaMalloc(void** ptr, size_t bytes) {
+  const size_t rounded = (bytes + 255) / 256 * 256;
+  void* p = std::aligned_alloc(256, rounded == 0 ? 256 : rounded);
+  if (!p) return cudaErrorMemoryAllocation;
+  std::memset(p, 0xFF, rounded == 0 ? 256 : rounded);
+  *ptr = p;
+  return cudaSuccess;
+}
+cudaError_t cudaFree(void* ptr) {
+  std::free(ptr);
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind) {
+  if (bytes) std::memmove(dst, src, bytes);
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
+  return cudaMemcpy(dst, src, bytes, kind);
+}
+cudaError_t cudaMemset(void* ptr, int value, size_t bytes) {
+  if (bytes) std::memset(ptr, value, bytes);
+  return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void* ptr, int value, size_t bytes, cudaStream_t) {
+  return cudaMemset(ptr, value, bytes);
+}
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned) {
+  static int token;
+  *stream = reinterpret_cast<cudaStream_t>(&token);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : cudaErrorInvalidValue; }
+cudaError_t cudaGetLastError() { return cudaSuccess; }
+const char* cudaGetErrorString(cudaError_t error) {
+  switch (error) {
+    case cudaSuccess: return "no error";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    default: return "invalid argument";
+  }
+}
+
+// --- cuBLASLt ----------------------------------------------------------------------------------
+
+struct cublasLtContext {};
+struct cublasLtMatmulDescOpaque_t {
+  cublasComputeType_t compute;
+  cublasOperation_t trans_a = CUBLAS_OP_N, trans_b = CUBLAS_OP_N;
+  cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
+  const void* bias = nullptr;
+  cudaDataType_t bias_type = CUDA_R_32F;
+};
+struct cublasLtMatrixLayoutOpaque_t {
+  cudaDataType_t type;
+  uint64_t rows, cols;
+  int64_t ld;
+};
+struct cublasLtMatmulPreferenceOpaque_t {
+  size_t workspace = 0;
+};
+
+namespace {
+
+[[noreturn]] void matmul_fail(const std::string& what) {
+  std::fprintf(stderr, "cublasLt emulator: %s\n", what.c_str());
+  std::abort();
+}
+
+template <typename T>
+void read_attr(T& dst, const void* buf, size_t size) {
+  if (size != sizeof(T)) matmul_fail("attribute size does not match its type");
+  std::memcpy(&dst, buf, sizeof(T));
+}
+
+float load(const void* base, cudaDataType_t type, size_t index) {
+  if (type != CUDA_R_32F) matmul_fail("only CUDA_R_32F matrices are emulated");
+  return static_cast<const float*>(base)[index];
+}
+
+}  // namespace
+
+cublasStatus_t cublasLtCreate(cublasLtHandle_t* handle) {
+  *handle = new cublasLtContext;
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtDestroy(cublasLtHandle_t handle) {
+  delete handle;
+  return CUBLAS_STATUS_SUCCESS;
+}
+size_t cublasLtGetVersion() { return 0; }
+const char* cublasLtGetStatusString(cublasStatus_t status) {
+  return status == CUBLAS_STATUS_SUCCESS ? "CUBLAS_STATUS_SUCCESS" : "CUBLAS_STATUS_NOT_SUPPORTED";
+}
+cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t* desc, cublasComputeType_t compute,
+                                        cudaDataType_t scale_type) {
+  if (scale_type != CUDA_R_32F) matmul_fail("scale type must be CUDA_R_32F");
+  *desc = new cublasLtMatmulDescOpaque_t{compute};
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t desc) {
+  delete desc;
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attr,
+                                              const void* buf, size_t size) {
+  switch (attr) {
+    case CUBLASLT_MATMUL_DESC_TRANSA: read_attr(desc->trans_a, buf, size); break;
+    case CUBLASLT_MATMUL_DESC_TRANSB: read_attr(desc->trans_b, buf, size); break;
+    case CUBLASLT_MATMUL_DESC_EPILOGUE: read_attr(desc->epilogue, buf, size); break;
+    case CUBLASLT_MATMUL_DESC_BIAS_POINTER: read_attr(desc->bias, buf, size); break;
+    case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE: read_attr(desc->bias_type, buf, size); break;
+    default: matmul_fail("unknown matmul descriptor attribute");
+  }
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t* layout, cudaDataType_t type, uint64_t rows,
+                                          uint64_t cols, int64_t ld) {
+  if (ld < static_cast<int64_t>(rows)) matmul_fail("leading dimension smaller than the row count (column-major)");
+  *layout = new cublasLtMatrixLayoutOpaque_t{type, rows, cols, ld};
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t layout) {
+  delete layout;
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t* pref) {
+  *pref = new cublasLtMatmulPreferenceOpaque_t;
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t pref) {
+  delete pref;
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t pref,
+                                                    cublasLtMatmulPreferenceAttributes_t attr, const void* buf,
+                                                    size_t size) {
+  if (attr != CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES) matmul_fail("unknown preference attribute");
+  uint64_t bytes = 0;
+  read_attr(bytes, buf, size);
+  pref->workspace = bytes;
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDesc_t, cublasLtMatrixLayout_t,
+                                              cublasLtMatrixLayout_t, cublasLtMatrixLayout_t,
+                                              cublasLtMatrixLayout_t, cublasLtMatmulPreference_t, int requested,
+                                              cublasLtMatmulHeuristicResult_t* results, int* returned) {
+  if (requested < 1) matmul_fail("requested no algorithm");
+  results[0] = cublasLtMatmulHeuristicResult_t{};
+  results[0].algo.data[0] = 0x5EED;
+  *returned = 1;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const void* alpha_ptr, const void* a,
+                              cublasLtMatrixLayout_t a_layout, const void* b, cublasLtMatrixLayout_t b_layout,
+                              const void* beta_ptr, const void* c, cublasLtMatrixLayout_t c_layout, void* d,
+                              cublasLtMatrixLayout_t d_layout, const cublasLtMatmulAlgo_t* algo, void*, size_t,
+                              cudaStream_t) {
+  if (!algo || algo->data[0] != 0x5EED) matmul_fail("the algorithm does not come from the heuristic query");
+  const bool ta = desc->trans_a == CUBLAS_OP_T, tb = desc->trans_b == CUBLAS_OP_T;
+  // op(A) is m x k, op(B) is k x n, C and D are m x n; all column-major.
+  const uint64_t m = ta ? a_layout->cols : a_layout->rows, k = ta ? a_layout->rows : a_layout->cols;
+  const uint64_t kb = tb ? b_layout->cols : b_layout->rows, n = tb ? b_layout->rows : b_layout->cols;
+  if (k != kb) matmul_fail("op(A) and op(B) disagree on k: " + std::to_string(k) + " vs " + std::to_string(kb));
+  if (c_layout->rows != m || c_layout->cols != n || d_layout->rows != m || d_layout->cols != n)
+    matmul_fail("C/D are " + std::to_string(d_layout->rows) + "x" + std::to_string(d_layout->cols) +
+                ", the product is " + std::to_string(m) + "x" + std::to_string(n));
+  if (d_layout->type != CUDA_R_32F) matmul_fail("only fp32 outputs are emulated");
+  if ((desc->epilogue == CUBLASLT_EPILOGUE_BIAS) != (desc->bias != nullptr))
+    matmul_fail("a bias pointer needs CUBLASLT_EPILOGUE_BIAS and the reverse");
+  const float alpha = *static_cast<const float*>(alpha_ptr), beta = *static_cast<const float*>(beta_ptr);
+  std::vector<float> result(m * n);
+  for (uint64_t j = 0; j < n; ++j)
+    for (uint64_t i = 0; i < m; ++i) {
+      float sum = 0.0f;
+      for (uint64_t p = 0; p < k; ++p) {
+        const size_t ai = ta ? i * a_layout->ld + p : p * a_layout->ld + i;
+        const size_t bi = tb ? p * b_layout->ld + j : j * b_layout->ld + p;
+        sum += load(a, a_layout->type, ai) * load(b, b_layout->type, bi);
+      }
+      float value = alpha * sum;
+      if (beta != 0.0f) value += beta * load(c, c_layout->type, j * c_layout->ld + i);
+      if (desc->bias) value += load(desc->bias, desc->bias_type, i);
+      result[j * m + i] = value;
+    }
+  for (uint64_t j = 0; j < n; ++j)
+    for (uint64_t i = 0; i < m; ++i) static_cast<float*>(d)[j * d_layout->ld + i] = result[j * m + i];
+  return CUBLAS_STATUS_SUCCESS;
+}

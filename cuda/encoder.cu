@@ -1,0 +1,111 @@
+// Token + position embedding.
+// Gradient rule: dwte and dwpe are parameter gradients and accumulate (+=); tokens are integers,
+// so there is no activation gradient.
+//
+// Determinism: a token that occurs several times adds several rows into one row of dwte. Instead
+// of atomics (whose order, and so whose float sum, changes from run to run) the host groups the
+// positions by token (a counting sort of B*T ids) and one thread per (token, channel) adds its
+// positions in ascending order. dwpe has one row per position: a thread per (t, c) adds the B
+// rows in order.
+#include <algorithm>
+#include <vector>
+
+#include "cuda/common.cuh"
+#include "cuda/kernels.cuh"
+
+namespace lmt::cuda {
+namespace {
+
+__global__ void encoder_forward_kernel(float* out, const int32_t* tokens, const float* wte, const float* wpe,
+                                       int BT, int T, int C) {
+  const long long index = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (index >= static_cast<long long>(BT) * C) return;
+  const int row = static_cast<int>(index / C), c = static_cast<int>(index % C);
+  const int t = row % T;
+  out[index] = wte[static_cast<long long>(tokens[row]) * C + c] + wpe[static_cast<long long>(t) * C + c];
+}
+
+// dwpe (maxT, C) += sum over b of dout (B, T, C)
+__global__ void encoder_position_backward_kernel(float* dwpe, const float* dout, int B, int T, int C) {
+  const long long index = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (index >= static_cast<long long>(T) * C) return;
+  float sum = 0.0f;
+  for (int b = 0; b < B; ++b) sum += dout[static_cast<long long>(b) * T * C + index];
+  dwpe[index] += sum;
+}
+
+// One block row per distinct token: positions[bucket_begin[u] .. bucket_begin[u+1]) are the rows
+// of dout whose token is bucket_token[u], ascending.
+__global__ void encoder_token_backward_kernel(float* dwte, const float* dout, const int32_t* bucket_token,
+                                              const int32_t* bucket_begin, const int32_t* positions, int C) {
+  const int bucket = blockIdx.y;
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  float sum = 0.0f;
+  for (int i = bucket_begin[bucket]; i < bucket_begin[bucket + 1]; ++i)
+    sum += dout[static_cast<long long>(positions[i]) * C + c];
+  dwte[static_cast<long long>(bucket_token[bucket]) * C + c] += sum;
+}
+
+}  // namespace
+
+void launch_encoder_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B, int T,
+                            int C, cudaStream_t stream) {
+  const long long total = static_cast<long long>(B) * T * C;
+  constexpr int kThreads = 256;
+  LMT_LAUNCH(encoder_forward_kernel, ceil_div(total, kThreads), kThreads, 0, stream)(out, tokens, wte, wpe, B * T, T, C);
+  CUDA_CHECK_LAUNCH();
+}
+
+void launch_encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B, int T,
+                             int C, DeviceScratch& scratch, cudaStream_t stream) {
+  constexpr int kThreads = 256;
+  LMT_LAUNCH(encoder_position_backward_kernel, ceil_div(static_cast<long long>(T) * C, kThreads), kThreads, 0,
+             stream)(dwpe, dout, B, T, C);
+  CUDA_CHECK_LAUNCH();
+
+  // Group positions by token on the host (B*T ints: small next to the step).
+  const int BT = B * T;
+  std::vector<int32_t> host_tokens(static_cast<size_t>(BT));
+  CUDA_CHECK(cudaMemcpyAsync(host_tokens.data(), tokens, host_tokens.size() * sizeof(int32_t),
+                             cudaMemcpyDeviceToHost, stream));
+  CUDA_CHECK(cudaStreamSynchronize(stream));
+  const int32_t max_token = *std::max_element(host_tokens.begin(), host_tokens.end());
+  std::vector<int32_t> counts(static_cast<size_t>(max_token) + 1, 0);
+  for (int32_t token : host_tokens) ++counts[static_cast<size_t>(token)];
+  // Layout of the upload: bucket_token (U) | bucket_begin (U + 1) | positions (BT).
+  std::vector<int32_t> bucket_token, bucket_begin;
+  std::vector<int32_t> start(counts.size(), 0);
+  int32_t running = 0;
+  for (size_t token = 0; token < counts.size(); ++token) {
+    if (counts[token] == 0) continue;
+    bucket_token.push_back(static_cast<int32_t>(token));
+    bucket_begin.push_back(running);
+    start[token] = running;
+    running += counts[token];
+  }
+  bucket_begin.push_back(running);
+  const int num_buckets = static_cast<int>(bucket_token.size());
+  std::vector<int32_t> upload;
+  upload.reserve(static_cast<size_t>(2 * num_buckets + 1 + BT));
+  upload.insert(upload.end(), bucket_token.begin(), bucket_token.end());
+  upload.insert(upload.end(), bucket_begin.begin(), bucket_begin.end());
+  upload.resize(upload.size() + static_cast<size_t>(BT));
+  int32_t* positions = upload.data() + 2 * num_buckets + 1;
+  for (int row = 0; row < BT; ++row) positions[start[static_cast<size_t>(host_tokens[row])]++] = row;
+
+  int32_t* device = static_cast<int32_t*>(scratch.get(upload.size() * sizeof(int32_t)));
+  CUDA_CHECK(cudaMemcpyAsync(device, upload.data(), upload.size() * sizeof(int32_t), cudaMemcpyHostToDevice, stream));
+  // The host vector must outlive the asynchronous copy.
+  CUDA_CHECK(cudaStreamSynchronize(stream));
+  constexpr int kChannels = 128;
+  // Grid y is limited to 65535 buckets per launch.
+  for (int first = 0; first < num_buckets; first += 65535) {
+    const int count = std::min(65535, num_buckets - first);
+    LMT_LAUNCH(encoder_token_backward_kernel, dim3(ceil_div(C, kChannels), count), kChannels, 0, stream)(
+        dwte, dout, device + first, device + num_buckets + first, device + 2 * num_buckets + 1, C);
+    CUDA_CHECK_LAUNCH();
+  }
+}
+
+}  // namespace lmt::cuda

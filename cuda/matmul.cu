@@ -1,0 +1,86 @@
+// Dense-layer GEMMs through cuBLASLt: one plan (descriptors and the heuristic's algorithm) per
+// shape, cached; a 32 MiB workspace (what cuBLAS recommends for Hopper); the bias added by the
+// BIAS epilogue. Bias gradients are column sums (column_sum.cu), not a cuBLASLt epilogue, so they
+// stay deterministic and accumulate (+=).
+#include "cuda/matmul.cuh"
+
+#include <string>
+
+namespace lmt::cuda {
+
+namespace {
+constexpr size_t kWorkspaceBytes = 32u << 20;
+}
+
+Gemm::Gemm(cudaStream_t stream, bool allow_tf32) : stream_(stream), allow_tf32_(allow_tf32) {
+  CUBLAS_CHECK(cublasLtCreate(&handle_));
+  workspace_bytes_ = kWorkspaceBytes;
+  CUDA_CHECK(cudaMalloc(&workspace_, workspace_bytes_));
+}
+
+Gemm::~Gemm() {
+  for (auto& [key, plan] : plans_) {
+    cublasLtMatrixLayoutDestroy(plan.a);
+    cublasLtMatrixLayoutDestroy(plan.b);
+    cublasLtMatrixLayoutDestroy(plan.d);
+    cublasLtMatmulDescDestroy(plan.desc);
+  }
+  if (workspace_) cudaFree(workspace_);
+  if (handle_) cublasLtDestroy(handle_);
+}
+
+const Gemm::Plan& Gemm::plan_for(const Key& key) {
+  auto found = plans_.find(key);
+  if (found != plans_.end()) return found->second;
+  const auto [trans_a, trans_b, m, n, k, lda, ldb, ldd, has_bias, accumulate] = key;
+  (void)accumulate;
+  Plan plan;
+  const cublasComputeType_t compute = allow_tf32_ ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan.desc, compute, CUDA_R_32F));
+  const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)));
+  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
+  const cublasLtEpilogue_t epilogue = has_bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+  // Stored shapes: A is m x k (k x m when transposed), B is k x n (n x k when transposed).
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.a, CUDA_R_32F, trans_a ? k : m, trans_a ? m : k, lda));
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.b, CUDA_R_32F, trans_b ? n : k, trans_b ? k : n, ldb));
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.d, CUDA_R_32F, m, n, ldd));
+  cublasLtMatmulPreference_t preference = nullptr;
+  CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&preference));
+  const uint64_t workspace = workspace_bytes_;
+  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                    &workspace, sizeof(workspace)));
+  if (has_bias) {
+    // The heuristic needs to know the epilogue's pointer is set; any aligned value will do here.
+    const void* placeholder = workspace_;
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &placeholder,
+                                                sizeof(placeholder)));
+  }
+  cublasLtMatmulHeuristicResult_t result{};
+  int returned = 0;
+  CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(handle_, plan.desc, plan.a, plan.b, plan.d, plan.d, preference, 1,
+                                              &result, &returned));
+  cublasLtMatmulPreferenceDestroy(preference);
+  if (returned == 0) {
+    std::fprintf(stderr, "cuBLASLt has no algorithm for %s%s m=%d n=%d k=%d lda=%d ldb=%d ldd=%d\n",
+                 trans_a ? "T" : "N", trans_b ? "T" : "N", m, n, k, lda, ldb, ldd);
+    std::abort();
+  }
+  plan.algo = result.algo;
+  return plans_.emplace(key, plan).first->second;
+}
+
+void Gemm::run(bool trans_a, bool trans_b, int m, int n, int k, const float* A, int lda, const float* B, int ldb,
+               float* D, int ldd, float beta, const float* bias) {
+  if (m == 0 || n == 0) return;
+  const Plan& plan = plan_for(Key{trans_a, trans_b, m, n, k, lda, ldb, ldd, bias != nullptr, beta != 0.0f});
+  if (bias)
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+  const float alpha = 1.0f;
+  CUBLAS_CHECK(cublasLtMatmul(handle_, plan.desc, &alpha, A, plan.a, B, plan.b, &beta, D, plan.d, D, plan.d,
+                              &plan.algo, workspace_, workspace_bytes_, stream_));
+}
+
+}  // namespace lmt::cuda

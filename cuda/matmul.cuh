@@ -1,0 +1,43 @@
+// GEMMs through cuBLASLt, in cuBLAS's column-major terms. The backend maps the row-major dense
+// layer products onto it (cuda_backend.cu).
+#pragma once
+#include <map>
+#include <tuple>
+
+#include "cuda/common.cuh"
+
+namespace lmt::cuda {
+
+class Gemm {
+ public:
+  // allow_tf32: fp32 products on tensor cores with TF32 inputs (10-bit mantissa); off gives
+  // full fp32 products, which the CPU comparison tests need.
+  Gemm(cudaStream_t stream, bool allow_tf32);
+  ~Gemm();
+  Gemm(const Gemm&) = delete;
+  Gemm& operator=(const Gemm&) = delete;
+
+  // D (m, n) = op(A) op(B) + beta * D + bias (m, broadcast over columns; may be null), all fp32
+  // and column-major; op(A) is m x k, op(B) k x n; beta is 0 or 1.
+  void run(bool trans_a, bool trans_b, int m, int n, int k, const float* A, int lda, const float* B, int ldb,
+           float* D, int ldd, float beta, const float* bias);
+
+ private:
+  struct Plan {
+    cublasLtMatmulDesc_t desc = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+    cublasLtMatmulAlgo_t algo{};
+  };
+  // (trans_a, trans_b, m, n, k, lda, ldb, ldd, has_bias, beta != 0)
+  using Key = std::tuple<bool, bool, int, int, int, int, int, int, bool, bool>;
+  const Plan& plan_for(const Key& key);
+
+  cudaStream_t stream_;
+  bool allow_tf32_;
+  cublasLtHandle_t handle_ = nullptr;
+  void* workspace_ = nullptr;
+  size_t workspace_bytes_ = 0;
+  std::map<Key, Plan> plans_;  // heuristics are queried once per shape
+};
+
+}  // namespace lmt::cuda

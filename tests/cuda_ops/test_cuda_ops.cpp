@@ -1,0 +1,435 @@
+// Every op of the CUDA backend against the CPU reference backend, on fresh random inputs (never
+// zeros) and odd shapes (T=37, C=96, NH=3, V=101), with every output poisoned (NaN) before the
+// run so that an element a kernel forgets to write fails the comparison.
+//
+// Built twice (tests/CMakeLists.txt): against the real CUDA backend (test_cuda_ops: skips with the
+// reason where no GPU is visible) and against the CPU emulator of cuda/emu/ (test_cuda_emu: runs
+// everywhere, GPT-2-sized cases excepted because the emulator runs one GPU thread at a time).
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/error.h"
+#include "cpu/cpu_backend.h"
+#include "cuda/cuda_backend.h"
+#include "model/adamw.h"
+#include "model/gpt.h"
+#include "tests/cpu/cpu_test_util.h"
+
+namespace {
+
+using lmt::Backend;
+using lmt::cpu::test::check_close;
+
+// fp32 on both sides, different summation orders (and libm vs CUDA exp): DESIGN.md section 8.
+constexpr double kAtol = 1e-5;
+constexpr double kRtol = 1e-4;
+
+#define SKIP_WITHOUT_GPU()                                                      \
+  do {                                                                          \
+    if (const std::string why = lmt::cuda::unavailable_reason(); !why.empty()) { \
+      WARN("SKIPPED: " << why);                                                 \
+      return;                                                                   \
+    }                                                                           \
+  } while (0)
+
+// GPT-2-sized cases take minutes in the emulator; they run on real GPUs only.
+#define SKIP_IN_EMULATOR()                                                               \
+  do {                                                                                   \
+    if (lmt::cuda::is_emulator()) {                                                      \
+      WARN("SKIPPED: GPT-2 shapes run on a real GPU only (the emulator is too slow)"); \
+      return;                                                                            \
+    }                                                                                    \
+  } while (0)
+
+// Buffers on one backend, uploaded from host vectors, freed at scope exit.
+class Device {
+ public:
+  explicit Device(Backend& backend) : backend_(backend) {}
+  ~Device() {
+    for (void* ptr : owned_) backend_.free(ptr);
+  }
+  Device(const Device&) = delete;
+  Device& operator=(const Device&) = delete;
+
+  template <typename T>
+  T* put(const std::vector<T>& host) {
+    void* ptr = backend_.alloc(host.size() * sizeof(T));
+    owned_.push_back(ptr);
+    backend_.copy_to_device(ptr, host.data(), host.size() * sizeof(T));
+    return static_cast<T*>(ptr);
+  }
+  float* poisoned(size_t n) { return put(std::vector<float>(n, std::numeric_limits<float>::quiet_NaN())); }
+  std::vector<float> get(const float* ptr, size_t n) {
+    backend_.synchronize();
+    std::vector<float> host(n);
+    backend_.copy_to_host(host.data(), ptr, n * sizeof(float));
+    return host;
+  }
+  Backend& backend() { return backend_; }
+
+ private:
+  Backend& backend_;
+  std::vector<void*> owned_;
+};
+
+using Outputs = std::vector<std::pair<std::string, std::vector<float>>>;
+
+// Runs `run` on the CPU reference and on the CUDA backend and compares every named output.
+void compare_backends(const std::function<Outputs(Device&)>& run, double atol = kAtol, double rtol = kRtol) {
+  auto cpu = lmt::cpu::make_cpu_backend(1);
+  auto gpu = lmt::cuda::make_cuda_backend({});
+  Outputs expected, actual;
+  {
+    Device device(*cpu);
+    expected = run(device);
+  }
+  {
+    Device device(*gpu);
+    actual = run(device);
+  }
+  REQUIRE(actual.size() == expected.size());
+  for (size_t i = 0; i < actual.size(); ++i) {
+    INFO(actual[i].first);
+    check_close(actual[i].second, expected[i].second, atol, rtol, actual[i].first);
+  }
+}
+
+std::vector<float> random_floats(size_t n, std::mt19937& rng, double scale = 1.0) {
+  return lmt::cpu::test::to_float(lmt::cpu::test::random_vector(n, rng, scale));
+}
+
+std::vector<int32_t> random_tokens(size_t n, int vocab, std::mt19937& rng) {
+  return lmt::cpu::test::random_tokens(n, vocab, rng);
+}
+
+size_t sz(long long n) { return static_cast<size_t>(n); }
+
+}  // namespace
+
+TEST_CASE("cuda encoder: forward and deterministic backward match the CPU", "[cuda][encoder]") {
+  SKIP_WITHOUT_GPU();
+  const int B = 2, T = 37, C = 96, V = 101, max_T = 40;
+  std::mt19937 rng(1);
+  // Few distinct tokens so that rows of dwte receive many positions.
+  const auto tokens = random_tokens(sz(B * T), 7, rng);
+  const auto wte = random_floats(sz(V * C), rng), wpe = random_floats(sz(max_T * C), rng);
+  const auto dout = random_floats(sz(B * T * C), rng);
+  const auto dwte0 = random_floats(sz(V * C), rng), dwpe0 = random_floats(sz(max_T * C), rng);
+  compare_backends([&](Device& d) {
+    float* out = d.poisoned(sz(B * T * C));
+    float* dwte = d.put(dwte0);
+    float* dwpe = d.put(dwpe0);
+    const int32_t* tok = d.put(tokens);
+    d.backend().encoder_forward(out, tok, d.put(wte), d.put(wpe), B, T, C);
+    d.backend().encoder_backward(dwte, dwpe, d.put(dout), tok, B, T, C);
+    return Outputs{{"out", d.get(out, sz(B * T * C))},
+                   {"dwte (accumulated)", d.get(dwte, dwte0.size())},
+                   {"dwpe (accumulated)", d.get(dwpe, dwpe0.size())}};
+  });
+}
+
+TEST_CASE("cuda layernorm: forward and backward match the CPU", "[cuda][layernorm]") {
+  SKIP_WITHOUT_GPU();
+  for (const auto& [N, C] : {std::pair{74, 96}, std::pair{300, 37}, std::pair{5, 768}}) {
+    DYNAMIC_SECTION("N=" << N << " C=" << C) {
+      std::mt19937 rng(static_cast<unsigned>(N + C));
+      auto inp = random_floats(sz(N * C), rng, 2.0);
+      for (size_t i = 0; i < inp.size(); ++i) inp[i] += 0.5f;  // a mean away from zero
+      const auto weight = random_floats(sz(C), rng), bias = random_floats(sz(C), rng);
+      const auto dout = random_floats(sz(N * C), rng);
+      const auto dinp0 = random_floats(sz(N * C), rng);
+      const auto dw0 = random_floats(sz(C), rng), db0 = random_floats(sz(C), rng);
+      compare_backends([&](Device& d) {
+        float* out = d.poisoned(sz(N * C));
+        float* mean = d.poisoned(sz(N));
+        float* rstd = d.poisoned(sz(N));
+        const float* in = d.put(inp);
+        const float* w = d.put(weight);
+        d.backend().layernorm_forward(out, mean, rstd, in, w, d.put(bias), N, C);
+        float* dinp = d.put(dinp0);
+        float* dw = d.put(dw0);
+        float* db = d.put(db0);
+        d.backend().layernorm_backward(dinp, dw, db, d.put(dout), in, w, mean, rstd, N, C);
+        return Outputs{{"out", d.get(out, sz(N * C))}, {"mean", d.get(mean, sz(N))}, {"rstd", d.get(rstd, sz(N))},
+                       {"dinp (accumulated)", d.get(dinp, sz(N * C))}, {"dweight", d.get(dw, sz(C))},
+                       {"dbias", d.get(db, sz(C))}};
+      });
+    }
+  }
+}
+
+TEST_CASE("cuda matmul: forward, backward and the residual form match the CPU", "[cuda][matmul]") {
+  SKIP_WITHOUT_GPU();
+  for (const auto& [N, C, OC] : {std::tuple{74, 96, 288}, std::tuple{37, 101, 33}, std::tuple{300, 64, 128}}) {
+    DYNAMIC_SECTION("N=" << N << " C=" << C << " OC=" << OC) {
+      std::mt19937 rng(static_cast<unsigned>(N * C + OC));
+      const auto inp = random_floats(sz(N * C), rng), weight = random_floats(sz(OC * C), rng, 0.2);
+      const auto bias = random_floats(sz(OC), rng), dout = random_floats(sz(N * OC), rng);
+      const auto residual = random_floats(sz(N * OC), rng);
+      const auto dw0 = random_floats(sz(OC * C), rng), db0 = random_floats(sz(OC), rng);
+      compare_backends([&](Device& d) {
+        Backend& b = d.backend();
+        const float* in = d.put(inp);
+        const float* w = d.put(weight);
+        const float* bi = d.put(bias);
+        float* out = d.poisoned(sz(N * OC));
+        b.matmul_forward(out, in, w, bi, N, C, OC);
+        float* out_nobias = d.poisoned(sz(N * OC));
+        b.matmul_forward(out_nobias, in, w, nullptr, N, C, OC);
+        float* out_residual = d.poisoned(sz(N * OC));
+        b.matmul_residual_forward(out_residual, d.put(residual), in, w, bi, N, C, OC);
+        float* dinp = d.poisoned(sz(N * C));
+        float* dw = d.put(dw0);
+        float* db = d.put(db0);
+        const float* g = d.put(dout);
+        b.matmul_backward(dinp, dw, db, g, in, w, N, C, OC);
+        // null dinp and dbias: only dweight accumulates (a second time)
+        b.matmul_backward(nullptr, dw, nullptr, g, in, w, N, C, OC);
+        return Outputs{{"out", d.get(out, sz(N * OC))}, {"out without bias", d.get(out_nobias, sz(N * OC))},
+                       {"residual + out", d.get(out_residual, sz(N * OC))}, {"dinp", d.get(dinp, sz(N * C))},
+                       {"dweight (accumulated twice)", d.get(dw, sz(OC * C))}, {"dbias", d.get(db, sz(OC))}};
+      });
+    }
+  }
+}
+
+TEST_CASE("cuda attention: forward and backward match the CPU for head sizes 32, 64, 128", "[cuda][attention]") {
+  SKIP_WITHOUT_GPU();
+  // (B, T, C, NH): odd T everywhere so that partial tiles are exercised.
+  for (const auto& [B, T, C, NH] : {std::tuple{2, 37, 96, 3}, std::tuple{1, 70, 128, 2}, std::tuple{2, 33, 128, 1},
+                                    std::tuple{1, 1, 64, 2}}) {
+    DYNAMIC_SECTION("B=" << B << " T=" << T << " C=" << C << " NH=" << NH) {
+      std::mt19937 rng(static_cast<unsigned>(B * 1000 + T * 10 + NH));
+      const auto qkv = random_floats(sz(B * T * 3 * C), rng);
+      const auto dout = random_floats(sz(B * T * C), rng);
+      compare_backends([&](Device& d) {
+        Backend& b = d.backend();
+        const float* in = d.put(qkv);
+        float* out = d.poisoned(sz(B * T * C));
+        float* lse = d.poisoned(sz(B * NH * T));
+        b.attention_forward(out, lse, in, B, T, C, NH);
+        float* dqkv = d.poisoned(sz(B * T * 3 * C));
+        b.attention_backward(dqkv, d.put(dout), in, out, lse, B, T, C, NH);
+        return Outputs{{"out", d.get(out, sz(B * T * C))}, {"lse", d.get(lse, sz(B * NH * T))},
+                       {"dqkv", d.get(dqkv, sz(B * T * 3 * C))}};
+      });
+    }
+  }
+}
+
+TEST_CASE("cuda attention: unsupported head sizes are a clear error", "[cuda][attention]") {
+  SKIP_WITHOUT_GPU();
+  auto gpu = lmt::cuda::make_cuda_backend({});
+  void* buffer = gpu->alloc(3 * 48 * sizeof(float));
+  float* p = static_cast<float*>(buffer);
+  CHECK_THROWS_WITH(gpu->attention_forward(p, p, p, 1, 1, 48, 3),
+                    Catch::Contains("head sizes 32, 64 and 128") && Catch::Contains("n_embd 48 / n_head 3"));
+  gpu->free(buffer);
+}
+
+TEST_CASE("cuda gelu and residual: match the CPU, in place too", "[cuda][gelu]") {
+  SKIP_WITHOUT_GPU();
+  const size_t n = 3 * 1000 + 7;
+  std::mt19937 rng(5);
+  const auto inp = random_floats(n, rng, 4.0), dout = random_floats(n, rng), other = random_floats(n, rng);
+  compare_backends([&](Device& d) {
+    Backend& b = d.backend();
+    const float* in = d.put(inp);
+    float* out = d.poisoned(n);
+    b.gelu_forward(out, in, n);
+    float* dinp = d.poisoned(n);
+    b.gelu_backward(dinp, in, d.put(dout), n);
+    float* in_place = d.put(dout);
+    b.gelu_backward(in_place, in, in_place, n);
+    float* sum = d.poisoned(n);
+    b.residual_forward(sum, in, d.put(other), n);
+    return Outputs{{"gelu", d.get(out, n)}, {"dinp", d.get(dinp, n)}, {"dinp aliasing dout", d.get(in_place, n)},
+                   {"residual", d.get(sum, n)}};
+  });
+}
+
+TEST_CASE("cuda classifier: losses and dlogits match the CPU, padding ignored", "[cuda][classifier]") {
+  SKIP_WITHOUT_GPU();
+  const int N = 74, V = 101, Vp = 128;
+  std::mt19937 rng(6);
+  auto logits = random_floats(sz(N * Vp), rng, 5.0);
+  // Padding holds huge values: a kernel that reads it gets the loss badly wrong.
+  for (int r = 0; r < N; ++r)
+    for (int v = V; v < Vp; ++v) logits[sz(r * Vp + v)] = 1e4f;
+  const auto targets = random_tokens(sz(N), V, rng);
+  const float dloss = 1.0f / N;
+  compare_backends([&](Device& d) {
+    Backend& b = d.backend();
+    const int32_t* t = d.put(targets);
+    float* losses_only = d.poisoned(sz(N));
+    b.classifier_forward_backward(nullptr, losses_only, d.put(logits), t, dloss, N, V, Vp);
+    float* losses = d.poisoned(sz(N));
+    float* dlogits = d.poisoned(sz(N * Vp));
+    b.classifier_forward_backward(dlogits, losses, d.put(logits), t, dloss, N, V, Vp);
+    float* aliased = d.put(logits);
+    float* losses_aliased = d.poisoned(sz(N));
+    b.classifier_forward_backward(aliased, losses_aliased, aliased, t, dloss, N, V, Vp);
+    return Outputs{{"losses (no gradient)", d.get(losses_only, sz(N))}, {"losses", d.get(losses, sz(N))},
+                   {"dlogits", d.get(dlogits, sz(N * Vp))}, {"losses (aliased)", d.get(losses_aliased, sz(N))},
+                   {"dlogits aliasing logits", d.get(aliased, sz(N * Vp))}};
+  });
+}
+
+TEST_CASE("cuda adamw and sum of squares: match the CPU", "[cuda][adamw]") {
+  SKIP_WITHOUT_GPU();
+  const size_t n = 100003;
+  std::mt19937 rng(7);
+  const auto params = random_floats(n, rng), grads = random_floats(n, rng, 0.1);
+  auto m0 = random_floats(n, rng, 0.01), v0 = random_floats(n, rng, 0.001);
+  for (float& x : v0) x = std::abs(x);
+  double squares[2] = {};
+  int side = 0;
+  compare_backends([&](Device& d) {
+    Backend& b = d.backend();
+    float* p = d.put(params);
+    float* m = d.put(m0);
+    float* v = d.put(v0);
+    const float* g = d.put(grads);
+    squares[side++] = b.sum_squares(g, n);
+    for (int t = 1; t <= 3; ++t) b.adamw_update(p, g, m, v, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, t);
+    return Outputs{{"params", d.get(p, n)}, {"m", d.get(m, n)}, {"v", d.get(v, n)}};
+  });
+  CHECK(squares[1] == Approx(squares[0]).epsilon(1e-10));
+}
+
+TEST_CASE("cuda backward ops are deterministic: the same inputs give the same bits", "[cuda][determinism]") {
+  SKIP_WITHOUT_GPU();
+  auto gpu = lmt::cuda::make_cuda_backend({});
+  const int B = 2, T = 37, C = 96, NH = 3, V = 11;
+  std::mt19937 rng(8);
+  const auto tokens = random_tokens(sz(B * T), V, rng);
+  const auto dout = random_floats(sz(B * T * C), rng), qkv = random_floats(sz(B * T * 3 * C), rng);
+  const auto inp = random_floats(sz(B * T * C), rng), weight = random_floats(sz(C), rng);
+  auto run = [&] {
+    Device d(*gpu);
+    Backend& b = d.backend();
+    float* dwte = d.put(std::vector<float>(sz(V * C), 0.0f));
+    float* dwpe = d.put(std::vector<float>(sz(T * C), 0.0f));
+    b.encoder_backward(dwte, dwpe, d.put(dout), d.put(tokens), B, T, C);
+    float* out = d.poisoned(sz(B * T * C));
+    float* lse = d.poisoned(sz(B * NH * T));
+    const float* q = d.put(qkv);
+    b.attention_forward(out, lse, q, B, T, C, NH);
+    float* dqkv = d.poisoned(sz(B * T * 3 * C));
+    b.attention_backward(dqkv, d.put(dout), q, out, lse, B, T, C, NH);
+    float* mean = d.poisoned(sz(B * T));
+    float* rstd = d.poisoned(sz(B * T));
+    float* ln = d.poisoned(sz(B * T * C));
+    const float* in = d.put(inp);
+    const float* w = d.put(weight);
+    b.layernorm_forward(ln, mean, rstd, in, w, w, B * T, C);
+    float* dinp = d.put(std::vector<float>(sz(B * T * C), 0.0f));
+    float* dw = d.put(std::vector<float>(sz(C), 0.0f));
+    float* db = d.put(std::vector<float>(sz(C), 0.0f));
+    b.layernorm_backward(dinp, dw, db, d.put(dout), in, w, mean, rstd, B * T, C);
+    std::vector<float> all;
+    for (auto part : {d.get(dwte, sz(V * C)), d.get(dwpe, sz(T * C)), d.get(dqkv, sz(B * T * 3 * C)),
+                      d.get(dinp, sz(B * T * C)), d.get(dw, sz(C)), d.get(db, sz(C))})
+      all.insert(all.end(), part.begin(), part.end());
+    return all;
+  };
+  const auto first = run(), second = run();
+  REQUIRE(first.size() == second.size());
+  size_t differing = 0;
+  for (size_t i = 0; i < first.size(); ++i)
+    differing += std::memcmp(&first[i], &second[i], sizeof(float)) != 0 ? 1 : 0;
+  CHECK(differing == 0);
+}
+
+namespace {
+
+lmt::GPTConfig tiny_gpt() {
+  lmt::GPTConfig cfg;
+  cfg.max_seq_len = 37;
+  cfg.vocab_size = 101;
+  cfg.padded_vocab_size = 128;
+  cfg.num_layers = 2;
+  cfg.num_heads = 2;
+  cfg.channels = 64;
+  return cfg;
+}
+
+// Losses of `steps` AdamW steps and the gradients of the first, on `backend`.
+std::pair<std::vector<float>, std::vector<float>> train_tiny(Backend& backend, int steps) {
+  const lmt::GPTConfig cfg = tiny_gpt();
+  lmt::GPT model(backend, cfg);
+  model.init_weights(11, 0.02);
+  lmt::AdamW optimizer(backend, model.layout(), model.num_param_storage());
+  lmt::AdamWHyper hyper;
+  hyper.lr = 1e-3f;
+  std::mt19937 rng(12);
+  const int B = 2, T = 37;
+  std::vector<float> losses, first_grads;
+  for (int step = 0; step < steps; ++step) {
+    const auto inputs = random_tokens(sz(B * T), cfg.vocab_size, rng);
+    const auto targets = random_tokens(sz(B * T), cfg.vocab_size, rng);
+    model.zero_grad();
+    losses.push_back(model.forward_backward(inputs.data(), targets.data(), B, T, 1.0f));
+    if (step == 0) first_grads = model.get_gradients();
+    const double norm = optimizer.grad_norm(model.grads());
+    optimizer.step(model.params(), model.grads(), hyper, hyper.lr, norm);
+  }
+  backend.synchronize();
+  return {losses, first_grads};
+}
+
+}  // namespace
+
+TEST_CASE("cuda training step: a tiny GPT trains like on the CPU in fp32", "[cuda][model]") {
+  SKIP_WITHOUT_GPU();
+  auto cpu = lmt::cpu::make_cpu_backend(1);
+  auto gpu = lmt::cuda::make_cuda_backend({});
+  const int steps = 5;
+  const auto [cpu_losses, cpu_grads] = train_tiny(*cpu, steps);
+  const auto [gpu_losses, gpu_grads] = train_tiny(*gpu, steps);
+  // Gradients are sums over the batch; their size is ~1e-3, so an absolute floor of 1e-6.
+  check_close(gpu_grads, cpu_grads, 1e-6, 1e-3, "gradients of the first step");
+  check_close(gpu_losses, cpu_losses, 0.0, 1e-5, "losses of 5 AdamW steps");
+}
+
+TEST_CASE("cuda ops at GPT-2 124M shapes match the CPU", "[cuda][gpt2]") {
+  SKIP_WITHOUT_GPU();
+  SKIP_IN_EMULATOR();
+  const int B = 2, T = 1024, C = 768, NH = 12, V = 50257, Vp = 50304;
+  std::mt19937 rng(9);
+  const auto qkv = random_floats(sz(B * T * 3 * C), rng), dout = random_floats(sz(B * T * C), rng);
+  const auto logits = random_floats(sz(B * T) * Vp, rng, 3.0);
+  const auto targets = random_tokens(sz(B * T), V, rng);
+  const auto inp = random_floats(sz(B * T * C), rng), weight = random_floats(sz(4 * C * C), rng, 0.05);
+  compare_backends(
+      [&](Device& d) {
+        Backend& b = d.backend();
+        const float* q = d.put(qkv);
+        float* out = d.poisoned(sz(B * T * C));
+        float* lse = d.poisoned(sz(B * NH * T));
+        b.attention_forward(out, lse, q, B, T, C, NH);
+        float* dqkv = d.poisoned(sz(B * T * 3 * C));
+        b.attention_backward(dqkv, d.put(dout), q, out, lse, B, T, C, NH);
+        float* losses = d.poisoned(sz(B * T));
+        float* dlogits = d.put(logits);
+        b.classifier_forward_backward(dlogits, losses, dlogits, d.put(targets), 1.0f / (B * T), B * T, V, Vp);
+        float* fc = d.poisoned(sz(B * T * 4 * C));
+        b.matmul_forward(fc, d.put(inp), d.put(weight), nullptr, B * T, C, 4 * C);
+        return Outputs{{"attention out", d.get(out, sz(B * T * C))},
+                       {"lse", d.get(lse, sz(B * NH * T))},
+                       {"dqkv", d.get(dqkv, sz(B * T * 3 * C))},
+                       {"losses", d.get(losses, sz(B * T))},
+                       {"dlogits", d.get(dlogits, sz(B * T) * Vp)},
+                       {"fc", d.get(fc, sz(B * T * 4 * C))}};
+      },
+      1e-5, 1e-3);
+}
