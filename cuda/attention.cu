@@ -66,9 +66,11 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(float* out,
   load_rows<D>(q_tile, D, qkv, view, b, h, 0, first_query, kBlockRows, scale);
 
   float row_max[kRowsPerWarp], row_sum[kRowsPerWarp], acc[kRowsPerWarp][kDimsPerLane];
+  #pragma unroll
   for (int i = 0; i < kRowsPerWarp; ++i) {
     row_max[i] = -INFINITY;
     row_sum[i] = 0.0f;
+    #pragma unroll
     for (int e = 0; e < kDimsPerLane; ++e) acc[i][e] = 0.0f;
   }
   const int last_query = min(first_query + kBlockRows, view.T) - 1;
@@ -78,11 +80,14 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(float* out,
     load_rows<D>(v_tile, D, qkv, view, b, h, 2, first_key, kTile, 1.0f);
     __syncthreads();
     float score[kRowsPerWarp] = {};
+    #pragma unroll 4
     for (int d = 0; d < D; ++d) {
       const float k = k_tile[lane * (D + 1) + d];
+      #pragma unroll
       for (int i = 0; i < kRowsPerWarp; ++i) score[i] += q_tile[(warp * kRowsPerWarp + i) * D + d] * k;
     }
     const int key = first_key + lane;
+    #pragma unroll
     for (int i = 0; i < kRowsPerWarp; ++i) {
       const int query = first_query + warp * kRowsPerWarp + i;
       const bool valid = key <= query && query < view.T;
@@ -94,24 +99,31 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(float* out,
       const float correction = expf(row_max[i] - shift);
       row_sum[i] = row_sum[i] * correction + warp_sum(p);
       row_max[i] = new_max;
+      #pragma unroll
       for (int e = 0; e < kDimsPerLane; ++e) acc[i][e] *= correction;
       p_tile[(warp * kRowsPerWarp + i) * kTile + lane] = p;
     }
     __syncwarp();
+    #pragma unroll 4
     for (int j = 0; j < kTile; ++j) {
       float v[kDimsPerLane];
+      #pragma unroll
       for (int e = 0; e < kDimsPerLane; ++e) v[e] = v_tile[j * D + lane + 32 * e];
+      #pragma unroll
       for (int i = 0; i < kRowsPerWarp; ++i) {
         const float p = p_tile[(warp * kRowsPerWarp + i) * kTile + j];
+        #pragma unroll
         for (int e = 0; e < kDimsPerLane; ++e) acc[i][e] += p * v[e];
       }
     }
     __syncwarp();  // p_tile is rewritten by this warp in the next step
   }
+  #pragma unroll
   for (int i = 0; i < kRowsPerWarp; ++i) {
     const int query = first_query + warp * kRowsPerWarp + i;
     if (query >= view.T) continue;
     const float inverse = 1.0f / row_sum[i];
+    #pragma unroll
     for (int e = 0; e < kDimsPerLane; ++e) out[view.out_index(b, query, h, lane + 32 * e)] = acc[i][e] * inverse;
     if (lane == 0) lse[view.lse_index(b, h, query)] = row_max[i] + logf(row_sum[i]);
   }
@@ -148,10 +160,12 @@ __global__ void __launch_bounds__(kThreads) attention_backward_query_kernel(floa
   load_rows<D>(q_tile, D, qkv, view, b, h, 0, first_query, kBlockRows, scale);
   load_rows<D>(do_tile, D, dout, view, b, h, -1, first_query, kBlockRows, 1.0f);
   float row_lse[kRowsPerWarp], row_delta[kRowsPerWarp], dq[kRowsPerWarp][kDimsPerLane];
+  #pragma unroll
   for (int i = 0; i < kRowsPerWarp; ++i) {
     const int query = first_query + warp * kRowsPerWarp + i;
     row_lse[i] = query < view.T ? lse[view.lse_index(b, h, query)] : 0.0f;
     row_delta[i] = query < view.T ? delta[view.lse_index(b, h, query)] : 0.0f;
+    #pragma unroll
     for (int e = 0; e < kDimsPerLane; ++e) dq[i][e] = 0.0f;
   }
   const int last_query = min(first_query + kBlockRows, view.T) - 1;
@@ -161,14 +175,17 @@ __global__ void __launch_bounds__(kThreads) attention_backward_query_kernel(floa
     load_rows<D>(v_tile, D + 1, qkv, view, b, h, 2, first_key, kTile, 1.0f);
     __syncthreads();
     float score[kRowsPerWarp] = {}, dp[kRowsPerWarp] = {};
+    #pragma unroll 4
     for (int d = 0; d < D; ++d) {
       const float k = k_tile[lane * (D + 1) + d], v = v_tile[lane * (D + 1) + d];
+      #pragma unroll
       for (int i = 0; i < kRowsPerWarp; ++i) {
         score[i] += q_tile[(warp * kRowsPerWarp + i) * D + d] * k;
         dp[i] += do_tile[(warp * kRowsPerWarp + i) * D + d] * v;
       }
     }
     const int key = first_key + lane;
+    #pragma unroll
     for (int i = 0; i < kRowsPerWarp; ++i) {
       const int query = first_query + warp * kRowsPerWarp + i;
       const bool valid = key <= query && query < view.T;
@@ -176,19 +193,25 @@ __global__ void __launch_bounds__(kThreads) attention_backward_query_kernel(floa
       ds_tile[(warp * kRowsPerWarp + i) * kTile + lane] = p * (dp[i] - row_delta[i]);
     }
     __syncwarp();
+    #pragma unroll 4
     for (int j = 0; j < kTile; ++j) {
       float k[kDimsPerLane];
+      #pragma unroll
       for (int e = 0; e < kDimsPerLane; ++e) k[e] = k_tile[j * (D + 1) + lane + 32 * e];
+      #pragma unroll
       for (int i = 0; i < kRowsPerWarp; ++i) {
         const float ds = ds_tile[(warp * kRowsPerWarp + i) * kTile + j];
+        #pragma unroll
         for (int e = 0; e < kDimsPerLane; ++e) dq[i][e] += ds * k[e];
       }
     }
     __syncwarp();
   }
+  #pragma unroll
   for (int i = 0; i < kRowsPerWarp; ++i) {
     const int query = first_query + warp * kRowsPerWarp + i;
     if (query >= view.T) continue;
+    #pragma unroll
     for (int e = 0; e < kDimsPerLane; ++e)
       dqkv[view.qkv_index(b, query, 0, h, lane + 32 * e)] = dq[i][e] * scale;
   }
@@ -214,7 +237,9 @@ __global__ void __launch_bounds__(kThreads) attention_backward_key_kernel(float*
   load_rows<D>(k_own, D, qkv, view, b, h, 1, first_key, kBlockRows, 1.0f);
   load_rows<D>(v_own, D, qkv, view, b, h, 2, first_key, kBlockRows, 1.0f);
   float dk[kRowsPerWarp][kDimsPerLane], dv[kRowsPerWarp][kDimsPerLane];
+  #pragma unroll
   for (int i = 0; i < kRowsPerWarp; ++i)
+    #pragma unroll
     for (int e = 0; e < kDimsPerLane; ++e) dk[i][e] = dv[i][e] = 0.0f;
   // Queries before the first key see none of this block's keys.
   for (int first_query = first_key / kTile * kTile; first_query < view.T; first_query += kTile) {
@@ -228,14 +253,17 @@ __global__ void __launch_bounds__(kThreads) attention_backward_key_kernel(float*
     }
     __syncthreads();
     float score[kRowsPerWarp] = {}, dp[kRowsPerWarp] = {};
+    #pragma unroll 4
     for (int d = 0; d < D; ++d) {
       const float q = q_tile[lane * (D + 1) + d], g = do_tile[lane * (D + 1) + d];
+      #pragma unroll
       for (int i = 0; i < kRowsPerWarp; ++i) {
         score[i] += k_own[(warp * kRowsPerWarp + i) * D + d] * q;
         dp[i] += v_own[(warp * kRowsPerWarp + i) * D + d] * g;
       }
     }
     const int query = first_query + lane;
+    #pragma unroll
     for (int i = 0; i < kRowsPerWarp; ++i) {
       const int key = first_key + warp * kRowsPerWarp + i;
       const bool valid = key <= query && query < view.T;
@@ -244,15 +272,19 @@ __global__ void __launch_bounds__(kThreads) attention_backward_key_kernel(float*
       ds_tile[(warp * kRowsPerWarp + i) * kTile + lane] = p * (dp[i] - delta_tile[lane]);
     }
     __syncwarp();
+    #pragma unroll 4
     for (int j = 0; j < kTile; ++j) {
       float q[kDimsPerLane], g[kDimsPerLane];
+      #pragma unroll
       for (int e = 0; e < kDimsPerLane; ++e) {
         q[e] = q_tile[j * (D + 1) + lane + 32 * e];
         g[e] = do_tile[j * (D + 1) + lane + 32 * e];
       }
+      #pragma unroll
       for (int i = 0; i < kRowsPerWarp; ++i) {
         const float p = p_tile[(warp * kRowsPerWarp + i) * kTile + j];
         const float ds = ds_tile[(warp * kRowsPerWarp + i) * kTile + j];
+        #pragma unroll
         for (int e = 0; e < kDimsPerLane; ++e) {
           dv[i][e] += p * g[e];
           dk[i][e] += ds * q[e];  // q is already scaled
@@ -261,9 +293,11 @@ __global__ void __launch_bounds__(kThreads) attention_backward_key_kernel(float*
     }
     __syncwarp();
   }
+  #pragma unroll
   for (int i = 0; i < kRowsPerWarp; ++i) {
     const int key = first_key + warp * kRowsPerWarp + i;
     if (key >= view.T) continue;
+    #pragma unroll
     for (int e = 0; e < kDimsPerLane; ++e) {
       dqkv[view.qkv_index(b, key, 1, h, lane + 32 * e)] = dk[i][e];
       dqkv[view.qkv_index(b, key, 2, h, lane + 32 * e)] = dv[i][e];

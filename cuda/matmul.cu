@@ -4,13 +4,27 @@
 // stay deterministic and accumulate (+=).
 #include "cuda/matmul.cuh"
 
+#include <initializer_list>
 #include <string>
 
 namespace lmt::cuda {
 
 namespace {
 constexpr size_t kWorkspaceBytes = 32u << 20;
+
+// The largest power of two up to 256 that divides every address. cuBLASLt's heuristic assumes
+// 256-byte aligned operands unless told otherwise, and the model's tensors are offsets into
+// one arena: a plan made for aligned pointers can fail on a tensor that is not.
+unsigned common_alignment(std::initializer_list<const void*> pointers) {
+  unsigned alignment = 256;
+  for (const void* p : pointers) {
+    if (!p) continue;
+    const auto address = reinterpret_cast<uintptr_t>(p);
+    while (alignment > 4 && address % alignment != 0) alignment /= 2;
+  }
+  return alignment;
 }
+}  // namespace
 
 Gemm::Gemm(cudaStream_t stream, bool allow_tf32) : stream_(stream), allow_tf32_(allow_tf32) {
   CUBLAS_CHECK(cublasLtCreate(&handle_));
@@ -32,7 +46,7 @@ Gemm::~Gemm() {
 const Gemm::Plan& Gemm::plan_for(const Key& key) {
   auto found = plans_.find(key);
   if (found != plans_.end()) return found->second;
-  const auto [trans_a, trans_b, m, n, k, lda, ldb, ldd, has_bias, accumulate] = key;
+  const auto [trans_a, trans_b, m, n, k, lda, ldb, ldd, has_bias, accumulate, alignment] = key;
   (void)accumulate;
   Plan plan;
   const cublasComputeType_t compute = allow_tf32_ ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
@@ -52,6 +66,10 @@ const Gemm::Plan& Gemm::plan_for(const Key& key) {
   const uint64_t workspace = workspace_bytes_;
   CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                     &workspace, sizeof(workspace)));
+  const uint32_t align_bytes = alignment;
+  for (auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES})
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(preference, attr, &align_bytes, sizeof(align_bytes)));
   if (has_bias) {
     // The heuristic needs to know the epilogue's pointer is set; any aligned value will do here.
     const void* placeholder = workspace_;
@@ -75,7 +93,8 @@ const Gemm::Plan& Gemm::plan_for(const Key& key) {
 void Gemm::run(bool trans_a, bool trans_b, int m, int n, int k, const float* A, int lda, const float* B, int ldb,
                float* D, int ldd, float beta, const float* bias) {
   if (m == 0 || n == 0) return;
-  const Plan& plan = plan_for(Key{trans_a, trans_b, m, n, k, lda, ldb, ldd, bias != nullptr, beta != 0.0f});
+  const Plan& plan = plan_for(Key{trans_a, trans_b, m, n, k, lda, ldb, ldd, bias != nullptr, beta != 0.0f,
+                                  common_alignment({A, B, D, bias})});
   if (bias)
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
   const float alpha = 1.0f;

@@ -28,8 +28,8 @@ class Gemm {
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
     cublasLtMatmulAlgo_t algo{};
   };
-  // (trans_a, trans_b, m, n, k, lda, ldb, ldd, has_bias, beta != 0)
-  using Key = std::tuple<bool, bool, int, int, int, int, int, int, bool, bool>;
+  // (trans_a, trans_b, m, n, k, lda, ldb, ldd, has_bias, beta != 0, alignment of the pointers)
+  using Key = std::tuple<bool, bool, int, int, int, int, int, int, bool, bool, unsigned>;
   const Plan& plan_for(const Key& key);
 
   cudaStream_t stream_;

@@ -82,7 +82,8 @@ for mb in 16 32 64; do
   json="$LOG/bench_gpt2_b$mb.json"
   timeout 150 "$BIN/lmtrain" bench "$ROOT/recipes/gpt2-124m.yaml" --device cuda --steps 10 --warmup 2 \
     --set precision.dtype=fp32 --set precision.tf32=true --set data.source=synthetic \
-    --set data.synthetic.vocab_size=50257 --set data.synthetic.train_tokens=2000000 \
+    --set data.synthetic.vocab_size=50257 --set data.synthetic.order=1 --set data.synthetic.branching=8 \
+    --set data.synthetic.train_tokens=2000000 \
     --set data.synthetic.val_tokens=0 --set run.micro_batch_size=$mb --set run.global_batch_size=$mb \
     --set log.peak_tflops=989 --json "$json" > "$LOG/bench_gpt2_b$mb.log" 2>&1
   rc=$?

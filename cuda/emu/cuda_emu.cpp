@@ -3,6 +3,7 @@
 
 #include <ucontext.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -292,6 +293,7 @@ struct cublasLtMatrixLayoutOpaque_t {
 };
 struct cublasLtMatmulPreferenceOpaque_t {
   size_t workspace = 0;
+  uint32_t min_alignment = 256;  // cuBLASLt's default
 };
 
 namespace {
@@ -369,19 +371,26 @@ cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t pref) 
 cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t pref,
                                                     cublasLtMatmulPreferenceAttributes_t attr, const void* buf,
                                                     size_t size) {
-  if (attr != CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES) matmul_fail("unknown preference attribute");
-  uint64_t bytes = 0;
-  read_attr(bytes, buf, size);
-  pref->workspace = bytes;
+  if (attr == CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES) {
+    uint64_t bytes = 0;
+    read_attr(bytes, buf, size);
+    pref->workspace = bytes;
+    return CUBLAS_STATUS_SUCCESS;
+  }
+  uint32_t alignment = 0;
+  read_attr(alignment, buf, size);
+  if (alignment == 0 || (alignment & (alignment - 1)) != 0) matmul_fail("alignment must be a power of two");
+  pref->min_alignment = std::min(pref->min_alignment, alignment);
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDesc_t, cublasLtMatrixLayout_t,
                                               cublasLtMatrixLayout_t, cublasLtMatrixLayout_t,
-                                              cublasLtMatrixLayout_t, cublasLtMatmulPreference_t, int requested,
+                                              cublasLtMatrixLayout_t, cublasLtMatmulPreference_t pref, int requested,
                                               cublasLtMatmulHeuristicResult_t* results, int* returned) {
   if (requested < 1) matmul_fail("requested no algorithm");
   results[0] = cublasLtMatmulHeuristicResult_t{};
   results[0].algo.data[0] = 0x5EED;
+  results[0].algo.data[1] = pref ? pref->min_alignment : 256;
   *returned = 1;
   return CUBLAS_STATUS_SUCCESS;
 }
@@ -392,6 +401,11 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const
                               cublasLtMatrixLayout_t d_layout, const cublasLtMatmulAlgo_t* algo, void*, size_t,
                               cudaStream_t) {
   if (!algo || algo->data[0] != 0x5EED) matmul_fail("the algorithm does not come from the heuristic query");
+  // An algorithm chosen for aligned operands may not be given less aligned ones.
+  for (const void* p : {a, b, c, static_cast<const void*>(d), desc->bias})
+    if (p && reinterpret_cast<uintptr_t>(p) % algo->data[1] != 0)
+      matmul_fail("an operand is less aligned than the heuristic was told (" + std::to_string(algo->data[1]) +
+                  " bytes)");
   const bool ta = desc->trans_a == CUBLAS_OP_T, tb = desc->trans_b == CUBLAS_OP_T;
   // op(A) is m x k, op(B) is k x n, C and D are m x n; all column-major.
   const uint64_t m = ta ? a_layout->cols : a_layout->rows, k = ta ? a_layout->rows : a_layout->cols;
