@@ -7,10 +7,16 @@
 //  - Gradient rule: parameter gradients accumulate (+=); activation gradients overwrite (=),
 //    except the residual stream (layernorm's dinp), which accumulates.
 //  - Pointers refer to the backend's memory (host memory for cpu, device memory for cuda).
+//  - Precision (DESIGN.md section 3): activations, their gradients and the compute copy of the
+//    parameters are `void*` holding compute_dtype() elements (fp32, bf16 or fp16). Buffers that
+//    are always fp32 are `float*`: parameter gradients, master weights, Adam moments, layernorm
+//    statistics, the attention log-sum-exp and the losses. Reductions run in fp32.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <string>
+
+#include "core/dtype.h"
 
 namespace lmt {
 
@@ -19,6 +25,8 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
+  // The element type of activations and of the compute copy of the parameters.
+  virtual DType compute_dtype() const { return DType::kF32; }
 
   // --- memory -------------------------------------------------------------------------------
   virtual void* alloc(size_t bytes) = 0;  // zero-initialized
@@ -28,56 +36,60 @@ class Backend {
   virtual void zero(void* ptr, size_t bytes) = 0;
   virtual void synchronize() = 0;
 
+  // dst (n, compute dtype) = src (n, fp32), rounded to nearest even (the compute copy of the
+  // parameters after each optimizer step). In fp32 a copy.
+  virtual void convert_from_f32(void* dst, const float* src, size_t n) = 0;
+
   // --- ops ----------------------------------------------------------------------------------
   // out (B,T,C) = wte[tokens] + wpe[t]
-  virtual void encoder_forward(float* out, const int32_t* tokens, const float* wte,
-                               const float* wpe, int B, int T, int C) = 0;
+  virtual void encoder_forward(void* out, const int32_t* tokens, const void* wte,
+                               const void* wpe, int B, int T, int C) = 0;
   // dwte (Vp,C) += , dwpe (maxT,C) += ; deterministic (no races on repeated tokens)
-  virtual void encoder_backward(float* dwte, float* dwpe, const float* dout,
+  virtual void encoder_backward(float* dwte, float* dwpe, const void* dout,
                                 const int32_t* tokens, int B, int T, int C) = 0;
 
   // out (N,C), mean (N), rstd (N) from inp (N,C); eps = 1e-5
-  virtual void layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
-                                 const float* weight, const float* bias, int N, int C) = 0;
+  virtual void layernorm_forward(void* out, float* mean, float* rstd, const void* inp,
+                                 const void* weight, const void* bias, int N, int C) = 0;
   // dinp (N,C) += (residual stream), dweight (C) +=, dbias (C) +=
-  virtual void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                                  const float* inp, const float* weight, const float* mean,
+  virtual void layernorm_backward(void* dinp, float* dweight, float* dbias, const void* dout,
+                                  const void* inp, const void* weight, const float* mean,
                                   const float* rstd, int N, int C) = 0;
 
   // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC); bias may be null
-  virtual void matmul_forward(float* out, const float* inp, const float* weight,
-                              const float* bias, int N, int C, int OC) = 0;
+  virtual void matmul_forward(void* out, const void* inp, const void* weight,
+                              const void* bias, int N, int C, int OC) = 0;
   // dinp (N,C) = (may be null: skip), dweight (OC,C) +=, dbias (OC) += (may be null)
-  virtual void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                               const float* inp, const float* weight, int N, int C, int OC) = 0;
+  virtual void matmul_backward(void* dinp, float* dweight, float* dbias, const void* dout,
+                               const void* inp, const void* weight, int N, int C, int OC) = 0;
 
   // Fused causal self-attention. qkv (B,T,3C) holds q|k|v, head h at [h*HS,(h+1)*HS) of each.
   // out (B,T,C); lse (B,NH,T) = log-sum-exp of each row's scaled scores, saved for backward.
-  virtual void attention_forward(float* out, float* lse, const float* qkv, int B, int T, int C,
+  virtual void attention_forward(void* out, float* lse, const void* qkv, int B, int T, int C,
                                  int NH) = 0;
   // dqkv (B,T,3C) = ; recomputes probabilities from qkv and lse.
-  virtual void attention_backward(float* dqkv, const float* dout, const float* qkv,
-                                  const float* out, const float* lse, int B, int T, int C,
+  virtual void attention_backward(void* dqkv, const void* dout, const void* qkv,
+                                  const void* out, const float* lse, int B, int T, int C,
                                   int NH) = 0;
 
   // tanh-approximated GELU, elementwise over n values. Backward: dinp = (may alias dout).
-  virtual void gelu_forward(float* out, const float* inp, size_t n) = 0;
-  virtual void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) = 0;
+  virtual void gelu_forward(void* out, const void* inp, size_t n) = 0;
+  virtual void gelu_backward(void* dinp, const void* inp, const void* dout, size_t n) = 0;
 
   // Dense layer + GELU (the MLP's first layer): pre (N,OC) = inp @ weight^T + bias and
   // out (N,OC) = gelu(pre), both written. The default runs the two ops; a backend may fuse
   // them (a GEMM epilogue). The CPU backend keeps the default: applying GELU to each GEMM tile
   // as it is finished measured slower than the separate AVX-512 pass.
-  virtual void matmul_gelu_forward(float* pre, float* out, const float* inp, const float* weight,
-                                   const float* bias, int N, int C, int OC) {
+  virtual void matmul_gelu_forward(void* pre, void* out, const void* inp, const void* weight,
+                                   const void* bias, int N, int C, int OC) {
     matmul_forward(pre, inp, weight, bias, N, C, OC);
     gelu_forward(out, pre, static_cast<size_t>(N) * OC);
   }
   // Backward of a dense layer whose input is inp = gelu(pre) (the MLP's second layer):
   // dpre (N,C) = (dout @ weight) * gelu'(pre) (overwritten), dweight +=, dbias += (may be
   // null). The default runs matmul_backward then gelu_backward in place.
-  virtual void matmul_backward_gelu(float* dpre, float* dweight, float* dbias, const float* dout,
-                                    const float* inp, const float* weight, const float* pre, int N,
+  virtual void matmul_backward_gelu(void* dpre, float* dweight, float* dbias, const void* dout,
+                                    const void* inp, const void* weight, const void* pre, int N,
                                     int C, int OC) {
     matmul_backward(dpre, dweight, dbias, dout, inp, weight, N, C, OC);
     gelu_backward(dpre, pre, dpre, static_cast<size_t>(N) * C);
@@ -86,21 +98,21 @@ class Backend {
   // Dense layer onto the residual stream: out (N,OC) = residual + inp @ weight^T + bias (out
   // may not alias residual). The default runs matmul_forward then residual_forward; a backend
   // overrides it to add the residual to each tile of the product while it is in cache.
-  virtual void matmul_residual_forward(float* out, const float* residual, const float* inp,
-                                       const float* weight, const float* bias, int N, int C,
+  virtual void matmul_residual_forward(void* out, const void* residual, const void* inp,
+                                       const void* weight, const void* bias, int N, int C,
                                        int OC) {
     matmul_forward(out, inp, weight, bias, N, C, OC);
     residual_forward(out, out, residual, static_cast<size_t>(N) * OC);
   }
 
   // out = inp1 + inp2 over n values (the residual add; its backward is the identity).
-  virtual void residual_forward(float* out, const float* inp1, const float* inp2, size_t n) = 0;
+  virtual void residual_forward(void* out, const void* inp1, const void* inp2, size_t n) = 0;
 
   // Fused classifier over N rows of logits (N,Vp) whose first V columns are real.
   // losses (N) = logsumexp(row[:V]) - row[target]. When dlogits is not null it receives
   // (softmax(row[:V]) - onehot(target)) * dloss, zero in the padded columns; dlogits may alias
   // logits (the logits are then consumed).
-  virtual void classifier_forward_backward(float* dlogits, float* losses, const float* logits,
+  virtual void classifier_forward_backward(void* dlogits, float* losses, const void* logits,
                                            const int32_t* targets, float dloss, int N, int V,
                                            int Vp) = 0;
 

@@ -16,6 +16,10 @@
 namespace lmt::cpu {
 
 namespace {
+// The CPU computes in fp32 (compute_dtype() is kF32), so activations are float arrays.
+float* f32(void* p) { return static_cast<float*>(p); }
+const float* f32(const void* p) { return static_cast<const float*>(p); }
+
 // One cache line: keeps vector loads aligned and stops two buffers sharing a line.
 constexpr size_t kAlignment = 64;
 }  // namespace
@@ -57,70 +61,74 @@ void CpuBackend::zero(void* ptr, size_t bytes) {
   }
 }
 
-void CpuBackend::encoder_forward(float* out, const int32_t* tokens, const float* wte,
-                                 const float* wpe, int B, int T, int C) {
-  cpu::encoder_forward<float>(out, tokens, wte, wpe, B, T, C);
+void CpuBackend::convert_from_f32(void* dst, const float* src, size_t n) {
+  if (n != 0 && dst != src) std::memcpy(dst, src, n * sizeof(float));
 }
 
-void CpuBackend::encoder_backward(float* dwte, float* dwpe, const float* dout,
+void CpuBackend::encoder_forward(void* out, const int32_t* tokens, const void* wte,
+                                 const void* wpe, int B, int T, int C) {
+  cpu::encoder_forward<float>(f32(out), tokens, f32(wte), f32(wpe), B, T, C);
+}
+
+void CpuBackend::encoder_backward(float* dwte, float* dwpe, const void* dout,
                                   const int32_t* tokens, int B, int T, int C) {
-  cpu::encoder_backward<float>(dwte, dwpe, dout, tokens, B, T, C);
+  cpu::encoder_backward<float>(dwte, dwpe, f32(dout), tokens, B, T, C);
 }
 
-void CpuBackend::layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
-                                   const float* weight, const float* bias, int N, int C) {
-  cpu::layernorm_forward<float>(out, mean, rstd, inp, weight, bias, N, C);
+void CpuBackend::layernorm_forward(void* out, float* mean, float* rstd, const void* inp,
+                                   const void* weight, const void* bias, int N, int C) {
+  cpu::layernorm_forward<float>(f32(out), mean, rstd, f32(inp), f32(weight), f32(bias), N, C);
 }
 
-void CpuBackend::layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                                    const float* inp, const float* weight, const float* mean,
+void CpuBackend::layernorm_backward(void* dinp, float* dweight, float* dbias, const void* dout,
+                                    const void* inp, const void* weight, const float* mean,
                                     const float* rstd, int N, int C) {
-  cpu::layernorm_backward<float>(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
+  cpu::layernorm_backward<float>(f32(dinp), dweight, dbias, f32(dout), f32(inp), f32(weight), mean, rstd, N, C);
 }
 
-void CpuBackend::matmul_forward(float* out, const float* inp, const float* weight,
-                                const float* bias, int N, int C, int OC) {
-  cpu::matmul_forward<float>(out, inp, weight, bias, N, C, OC);
+void CpuBackend::matmul_forward(void* out, const void* inp, const void* weight,
+                                const void* bias, int N, int C, int OC) {
+  cpu::matmul_forward<float>(f32(out), f32(inp), f32(weight), f32(bias), N, C, OC);
 }
 
-void CpuBackend::matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                                 const float* inp, const float* weight, int N, int C, int OC) {
-  cpu::matmul_backward<float>(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+void CpuBackend::matmul_backward(void* dinp, float* dweight, float* dbias, const void* dout,
+                                 const void* inp, const void* weight, int N, int C, int OC) {
+  cpu::matmul_backward<float>(f32(dinp), dweight, dbias, f32(dout), f32(inp), f32(weight), N, C, OC);
 }
 
-void CpuBackend::attention_forward(float* out, float* lse, const float* qkv, int B, int T, int C,
+void CpuBackend::attention_forward(void* out, float* lse, const void* qkv, int B, int T, int C,
                                    int NH) {
-  cpu::attention_forward<float>(out, lse, qkv, B, T, C, NH);
+  cpu::attention_forward<float>(f32(out), lse, f32(qkv), B, T, C, NH);
 }
 
-void CpuBackend::attention_backward(float* dqkv, const float* dout, const float* qkv,
-                                    const float* out, const float* lse, int B, int T, int C,
+void CpuBackend::attention_backward(void* dqkv, const void* dout, const void* qkv,
+                                    const void* out, const float* lse, int B, int T, int C,
                                     int NH) {
-  cpu::attention_backward<float>(dqkv, dout, qkv, out, lse, B, T, C, NH);
+  cpu::attention_backward<float>(f32(dqkv), f32(dout), f32(qkv), f32(out), lse, B, T, C, NH);
 }
 
-void CpuBackend::gelu_forward(float* out, const float* inp, size_t n) {
-  cpu::gelu_forward<float>(out, inp, n);
+void CpuBackend::gelu_forward(void* out, const void* inp, size_t n) {
+  cpu::gelu_forward<float>(f32(out), f32(inp), n);
 }
 
-void CpuBackend::gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
-  cpu::gelu_backward<float>(dinp, inp, dout, n);
+void CpuBackend::gelu_backward(void* dinp, const void* inp, const void* dout, size_t n) {
+  cpu::gelu_backward<float>(f32(dinp), f32(inp), f32(dout), n);
 }
 
-void CpuBackend::matmul_residual_forward(float* out, const float* residual, const float* inp,
-                                         const float* weight, const float* bias, int N, int C,
+void CpuBackend::matmul_residual_forward(void* out, const void* residual, const void* inp,
+                                         const void* weight, const void* bias, int N, int C,
                                          int OC) {
-  cpu::matmul_residual_forward<float>(out, residual, inp, weight, bias, N, C, OC);
+  cpu::matmul_residual_forward<float>(f32(out), f32(residual), f32(inp), f32(weight), f32(bias), N, C, OC);
 }
 
-void CpuBackend::residual_forward(float* out, const float* inp1, const float* inp2, size_t n) {
-  cpu::residual_forward<float>(out, inp1, inp2, n);
+void CpuBackend::residual_forward(void* out, const void* inp1, const void* inp2, size_t n) {
+  cpu::residual_forward<float>(f32(out), f32(inp1), f32(inp2), n);
 }
 
-void CpuBackend::classifier_forward_backward(float* dlogits, float* losses, const float* logits,
+void CpuBackend::classifier_forward_backward(void* dlogits, float* losses, const void* logits,
                                              const int32_t* targets, float dloss, int N, int V,
                                              int Vp) {
-  cpu::classifier_forward_backward<float>(dlogits, losses, logits, targets, dloss, N, V, Vp);
+  cpu::classifier_forward_backward<float>(f32(dlogits), losses, f32(logits), targets, dloss, N, V, Vp);
 }
 
 double CpuBackend::sum_squares(const float* grads, size_t n) {

@@ -24,31 +24,32 @@ class CpuBackend final : public lmt::Backend {
   void copy_to_host(void* host_dst, const void* src, size_t bytes) override;
   void zero(void* ptr, size_t bytes) override;
   void synchronize() override {}
+  void convert_from_f32(void* dst, const float* src, size_t n) override;
 
-  void encoder_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B,
+  void encoder_forward(void* out, const int32_t* tokens, const void* wte, const void* wpe, int B,
                        int T, int C) override;
-  void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B,
+  void encoder_backward(float* dwte, float* dwpe, const void* dout, const int32_t* tokens, int B,
                         int T, int C) override;
-  void layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
-                         const float* weight, const float* bias, int N, int C) override;
-  void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                          const float* inp, const float* weight, const float* mean,
+  void layernorm_forward(void* out, float* mean, float* rstd, const void* inp,
+                         const void* weight, const void* bias, int N, int C) override;
+  void layernorm_backward(void* dinp, float* dweight, float* dbias, const void* dout,
+                          const void* inp, const void* weight, const float* mean,
                           const float* rstd, int N, int C) override;
-  void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
+  void matmul_forward(void* out, const void* inp, const void* weight, const void* bias, int N,
                       int C, int OC) override;
-  void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                       const float* inp, const float* weight, int N, int C, int OC) override;
-  void attention_forward(float* out, float* lse, const float* qkv, int B, int T, int C,
+  void matmul_backward(void* dinp, float* dweight, float* dbias, const void* dout,
+                       const void* inp, const void* weight, int N, int C, int OC) override;
+  void attention_forward(void* out, float* lse, const void* qkv, int B, int T, int C,
                          int NH) override;
-  void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
+  void attention_backward(void* dqkv, const void* dout, const void* qkv, const void* out,
                           const float* lse, int B, int T, int C, int NH) override;
-  void gelu_forward(float* out, const float* inp, size_t n) override;
-  void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) override;
-  void matmul_residual_forward(float* out, const float* residual, const float* inp,
-                               const float* weight, const float* bias, int N, int C,
+  void gelu_forward(void* out, const void* inp, size_t n) override;
+  void gelu_backward(void* dinp, const void* inp, const void* dout, size_t n) override;
+  void matmul_residual_forward(void* out, const void* residual, const void* inp,
+                               const void* weight, const void* bias, int N, int C,
                                int OC) override;
-  void residual_forward(float* out, const float* inp1, const float* inp2, size_t n) override;
-  void classifier_forward_backward(float* dlogits, float* losses, const float* logits,
+  void residual_forward(void* out, const void* inp1, const void* inp2, size_t n) override;
+  void classifier_forward_backward(void* dlogits, float* losses, const void* logits,
                                    const int32_t* targets, float dloss, int N, int V,
                                    int Vp) override;
   double sum_squares(const float* grads, size_t n) override;

@@ -1,4 +1,5 @@
-// AdamW with decoupled weight decay, and the sum of squares of the gradients (for clipping).
+// AdamW with decoupled weight decay, the sum of squares of the gradients (for clipping), and the
+// rounding of the fp32 master weights into the compute copy (bf16/fp16) after each step.
 // Gradient rule: no gradients are produced; params, m and v are updated in place, grads read.
 //
 // The sum of squares is deterministic: a fixed grid (its size depends on n only) of per-thread
@@ -44,7 +45,25 @@ __global__ void adamw_kernel(float* params, const float* grads, float* m, float*
   }
 }
 
+template <typename T>
+__global__ void convert_from_f32_kernel(T* dst, const float* src, size_t n) {
+  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+  for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+    dst[i] = from_float<T>(src[i]);
+}
+
 }  // namespace
+
+template <typename T>
+void launch_convert_from_f32(T* dst, const float* src, size_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  const size_t blocks = (n + 255) / 256;
+  LMT_LAUNCH(convert_from_f32_kernel<T>, static_cast<int>(blocks < 65536 ? blocks : 65536), 256, 0, stream)(dst, src,
+                                                                                                            n);
+  CUDA_CHECK_LAUNCH();
+}
+#define LMT_INSTANTIATE(T) template void launch_convert_from_f32<T>(T*, const float*, size_t, cudaStream_t);
+LMT_INSTANTIATE_FOR_TYPES(LMT_INSTANTIATE)
 
 double sum_squares(const float* values, size_t n, DeviceScratch& scratch, cudaStream_t stream) {
   if (n == 0) return 0.0;

@@ -40,20 +40,20 @@ struct HeadView {
 
 // rows [first, first + count) of one part of qkv (or of a (B,T,C) tensor when part < 0) into a
 // shared tile with row pitch `pitch`, times `scale`; rows past T are zero.
-template <int D>
-__device__ void load_rows(float* tile, int pitch, const float* src, const HeadView& view, int b, int h, int part,
+template <typename T, int D>
+__device__ void load_rows(float* tile, int pitch, const T* src, const HeadView& view, int b, int h, int part,
                           int first, int count, float scale) {
   for (int index = threadIdx.x; index < count * D; index += blockDim.x) {
     const int r = index / D, d = index % D, t = first + r;
     float value = 0.0f;
     if (t < view.T)
-      value = src[part >= 0 ? view.qkv_index(b, t, part, h, d) : view.out_index(b, t, h, d)] * scale;
+      value = to_float(src[part >= 0 ? view.qkv_index(b, t, part, h, d) : view.out_index(b, t, h, d)]) * scale;
     tile[r * pitch + d] = value;
   }
 }
 
-template <int D>
-__global__ void __launch_bounds__(kThreads) attention_forward_kernel(float* out, float* lse, const float* qkv,
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads) attention_forward_kernel(T* out, float* lse, const T* qkv,
                                                                      HeadView view, float scale) {
   constexpr int kDimsPerLane = D / 32;
   LMT_DYNAMIC_SHARED(float, shared);
@@ -63,7 +63,7 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(float* out,
   float* p_tile = v_tile + kTile * D;            // [kWarps][kRowsPerWarp][kTile]
   const int b = blockIdx.z, h = blockIdx.y, first_query = blockIdx.x * kBlockRows;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  load_rows<D>(q_tile, D, qkv, view, b, h, 0, first_query, kBlockRows, scale);
+  load_rows<T, D>(q_tile, D, qkv, view, b, h, 0, first_query, kBlockRows, scale);
 
   float row_max[kRowsPerWarp], row_sum[kRowsPerWarp], acc[kRowsPerWarp][kDimsPerLane];
   #pragma unroll
@@ -76,8 +76,8 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(float* out,
   const int last_query = min(first_query + kBlockRows, view.T) - 1;
   for (int first_key = 0; first_key <= last_query; first_key += kTile) {
     __syncthreads();  // the previous tile is no longer read
-    load_rows<D>(k_tile, D + 1, qkv, view, b, h, 1, first_key, kTile, 1.0f);
-    load_rows<D>(v_tile, D, qkv, view, b, h, 2, first_key, kTile, 1.0f);
+    load_rows<T, D>(k_tile, D + 1, qkv, view, b, h, 1, first_key, kTile, 1.0f);
+    load_rows<T, D>(v_tile, D, qkv, view, b, h, 2, first_key, kTile, 1.0f);
     __syncthreads();
     float score[kRowsPerWarp] = {};
     #pragma unroll 4
@@ -124,13 +124,14 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(float* out,
     if (query >= view.T) continue;
     const float inverse = 1.0f / row_sum[i];
     #pragma unroll
-    for (int e = 0; e < kDimsPerLane; ++e) out[view.out_index(b, query, h, lane + 32 * e)] = acc[i][e] * inverse;
+    for (int e = 0; e < kDimsPerLane; ++e) out[view.out_index(b, query, h, lane + 32 * e)] = from_float<T>(acc[i][e] * inverse);
     if (lane == 0) lse[view.lse_index(b, h, query)] = row_max[i] + logf(row_sum[i]);
   }
 }
 
 // delta (B, NH, T) = sum over d of dout * out, one warp per (b, t, h).
-__global__ void attention_delta_kernel(float* delta, const float* dout, const float* out, HeadView view, int B) {
+template <typename T>
+__global__ void attention_delta_kernel(float* delta, const T* dout, const T* out, HeadView view, int B) {
   const int lane = threadIdx.x % 32;
   const long long row = static_cast<long long>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   if (row >= static_cast<long long>(B) * view.T * view.NH) return;
@@ -138,14 +139,14 @@ __global__ void attention_delta_kernel(float* delta, const float* dout, const fl
   const int t = static_cast<int>(row / view.NH % view.T);
   const int b = static_cast<int>(row / view.NH / view.T);
   float sum = 0.0f;
-  for (int d = lane; d < view.HS; d += 32) sum += dout[view.out_index(b, t, h, d)] * out[view.out_index(b, t, h, d)];
+  for (int d = lane; d < view.HS; d += 32) sum += to_float(dout[view.out_index(b, t, h, d)]) * to_float(out[view.out_index(b, t, h, d)]);
   sum = warp_sum(sum);
   if (lane == 0) delta[view.lse_index(b, h, t)] = sum;
 }
 
-template <int D>
-__global__ void __launch_bounds__(kThreads) attention_backward_query_kernel(float* dqkv, const float* dout,
-                                                                            const float* qkv, const float* lse,
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads) attention_backward_query_kernel(T* dqkv, const T* dout,
+                                                                            const T* qkv, const float* lse,
                                                                             const float* delta, HeadView view,
                                                                             float scale) {
   constexpr int kDimsPerLane = D / 32;
@@ -157,8 +158,8 @@ __global__ void __launch_bounds__(kThreads) attention_backward_query_kernel(floa
   float* ds_tile = v_tile + kTile * (D + 1);      // [kWarps][kRowsPerWarp][kTile]
   const int b = blockIdx.z, h = blockIdx.y, first_query = blockIdx.x * kBlockRows;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  load_rows<D>(q_tile, D, qkv, view, b, h, 0, first_query, kBlockRows, scale);
-  load_rows<D>(do_tile, D, dout, view, b, h, -1, first_query, kBlockRows, 1.0f);
+  load_rows<T, D>(q_tile, D, qkv, view, b, h, 0, first_query, kBlockRows, scale);
+  load_rows<T, D>(do_tile, D, dout, view, b, h, -1, first_query, kBlockRows, 1.0f);
   float row_lse[kRowsPerWarp], row_delta[kRowsPerWarp], dq[kRowsPerWarp][kDimsPerLane];
   #pragma unroll
   for (int i = 0; i < kRowsPerWarp; ++i) {
@@ -171,8 +172,8 @@ __global__ void __launch_bounds__(kThreads) attention_backward_query_kernel(floa
   const int last_query = min(first_query + kBlockRows, view.T) - 1;
   for (int first_key = 0; first_key <= last_query; first_key += kTile) {
     __syncthreads();
-    load_rows<D>(k_tile, D + 1, qkv, view, b, h, 1, first_key, kTile, 1.0f);
-    load_rows<D>(v_tile, D + 1, qkv, view, b, h, 2, first_key, kTile, 1.0f);
+    load_rows<T, D>(k_tile, D + 1, qkv, view, b, h, 1, first_key, kTile, 1.0f);
+    load_rows<T, D>(v_tile, D + 1, qkv, view, b, h, 2, first_key, kTile, 1.0f);
     __syncthreads();
     float score[kRowsPerWarp] = {}, dp[kRowsPerWarp] = {};
     #pragma unroll 4
@@ -213,13 +214,13 @@ __global__ void __launch_bounds__(kThreads) attention_backward_query_kernel(floa
     if (query >= view.T) continue;
     #pragma unroll
     for (int e = 0; e < kDimsPerLane; ++e)
-      dqkv[view.qkv_index(b, query, 0, h, lane + 32 * e)] = dq[i][e] * scale;
+      dqkv[view.qkv_index(b, query, 0, h, lane + 32 * e)] = from_float<T>(dq[i][e] * scale);
   }
 }
 
-template <int D>
-__global__ void __launch_bounds__(kThreads) attention_backward_key_kernel(float* dqkv, const float* dout,
-                                                                          const float* qkv, const float* lse,
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads) attention_backward_key_kernel(T* dqkv, const T* dout,
+                                                                          const T* qkv, const float* lse,
                                                                           const float* delta, HeadView view,
                                                                           float scale) {
   constexpr int kDimsPerLane = D / 32;
@@ -234,8 +235,8 @@ __global__ void __launch_bounds__(kThreads) attention_backward_key_kernel(float*
   float* delta_tile = lse_tile + kTile;                        // [kTile]
   const int b = blockIdx.z, h = blockIdx.y, first_key = blockIdx.x * kBlockRows;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  load_rows<D>(k_own, D, qkv, view, b, h, 1, first_key, kBlockRows, 1.0f);
-  load_rows<D>(v_own, D, qkv, view, b, h, 2, first_key, kBlockRows, 1.0f);
+  load_rows<T, D>(k_own, D, qkv, view, b, h, 1, first_key, kBlockRows, 1.0f);
+  load_rows<T, D>(v_own, D, qkv, view, b, h, 2, first_key, kBlockRows, 1.0f);
   float dk[kRowsPerWarp][kDimsPerLane], dv[kRowsPerWarp][kDimsPerLane];
   #pragma unroll
   for (int i = 0; i < kRowsPerWarp; ++i)
@@ -244,8 +245,8 @@ __global__ void __launch_bounds__(kThreads) attention_backward_key_kernel(float*
   // Queries before the first key see none of this block's keys.
   for (int first_query = first_key / kTile * kTile; first_query < view.T; first_query += kTile) {
     __syncthreads();
-    load_rows<D>(q_tile, D + 1, qkv, view, b, h, 0, first_query, kTile, scale);
-    load_rows<D>(do_tile, D + 1, dout, view, b, h, -1, first_query, kTile, 1.0f);
+    load_rows<T, D>(q_tile, D + 1, qkv, view, b, h, 0, first_query, kTile, scale);
+    load_rows<T, D>(do_tile, D + 1, dout, view, b, h, -1, first_query, kTile, 1.0f);
     if (threadIdx.x < kTile) {
       const int query = first_query + threadIdx.x;
       lse_tile[threadIdx.x] = query < view.T ? lse[view.lse_index(b, h, query)] : 0.0f;
@@ -299,8 +300,8 @@ __global__ void __launch_bounds__(kThreads) attention_backward_key_kernel(float*
     if (key >= view.T) continue;
     #pragma unroll
     for (int e = 0; e < kDimsPerLane; ++e) {
-      dqkv[view.qkv_index(b, key, 1, h, lane + 32 * e)] = dk[i][e];
-      dqkv[view.qkv_index(b, key, 2, h, lane + 32 * e)] = dv[i][e];
+      dqkv[view.qkv_index(b, key, 1, h, lane + 32 * e)] = from_float<T>(dk[i][e]);
+      dqkv[view.qkv_index(b, key, 2, h, lane + 32 * e)] = from_float<T>(dv[i][e]);
     }
   }
 }
@@ -330,34 +331,34 @@ void allow_shared(Kernel kernel, size_t bytes) {
 #endif
 }
 
-template <int D>
-void forward_for(float* out, float* lse, const float* qkv, int B, int T, int C, int NH, cudaStream_t stream) {
-  const HeadView view{T, C, NH, D};
+template <typename T, int D>
+void forward_for(T* out, float* lse, const T* qkv, int B, int seq_len, int C, int NH, cudaStream_t stream) {
+  const HeadView view{seq_len, C, NH, D};
   const float scale = 1.0f / sqrtf(static_cast<float>(D));
-  const dim3 grid(ceil_div(T, kBlockRows), NH, B);
-  auto kernel = attention_forward_kernel<D>;
+  const dim3 grid(ceil_div(seq_len, kBlockRows), NH, B);
+  auto kernel = attention_forward_kernel<T, D>;
   allow_shared(kernel, forward_shared_bytes<D>());
   LMT_LAUNCH(kernel, grid, kThreads, forward_shared_bytes<D>(), stream)(out, lse, qkv, view, scale);
   CUDA_CHECK_LAUNCH();
 }
 
-template <int D>
-void backward_for(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse, int B,
-                  int T, int C, int NH, DeviceScratch& scratch, cudaStream_t stream) {
-  const HeadView view{T, C, NH, D};
+template <typename T, int D>
+void backward_for(T* dqkv, const T* dout, const T* qkv, const T* out, const float* lse, int B,
+                  int seq_len, int C, int NH, DeviceScratch& scratch, cudaStream_t stream) {
+  const HeadView view{seq_len, C, NH, D};
   const float scale = 1.0f / sqrtf(static_cast<float>(D));
-  float* delta = static_cast<float*>(scratch.get(static_cast<size_t>(B) * NH * T * sizeof(float)));
+  float* delta = static_cast<float*>(scratch.get(static_cast<size_t>(B) * NH * seq_len * sizeof(float)));
   constexpr int kDeltaWarps = 8;
-  LMT_LAUNCH(attention_delta_kernel, ceil_div(static_cast<long long>(B) * T * NH, kDeltaWarps), kDeltaWarps * 32,
+  LMT_LAUNCH(attention_delta_kernel<T>, ceil_div(static_cast<long long>(B) * seq_len * NH, kDeltaWarps), kDeltaWarps * 32,
              0, stream)(delta, dout, out, view, B);
   CUDA_CHECK_LAUNCH();
-  const dim3 grid(ceil_div(T, kBlockRows), NH, B);
-  auto query_kernel = attention_backward_query_kernel<D>;
+  const dim3 grid(ceil_div(seq_len, kBlockRows), NH, B);
+  auto query_kernel = attention_backward_query_kernel<T, D>;
   allow_shared(query_kernel, query_shared_bytes<D>());
   LMT_LAUNCH(query_kernel, grid, kThreads, query_shared_bytes<D>(), stream)(dqkv, dout, qkv, lse, delta, view,
                                                                             scale);
   CUDA_CHECK_LAUNCH();
-  auto key_kernel = attention_backward_key_kernel<D>;
+  auto key_kernel = attention_backward_key_kernel<T, D>;
   allow_shared(key_kernel, key_shared_bytes<D>());
   LMT_LAUNCH(key_kernel, grid, kThreads, key_shared_bytes<D>(), stream)(dqkv, dout, qkv, lse, delta, view, scale);
   CUDA_CHECK_LAUNCH();
@@ -367,27 +368,36 @@ void backward_for(float* dqkv, const float* dout, const float* qkv, const float*
 
 bool attention_head_size_supported(int HS) { return HS == 32 || HS == 64 || HS == 128; }
 
-void launch_attention_forward(float* out, float* lse, const float* qkv, int B, int T, int C, int NH,
+template <typename T>
+void launch_attention_forward(T* out, float* lse, const T* qkv, int B, int seq_len, int C, int NH,
                               cudaStream_t stream) {
-  if (B == 0 || T == 0) return;
+  const int T_ = seq_len;
+  if (B == 0 || T_ == 0) return;
   switch (C / NH) {
-    case 32: forward_for<32>(out, lse, qkv, B, T, C, NH, stream); break;
-    case 64: forward_for<64>(out, lse, qkv, B, T, C, NH, stream); break;
-    case 128: forward_for<128>(out, lse, qkv, B, T, C, NH, stream); break;
+    case 32: forward_for<T, 32>(out, lse, qkv, B, T_, C, NH, stream); break;
+    case 64: forward_for<T, 64>(out, lse, qkv, B, T_, C, NH, stream); break;
+    case 128: forward_for<T, 128>(out, lse, qkv, B, T_, C, NH, stream); break;
     default: std::fprintf(stderr, "attention: unsupported head size %d\n", C / NH); std::abort();
   }
 }
 
-void launch_attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
-                               const float* lse, int B, int T, int C, int NH, DeviceScratch& scratch,
-                               cudaStream_t stream) {
-  if (B == 0 || T == 0) return;
+template <typename T>
+void launch_attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out, const float* lse, int B,
+                               int seq_len, int C, int NH, DeviceScratch& scratch, cudaStream_t stream) {
+  const int T_ = seq_len;
+  if (B == 0 || T_ == 0) return;
   switch (C / NH) {
-    case 32: backward_for<32>(dqkv, dout, qkv, out, lse, B, T, C, NH, scratch, stream); break;
-    case 64: backward_for<64>(dqkv, dout, qkv, out, lse, B, T, C, NH, scratch, stream); break;
-    case 128: backward_for<128>(dqkv, dout, qkv, out, lse, B, T, C, NH, scratch, stream); break;
+    case 32: backward_for<T, 32>(dqkv, dout, qkv, out, lse, B, T_, C, NH, scratch, stream); break;
+    case 64: backward_for<T, 64>(dqkv, dout, qkv, out, lse, B, T_, C, NH, scratch, stream); break;
+    case 128: backward_for<T, 128>(dqkv, dout, qkv, out, lse, B, T_, C, NH, scratch, stream); break;
     default: std::fprintf(stderr, "attention: unsupported head size %d\n", C / NH); std::abort();
   }
 }
+
+#define LMT_INSTANTIATE(T)                                                                                 \
+  template void launch_attention_forward<T>(T*, float*, const T*, int, int, int, int, cudaStream_t);          \
+  template void launch_attention_backward<T>(T*, const T*, const T*, const T*, const float*, int, int, int, int, \
+                                             DeviceScratch&, cudaStream_t);
+LMT_INSTANTIATE_FOR_TYPES(LMT_INSTANTIATE)
 
 }  // namespace lmt::cuda

@@ -15,7 +15,8 @@ constexpr int kColumns = 32;  // threadIdx.x: one column each, so a warp reads 3
 constexpr int kRowThreads = 8;
 
 // partial (num_chunks, C): the sum of rows [chunk * kChunkRows, ...) of column c.
-__global__ void column_partial_kernel(float* partial, const float* inp, int N, int C) {
+template <typename T>
+__global__ void column_partial_kernel(float* partial, const T* inp, int N, int C) {
   __shared__ float sums[kRowThreads][kColumns + 1];
   const int c = blockIdx.x * kColumns + threadIdx.x;
   const int chunk = blockIdx.y;
@@ -23,7 +24,7 @@ __global__ void column_partial_kernel(float* partial, const float* inp, int N, i
   float sum = 0.0f;
   if (c < C)
     for (int row = chunk * kChunkRows + threadIdx.y; row < row_end; row += kRowThreads)
-      sum += inp[static_cast<long long>(row) * C + c];
+      sum += to_float(inp[static_cast<long long>(row) * C + c]);
   sums[threadIdx.y][threadIdx.x] = sum;
   __syncthreads();
   if (threadIdx.y == 0 && c < C) {
@@ -49,14 +50,19 @@ void launch_add_chunk_sums(float* out, const float* partial, int num_chunks, int
   CUDA_CHECK_LAUNCH();
 }
 
-void launch_column_sum(float* out, const float* inp, int N, int C, DeviceScratch& scratch, cudaStream_t stream) {
+template <typename T>
+void launch_column_sum(float* out, const T* inp, int N, int C, DeviceScratch& scratch, cudaStream_t stream) {
   if (N == 0) return;
   const int num_chunks = ceil_div(N, kChunkRows);
   float* partial = static_cast<float*>(scratch.get(static_cast<size_t>(num_chunks) * C * sizeof(float)));
-  LMT_LAUNCH(column_partial_kernel, dim3(ceil_div(C, kColumns), num_chunks), dim3(kColumns, kRowThreads), 0,
+  LMT_LAUNCH(column_partial_kernel<T>, dim3(ceil_div(C, kColumns), num_chunks), dim3(kColumns, kRowThreads), 0,
              stream)(partial, inp, N, C);
   CUDA_CHECK_LAUNCH();
   launch_add_chunk_sums(out, partial, num_chunks, C, stream);
 }
+
+#define LMT_INSTANTIATE(T) \
+  template void launch_column_sum<T>(float*, const T*, int, int, DeviceScratch&, cudaStream_t);
+LMT_INSTANTIATE_FOR_TYPES(LMT_INSTANTIATE)
 
 }  // namespace lmt::cuda

@@ -12,11 +12,13 @@
 #include "cuda/emu/cuda_emu.h"
 // LMT_LAUNCH(kernel, grid, block, shared_bytes, stream)(args...)
 #define LMT_LAUNCH(kernel, grid, block, shared_bytes, stream) \
-  ((void)(stream), ::lmt::emu::Launch<std::decay_t<decltype(kernel)>>{kernel, dim3(grid), dim3(block), (shared_bytes)})
+  ((void)(stream), ::lmt::emu::make_launch(kernel, dim3(grid), dim3(block), (shared_bytes)))
 // A kernel's dynamically sized shared memory, as an array of `type`.
 #define LMT_DYNAMIC_SHARED(type, name) type* name = static_cast<type*>(::lmt::emu::dynamic_shared())
 #else
 #include <cublasLt.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #define LMT_LAUNCH(kernel, grid, block, shared_bytes, stream) kernel<<<(grid), (block), (shared_bytes), (stream)>>>
 #define LMT_DYNAMIC_SHARED(type, name)               \
@@ -51,6 +53,43 @@
 namespace lmt::cuda {
 
 constexpr unsigned kFullMask = 0xffffffffu;
+
+// Element types of activations (DType): float, __nv_bfloat16, __half. Kernels load them into
+// fp32, compute in fp32 and round once when storing.
+template <typename T>
+__device__ __forceinline__ float to_float(T value);
+template <>
+__device__ __forceinline__ float to_float<float>(float value) {
+  return value;
+}
+template <>
+__device__ __forceinline__ float to_float<__nv_bfloat16>(__nv_bfloat16 value) {
+  return __bfloat162float(value);
+}
+template <>
+__device__ __forceinline__ float to_float<__half>(__half value) {
+  return __half2float(value);
+}
+template <typename T>
+__device__ __forceinline__ T from_float(float value);
+template <>
+__device__ __forceinline__ float from_float<float>(float value) {
+  return value;
+}
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float value) {
+  return __float2bfloat16(value);
+}
+template <>
+__device__ __forceinline__ __half from_float<__half>(float value) {
+  return __float2half(value);
+}
+
+// Explicit instantiation of a launcher template for the three element types.
+#define LMT_INSTANTIATE_FOR_TYPES(MACRO) \
+  MACRO(float)                           \
+  MACRO(__nv_bfloat16)                   \
+  MACRO(__half)
 
 inline int ceil_div(long long a, long long b) { return static_cast<int>((a + b - 1) / b); }
 

@@ -17,9 +17,28 @@
 namespace lmt::cuda {
 namespace {
 
+template <typename T>
+struct Tag {
+  using type = T;
+};
+
+// Calls fn(Tag<T>{}) with T the element type of `dtype`.
+template <typename Fn>
+void with_type(DType dtype, Fn&& fn) {
+  switch (dtype) {
+    case DType::kF32: fn(Tag<float>{}); return;
+    case DType::kBF16: fn(Tag<__nv_bfloat16>{}); return;
+    case DType::kF16: fn(Tag<__half>{}); return;
+  }
+}
+
+cudaDataType_t cuda_type(DType dtype) {
+  return dtype == DType::kF32 ? CUDA_R_32F : dtype == DType::kBF16 ? CUDA_R_16BF : CUDA_R_16F;
+}
+
 class CudaBackend final : public lmt::Backend {
  public:
-  explicit CudaBackend(const CudaOptions& options) : device_(options.device) {
+  explicit CudaBackend(const CudaOptions& options) : device_(options.device), dtype_(options.dtype) {
     CUDA_CHECK(cudaSetDevice(device_));
     CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     gemm_ = std::make_unique<Gemm>(stream_, options.allow_tf32);
@@ -30,6 +49,7 @@ class CudaBackend final : public lmt::Backend {
   }
 
   std::string name() const override { return is_emulator() ? "cuda-emulator" : "cuda:" + std::to_string(device_); }
+  DType compute_dtype() const override { return dtype_; }
 
   void* alloc(size_t bytes) override {
     void* ptr = nullptr;
@@ -60,68 +80,121 @@ class CudaBackend final : public lmt::Backend {
     if (bytes) CUDA_CHECK(cudaMemsetAsync(ptr, 0, bytes, stream_));
   }
   void synchronize() override { CUDA_CHECK(cudaStreamSynchronize(stream_)); }
-
-  void encoder_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B, int T,
-                       int C) override {
-    launch_encoder_forward(out, tokens, wte, wpe, B, T, C, stream_);
+  void convert_from_f32(void* dst, const float* src, size_t n) override {
+    if (n == 0 || dst == src) return;
+    with_type(dtype_, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      launch_convert_from_f32(static_cast<T*>(dst), src, n, stream_);
+    });
   }
-  void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B, int T,
+
+  void encoder_forward(void* out, const int32_t* tokens, const void* wte, const void* wpe, int B, int T, int C) override {
+    with_type(dtype_, [&](auto tag) {
+      using E = typename decltype(tag)::type;
+      launch_encoder_forward(static_cast<E*>(out), tokens, static_cast<const E*>(wte), static_cast<const E*>(wpe), B, T,
+                             C, stream_);
+    });
+  }
+  void encoder_backward(float* dwte, float* dwpe, const void* dout, const int32_t* tokens, int B, int T,
                         int C) override {
     if (B * T == 0) return;
-    launch_encoder_backward(dwte, dwpe, dout, tokens, B, T, C, scratch_, stream_);
+    with_type(dtype_, [&](auto tag) {
+      using E = typename decltype(tag)::type;
+      launch_encoder_backward(dwte, dwpe, static_cast<const E*>(dout), tokens, B, T, C, scratch_, stream_);
+    });
   }
-  void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
-                         const float* bias, int N, int C) override {
-    launch_layernorm_forward(out, mean, rstd, inp, weight, bias, N, C, stream_);
+  void layernorm_forward(void* out, float* mean, float* rstd, const void* inp, const void* weight, const void* bias,
+                         int N, int C) override {
+    with_type(dtype_, [&](auto tag) {
+      using E = typename decltype(tag)::type;
+      launch_layernorm_forward(static_cast<E*>(out), mean, rstd, static_cast<const E*>(inp),
+                               static_cast<const E*>(weight), static_cast<const E*>(bias), N, C, stream_);
+    });
   }
-  void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                          const float* weight, const float* mean, const float* rstd, int N, int C) override {
-    launch_layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C, scratch_, stream_);
+  void layernorm_backward(void* dinp, float* dweight, float* dbias, const void* dout, const void* inp,
+                          const void* weight, const float* mean, const float* rstd, int N, int C) override {
+    with_type(dtype_, [&](auto tag) {
+      using E = typename decltype(tag)::type;
+      launch_layernorm_backward(static_cast<E*>(dinp), dweight, dbias, static_cast<const E*>(dout),
+                                static_cast<const E*>(inp), static_cast<const E*>(weight), mean, rstd, N, C, scratch_,
+                                stream_);
+    });
   }
 
   // Row-major out (N, OC) = inp (N, C) @ weight (OC, C)^T is column-major out^T (OC x N) =
   // weight^T (op T of the C x OC column-major view of weight) times inp^T (C x N).
-  void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C,
+  void matmul_forward(void* out, const void* inp, const void* weight, const void* bias, int N, int C,
                       int OC) override {
     if (N == 0) return;
-    gemm_->run(true, false, OC, N, C, weight, C, inp, C, out, OC, 0.0f, bias);
+    const cudaDataType_t type = cuda_type(dtype_);
+    gemm_->run(true, false, OC, N, C, weight, C, inp, C, out, OC, 0.0f, bias, type, type);
   }
-  void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                       const float* weight, int N, int C, int OC) override {
+  void matmul_backward(void* dinp, float* dweight, float* dbias, const void* dout, const void* inp,
+                       const void* weight, int N, int C, int OC) override {
     if (N == 0) return;
+    const cudaDataType_t type = cuda_type(dtype_);
     // dinp (N, C) = dout (N, OC) @ weight (OC, C): column-major dinp^T (C x N) = weight^T (C x OC) dout^T (OC x N)
-    if (dinp) gemm_->run(false, false, C, N, OC, weight, C, dout, OC, dinp, C, 0.0f, nullptr);
-    // dweight (OC, C) += dout^T (OC, N) @ inp (N, C): column-major dweight^T (C x OC) += inp^T (C x N) dout (N x OC)
-    gemm_->run(false, true, C, OC, N, inp, C, dout, OC, dweight, C, 1.0f, nullptr);
-    if (dbias) launch_column_sum(dbias, dout, N, OC, scratch_, stream_);
+    if (dinp) gemm_->run(false, false, C, N, OC, weight, C, dout, OC, dinp, C, 0.0f, nullptr, type, type);
+    // dweight (OC, C) += dout^T (OC, N) @ inp (N, C): column-major dweight^T (C x OC) += inp^T (C x N) dout (N x OC),
+    // accumulated in fp32 whatever the input type.
+    gemm_->run(false, true, C, OC, N, inp, C, dout, OC, dweight, C, 1.0f, nullptr, type, CUDA_R_32F);
+    if (dbias)
+      with_type(dtype_, [&](auto tag) {
+        using E = typename decltype(tag)::type;
+        launch_column_sum(dbias, static_cast<const E*>(dout), N, OC, scratch_, stream_);
+      });
   }
-  void matmul_residual_forward(float* out, const float* residual, const float* inp, const float* weight,
-                               const float* bias, int N, int C, int OC) override {
+  void matmul_residual_forward(void* out, const void* residual, const void* inp, const void* weight,
+                               const void* bias, int N, int C, int OC) override {
     if (N == 0) return;
-    CUDA_CHECK(cudaMemcpyAsync(out, residual, static_cast<size_t>(N) * OC * sizeof(float), cudaMemcpyDeviceToDevice,
-                               stream_));
-    gemm_->run(true, false, OC, N, C, weight, C, inp, C, out, OC, 1.0f, bias);
+    const cudaDataType_t type = cuda_type(dtype_);
+    CUDA_CHECK(cudaMemcpyAsync(out, residual, static_cast<size_t>(N) * OC * dtype_size(dtype_),
+                               cudaMemcpyDeviceToDevice, stream_));
+    gemm_->run(true, false, OC, N, C, weight, C, inp, C, out, OC, 1.0f, bias, type, type);
   }
 
-  void attention_forward(float* out, float* lse, const float* qkv, int B, int T, int C, int NH) override {
+  void attention_forward(void* out, float* lse, const void* qkv, int B, int T, int C, int NH) override {
     check_heads(C, NH);
-    launch_attention_forward(out, lse, qkv, B, T, C, NH, stream_);
+    with_type(dtype_, [&](auto tag) {
+      using E = typename decltype(tag)::type;
+      launch_attention_forward(static_cast<E*>(out), lse, static_cast<const E*>(qkv), B, T, C, NH, stream_);
+    });
   }
-  void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
-                          int B, int T, int C, int NH) override {
+  void attention_backward(void* dqkv, const void* dout, const void* qkv, const void* out, const float* lse, int B,
+                          int T, int C, int NH) override {
     check_heads(C, NH);
-    launch_attention_backward(dqkv, dout, qkv, out, lse, B, T, C, NH, scratch_, stream_);
+    with_type(dtype_, [&](auto tag) {
+      using E = typename decltype(tag)::type;
+      launch_attention_backward(static_cast<E*>(dqkv), static_cast<const E*>(dout), static_cast<const E*>(qkv),
+                                static_cast<const E*>(out), lse, B, T, C, NH, scratch_, stream_);
+    });
   }
-  void gelu_forward(float* out, const float* inp, size_t n) override { launch_gelu_forward(out, inp, n, stream_); }
-  void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) override {
-    launch_gelu_backward(dinp, inp, dout, n, stream_);
+  void gelu_forward(void* out, const void* inp, size_t n) override {
+    with_type(dtype_, [&](auto tag) {
+      using E = typename decltype(tag)::type;
+      launch_gelu_forward(static_cast<E*>(out), static_cast<const E*>(inp), n, stream_);
+    });
   }
-  void residual_forward(float* out, const float* inp1, const float* inp2, size_t n) override {
-    launch_residual_forward(out, inp1, inp2, n, stream_);
+  void gelu_backward(void* dinp, const void* inp, const void* dout, size_t n) override {
+    with_type(dtype_, [&](auto tag) {
+      using E = typename decltype(tag)::type;
+      launch_gelu_backward(static_cast<E*>(dinp), static_cast<const E*>(inp), static_cast<const E*>(dout), n, stream_);
+    });
   }
-  void classifier_forward_backward(float* dlogits, float* losses, const float* logits, const int32_t* targets,
+  void residual_forward(void* out, const void* inp1, const void* inp2, size_t n) override {
+    with_type(dtype_, [&](auto tag) {
+      using E = typename decltype(tag)::type;
+      launch_residual_forward(static_cast<E*>(out), static_cast<const E*>(inp1), static_cast<const E*>(inp2), n,
+                              stream_);
+    });
+  }
+  void classifier_forward_backward(void* dlogits, float* losses, const void* logits, const int32_t* targets,
                                    float dloss, int N, int V, int Vp) override {
-    launch_classifier(dlogits, losses, logits, targets, dloss, N, V, Vp, stream_);
+    with_type(dtype_, [&](auto tag) {
+      using E = typename decltype(tag)::type;
+      launch_classifier(static_cast<E*>(dlogits), losses, static_cast<const E*>(logits), targets, dloss, N, V, Vp,
+                        stream_);
+    });
   }
   double sum_squares(const float* grads, size_t n) override { return cuda::sum_squares(grads, n, scratch_, stream_); }
   void adamw_update(float* params, const float* grads, float* m, float* v, size_t n, float lr, float beta1,
@@ -142,6 +215,7 @@ class CudaBackend final : public lmt::Backend {
   }
 
   int device_;
+  DType dtype_;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<Gemm> gemm_;
   DeviceScratch scratch_;

@@ -15,6 +15,7 @@ namespace lmt::cuda {
 struct CudaOptions {
   int device = 0;           // CUDA device index (after CUDA_VISIBLE_DEVICES)
   bool allow_tf32 = false;  // fp32 GEMMs on tensor cores with TF32 inputs
+  DType dtype = DType::kF32;  // activations and the compute copy of the parameters
 };
 
 // Throws lmt::Error when the device cannot be used.

@@ -16,56 +16,63 @@
 namespace lmt::cuda {
 namespace {
 
-__global__ void encoder_forward_kernel(float* out, const int32_t* tokens, const float* wte, const float* wpe,
-                                       int BT, int T, int C) {
+template <typename T>
+__global__ void encoder_forward_kernel(T* out, const int32_t* tokens, const T* wte, const T* wpe, int BT, int seq_len,
+                                       int C) {
   const long long index = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (index >= static_cast<long long>(BT) * C) return;
   const int row = static_cast<int>(index / C), c = static_cast<int>(index % C);
-  const int t = row % T;
-  out[index] = wte[static_cast<long long>(tokens[row]) * C + c] + wpe[static_cast<long long>(t) * C + c];
+  const int t = row % seq_len;
+  out[index] = from_float<T>(to_float(wte[static_cast<long long>(tokens[row]) * C + c]) +
+                             to_float(wpe[static_cast<long long>(t) * C + c]));
 }
 
 // dwpe (maxT, C) += sum over b of dout (B, T, C)
-__global__ void encoder_position_backward_kernel(float* dwpe, const float* dout, int B, int T, int C) {
+template <typename T>
+__global__ void encoder_position_backward_kernel(float* dwpe, const T* dout, int B, int seq_len, int C) {
   const long long index = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (index >= static_cast<long long>(T) * C) return;
+  if (index >= static_cast<long long>(seq_len) * C) return;
   float sum = 0.0f;
-  for (int b = 0; b < B; ++b) sum += dout[static_cast<long long>(b) * T * C + index];
+  for (int b = 0; b < B; ++b) sum += to_float(dout[static_cast<long long>(b) * seq_len * C + index]);
   dwpe[index] += sum;
 }
 
 // One block row per distinct token: positions[bucket_begin[u] .. bucket_begin[u+1]) are the rows
 // of dout whose token is bucket_token[u], ascending.
-__global__ void encoder_token_backward_kernel(float* dwte, const float* dout, const int32_t* bucket_token,
+template <typename T>
+__global__ void encoder_token_backward_kernel(float* dwte, const T* dout, const int32_t* bucket_token,
                                               const int32_t* bucket_begin, const int32_t* positions, int C) {
   const int bucket = blockIdx.y;
   const int c = blockIdx.x * blockDim.x + threadIdx.x;
   if (c >= C) return;
   float sum = 0.0f;
   for (int i = bucket_begin[bucket]; i < bucket_begin[bucket + 1]; ++i)
-    sum += dout[static_cast<long long>(positions[i]) * C + c];
+    sum += to_float(dout[static_cast<long long>(positions[i]) * C + c]);
   dwte[static_cast<long long>(bucket_token[bucket]) * C + c] += sum;
 }
 
 }  // namespace
 
-void launch_encoder_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B, int T,
-                            int C, cudaStream_t stream) {
-  const long long total = static_cast<long long>(B) * T * C;
+template <typename T>
+void launch_encoder_forward(T* out, const int32_t* tokens, const T* wte, const T* wpe, int B, int seq_len, int C,
+                            cudaStream_t stream) {
+  const long long total = static_cast<long long>(B) * seq_len * C;
   constexpr int kThreads = 256;
-  LMT_LAUNCH(encoder_forward_kernel, ceil_div(total, kThreads), kThreads, 0, stream)(out, tokens, wte, wpe, B * T, T, C);
+  LMT_LAUNCH(encoder_forward_kernel<T>, ceil_div(total, kThreads), kThreads, 0, stream)(out, tokens, wte, wpe,
+                                                                                         B * seq_len, seq_len, C);
   CUDA_CHECK_LAUNCH();
 }
 
-void launch_encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B, int T,
+template <typename T>
+void launch_encoder_backward(float* dwte, float* dwpe, const T* dout, const int32_t* tokens, int B, int seq_len,
                              int C, DeviceScratch& scratch, cudaStream_t stream) {
   constexpr int kThreads = 256;
-  LMT_LAUNCH(encoder_position_backward_kernel, ceil_div(static_cast<long long>(T) * C, kThreads), kThreads, 0,
-             stream)(dwpe, dout, B, T, C);
+  LMT_LAUNCH(encoder_position_backward_kernel<T>, ceil_div(static_cast<long long>(seq_len) * C, kThreads), kThreads, 0,
+             stream)(dwpe, dout, B, seq_len, C);
   CUDA_CHECK_LAUNCH();
 
   // Group positions by token on the host (B*T ints: small next to the step).
-  const int BT = B * T;
+  const int BT = B * seq_len;
   std::vector<int32_t> host_tokens(static_cast<size_t>(BT));
   CUDA_CHECK(cudaMemcpyAsync(host_tokens.data(), tokens, host_tokens.size() * sizeof(int32_t),
                              cudaMemcpyDeviceToHost, stream));
@@ -102,10 +109,16 @@ void launch_encoder_backward(float* dwte, float* dwpe, const float* dout, const 
   // Grid y is limited to 65535 buckets per launch.
   for (int first = 0; first < num_buckets; first += 65535) {
     const int count = std::min(65535, num_buckets - first);
-    LMT_LAUNCH(encoder_token_backward_kernel, dim3(ceil_div(C, kChannels), count), kChannels, 0, stream)(
+    LMT_LAUNCH(encoder_token_backward_kernel<T>, dim3(ceil_div(C, kChannels), count), kChannels, 0, stream)(
         dwte, dout, device + first, device + num_buckets + first, device + 2 * num_buckets + 1, C);
     CUDA_CHECK_LAUNCH();
   }
 }
+
+#define LMT_INSTANTIATE(T)                                                                                  \
+  template void launch_encoder_forward<T>(T*, const int32_t*, const T*, const T*, int, int, int, cudaStream_t); \
+  template void launch_encoder_backward<T>(float*, float*, const T*, const int32_t*, int, int, int, DeviceScratch&, \
+                                           cudaStream_t);
+LMT_INSTANTIATE_FOR_TYPES(LMT_INSTANTIATE)
 
 }  // namespace lmt::cuda

@@ -29,45 +29,61 @@ class DeviceScratch {
   size_t bytes_ = 0;
 };
 
+// Templates over the element type T of activations and of the compute copy of the parameters
+// (float, __nv_bfloat16, __half); parameter gradients and statistics are fp32. Each .cu
+// instantiates its launchers for the three types.
+
 // encoder.cu
-void launch_encoder_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B, int T,
-                            int C, cudaStream_t stream);
-void launch_encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B, int T,
-                             int C, DeviceScratch& scratch, cudaStream_t stream);
+template <typename T>
+void launch_encoder_forward(T* out, const int32_t* tokens, const T* wte, const T* wpe, int B, int T_, int C,
+                            cudaStream_t stream);
+template <typename T>
+void launch_encoder_backward(float* dwte, float* dwpe, const T* dout, const int32_t* tokens, int B, int T_, int C,
+                             DeviceScratch& scratch, cudaStream_t stream);
 
 // layernorm.cu
-void launch_layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
-                              const float* bias, int N, int C, cudaStream_t stream);
-void launch_layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                               const float* weight, const float* mean, const float* rstd, int N, int C,
-                               DeviceScratch& scratch, cudaStream_t stream);
+template <typename T>
+void launch_layernorm_forward(T* out, float* mean, float* rstd, const T* inp, const T* weight, const T* bias, int N,
+                              int C, cudaStream_t stream);
+template <typename T>
+void launch_layernorm_backward(T* dinp, float* dweight, float* dbias, const T* dout, const T* inp, const T* weight,
+                               const float* mean, const float* rstd, int N, int C, DeviceScratch& scratch,
+                               cudaStream_t stream);
 
 // column_sum.cu: out (C) += sum over rows of inp (N, C), deterministic (bias gradients).
-void launch_column_sum(float* out, const float* inp, int N, int C, DeviceScratch& scratch, cudaStream_t stream);
+template <typename T>
+void launch_column_sum(float* out, const T* inp, int N, int C, DeviceScratch& scratch, cudaStream_t stream);
 // out (C) += sum over chunks of partial (num_chunks, C), in chunk order.
 void launch_add_chunk_sums(float* out, const float* partial, int num_chunks, int C, cudaStream_t stream);
 
 // attention.cu
-void launch_attention_forward(float* out, float* lse, const float* qkv, int B, int T, int C, int NH,
-                              cudaStream_t stream);
-void launch_attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out,
-                               const float* lse, int B, int T, int C, int NH, DeviceScratch& scratch,
-                               cudaStream_t stream);
+template <typename T>
+void launch_attention_forward(T* out, float* lse, const T* qkv, int B, int T_, int C, int NH, cudaStream_t stream);
+template <typename T>
+void launch_attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out, const float* lse, int B, int T_,
+                               int C, int NH, DeviceScratch& scratch, cudaStream_t stream);
 bool attention_head_size_supported(int HS);
 
 // gelu.cu and residual.cu
-void launch_gelu_forward(float* out, const float* inp, size_t n, cudaStream_t stream);
-void launch_gelu_backward(float* dinp, const float* inp, const float* dout, size_t n, cudaStream_t stream);
-void launch_residual_forward(float* out, const float* inp1, const float* inp2, size_t n, cudaStream_t stream);
+template <typename T>
+void launch_gelu_forward(T* out, const T* inp, size_t n, cudaStream_t stream);
+template <typename T>
+void launch_gelu_backward(T* dinp, const T* inp, const T* dout, size_t n, cudaStream_t stream);
+template <typename T>
+void launch_residual_forward(T* out, const T* inp1, const T* inp2, size_t n, cudaStream_t stream);
 
 // classifier.cu
-void launch_classifier(float* dlogits, float* losses, const float* logits, const int32_t* targets, float dloss,
-                       int N, int V, int Vp, cudaStream_t stream);
+template <typename T>
+void launch_classifier(T* dlogits, float* losses, const T* logits, const int32_t* targets, float dloss, int N, int V,
+                       int Vp, cudaStream_t stream);
 
-// adamw.cu: the sum of squares is returned to the host (it synchronizes).
+// adamw.cu: the sum of squares is returned to the host (it synchronizes); non-finite when any
+// value is. convert: dst (n, T) = src (n, fp32) rounded to nearest even.
 double sum_squares(const float* values, size_t n, DeviceScratch& scratch, cudaStream_t stream);
 void launch_adamw(float* params, const float* grads, float* m, float* v, size_t n, float lr, float beta1,
                   float beta2, float eps, float weight_decay, float grad_scale, float bias_correction1,
                   float bias_correction2, cudaStream_t stream);
+template <typename T>
+void launch_convert_from_f32(T* dst, const float* src, size_t n, cudaStream_t stream);
 
 }  // namespace lmt::cuda

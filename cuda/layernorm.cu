@@ -14,55 +14,57 @@ namespace {
 constexpr float kEps = 1e-5f;
 constexpr int kRowsPerBlock = 8;  // warps per block
 
-__global__ void layernorm_forward_kernel(float* out, float* mean, float* rstd, const float* inp,
-                                         const float* weight, const float* bias, int N, int C) {
+template <typename T>
+__global__ void layernorm_forward_kernel(T* out, float* mean, float* rstd, const T* inp, const T* weight,
+                                         const T* bias, int N, int C) {
   const int lane = threadIdx.x % 32;
   const int row = blockIdx.x * kRowsPerBlock + threadIdx.x / 32;
   if (row >= N) return;  // a whole warp leaves together
-  const float* x = inp + static_cast<long long>(row) * C;
+  const T* x = inp + static_cast<long long>(row) * C;
   float sum = 0.0f;
-  for (int c = lane; c < C; c += 32) sum += x[c];
+  for (int c = lane; c < C; c += 32) sum += to_float(x[c]);
   const float row_mean = warp_sum(sum) / C;
   // Two passes: E[(x - mean)^2] does not cancel the way E[x^2] - mean^2 does.
   float squares = 0.0f;
   for (int c = lane; c < C; c += 32) {
-    const float d = x[c] - row_mean;
+    const float d = to_float(x[c]) - row_mean;
     squares += d * d;
   }
   const float row_rstd = rsqrtf(warp_sum(squares) / C + kEps);
-  float* y = out + static_cast<long long>(row) * C;
-  for (int c = lane; c < C; c += 32) y[c] = (x[c] - row_mean) * row_rstd * weight[c] + bias[c];
+  T* y = out + static_cast<long long>(row) * C;
+  for (int c = lane; c < C; c += 32)
+    y[c] = from_float<T>((to_float(x[c]) - row_mean) * row_rstd * to_float(weight[c]) + to_float(bias[c]));
   if (lane == 0) {
     mean[row] = row_mean;
     rstd[row] = row_rstd;
   }
 }
 
-__global__ void layernorm_backward_input_kernel(float* dinp, const float* dout, const float* inp,
-                                                const float* weight, const float* mean, const float* rstd,
-                                                int N, int C) {
+template <typename T>
+__global__ void layernorm_backward_input_kernel(T* dinp, const T* dout, const T* inp, const T* weight,
+                                                const float* mean, const float* rstd, int N, int C) {
   const int lane = threadIdx.x % 32;
   const int row = blockIdx.x * kRowsPerBlock + threadIdx.x / 32;
   if (row >= N) return;
   const long long offset = static_cast<long long>(row) * C;
-  const float* x = inp + offset;
-  const float* dy = dout + offset;
+  const T* x = inp + offset;
+  const T* dy = dout + offset;
   const float row_mean = mean[row], row_rstd = rstd[row];
   // dnorm = dy * weight; dx = rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm))
   float dnorm_sum = 0.0f, dnorm_norm_sum = 0.0f;
   for (int c = lane; c < C; c += 32) {
-    const float norm = (x[c] - row_mean) * row_rstd;
-    const float dnorm = dy[c] * weight[c];
+    const float norm = (to_float(x[c]) - row_mean) * row_rstd;
+    const float dnorm = to_float(dy[c]) * to_float(weight[c]);
     dnorm_sum += dnorm;
     dnorm_norm_sum += dnorm * norm;
   }
   const float dnorm_mean = warp_sum(dnorm_sum) / C;
   const float dnorm_norm_mean = warp_sum(dnorm_norm_sum) / C;
-  float* dx = dinp + offset;
+  T* dx = dinp + offset;
   for (int c = lane; c < C; c += 32) {
-    const float norm = (x[c] - row_mean) * row_rstd;
-    const float dnorm = dy[c] * weight[c];
-    dx[c] += (dnorm - dnorm_mean - norm * dnorm_norm_mean) * row_rstd;
+    const float norm = (to_float(x[c]) - row_mean) * row_rstd;
+    const float dnorm = to_float(dy[c]) * to_float(weight[c]);
+    dx[c] = from_float<T>(to_float(dx[c]) + (dnorm - dnorm_mean - norm * dnorm_norm_mean) * row_rstd);
   }
 }
 
@@ -71,9 +73,9 @@ constexpr int kColumns = 32;
 constexpr int kRowThreads = 8;
 
 // partial_weight/partial_bias (num_chunks, C): per chunk of rows, sum of dy * norm and of dy.
-__global__ void layernorm_param_partial_kernel(float* partial_weight, float* partial_bias, const float* dout,
-                                               const float* inp, const float* mean, const float* rstd, int N,
-                                               int C) {
+template <typename T>
+__global__ void layernorm_param_partial_kernel(float* partial_weight, float* partial_bias, const T* dout, const T* inp,
+                                               const float* mean, const float* rstd, int N, int C) {
   __shared__ float weight_sums[kRowThreads][kColumns + 1];
   __shared__ float bias_sums[kRowThreads][kColumns + 1];
   const int c = blockIdx.x * kColumns + threadIdx.x;
@@ -83,8 +85,8 @@ __global__ void layernorm_param_partial_kernel(float* partial_weight, float* par
   if (c < C)
     for (int row = chunk * kChunkRows + threadIdx.y; row < row_end; row += kRowThreads) {
       const long long index = static_cast<long long>(row) * C + c;
-      const float dy = dout[index];
-      dw += dy * (inp[index] - mean[row]) * rstd[row];
+      const float dy = to_float(dout[index]);
+      dw += dy * (to_float(inp[index]) - mean[row]) * rstd[row];
       db += dy;
     }
   weight_sums[threadIdx.y][threadIdx.x] = dw;
@@ -103,29 +105,37 @@ __global__ void layernorm_param_partial_kernel(float* partial_weight, float* par
 
 }  // namespace
 
-void launch_layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
-                              const float* bias, int N, int C, cudaStream_t stream) {
+template <typename T>
+void launch_layernorm_forward(T* out, float* mean, float* rstd, const T* inp, const T* weight, const T* bias, int N,
+                              int C, cudaStream_t stream) {
   if (N == 0) return;
-  LMT_LAUNCH(layernorm_forward_kernel, ceil_div(N, kRowsPerBlock), kRowsPerBlock * 32, 0, stream)(
+  LMT_LAUNCH(layernorm_forward_kernel<T>, ceil_div(N, kRowsPerBlock), kRowsPerBlock * 32, 0, stream)(
       out, mean, rstd, inp, weight, bias, N, C);
   CUDA_CHECK_LAUNCH();
 }
 
-void launch_layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                               const float* weight, const float* mean, const float* rstd, int N, int C,
-                               DeviceScratch& scratch, cudaStream_t stream) {
+template <typename T>
+void launch_layernorm_backward(T* dinp, float* dweight, float* dbias, const T* dout, const T* inp, const T* weight,
+                               const float* mean, const float* rstd, int N, int C, DeviceScratch& scratch,
+                               cudaStream_t stream) {
   if (N == 0) return;
-  LMT_LAUNCH(layernorm_backward_input_kernel, ceil_div(N, kRowsPerBlock), kRowsPerBlock * 32, 0, stream)(
+  LMT_LAUNCH(layernorm_backward_input_kernel<T>, ceil_div(N, kRowsPerBlock), kRowsPerBlock * 32, 0, stream)(
       dinp, dout, inp, weight, mean, rstd, N, C);
   CUDA_CHECK_LAUNCH();
   const int num_chunks = ceil_div(N, kChunkRows);
   float* partial = static_cast<float*>(scratch.get(2 * static_cast<size_t>(num_chunks) * C * sizeof(float)));
   float* partial_bias = partial + static_cast<size_t>(num_chunks) * C;
-  LMT_LAUNCH(layernorm_param_partial_kernel, dim3(ceil_div(C, kColumns), num_chunks), dim3(kColumns, kRowThreads),
+  LMT_LAUNCH(layernorm_param_partial_kernel<T>, dim3(ceil_div(C, kColumns), num_chunks), dim3(kColumns, kRowThreads),
              0, stream)(partial, partial_bias, dout, inp, mean, rstd, N, C);
   CUDA_CHECK_LAUNCH();
   launch_add_chunk_sums(dweight, partial, num_chunks, C, stream);
   launch_add_chunk_sums(dbias, partial_bias, num_chunks, C, stream);
 }
+
+#define LMT_INSTANTIATE(T)                                                                                     \
+  template void launch_layernorm_forward<T>(T*, float*, float*, const T*, const T*, const T*, int, int, cudaStream_t); \
+  template void launch_layernorm_backward<T>(T*, float*, float*, const T*, const T*, const T*, const float*,          \
+                                             const float*, int, int, DeviceScratch&, cudaStream_t);
+LMT_INSTANTIATE_FOR_TYPES(LMT_INSTANTIATE)
 
 }  // namespace lmt::cuda

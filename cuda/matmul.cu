@@ -46,10 +46,13 @@ Gemm::~Gemm() {
 const Gemm::Plan& Gemm::plan_for(const Key& key) {
   auto found = plans_.find(key);
   if (found != plans_.end()) return found->second;
-  const auto [trans_a, trans_b, m, n, k, lda, ldb, ldd, has_bias, accumulate, alignment] = key;
+  const auto [trans_a, trans_b, m, n, k, lda, ldb, ldd, has_bias, accumulate, alignment, ab_int, d_int] = key;
   (void)accumulate;
+  const auto ab_type = static_cast<cudaDataType_t>(ab_int), d_type = static_cast<cudaDataType_t>(d_int);
   Plan plan;
-  const cublasComputeType_t compute = allow_tf32_ ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  // TF32 applies to fp32 inputs only; 16-bit inputs always accumulate in fp32.
+  const cublasComputeType_t compute =
+      allow_tf32_ && ab_type == CUDA_R_32F ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
   CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan.desc, compute, CUDA_R_32F));
   const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -58,9 +61,9 @@ const Gemm::Plan& Gemm::plan_for(const Key& key) {
   const cublasLtEpilogue_t epilogue = has_bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
   CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
   // Stored shapes: A is m x k (k x m when transposed), B is k x n (n x k when transposed).
-  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.a, CUDA_R_32F, trans_a ? k : m, trans_a ? m : k, lda));
-  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.b, CUDA_R_32F, trans_b ? n : k, trans_b ? k : n, ldb));
-  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.d, CUDA_R_32F, m, n, ldd));
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.a, ab_type, trans_a ? k : m, trans_a ? m : k, lda));
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.b, ab_type, trans_b ? n : k, trans_b ? k : n, ldb));
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.d, d_type, m, n, ldd));
   cublasLtMatmulPreference_t preference = nullptr;
   CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&preference));
   const uint64_t workspace = workspace_bytes_;
@@ -90,11 +93,12 @@ const Gemm::Plan& Gemm::plan_for(const Key& key) {
   return plans_.emplace(key, plan).first->second;
 }
 
-void Gemm::run(bool trans_a, bool trans_b, int m, int n, int k, const float* A, int lda, const float* B, int ldb,
-               float* D, int ldd, float beta, const float* bias) {
+void Gemm::run(bool trans_a, bool trans_b, int m, int n, int k, const void* A, int lda, const void* B, int ldb,
+               void* D, int ldd, float beta, const void* bias, cudaDataType_t ab_type, cudaDataType_t d_type) {
   if (m == 0 || n == 0) return;
   const Plan& plan = plan_for(Key{trans_a, trans_b, m, n, k, lda, ldb, ldd, bias != nullptr, beta != 0.0f,
-                                  common_alignment({A, B, D, bias})});
+                                  common_alignment({A, B, D, bias}), static_cast<int>(ab_type),
+                                  static_cast<int>(d_type)});
   if (bias)
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
   const float alpha = 1.0f;

@@ -17,10 +17,11 @@ class Gemm {
   Gemm(const Gemm&) = delete;
   Gemm& operator=(const Gemm&) = delete;
 
-  // D (m, n) = op(A) op(B) + beta * D + bias (m, broadcast over columns; may be null), all fp32
-  // and column-major; op(A) is m x k, op(B) k x n; beta is 0 or 1.
-  void run(bool trans_a, bool trans_b, int m, int n, int k, const float* A, int lda, const float* B, int ldb,
-           float* D, int ldd, float beta, const float* bias);
+  // D (m, n) = op(A) op(B) + beta * D + bias (m, broadcast over columns; may be null), all
+  // column-major; op(A) is m x k, op(B) k x n; beta is 0 or 1. A and B are ab_type, D and the
+  // bias d_type (fp32 with 16-bit inputs for the weight gradients); products accumulate in fp32.
+  void run(bool trans_a, bool trans_b, int m, int n, int k, const void* A, int lda, const void* B, int ldb, void* D,
+           int ldd, float beta, const void* bias, cudaDataType_t ab_type, cudaDataType_t d_type);
 
  private:
   struct Plan {
@@ -28,8 +29,9 @@ class Gemm {
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
     cublasLtMatmulAlgo_t algo{};
   };
-  // (trans_a, trans_b, m, n, k, lda, ldb, ldd, has_bias, beta != 0, alignment of the pointers)
-  using Key = std::tuple<bool, bool, int, int, int, int, int, int, bool, bool, unsigned>;
+  // (trans_a, trans_b, m, n, k, lda, ldb, ldd, has_bias, beta != 0, alignment of the pointers,
+  //  ab_type, d_type)
+  using Key = std::tuple<bool, bool, int, int, int, int, int, int, bool, bool, unsigned, int, int>;
   const Plan& plan_for(const Key& key);
 
   cudaStream_t stream_;

@@ -6,20 +6,25 @@
 namespace lmt::cuda {
 namespace {
 
-__global__ void residual_forward_kernel(float* out, const float* inp1, const float* inp2, size_t n) {
+template <typename T>
+__global__ void residual_forward_kernel(T* out, const T* inp1, const T* inp2, size_t n) {
   const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
   for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
-    out[i] = inp1[i] + inp2[i];
+    out[i] = from_float<T>(to_float(inp1[i]) + to_float(inp2[i]));
 }
 
 }  // namespace
 
-void launch_residual_forward(float* out, const float* inp1, const float* inp2, size_t n, cudaStream_t stream) {
+template <typename T>
+void launch_residual_forward(T* out, const T* inp1, const T* inp2, size_t n, cudaStream_t stream) {
   if (n == 0) return;
   const size_t blocks = (n + 255) / 256;
-  LMT_LAUNCH(residual_forward_kernel, static_cast<int>(blocks < 65536 ? blocks : 65536), 256, 0, stream)(
+  LMT_LAUNCH(residual_forward_kernel<T>, static_cast<int>(blocks < 65536 ? blocks : 65536), 256, 0, stream)(
       out, inp1, inp2, n);
   CUDA_CHECK_LAUNCH();
 }
+
+#define LMT_INSTANTIATE(T) template void launch_residual_forward<T>(T*, const T*, const T*, size_t, cudaStream_t);
+LMT_INSTANTIATE_FOR_TYPES(LMT_INSTANTIATE)
 
 }  // namespace lmt::cuda

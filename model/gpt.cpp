@@ -27,7 +27,7 @@ enum A {
 
 }  // namespace
 
-GPT::GPT(Backend& backend, const GPTConfig& cfg) : backend_(backend), cfg_(cfg) {
+GPT::GPT(Backend& backend, const GPTConfig& cfg) : backend_(backend), cfg_(cfg), dtype_(backend.compute_dtype()) {
   if (cfg.channels % cfg.num_heads != 0)
     throw Error(fmt::format("n_embd {} is not divisible by n_head {}", cfg.channels, cfg.num_heads));
   if (cfg.padded_vocab_size < cfg.vocab_size)
@@ -36,9 +36,11 @@ GPT::GPT(Backend& backend, const GPTConfig& cfg) : backend_(backend), cfg_(cfg) 
   num_params_ = parameter_storage_count(cfg_);
   params_ = static_cast<float*>(backend_.alloc(num_params_ * sizeof(float)));
   grads_ = static_cast<float*>(backend_.alloc(num_params_ * sizeof(float)));
+  params_compute_ = dtype_ == DType::kF32 ? params_ : backend_.alloc(num_params_ * dtype_size(dtype_));
 }
 
 GPT::~GPT() {
+  if (params_compute_ != params_) backend_.free(params_compute_);
   backend_.free(params_);
   backend_.free(grads_);
   if (act_memory_) backend_.free(act_memory_);
@@ -79,6 +81,11 @@ void GPT::set_parameters(const std::vector<float>& host) {
     throw Error(fmt::format("parameter array has {} values, the model needs {}", host.size(),
                             num_params_));
   backend_.copy_to_device(params_, host.data(), num_params_ * sizeof(float));
+  parameters_changed();
+}
+
+void GPT::parameters_changed() {
+  if (params_compute_ != params_) backend_.convert_from_f32(params_compute_, params_, num_params_);
 }
 
 std::vector<float> GPT::get_parameters() const {
@@ -96,8 +103,10 @@ std::vector<float> GPT::get_gradients() const {
 std::vector<float> GPT::get_logits() const {
   const size_t rows = static_cast<size_t>(last_B_) * last_T_;
   const size_t Vp = cfg_.padded_vocab_size, V = cfg_.vocab_size;
+  std::vector<char> raw(rows * Vp * dtype_size(dtype_));
+  backend_.copy_to_host(raw.data(), act_ptrs_[aLogits], raw.size());
   std::vector<float> padded(rows * Vp);
-  backend_.copy_to_host(padded.data(), act_ptrs_[aLogits], padded.size() * sizeof(float));
+  convert_to_f32(padded.data(), raw.data(), dtype_, padded.size());
   std::vector<float> out(rows * V);
   for (size_t r = 0; r < rows; ++r)
     std::copy(padded.begin() + r * Vp, padded.begin() + r * Vp + V, out.begin() + r * V);
@@ -118,14 +127,20 @@ void GPT::ensure_activations(int B, int T) {
   B = std::max(B, act_B_);
   T = std::max(T, act_T_);
   auto buffers = activation_layout(cfg_, B, T);
+  // Each buffer starts on a 256-byte boundary (what vectorized kernels and cuBLASLt like best).
+  auto round_up = [](size_t bytes) { return (bytes + 255) / 256 * 256; };
+  act_elem_bytes_.assign(buffers.size(), 0);
   size_t total = 0;
-  for (const auto& b : buffers) total += b.numel;
-  act_memory_ = backend_.alloc(total * sizeof(float));
+  for (size_t i = 0; i < buffers.size(); ++i) {
+    act_elem_bytes_[i] = buffers[i].wide ? 4 : dtype_size(dtype_);
+    total += round_up(buffers[i].numel * act_elem_bytes_[i]);
+  }
+  act_memory_ = backend_.alloc(total);
   act_ptrs_.assign(buffers.size(), nullptr);
-  float* cursor = static_cast<float*>(act_memory_);
+  char* cursor = static_cast<char*>(act_memory_);
   for (size_t i = 0; i < buffers.size(); ++i) {
     act_ptrs_[i] = cursor;
-    cursor += buffers[i].numel;
+    cursor += round_up(buffers[i].numel * act_elem_bytes_[i]);
   }
   act_B_ = B;
   act_T_ = T;
@@ -159,53 +174,44 @@ float GPT::run_forward(const int32_t* inputs, const int32_t* targets, int B, int
   const size_t L = cfg_.num_layers, C = cfg_.channels, NH = cfg_.num_heads;
   const size_t BT = static_cast<size_t>(B) * T;
   const int Vp = cfg_.padded_vocab_size, V = cfg_.vocab_size;
-  auto& a = act_ptrs_;
-  auto* tokens = reinterpret_cast<int32_t*>(a[aInputs]);
-  auto* target_ids = reinterpret_cast<int32_t*>(a[aTargets]);
+  auto* tokens = static_cast<int32_t*>(act(aInputs));
+  auto* target_ids = static_cast<int32_t*>(act(aTargets));
   backend_.copy_to_device(tokens, inputs, BT * sizeof(int32_t));
   backend_.copy_to_device(target_ids, targets, BT * sizeof(int32_t));
 
-  backend_.encoder_forward(a[aEncoded], tokens, param(kWte), param(kWpe), B, T, C);
+  backend_.encoder_forward(act(aEncoded), tokens, param(kWte), param(kWpe), B, T, C);
   for (size_t l = 0; l < L; ++l) {
-    const float* residual = l == 0 ? a[aEncoded] : a[aResidual3] + (l - 1) * BT * C;
-    float* ln1 = a[aLn1] + l * BT * C;
-    float* ln1_mean = a[aLn1Mean] + l * BT;
-    float* ln1_rstd = a[aLn1Rstd] + l * BT;
-    float* qkv = a[aQkv] + l * BT * 3 * C;
-    float* atty = a[aAtty] + l * BT * C;
-    float* lse = a[aAttLse] + l * B * NH * T;
-    float* residual2 = a[aResidual2] + l * BT * C;
-    float* ln2 = a[aLn2] + l * BT * C;
-    float* ln2_mean = a[aLn2Mean] + l * BT;
-    float* ln2_rstd = a[aLn2Rstd] + l * BT;
-    float* fch = a[aFch] + l * BT * 4 * C;
-    float* fch_gelu = a[aFchGelu] + l * BT * 4 * C;
-    float* residual3 = a[aResidual3] + l * BT * C;
+    const void* residual = l == 0 ? act(aEncoded) : act(aResidual3, (l - 1) * BT * C);
+    void* ln1 = act(aLn1, l * BT * C);
+    void* qkv = act(aQkv, l * BT * 3 * C);
+    void* atty = act(aAtty, l * BT * C);
+    void* residual2 = act(aResidual2, l * BT * C);
+    void* ln2 = act(aLn2, l * BT * C);
+    void* fch = act(aFch, l * BT * 4 * C);
+    void* fch_gelu = act(aFchGelu, l * BT * 4 * C);
+    void* residual3 = act(aResidual3, l * BT * C);
 
-    backend_.layernorm_forward(ln1, ln1_mean, ln1_rstd, residual, param(kLn1w) + l * C,
-                               param(kLn1b) + l * C, BT, C);
-    backend_.matmul_forward(qkv, ln1, param(kQkvw) + l * 3 * C * C, param(kQkvb) + l * 3 * C,
-                            BT, C, 3 * C);
-    backend_.attention_forward(atty, lse, qkv, B, T, C, NH);
-    backend_.matmul_residual_forward(residual2, residual, atty, param(kAttprojw) + l * C * C,
-                                     param(kAttprojb) + l * C, BT, C, C);
-    backend_.layernorm_forward(ln2, ln2_mean, ln2_rstd, residual2, param(kLn2w) + l * C,
-                               param(kLn2b) + l * C, BT, C);
-    backend_.matmul_gelu_forward(fch, fch_gelu, ln2, param(kFcw) + l * 4 * C * C,
-                                 param(kFcb) + l * 4 * C, BT, C, 4 * C);
-    backend_.matmul_residual_forward(residual3, residual2, fch_gelu,
-                                     param(kFcprojw) + l * C * 4 * C, param(kFcprojb) + l * C, BT,
-                                     4 * C, C);
+    backend_.layernorm_forward(ln1, stat(aLn1Mean, l * BT), stat(aLn1Rstd, l * BT), residual, param(kLn1w, l * C),
+                               param(kLn1b, l * C), BT, C);
+    backend_.matmul_forward(qkv, ln1, param(kQkvw, l * 3 * C * C), param(kQkvb, l * 3 * C), BT, C, 3 * C);
+    backend_.attention_forward(atty, stat(aAttLse, l * B * NH * T), qkv, B, T, C, NH);
+    backend_.matmul_residual_forward(residual2, residual, atty, param(kAttprojw, l * C * C),
+                                     param(kAttprojb, l * C), BT, C, C);
+    backend_.layernorm_forward(ln2, stat(aLn2Mean, l * BT), stat(aLn2Rstd, l * BT), residual2, param(kLn2w, l * C),
+                               param(kLn2b, l * C), BT, C);
+    backend_.matmul_gelu_forward(fch, fch_gelu, ln2, param(kFcw, l * 4 * C * C), param(kFcb, l * 4 * C), BT, C,
+                                 4 * C);
+    backend_.matmul_residual_forward(residual3, residual2, fch_gelu, param(kFcprojw, l * C * 4 * C),
+                                     param(kFcprojb, l * C), BT, 4 * C, C);
   }
-  const float* last = a[aResidual3] + (L - 1) * BT * C;
-  backend_.layernorm_forward(a[aLnf], a[aLnfMean], a[aLnfRstd], last, param(kLnfw),
-                             param(kLnfb), BT, C);
-  backend_.matmul_forward(a[aLogits], a[aLnf], param(kWte), nullptr, BT, C, Vp);
+  const void* last = act(aResidual3, (L - 1) * BT * C);
+  backend_.layernorm_forward(act(aLnf), stat(aLnfMean), stat(aLnfRstd), last, param(kLnfw), param(kLnfb), BT, C);
+  backend_.matmul_forward(act(aLogits), act(aLnf), param(kWte), nullptr, BT, C, Vp);
   // In training the classifier overwrites the logits with dlogits (fused, no extra buffer).
-  backend_.classifier_forward_backward(dloss != 0.0f ? a[aLogits] : nullptr, a[aLosses],
-                                       a[aLogits], target_ids, dloss, BT, V, Vp);
+  backend_.classifier_forward_backward(dloss != 0.0f ? act(aLogits) : nullptr, stat(aLosses), act(aLogits),
+                                       target_ids, dloss, BT, V, Vp);
   std::vector<float> losses(BT);
-  backend_.copy_to_host(losses.data(), a[aLosses], BT * sizeof(float));
+  backend_.copy_to_host(losses.data(), stat(aLosses), BT * sizeof(float));
   double sum = 0.0;
   for (float x : losses) sum += x;
   return static_cast<float>(sum / static_cast<double>(BT));
@@ -215,40 +221,34 @@ void GPT::run_backward(int B, int T) {
   const size_t L = cfg_.num_layers, C = cfg_.channels, NH = cfg_.num_heads;
   const size_t BT = static_cast<size_t>(B) * T;
   const int Vp = cfg_.padded_vocab_size;
-  auto& a = act_ptrs_;
-  auto* tokens = reinterpret_cast<int32_t*>(a[aInputs]);
-  float* dresidual = a[aDresidual];
-  float* dln = a[aDln];
+  const auto* tokens = static_cast<const int32_t*>(act(aInputs));
+  void* dresidual = act(aDresidual);
+  void* dln = act(aDln);
 
-  backend_.zero(dresidual, BT * C * sizeof(float));
-  backend_.matmul_backward(dln, grad(kWte), nullptr, a[aLogits], a[aLnf], param(kWte), BT, C, Vp);
-  backend_.layernorm_backward(dresidual, grad(kLnfw), grad(kLnfb), dln,
-                              a[aResidual3] + (L - 1) * BT * C, param(kLnfw), a[aLnfMean],
-                              a[aLnfRstd], BT, C);
+  backend_.zero(dresidual, BT * C * dtype_size(dtype_));
+  backend_.matmul_backward(dln, grad(kWte), nullptr, act(aLogits), act(aLnf), param(kWte), BT, C, Vp);
+  backend_.layernorm_backward(dresidual, grad(kLnfw), grad(kLnfb), dln, act(aResidual3, (L - 1) * BT * C),
+                              param(kLnfw), stat(aLnfMean), stat(aLnfRstd), BT, C);
   for (size_t li = L; li-- > 0;) {
     const size_t l = li;
-    const float* residual = l == 0 ? a[aEncoded] : a[aResidual3] + (l - 1) * BT * C;
+    const void* residual = l == 0 ? act(aEncoded) : act(aResidual3, (l - 1) * BT * C);
     // dresidual holds d loss / d residual3[l]; the residual add passes it to both branches.
-    backend_.matmul_backward_gelu(a[aDfch], grad(kFcprojw) + l * C * 4 * C,
-                                  grad(kFcprojb) + l * C, dresidual, a[aFchGelu] + l * BT * 4 * C,
-                                  param(kFcprojw) + l * C * 4 * C, a[aFch] + l * BT * 4 * C, BT,
-                                  4 * C, C);
-    backend_.matmul_backward(dln, grad(kFcw) + l * 4 * C * C, grad(kFcb) + l * 4 * C, a[aDfch],
-                             a[aLn2] + l * BT * C, param(kFcw) + l * 4 * C * C, BT, C, 4 * C);
-    backend_.layernorm_backward(dresidual, grad(kLn2w) + l * C, grad(kLn2b) + l * C, dln,
-                                a[aResidual2] + l * BT * C, param(kLn2w) + l * C,
-                                a[aLn2Mean] + l * BT, a[aLn2Rstd] + l * BT, BT, C);
+    backend_.matmul_backward_gelu(act(aDfch), grad(kFcprojw, l * C * 4 * C), grad(kFcprojb, l * C), dresidual,
+                                  act(aFchGelu, l * BT * 4 * C), param(kFcprojw, l * C * 4 * C),
+                                  act(aFch, l * BT * 4 * C), BT, 4 * C, C);
+    backend_.matmul_backward(dln, grad(kFcw, l * 4 * C * C), grad(kFcb, l * 4 * C), act(aDfch),
+                             act(aLn2, l * BT * C), param(kFcw, l * 4 * C * C), BT, C, 4 * C);
+    backend_.layernorm_backward(dresidual, grad(kLn2w, l * C), grad(kLn2b, l * C), dln, act(aResidual2, l * BT * C),
+                                param(kLn2w, l * C), stat(aLn2Mean, l * BT), stat(aLn2Rstd, l * BT), BT, C);
     // now dresidual = d loss / d residual2[l]
-    backend_.matmul_backward(a[aDatty], grad(kAttprojw) + l * C * C, grad(kAttprojb) + l * C,
-                             dresidual, a[aAtty] + l * BT * C, param(kAttprojw) + l * C * C, BT,
-                             C, C);
-    backend_.attention_backward(a[aDqkv], a[aDatty], a[aQkv] + l * BT * 3 * C,
-                                a[aAtty] + l * BT * C, a[aAttLse] + l * B * NH * T, B, T, C, NH);
-    backend_.matmul_backward(dln, grad(kQkvw) + l * 3 * C * C, grad(kQkvb) + l * 3 * C, a[aDqkv],
-                             a[aLn1] + l * BT * C, param(kQkvw) + l * 3 * C * C, BT, C, 3 * C);
-    backend_.layernorm_backward(dresidual, grad(kLn1w) + l * C, grad(kLn1b) + l * C, dln,
-                                residual, param(kLn1w) + l * C, a[aLn1Mean] + l * BT,
-                                a[aLn1Rstd] + l * BT, BT, C);
+    backend_.matmul_backward(act(aDatty), grad(kAttprojw, l * C * C), grad(kAttprojb, l * C), dresidual,
+                             act(aAtty, l * BT * C), param(kAttprojw, l * C * C), BT, C, C);
+    backend_.attention_backward(act(aDqkv), act(aDatty), act(aQkv, l * BT * 3 * C), act(aAtty, l * BT * C),
+                                stat(aAttLse, l * B * NH * T), B, T, C, NH);
+    backend_.matmul_backward(dln, grad(kQkvw, l * 3 * C * C), grad(kQkvb, l * 3 * C), act(aDqkv),
+                             act(aLn1, l * BT * C), param(kQkvw, l * 3 * C * C), BT, C, 3 * C);
+    backend_.layernorm_backward(dresidual, grad(kLn1w, l * C), grad(kLn1b, l * C), dln, residual,
+                                param(kLn1w, l * C), stat(aLn1Mean, l * BT), stat(aLn1Rstd, l * BT), BT, C);
   }
   backend_.encoder_backward(grad(kWte), grad(kWpe), dresidual, tokens, B, T, C);
 }

@@ -25,7 +25,8 @@ class GPT {
   // biases 0, layernorm weights 1; wte's padded rows 0. Deterministic in seed.
   void init_weights(uint64_t seed, double std);
 
-  // Host <-> backend copies of the whole parameter / gradient arena (layout order).
+  // Host <-> backend copies of the whole parameter / gradient arena (layout order), fp32.
+  // set_parameters also refreshes the compute copy.
   void set_parameters(const std::vector<float>& host);
   std::vector<float> get_parameters() const;
   std::vector<float> get_gradients() const;
@@ -44,8 +45,13 @@ class GPT {
   void backward();
   void zero_grad();
 
+  // The fp32 arenas: parameters (the master weights the optimizer updates) and gradients.
   float* params() { return params_; }
   float* grads() { return grads_; }
+  // After the optimizer (or anything else) wrote params(): rounds them into the compute copy
+  // the ops read (bf16/fp16). In fp32 the ops read params() itself and this does nothing.
+  void parameters_changed();
+  DType compute_dtype() const { return dtype_; }
   Backend& backend() { return backend_; }
 
  private:
@@ -53,20 +59,31 @@ class GPT {
   void ensure_activations(int B, int T);
   float run_forward(const int32_t* inputs, const int32_t* targets, int B, int T, float dloss);
   void run_backward(int B, int T);
-  float* param(int index) { return params_ + layout_[index].offset; }
-  float* grad(int index) { return grads_ + layout_[index].offset; }
+  // Tensor `index` of the compute copy, `offset` elements in.
+  const void* param(int index, size_t offset = 0) const {
+    return static_cast<const char*>(params_compute_) + (layout_[index].offset + offset) * dtype_size(dtype_);
+  }
+  float* grad(int index, size_t offset = 0) { return grads_ + layout_[index].offset + offset; }
+  // Activation buffer `index`, `offset` elements in (compute dtype, or 4-byte for wide ones).
+  void* act(int index, size_t offset = 0) const {
+    return static_cast<char*>(act_ptrs_[index]) + offset * act_elem_bytes_[index];
+  }
+  float* stat(int index, size_t offset = 0) const { return static_cast<float*>(act(index, offset)); }
 
   Backend& backend_;
   GPTConfig cfg_;
   std::vector<ParamTensor> layout_;
   size_t num_params_ = 0;
+  DType dtype_;
   float* params_ = nullptr;
+  void* params_compute_ = nullptr;  // == params_ in fp32
   float* grads_ = nullptr;
   // Activations are planned for the largest (B, T) seen; smaller batches reuse them.
   int act_B_ = 0, act_T_ = 0;
   int last_B_ = 0, last_T_ = 0;
   void* act_memory_ = nullptr;
-  std::vector<float*> act_ptrs_;
+  std::vector<void*> act_ptrs_;
+  std::vector<size_t> act_elem_bytes_;
 };
 
 }  // namespace lmt

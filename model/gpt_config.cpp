@@ -57,32 +57,32 @@ std::vector<ActivationBuffer> activation_layout(const GPTConfig& cfg, int B, int
       // saved for backward
       {"encoded", BT * C},          // (B, T, C)
       {"ln1", L * BT * C},          // (L, B, T, C)
-      {"ln1_mean", L * BT},         // (L, B, T)
-      {"ln1_rstd", L * BT},         // (L, B, T)
+      {"ln1_mean", L * BT, true},         // (L, B, T)
+      {"ln1_rstd", L * BT, true},         // (L, B, T)
       {"qkv", L * BT * 3 * C},      // (L, B, T, 3C)
       {"atty", L * BT * C},         // (L, B, T, C)
-      {"att_lse", L * B * NH * T},  // (L, B, NH, T)
+      {"att_lse", L * B * NH * T, true},  // (L, B, NH, T)
       {"residual2", L * BT * C},    // (L, B, T, C)
       {"ln2", L * BT * C},          // (L, B, T, C)
-      {"ln2_mean", L * BT},         // (L, B, T)
-      {"ln2_rstd", L * BT},         // (L, B, T)
+      {"ln2_mean", L * BT, true},         // (L, B, T)
+      {"ln2_rstd", L * BT, true},         // (L, B, T)
       {"fch", L * BT * 4 * C},      // (L, B, T, 4C)
       {"fch_gelu", L * BT * 4 * C}, // (L, B, T, 4C)
       {"residual3", L * BT * C},    // (L, B, T, C)
       {"lnf", BT * C},              // (B, T, C)
-      {"lnf_mean", BT},             // (B, T)
-      {"lnf_rstd", BT},             // (B, T)
+      {"lnf_mean", BT, true},             // (B, T)
+      {"lnf_rstd", BT, true},             // (B, T)
       {"logits", BT * Vp},          // (B, T, Vp); becomes dlogits in training
-      {"losses", BT},               // (B, T)
+      {"losses", BT, true},               // (B, T)
       // backward scratch, reused by every layer
       {"dresidual", BT * C},        // (B, T, C) gradient of the residual stream
       {"dln", BT * C},              // (B, T, C)
       {"dqkv", BT * 3 * C},         // (B, T, 3C)
       {"datty", BT * C},            // (B, T, C)
       {"dfch", BT * 4 * C},         // (B, T, 4C) gradient of the GELU's input
-      // token ids (int32, same size as a float)
-      {"inputs", BT},
-      {"targets", BT},
+      // token ids (int32)
+      {"inputs", BT, true},
+      {"targets", BT, true},
   };
 }
 
@@ -92,15 +92,21 @@ size_t activation_count(const GPTConfig& cfg, int B, int T) {
   return total;
 }
 
+size_t activation_bytes(const GPTConfig& cfg, int B, int T, size_t compute_bytes) {
+  size_t total = 0;
+  for (const auto& a : activation_layout(cfg, B, T)) total += a.numel * (a.wide ? 4 : compute_bytes);
+  return total;
+}
+
 MemoryEstimate estimate_memory(const GPTConfig& cfg, int B, int T, const std::string& dtype) {
   const double n = static_cast<double>(parameter_storage_count(cfg));
   const double low = dtype == "fp32" ? 4.0 : 2.0;
   MemoryEstimate m;
   m.parameters = n * low;
   m.master_weights = dtype == "fp32" ? 0.0 : n * 4.0;
-  m.gradients = n * low;
+  m.gradients = n * 4.0;  // fp32 at every precision (accumulated across micro-batches)
   m.optimizer_state = n * 8.0;
-  m.activations = static_cast<double>(activation_count(cfg, B, T)) * low;
+  m.activations = static_cast<double>(activation_bytes(cfg, B, T, static_cast<size_t>(low)));
   return m;
 }
 

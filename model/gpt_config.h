@@ -44,9 +44,14 @@ double flops_per_token(const GPTConfig& cfg, int T);
 struct ActivationBuffer {
   std::string name;
   size_t numel = 0;
+  // 4-byte elements at every precision: fp32 statistics (layernorm mean/rstd, attention
+  // log-sum-exp, losses) and int32 token ids. The rest hold the compute dtype.
+  bool wide = false;
 };
 std::vector<ActivationBuffer> activation_layout(const GPTConfig& cfg, int B, int T);
 size_t activation_count(const GPTConfig& cfg, int B, int T);  // total elements
+// Total bytes with compute elements of `compute_bytes` bytes (4 for fp32, 2 for bf16/fp16).
+size_t activation_bytes(const GPTConfig& cfg, int B, int T, size_t compute_bytes);
 
 // Memory per rank, in bytes, for a given precision ("fp32" | "bf16" | "fp16").
 struct MemoryEstimate {

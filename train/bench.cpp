@@ -69,6 +69,7 @@ BenchReport run_bench(const LoadedRecipe& loaded, const BenchOptions& options) {
     const auto t = Clock::now();
     const double norm = optimizer.grad_norm(model.grads());
     optimizer.step(model.params(), model.grads(), hyper, hyper.lr, norm);
+    model.parameters_changed();
     backend.synchronize();
     const double o = ms_since(t);
     const double total = ms_since(step_start);

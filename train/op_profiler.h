@@ -27,6 +27,8 @@ class ProfilingBackend final : public Backend {
   void reset() { timings_.clear(); }
 
   std::string name() const override { return inner_.name(); }
+  DType compute_dtype() const override { return inner_.compute_dtype(); }
+  void convert_from_f32(void* dst, const float* src, size_t n) override { inner_.convert_from_f32(dst, src, n); }
   void* alloc(size_t bytes) override { return inner_.alloc(bytes); }
   void free(void* ptr) override { inner_.free(ptr); }
   void copy_to_device(void* dst, const void* src, size_t bytes) override { inner_.copy_to_device(dst, src, bytes); }
@@ -34,31 +36,31 @@ class ProfilingBackend final : public Backend {
   void zero(void* ptr, size_t bytes) override;
   void synchronize() override { inner_.synchronize(); }
 
-  void encoder_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B, int T,
+  void encoder_forward(void* out, const int32_t* tokens, const void* wte, const void* wpe, int B, int T,
                        int C) override;
-  void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B, int T,
+  void encoder_backward(float* dwte, float* dwpe, const void* dout, const int32_t* tokens, int B, int T,
                         int C) override;
-  void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
-                         const float* bias, int N, int C) override;
-  void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                          const float* weight, const float* mean, const float* rstd, int N, int C) override;
-  void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C,
+  void layernorm_forward(void* out, float* mean, float* rstd, const void* inp, const void* weight,
+                         const void* bias, int N, int C) override;
+  void layernorm_backward(void* dinp, float* dweight, float* dbias, const void* dout, const void* inp,
+                          const void* weight, const float* mean, const float* rstd, int N, int C) override;
+  void matmul_forward(void* out, const void* inp, const void* weight, const void* bias, int N, int C,
                       int OC) override;
-  void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                       const float* weight, int N, int C, int OC) override;
-  void attention_forward(float* out, float* lse, const float* qkv, int B, int T, int C, int NH) override;
-  void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
+  void matmul_backward(void* dinp, float* dweight, float* dbias, const void* dout, const void* inp,
+                       const void* weight, int N, int C, int OC) override;
+  void attention_forward(void* out, float* lse, const void* qkv, int B, int T, int C, int NH) override;
+  void attention_backward(void* dqkv, const void* dout, const void* qkv, const void* out, const float* lse,
                           int B, int T, int C, int NH) override;
-  void gelu_forward(float* out, const float* inp, size_t n) override;
-  void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) override;
-  void matmul_gelu_forward(float* pre, float* out, const float* inp, const float* weight, const float* bias,
+  void gelu_forward(void* out, const void* inp, size_t n) override;
+  void gelu_backward(void* dinp, const void* inp, const void* dout, size_t n) override;
+  void matmul_gelu_forward(void* pre, void* out, const void* inp, const void* weight, const void* bias,
                            int N, int C, int OC) override;
-  void matmul_backward_gelu(float* dpre, float* dweight, float* dbias, const float* dout, const float* inp,
-                            const float* weight, const float* pre, int N, int C, int OC) override;
-  void matmul_residual_forward(float* out, const float* residual, const float* inp, const float* weight,
-                               const float* bias, int N, int C, int OC) override;
-  void residual_forward(float* out, const float* inp1, const float* inp2, size_t n) override;
-  void classifier_forward_backward(float* dlogits, float* losses, const float* logits, const int32_t* targets,
+  void matmul_backward_gelu(void* dpre, float* dweight, float* dbias, const void* dout, const void* inp,
+                            const void* weight, const void* pre, int N, int C, int OC) override;
+  void matmul_residual_forward(void* out, const void* residual, const void* inp, const void* weight,
+                               const void* bias, int N, int C, int OC) override;
+  void residual_forward(void* out, const void* inp1, const void* inp2, size_t n) override;
+  void classifier_forward_backward(void* dlogits, float* losses, const void* logits, const int32_t* targets,
                                    float dloss, int N, int V, int Vp) override;
   double sum_squares(const float* grads, size_t n) override;
   void adamw_update(float* params, const float* grads, float* m, float* v, size_t n, float lr, float beta1,

@@ -237,7 +237,10 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
     model.init_weights(static_cast<uint64_t>(r.run.seed), r.model.init_std);
   }
   // Every rank initializes (or loads) the same weights; the broadcast makes sure of it.
-  if (group.size() > 1) arena_group.broadcast(model.params(), model.num_param_storage(), 0);
+  if (group.size() > 1) {
+    arena_group.broadcast(model.params(), model.num_param_storage(), 0);
+    model.parameters_changed();
+  }
   const AdamWHyper hyper = adamw_hyper(r.optimizer);
   // Sequence length per step (progressive schedules) and the tokens seen before each step.
   const SeqLenSchedule seq_len(r.seq_len_schedule, T);
@@ -384,6 +387,7 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
                                                : static_cast<double>(step));
     optimizer.step(model.params(), model.grads(), hyper, static_cast<float>(lr), norm);
     parallel.gather_parameters(model.params());
+    model.parameters_changed();
     backend.synchronize();
     const double step_seconds = seconds_since(t0);
     if (step > 0) {

@@ -284,7 +284,7 @@ struct cublasLtMatmulDescOpaque_t {
   cublasOperation_t trans_a = CUBLAS_OP_N, trans_b = CUBLAS_OP_N;
   cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
   const void* bias = nullptr;
-  cudaDataType_t bias_type = CUDA_R_32F;
+  int bias_type = -1;  // unset: D's type, as in cuBLASLt
 };
 struct cublasLtMatrixLayoutOpaque_t {
   cudaDataType_t type;
@@ -310,8 +310,21 @@ void read_attr(T& dst, const void* buf, size_t size) {
 }
 
 float load(const void* base, cudaDataType_t type, size_t index) {
-  if (type != CUDA_R_32F) matmul_fail("only CUDA_R_32F matrices are emulated");
-  return static_cast<const float*>(base)[index];
+  switch (type) {
+    case CUDA_R_32F: return static_cast<const float*>(base)[index];
+    case CUDA_R_16BF: return lmt::bf16_to_f32(static_cast<const uint16_t*>(base)[index]);
+    case CUDA_R_16F: return lmt::f16_to_f32(static_cast<const uint16_t*>(base)[index]);
+  }
+  matmul_fail("unknown data type");
+}
+
+void store(void* base, cudaDataType_t type, size_t index, float value) {
+  switch (type) {
+    case CUDA_R_32F: static_cast<float*>(base)[index] = value; return;
+    case CUDA_R_16BF: static_cast<uint16_t*>(base)[index] = lmt::f32_to_bf16(value); return;
+    case CUDA_R_16F: static_cast<uint16_t*>(base)[index] = lmt::f32_to_f16(value); return;
+  }
+  matmul_fail("unknown data type");
 }
 
 }  // namespace
@@ -345,7 +358,12 @@ cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t desc, cublasL
     case CUBLASLT_MATMUL_DESC_TRANSB: read_attr(desc->trans_b, buf, size); break;
     case CUBLASLT_MATMUL_DESC_EPILOGUE: read_attr(desc->epilogue, buf, size); break;
     case CUBLASLT_MATMUL_DESC_BIAS_POINTER: read_attr(desc->bias, buf, size); break;
-    case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE: read_attr(desc->bias_type, buf, size); break;
+    case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE: {
+      cudaDataType_t type;
+      read_attr(type, buf, size);
+      desc->bias_type = type;
+      break;
+    }
     default: matmul_fail("unknown matmul descriptor attribute");
   }
   return CUBLAS_STATUS_SUCCESS;
@@ -414,7 +432,11 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const
   if (c_layout->rows != m || c_layout->cols != n || d_layout->rows != m || d_layout->cols != n)
     matmul_fail("C/D are " + std::to_string(d_layout->rows) + "x" + std::to_string(d_layout->cols) +
                 ", the product is " + std::to_string(m) + "x" + std::to_string(n));
-  if (d_layout->type != CUDA_R_32F) matmul_fail("only fp32 outputs are emulated");
+  if (a_layout->type != b_layout->type) matmul_fail("A and B have different types");
+  if (c_layout->type != d_layout->type) matmul_fail("C and D have different types");
+  if (desc->compute == CUBLAS_COMPUTE_32F_FAST_TF32 && a_layout->type != CUDA_R_32F)
+    matmul_fail("TF32 compute needs fp32 inputs");
+  const auto bias_type = desc->bias_type < 0 ? d_layout->type : static_cast<cudaDataType_t>(desc->bias_type);
   if ((desc->epilogue == CUBLASLT_EPILOGUE_BIAS) != (desc->bias != nullptr))
     matmul_fail("a bias pointer needs CUBLASLT_EPILOGUE_BIAS and the reverse");
   const float alpha = *static_cast<const float*>(alpha_ptr), beta = *static_cast<const float*>(beta_ptr);
@@ -429,10 +451,10 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const
       }
       float value = alpha * sum;
       if (beta != 0.0f) value += beta * load(c, c_layout->type, j * c_layout->ld + i);
-      if (desc->bias) value += load(desc->bias, desc->bias_type, i);
+      if (desc->bias) value += load(desc->bias, bias_type, i);
       result[j * m + i] = value;
     }
   for (uint64_t j = 0; j < n; ++j)
-    for (uint64_t i = 0; i < m; ++i) static_cast<float*>(d)[j * d_layout->ld + i] = result[j * m + i];
+    for (uint64_t i = 0; i < m; ++i) store(d, d_layout->type, j * d_layout->ld + i, result[j * m + i]);
   return CUBLAS_STATUS_SUCCESS;
 }

@@ -21,6 +21,8 @@
 #include <cstring>
 #include <functional>
 
+#include "core/dtype.h"
+
 #define __global__
 #define __device__
 #define __host__
@@ -58,6 +60,11 @@ struct Launch {
     run_grid(grid, block, shared_bytes, [=] { k(args...); });
   }
 };
+
+template <typename... Params>
+Launch<void (*)(Params...)> make_launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes) {
+  return {kernel, grid, block, shared_bytes};
+}
 
 template <typename T>
 T shuffle_from(unsigned mask, T value, int source) {
@@ -132,6 +139,18 @@ inline float __logf(float x) { return std::log(x); }
 inline float __fdividef(float a, float b) { return a / b; }
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 inline float __frcp_rn(float x) { return 1.0f / x; }
+
+// --- 16-bit types: storage plus CUDA's conversion functions (round to nearest even) ----------
+struct __nv_bfloat16 {
+  uint16_t bits;
+};
+struct __half {
+  uint16_t bits;
+};
+inline float __bfloat162float(__nv_bfloat16 value) { return ::lmt::bf16_to_f32(value.bits); }
+inline __nv_bfloat16 __float2bfloat16(float value) { return {::lmt::f32_to_bf16(value)}; }
+inline float __half2float(__half value) { return ::lmt::f16_to_f32(value.bits); }
+inline __half __float2half(float value) { return {::lmt::f32_to_f16(value)}; }
 
 // --- runtime API subset ----------------------------------------------------------------------
 enum cudaError_t { cudaSuccess = 0, cudaErrorMemoryAllocation = 2, cudaErrorInvalidValue = 1 };

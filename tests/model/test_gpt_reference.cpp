@@ -154,6 +154,7 @@ TEST_CASE("ten AdamW steps with clipping track the PyTorch losses", "[model][ref
     CHECK(std::fabs(loss - ref_losses[k]) <= 1e-5 * std::fabs(ref_losses[k]));
     CHECK(std::fabs(norm - ref_norms[k]) <= 1e-5 * std::fabs(ref_norms[k]));
     optimizer.step(model.params(), model.grads(), hyper, hyper.lr, norm);
+    model.parameters_changed();
   }
   auto params = model.get_parameters();
   for (const auto& t : model.layout()) {
