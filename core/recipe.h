@@ -160,11 +160,20 @@ struct SeqLenScheduleConfig {
 struct PrecisionConfig {
   std::string dtype = "fp32";
   bool tf32 = true;
+  // fp16 dynamic loss scaling (DeepSpeed's names and defaults).
+  int64_t initial_scale_power = 16;
+  int64_t loss_scale_window = 1000;
+  int64_t hysteresis = 2;
+  double min_loss_scale = 1.0;
 
   template <class V>
   void visit(V& v) {
     v.field("dtype", dtype, "fp32 | bf16 | fp16 (bf16/fp16 need --device cuda)");
     v.field("tf32", tf32, "CUDA fp32: matrix products on tensor cores with TF32 inputs");
+    v.field("initial_scale_power", initial_scale_power, "fp16: the loss scale starts at 2^this");
+    v.field("loss_scale_window", loss_scale_window, "fp16: overflow-free steps before the scale doubles");
+    v.field("hysteresis", hysteresis, "fp16: overflows tolerated before the scale halves");
+    v.field("min_loss_scale", min_loss_scale, "fp16: an overflow at this scale stops the run");
   }
 };
 

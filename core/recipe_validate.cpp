@@ -194,6 +194,15 @@ void validate_recipe(LoadedRecipe& loaded, int64_t world_size) {
 
   // precision, eval, log
   c.one_of("precision.dtype", r.precision.dtype, {"fp32", "bf16", "fp16"});
+  c.at_least("precision.initial_scale_power", r.precision.initial_scale_power, 0);
+  if (r.precision.initial_scale_power > 40)
+    c.fail("precision.initial_scale_power", fmt::format("{} is above 40; fp16 overflows at 2^16", r.precision.initial_scale_power));
+  c.at_least("precision.loss_scale_window", r.precision.loss_scale_window, 1);
+  c.at_least("precision.hysteresis", r.precision.hysteresis, 1);
+  if (!(r.precision.min_loss_scale > 0) ||
+      r.precision.min_loss_scale > std::ldexp(1.0, static_cast<int>(std::min<int64_t>(r.precision.initial_scale_power, 40))))
+    c.fail("precision.min_loss_scale", fmt::format("{} must be above 0 and at most the initial scale 2^{}",
+                                                   r.precision.min_loss_scale, r.precision.initial_scale_power));
   c.at_least("eval.every", r.eval.every, 0);
   c.at_least("eval.batches", r.eval.batches, 1);
   for (const auto& [name, path] : r.eval.sets) {

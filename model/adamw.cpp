@@ -54,7 +54,7 @@ double AdamW::grad_norm(const float* grads) const {
 }
 
 float AdamW::step(float* params, const float* grads, const AdamWHyper& hyper, float lr,
-                  double grad_norm) {
+                  double grad_norm, float unscale) {
   float scale = 1.0f;
   if (hyper.grad_clip > 0.0f && grad_norm > hyper.grad_clip)
     scale = static_cast<float>(hyper.grad_clip / (grad_norm + 1e-6));
@@ -66,7 +66,7 @@ float AdamW::step(float* params, const float* grads, const AdamWHyper& hyper, fl
     if (lo >= hi) continue;
     const float decay = tensor.weight_decay ? hyper.weight_decay : 0.0f;
     backend_.adamw_update(params + lo, grads + lo, m_ + (lo - begin_), v_ + (lo - begin_), hi - lo, lr,
-                          hyper.beta1, hyper.beta2, hyper.eps, decay, scale, static_cast<int>(t_));
+                          hyper.beta1, hyper.beta2, hyper.eps, decay, scale * unscale, static_cast<int>(t_));
   }
   return scale;
 }

@@ -30,11 +30,12 @@ class AdamW {
   // L2 norm of the whole gradient arena.
   double grad_norm(const float* grads) const;
 
-  // One update at learning rate lr; `grad_norm` is the pre-clip norm from grad_norm(). Clipping
-  // scales gradients by grad_clip / (norm + 1e-6) when the norm exceeds grad_clip (PyTorch's
-  // clip_grad_norm_). Returns the scale applied.
+  // One update at learning rate lr; `grad_norm` is the pre-clip norm of the true gradients.
+  // The arena holds them times 1/unscale (fp16's loss scale; else unscale is 1), so each is
+  // multiplied by unscale first. Clipping scales gradients by grad_clip / (norm + 1e-6) when
+  // the norm exceeds grad_clip (PyTorch's clip_grad_norm_). Returns the clipping scale.
   float step(float* params, const float* grads, const AdamWHyper& hyper, float lr,
-             double grad_norm);
+             double grad_norm, float unscale = 1.0f);
 
   int64_t step_count() const { return t_; }
   // Host copies of the moments of the owned range (layout order), and their restoration.

@@ -4,8 +4,8 @@
 #   1. builds for sm_90 (or unpacks gpu_bundle.tar.xz, made by tools/gpu_bundle.sh on a machine
 #      with the build dependencies, when this one cannot build: no network, no -dev packages);
 #   2. runs the [cuda] tests (every op against the CPU reference, a training step, determinism);
-#   3. benchmarks GPT-2 124M at T=1024, B=16/32/64 (ms/step, tokens/s, MFU against 989 TFLOP/s,
-#      llm.c's formula: 6N + 6LCT FLOPs per token);
+#   3. benchmarks GPT-2 124M at T=1024: bf16 at B=16/32/64 and fp32/TF32 at B=16 (ms/step,
+#      tokens/s, MFU against 989 TFLOP/s, llm.c's formula: 6N + 6LCT FLOPs per token);
 #   4. times the attention kernels alone at T=1024/4096, HS=64/128.
 # Usage: tools/gpu_check.sh LOGDIR   (full logs go to LOGDIR; exit 0 only if every step passed)
 # Budget: under 8 minutes on one H200 (each step has its own timeout below).
@@ -77,27 +77,32 @@ for t in test_cuda_ops test_cuda; do
 done
 
 # --- 3. GPT-2 124M --------------------------------------------------------------------------------
-for mb in 16 32 64; do
-  note "GPT-2 124M B=$mb"
-  json="$LOG/bench_gpt2_b$mb.json"
+for run in "bf16 16" "bf16 32" "bf16 64" "fp32 16"; do
+  set -- $run
+  dtype=$1 mb=$2
+  note "GPT-2 124M $dtype B=$mb"
+  name="bench_gpt2_${dtype}_b$mb"
+  json="$LOG/$name.json"
   timeout 150 "$BIN/lmtrain" bench "$ROOT/recipes/gpt2-124m.yaml" --device cuda --steps 10 --warmup 2 \
-    --set precision.dtype=fp32 --set precision.tf32=true --set data.source=synthetic \
+    --set precision.dtype=$dtype --set precision.tf32=true --set data.source=synthetic \
     --set data.synthetic.vocab_size=50257 --set data.synthetic.order=1 --set data.synthetic.branching=8 \
     --set data.synthetic.train_tokens=2000000 \
     --set data.synthetic.val_tokens=0 --set run.micro_batch_size=$mb --set run.global_batch_size=$mb \
-    --set log.peak_tflops=989 --json "$json" > "$LOG/bench_gpt2_b$mb.log" 2>&1
+    --set log.peak_tflops=989 --json "$json" > "$LOG/$name.log" 2>&1
   rc=$?
+  label="gpt2-124m $dtype B=$mb T=1024"
+  [ "$dtype" = fp32 ] && label="gpt2-124m fp32/tf32 B=$mb T=1024"
   if [ $rc -eq 0 ] && [ -f "$json" ]; then
-    line=$(python3 - "$json" <<'EOF' 2>/dev/null || grep -E "tokens/s" "$LOG/bench_gpt2_b$mb.log"
+    line=$(python3 - "$json" <<'EOF' 2>/dev/null || grep -E "tokens/s" "$LOG/$name.log"
 import json, sys
 r = json.load(open(sys.argv[1]))
 print(f"{r['step']['median_ms']:.1f} ms/step, {r['tokens_per_s']/1e3:.0f}k tok/s, MFU {100*r['mfu']:.1f}%")
 EOF
 )
-    row "gpt2-124m fp32/tf32 B=$mb T=1024" "$line"
+    row "$label" "$line"
   else
     FAILED=1
-    row "gpt2-124m fp32/tf32 B=$mb T=1024" "FAILED rc=$rc: $(tail -1 "$LOG/bench_gpt2_b$mb.log")"
+    row "$label" "FAILED rc=$rc: $(tail -1 "$LOG/$name.log")"
   fi
 done
 

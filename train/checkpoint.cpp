@@ -113,7 +113,12 @@ std::string save_checkpoint(const std::string& root, const CheckpointState& stat
                   {"tokens", state.data.num_tokens}}},
         {"optimizer", {{"name", "adamw"}, {"step", state.optimizer_step}}},
         {"schedule", {{"step", state.step}}},
-        {"loss_scaler", nullptr},
+        {"loss_scaler", state.loss_scaler ? nlohmann::json{{"scale", state.loss_scaler->scale},
+                                                            {"hysteresis_left", state.loss_scaler->hysteresis_left},
+                                                            {"iteration", state.loss_scaler->iteration},
+                                                            {"last_overflow", state.loss_scaler->last_overflow},
+                                                            {"skipped_steps", state.loss_scaler->skipped_steps}}
+                                          : nlohmann::json()},
         {"model", model_json(state.model)}};
     write_file_atomic((temp_dir / kStateFile).string(), trainer_state.dump(2) + "\n");
     write_file_atomic((temp_dir / kRecipeFile).string(), state.recipe_yaml);
@@ -259,6 +264,19 @@ LoadedCheckpoint load_checkpoint(const std::string& dir, const GPTConfig& expect
   out.state.data.num_files = data.at("files").get<int64_t>();
   out.state.data.num_tokens = data.at("tokens").get<int64_t>();
   out.state.optimizer_step = state.at("optimizer").at("step").get<int64_t>();
+  if (state.contains("loss_scaler") && state["loss_scaler"].is_object()) {
+    const nlohmann::json& scaler = state["loss_scaler"];
+    LossScalerState s;
+    s.scale = scaler.at("scale").get<double>();
+    s.hysteresis_left = scaler.at("hysteresis_left").get<int64_t>();
+    s.iteration = scaler.at("iteration").get<int64_t>();
+    s.last_overflow = scaler.at("last_overflow").get<int64_t>();
+    s.skipped_steps = scaler.at("skipped_steps").get<int64_t>();
+    if (!(s.scale > 0) || s.hysteresis_left < 0 || s.iteration < 0 || s.skipped_steps < 0)
+      throw Error(fmt::format("checkpoint '{}': trainer_state.json's loss_scaler is not valid ({})", dir,
+                              scaler.dump()));
+    out.state.loss_scaler = s;
+  }
   out.state.model = expected;
   out.state.recipe_yaml = read_file_bytes((root / kRecipeFile).string(), "checkpoint recipe");
   const auto layout = parameter_layout(expected);

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/gpt_config.h"
+#include "model/loss_scaler.h"
 
 namespace lmt {
 
@@ -30,6 +31,7 @@ struct CheckpointState {
     int64_t num_tokens = 0;
   } data;
   int64_t optimizer_step = 0;    // AdamW's t (bias correction)
+  std::optional<LossScalerState> loss_scaler;  // fp16 runs: where the dynamic loss scale stands
   GPTConfig model;
   std::string recipe_yaml;       // the resolved recipe of the run that saved it
 };

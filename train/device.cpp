@@ -54,13 +54,15 @@ std::string cuda_unusable(const BackendRequest& request, const cuda::RuntimeStat
 }  // namespace
 
 BackendRequest backend_request(const Recipe& recipe, const GPTConfig& cfg, const std::string& device_override,
-                               int local_rank) {
+                               int local_rank, const std::string& where) {
   BackendRequest request;
   request.device = device_override.empty() ? recipe.run.device : device_override;
   request.cpu_threads = static_cast<int>(recipe.run.threads);
   request.local_rank = local_rank;
   request.head_size = cfg.num_heads > 0 ? cfg.channels / cfg.num_heads : 0;
   request.allow_tf32 = recipe.precision.tf32;
+  request.dtype = parse_dtype(recipe.precision.dtype);
+  request.where = where;
   return request;
 }
 
@@ -78,19 +80,32 @@ BackendChoice make_backend(const BackendRequest& request) {
       cuda::CudaOptions options;
       options.device = request.local_rank;
       options.allow_tf32 = request.allow_tf32;
+      options.dtype = request.dtype;
       choice.backend = cuda::make_cuda_backend(options);
       choice.cuda = true;
       choice.cuda_device = request.local_rank;
       return choice;
     }
     if (device == "cuda") throw Error(fmt::format("--device cuda: {}; use --device cpu (or auto)", why));
+    if (request.dtype != DType::kF32)
+      throw Error(fmt::format("{}: precision.dtype {} needs a GPU, and device auto found none ({}); use --set "
+                              "precision.dtype=fp32 to train on the CPU",
+                              request.where, dtype_name(request.dtype), why));
     choice.notice = fmt::format("device auto: {}; training on CPU", why);
 #else
     if (device == "cuda")
       throw Error("--device cuda: this lmtrain was built without CUDA (rebuild with nvcc on PATH "
                   "or -DLMTRAIN_CUDA=ON); use --device cpu");
+    if (request.dtype != DType::kF32)
+      throw Error(fmt::format("{}: precision.dtype {} needs a GPU, and this lmtrain was built without CUDA; use "
+                              "--set precision.dtype=fp32 to train on the CPU",
+                              request.where, dtype_name(request.dtype)));
     choice.notice = "device auto: built without CUDA; training on CPU";
 #endif
+  } else if (request.dtype != DType::kF32) {
+    throw Error(fmt::format("{}: precision.dtype {} needs --device cuda: the CPU trains in fp32; use --set "
+                            "precision.dtype=fp32",
+                            request.where, dtype_name(request.dtype)));
   }
   choice.backend = cpu::make_cpu_backend(request.cpu_threads);
   return choice;

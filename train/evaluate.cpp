@@ -85,7 +85,11 @@ EvalReport evaluate_checkpoint(const EvalOptions& options) {
       }
   }
 
-  BackendChoice choice = make_backend(backend_request(r, cfg, options.device, 0));
+  // The checkpoint holds fp32 master weights: a bf16/fp16 run is scored in fp32 unless a GPU was
+  // asked for, where it runs in its own precision.
+  BackendRequest request = backend_request(r, cfg, options.device, 0, report.checkpoint_dir);
+  if (options.device != "cuda") request.dtype = DType::kF32;
+  BackendChoice choice = make_backend(request);
   GPT model(*choice.backend, cfg);
   model.set_parameters(checkpoint.tensors.params);
   for (size_t i = 0; i < sets.size(); ++i) {

@@ -20,11 +20,11 @@ double ms_since(Clock::time_point t) {
 double accumulate_gradients(GPT& model, const data::TokenDataset& dataset,
                             std::span<const data::WindowRef> windows, int64_t accum, int B, int T,
                             std::vector<int32_t>& inputs, std::vector<int32_t>& targets,
-                            StepPhases* phases) {
+                            StepPhases* phases, float loss_scale) {
   if (windows.size() != static_cast<size_t>(accum * B))
     throw Error(fmt::format("accumulate_gradients: {} windows for {} micro-batches of {}", windows.size(),
                             accum, B));
-  const float grad_scale = 1.0f / static_cast<float>(accum);
+  const float grad_scale = loss_scale / static_cast<float>(accum);
   model.zero_grad();
   double loss_sum = 0.0;
   for (int64_t micro = 0; micro < accum; ++micro) {

@@ -18,11 +18,12 @@ struct StepPhases {
 
 // Zeroes the gradients, then accumulates those of this rank's windows of the step: `windows`
 // holds accum * B of them, and micro-batch i trains on windows [i * B, (i + 1) * B), truncated
-// to T tokens; each adds its gradient scaled by 1/accum. Returns the mean loss. With `phases`,
-// each phase is timed, synchronizing the backend in between.
+// to T tokens; each adds its gradient scaled by loss_scale/accum (loss_scale: fp16's dynamic
+// loss scale, else 1). Returns the mean loss (unscaled). With `phases`, each phase is timed,
+// synchronizing the backend in between.
 double accumulate_gradients(GPT& model, const data::TokenDataset& dataset,
                             std::span<const data::WindowRef> windows, int64_t accum, int B, int T,
                             std::vector<int32_t>& inputs, std::vector<int32_t>& targets,
-                            StepPhases* phases = nullptr);
+                            StepPhases* phases = nullptr, float loss_scale = 1.0f);
 
 }  // namespace lmt

@@ -17,6 +17,7 @@
 #include "parallel/process_group.h"
 #include "model/adamw.h"
 #include "model/gpt.h"
+#include "model/loss_scaler.h"
 #include "train/checkpoint.h"
 #include "train/data_parallel.h"
 #include "train/device.h"
@@ -135,6 +136,15 @@ AdamWHyper adamw_hyper(const OptimizerConfig& optimizer) {
   return hyper;
 }
 
+LossScalerConfig loss_scaler_config(const PrecisionConfig& precision) {
+  LossScalerConfig config;
+  config.initial_scale = std::ldexp(1.0, static_cast<int>(precision.initial_scale_power));
+  config.window = precision.loss_scale_window;
+  config.hysteresis = precision.hysteresis;
+  config.min_scale = precision.min_loss_scale;
+  return config;
+}
+
 std::string checkpoint_directory(const Recipe& recipe) {
   if (!recipe.checkpoint.dir.empty()) return recipe.checkpoint.dir;
   return (std::filesystem::path(run_directory(recipe)) / "checkpoints").string();
@@ -148,11 +158,6 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
   auto single = make_single_process_group();
   ProcessGroup& group = options.group ? *options.group : *single;
   const bool leader = options.rank == 0;
-  if (r.precision.dtype != "fp32")
-    throw Error(fmt::format("{}: precision.dtype: {}: only fp32 is implemented so far (the bf16/fp16 kernels "
-                            "are not written yet; on CUDA, fp32 runs its matrix products in TF32); use "
-                            "--set precision.dtype=fp32",
-                            loaded.path, r.precision.dtype));
 
   // Everything that can fail on bad input happens before the run directory is touched.
   TrainData data = load_train_data(r.data, r.eval, r.model.vocab_size, r.run.seq_len);
@@ -179,7 +184,7 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
                             "with --set run.name=...",
                             run_dir));
 
-  BackendChoice choice = make_backend(backend_request(r, cfg, options.device, static_cast<int>(options.local_rank)));
+  BackendChoice choice = make_backend(backend_request(r, cfg, options.device, static_cast<int>(options.local_rank), loaded.path));
   Backend& backend = *choice.backend;
   // Gradients and parameters live in device memory on CUDA: their collectives go through NCCL;
   // the host-side ones (loss, stop flag, barrier) stay on the job's group.
@@ -242,6 +247,9 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
     model.parameters_changed();
   }
   const AdamWHyper hyper = adamw_hyper(r.optimizer);
+  // fp16: dynamic loss scaling; its state continues from a checkpoint of an fp16 run.
+  LossScaler scaler(r.precision.dtype == "fp16", loss_scaler_config(r.precision));
+  if (resumed && resumed->state.loss_scaler && scaler.enabled()) scaler.set_state(*resumed->state.loss_scaler);
   // Sequence length per step (progressive schedules) and the tokens seen before each step.
   const SeqLenSchedule seq_len(r.seq_len_schedule, T);
   const int64_t tokens_per_step = r.run.global_batch_size * T;  // at the full length
@@ -340,6 +348,7 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
     state.seed = r.run.seed;
     state.data = data_state(sampler, data.train);
     state.optimizer_step = optimizer.step_count();
+    if (scaler.enabled()) state.loss_scaler = scaler.state();
     state.model = cfg;
     state.recipe_yaml = recipe_yaml;
     last_saved_step = done;
@@ -370,12 +379,28 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
     const int step_T = static_cast<int>(seq_len.at(step));
     const int64_t step_tokens = r.run.global_batch_size * step_T;
     const std::vector<data::WindowRef> windows = sampler.next(static_cast<size_t>(r.run.global_batch_size));
+    const double loss_scale = scaler.scale();
     double loss = accumulate_gradients(model, data.train,
                                        data::rank_slice(windows, static_cast<int>(options.rank), group.size()),
-                                       accum, B, step_T, inputs, targets);
+                                       accum, B, step_T, inputs, targets, nullptr, static_cast<float>(loss_scale));
     // The mean over ranks of each rank's mean gradient is the global batch's mean gradient.
-    const double norm = parallel.reduce_gradients(backend, model.grads());
+    const double scaled_norm = parallel.reduce_gradients(backend, model.grads());
+    const double norm = scaled_norm / loss_scale;
     loss = parallel.average(loss);
+    if (scaler.enabled() && !scaler.update(std::isfinite(loss) && std::isfinite(scaled_norm))) {
+      // fp16 overflow: this step's update is skipped, the data it used is consumed (as in
+      // DeepSpeed) and the scale has dropped. Every rank sees the same reduced values.
+      metrics.write({{"step", step + 1}, {"event", "overflow"}, {"loss_scale", scaler.scale()},
+                     {"skipped_steps", scaler.skipped_steps()}});
+      say(fmt::format("step {:>6}/{} | fp16 gradients overflowed; step skipped, loss scale {} -> {} ({} skipped)",
+                      step + 1, r.run.steps, loss_scale, scaler.scale(), scaler.skipped_steps()));
+      tokens_seen += step_tokens;
+      result.steps_done = step + 1;
+      const int64_t done = step + 1;
+      if (r.eval.every > 0 && done % r.eval.every == 0 && done != r.run.steps) run_eval(done);
+      if (r.checkpoint.every > 0 && done % r.checkpoint.every == 0) save(done);
+      continue;
+    }
     if (!std::isfinite(loss) || !std::isfinite(norm)) {
       metrics.write({{"event", "end"}, {"steps", step}, {"diverged", true}, {"loss", nullptr}});
       throw Error(fmt::format(
@@ -385,7 +410,8 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
     }
     const double lr = schedule.at(lr_in_tokens ? static_cast<double>(tokens_seen) / full_step_tokens
                                                : static_cast<double>(step));
-    optimizer.step(model.params(), model.grads(), hyper, static_cast<float>(lr), norm);
+    optimizer.step(model.params(), model.grads(), hyper, static_cast<float>(lr), norm,
+                   static_cast<float>(1.0 / loss_scale));
     parallel.gather_parameters(model.params());
     model.parameters_changed();
     backend.synchronize();
@@ -419,11 +445,13 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
                      {"mfu", mfu ? nlohmann::json(*mfu) : nlohmann::json()},
                      {"tokens", tokens_seen},
                      {"seq_len", step_T},
+                     {"loss_scale", scaler.enabled() ? nlohmann::json(scaler.scale()) : nlohmann::json()},
                      {"elapsed_s", seconds_since(start)}});
-      say(fmt::format("step {:>6}/{} | loss {:.4f} | lr {:.2e} | norm {:.3f} |{} {:.1f} ms | {} tok/s"
+      say(fmt::format("step {:>6}/{} | loss {:.4f} | lr {:.2e} | norm {:.3f} |{}{} {:.1f} ms | {} tok/s"
                       " | mfu {} | eta {}",
                       done, r.run.steps, loss, lr, norm,
-                      seq_len.enabled() ? fmt::format(" T {} |", step_T) : std::string(), ms,
+                      seq_len.enabled() ? fmt::format(" T {} |", step_T) : std::string(),
+                      scaler.enabled() ? fmt::format(" scale {:g} |", scaler.scale()) : std::string(), ms,
                       human_count(tokens_per_s),
                       mfu ? fmt::format("{:.1f}%", *mfu * 100) : std::string("-"),
                       human_duration(eta)));
@@ -461,7 +489,8 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
       {"loss_floor", data.loss_floor ? nlohmann::json(*data.loss_floor) : nlohmann::json()},
       {"set_losses", result.final_set_losses},
       {"seconds", result.seconds},
-      {"interrupted", result.interrupted}};
+      {"interrupted", result.interrupted},
+      {"skipped_steps", scaler.skipped_steps()}};
   metrics.write(summary);
   write_file_atomic((std::filesystem::path(run_dir) / "summary.json").string(),
                                   summary.dump(2) + "\n");

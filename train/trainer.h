@@ -9,6 +9,7 @@
 
 #include "core/recipe.h"
 #include "model/adamw.h"
+#include "model/loss_scaler.h"
 #include "model/gpt_config.h"
 
 namespace lmt {
@@ -55,6 +56,8 @@ GPTConfig resolve_model_config(const Recipe& recipe, int64_t data_vocab_size,
 std::string run_directory(const Recipe& recipe);
 // The optimizer section as AdamW's hyperparameters.
 AdamWHyper adamw_hyper(const OptimizerConfig& optimizer);
+// The precision section's fp16 loss-scaling settings.
+LossScalerConfig loss_scaler_config(const PrecisionConfig& precision);
 
 // Where its checkpoints go (checkpoint.dir, or <run directory>/checkpoints).
 std::string checkpoint_directory(const Recipe& recipe);

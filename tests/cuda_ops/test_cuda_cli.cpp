@@ -1,0 +1,93 @@
+// The trainer on a GPU through the CLI: exact resume in every precision and fp16 loss scaling.
+// These run the real lmtrain binary, so they need a real GPU: they skip (with the reason) where
+// none is visible and in the emulator build.
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+
+#include <string>
+#include <vector>
+
+#include "cuda/cuda_backend.h"
+#include "tests/cli/cli_util.h"
+
+using namespace lmt::test;
+using Catch::Matchers::Contains;
+
+namespace {
+
+#define SKIP_WITHOUT_REAL_GPU()                                                          \
+  do {                                                                                   \
+    if (lmt::cuda::is_emulator()) {                                                      \
+      WARN("SKIPPED: runs the lmtrain binary on a real GPU (this is the emulator build)"); \
+      return;                                                                            \
+    }                                                                                    \
+    if (const std::string why = lmt::cuda::unavailable_reason(); !why.empty()) {        \
+      WARN("SKIPPED: " << why);                                                          \
+      return;                                                                            \
+    }                                                                                    \
+  } while (0)
+
+std::vector<std::string> loss_lines(const fs::path& metrics) {
+  std::vector<std::string> out;
+  for (const auto& r : read_jsonl(metrics))
+    if (is_training_record(r))
+      out.push_back(fmt::format("{} {} {}", r["step"].get<int64_t>(), r["loss"].dump(), r["grad_norm"].dump()));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("cuda cli: 10 steps + resume + 10 equals 20 straight, bit for bit, in fp32, bf16 and fp16",
+          "[cuda][cli][checkpoint]") {
+  SKIP_WITHOUT_REAL_GPU();
+  for (const std::string dtype : {"fp32", "bf16", "fp16"}) {
+    DYNAMIC_SECTION(dtype) {
+      TempDir straight, split;
+      write_file(straight.path() / "tiny.yaml", tiny_recipe(straight, dtype));
+      write_file(split.path() / "tiny.yaml", tiny_recipe(split, dtype));
+      // Head size 32 (the CUDA attention's smallest), a constant learning rate.
+      const std::string common = "train tiny.yaml --device cuda --set model.n_embd=64 --set log.every=1 "
+                                 "--set schedule.decay=constant --set data.synthetic.train_tokens=200";
+      RunResult a = run_lmtrain(straight, common + " --set run.steps=20");
+      INFO(a.output);
+      REQUIRE(a.status == 0);
+      RunResult b1 = run_lmtrain(split, common + " --set run.steps=10");
+      REQUIRE(b1.status == 0);
+      RunResult b2 = run_lmtrain(split, common + " --set run.steps=20 --resume auto");
+      INFO(b2.output);
+      REQUIRE(b2.status == 0);
+      const auto expected = loss_lines(straight.path() / "runs" / "tiny" / "metrics.jsonl");
+      CHECK(expected.size() == 20);
+      CHECK(loss_lines(split.path() / "runs" / "tiny" / "metrics.jsonl") == expected);
+      const fs::path a_dir = straight.path() / "runs" / "tiny" / "checkpoints" / "step_00000020";
+      const fs::path b_dir = split.path() / "runs" / "tiny" / "checkpoints" / "step_00000020";
+      CHECK(read_file(b_dir / "model.safetensors") == read_file(a_dir / "model.safetensors"));
+      CHECK(read_file(b_dir / "optimizer.safetensors") == read_file(a_dir / "optimizer.safetensors"));
+    }
+  }
+}
+
+TEST_CASE("cuda cli: fp16 skips overflowed steps, lowers the scale and saves it", "[cuda][cli][fp16]") {
+  SKIP_WITHOUT_REAL_GPU();
+  TempDir dir;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir, "fp16"));
+  // 2^40 overflows fp16 at once: the scale must come down (by halving, after the hysteresis)
+  // before any step is applied.
+  const RunResult r = run_lmtrain(dir, "train tiny.yaml --device cuda --set model.n_embd=64 --set log.every=1 "
+                                       "--set run.steps=40 --set precision.initial_scale_power=40");
+  INFO(r.output);
+  REQUIRE(r.status == 0);
+  CHECK_THAT(r.output, Contains("step skipped, loss scale"));
+  const auto records = read_jsonl(dir.path() / "runs" / "tiny" / "metrics.jsonl");
+  int overflows = 0;
+  double last_scale = 0;
+  for (const auto& record : records) {
+    if (record.value("event", "") == "overflow") ++overflows;
+    if (is_training_record(record)) last_scale = record["loss_scale"].get<double>();
+  }
+  CHECK(overflows >= 2);
+  CHECK(last_scale < std::ldexp(1.0, 40));
+  const auto state = nlohmann::json::parse(
+      read_file(dir.path() / "runs" / "tiny" / "checkpoints" / "step_00000040" / "trainer_state.json"));
+  CHECK(state["loss_scaler"]["skipped_steps"].get<int>() == overflows);
+}
