@@ -12,15 +12,16 @@ namespace lmt::cuda {
 namespace {
 constexpr size_t kWorkspaceBytes = 32u << 20;
 
-// The largest power of two up to 256 that divides every address. cuBLASLt's heuristic assumes
-// 256-byte aligned operands unless told otherwise, and the model's tensors are offsets into
-// one arena: a plan made for aligned pointers can fail on a tensor that is not.
+// The largest power of two up to 256 (at least 2, the size of a bf16/fp16 element) that divides
+// every address. cuBLASLt's heuristic assumes 256-byte aligned operands unless told otherwise,
+// and the model's tensors are offsets into one arena: a plan made for aligned pointers can fail
+// on a tensor that is not.
 unsigned common_alignment(std::initializer_list<const void*> pointers) {
   unsigned alignment = 256;
   for (const void* p : pointers) {
     if (!p) continue;
     const auto address = reinterpret_cast<uintptr_t>(p);
-    while (alignment > 4 && address % alignment != 0) alignment /= 2;
+    while (alignment > 2 && address % alignment != 0) alignment /= 2;
   }
   return alignment;
 }
