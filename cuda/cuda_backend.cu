@@ -38,7 +38,8 @@ cudaDataType_t cuda_type(DType dtype) {
 
 class CudaBackend final : public lmt::Backend {
  public:
-  explicit CudaBackend(const CudaOptions& options) : device_(options.device), dtype_(options.dtype) {
+  explicit CudaBackend(const CudaOptions& options)
+      : device_(options.device), dtype_(options.dtype), fuse_gelu_(options.fuse_gelu) {
     CUDA_CHECK(cudaSetDevice(device_));
     CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     gemm_ = std::make_unique<Gemm>(stream_, options.allow_tf32);
@@ -135,14 +136,28 @@ class CudaBackend final : public lmt::Backend {
     const cudaDataType_t type = cuda_type(dtype_);
     // dinp (N, C) = dout (N, OC) @ weight (OC, C): column-major dinp^T (C x N) = weight^T (C x OC) dout^T (OC x N)
     if (dinp) gemm_->run(false, false, C, N, OC, weight, C, dout, OC, dinp, C, 0.0f, nullptr, type, type);
-    // dweight (OC, C) += dout^T (OC, N) @ inp (N, C): column-major dweight^T (C x OC) += inp^T (C x N) dout (N x OC),
-    // accumulated in fp32 whatever the input type.
-    gemm_->run(false, true, C, OC, N, inp, C, dout, OC, dweight, C, 1.0f, nullptr, type, CUDA_R_32F);
-    if (dbias)
-      with_type(dtype_, [&](auto tag) {
-        using E = typename decltype(tag)::type;
-        launch_column_sum(dbias, static_cast<const E*>(dout), N, OC, scratch_, stream_);
-      });
+    weight_gradients(dweight, dbias, dout, inp, N, C, OC);
+  }
+  // The MLP's first layer: out = gelu(pre), pre = inp @ weight^T + bias, both in one GEMM
+  // (cuBLASLt's GELU_AUX_BIAS epilogue writes out and keeps pre as its aux output).
+  void matmul_gelu_forward(void* pre, void* out, const void* inp, const void* weight, const void* bias, int N, int C,
+                           int OC) override {
+    if (N == 0) return;
+    if (fuse_gelu_ && gemm_->run_gelu(Epilogue::kGeluAux, true, false, OC, N, C, weight, C, inp, C, out, OC, bias,
+                                      pre, cuda_type(dtype_)))
+      return;
+    Backend::matmul_gelu_forward(pre, out, inp, weight, bias, N, C, OC);
+  }
+  // Its backward: dpre = (dout @ weight) * gelu'(pre) in one GEMM (the DGELU epilogue).
+  void matmul_backward_gelu(void* dpre, float* dweight, float* dbias, const void* dout, const void* inp,
+                            const void* weight, const void* pre, int N, int C, int OC) override {
+    if (N == 0) return;
+    if (fuse_gelu_ && gemm_->run_gelu(Epilogue::kDGelu, false, false, C, N, OC, weight, C, dout, OC, dpre, C, nullptr,
+                                      const_cast<void*>(pre), cuda_type(dtype_))) {
+      weight_gradients(dweight, dbias, dout, inp, N, C, OC);
+      return;
+    }
+    Backend::matmul_backward_gelu(dpre, dweight, dbias, dout, inp, weight, pre, N, C, OC);
   }
   void matmul_residual_forward(void* out, const void* residual, const void* inp, const void* weight,
                                const void* bias, int N, int C, int OC) override {
@@ -207,6 +222,17 @@ class CudaBackend final : public lmt::Backend {
   }
 
  private:
+  // dweight (OC, C) += dout^T (OC, N) @ inp (N, C): column-major dweight^T (C x OC) += inp^T
+  // (C x N) dout (N x OC), accumulated in fp32 whatever the input type; dbias += column sums.
+  void weight_gradients(float* dweight, float* dbias, const void* dout, const void* inp, int N, int C, int OC) {
+    gemm_->run(false, true, C, OC, N, inp, C, dout, OC, dweight, C, 1.0f, nullptr, cuda_type(dtype_), CUDA_R_32F);
+    if (dbias)
+      with_type(dtype_, [&](auto tag) {
+        using E = typename decltype(tag)::type;
+        launch_column_sum(dbias, static_cast<const E*>(dout), N, OC, scratch_, stream_);
+      });
+  }
+
   static void check_heads(int C, int NH) {
     if (NH <= 0 || C % NH != 0 || !attention_head_size_supported(C / NH))
       throw Error("the CUDA attention kernels support head sizes 32, 64 and 128; this model has n_embd " +
@@ -216,6 +242,7 @@ class CudaBackend final : public lmt::Backend {
 
   int device_;
   DType dtype_;
+  bool fuse_gelu_;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<Gemm> gemm_;
   DeviceScratch scratch_;

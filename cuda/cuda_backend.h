@@ -16,6 +16,7 @@ struct CudaOptions {
   int device = 0;           // CUDA device index (after CUDA_VISIBLE_DEVICES)
   bool allow_tf32 = false;  // fp32 GEMMs on tensor cores with TF32 inputs
   DType dtype = DType::kF32;  // activations and the compute copy of the parameters
+  bool fuse_gelu = true;      // the MLP's GELU in cuBLASLt's GEMM epilogues where it has them
 };
 
 // Throws lmt::Error when the device cannot be used.

@@ -1,7 +1,8 @@
 // Dense-layer GEMMs through cuBLASLt: one plan (descriptors and the heuristic's algorithm) per
 // shape, cached; a 32 MiB workspace (what cuBLAS recommends for Hopper); the bias added by the
-// BIAS epilogue. Bias gradients are column sums (column_sum.cu), not a cuBLASLt epilogue, so they
-// stay deterministic and accumulate (+=).
+// BIAS epilogue, and the MLP's GELU by the GELU_AUX(_BIAS) / DGELU epilogues where cuBLASLt has
+// an algorithm for them. Bias gradients are column sums (column_sum.cu), not a cuBLASLt
+// epilogue, so they stay deterministic and accumulate (+=).
 #include "cuda/matmul.cuh"
 
 #include <initializer_list>
@@ -35,10 +36,10 @@ Gemm::Gemm(cudaStream_t stream, bool allow_tf32) : stream_(stream), allow_tf32_(
 
 Gemm::~Gemm() {
   for (auto& [key, plan] : plans_) {
-    cublasLtMatrixLayoutDestroy(plan.a);
-    cublasLtMatrixLayoutDestroy(plan.b);
-    cublasLtMatrixLayoutDestroy(plan.d);
-    cublasLtMatmulDescDestroy(plan.desc);
+    if (plan.a) cublasLtMatrixLayoutDestroy(plan.a);
+    if (plan.b) cublasLtMatrixLayoutDestroy(plan.b);
+    if (plan.d) cublasLtMatrixLayoutDestroy(plan.d);
+    if (plan.desc) cublasLtMatmulDescDestroy(plan.desc);
   }
   if (workspace_) cudaFree(workspace_);
   if (handle_) cublasLtDestroy(handle_);
@@ -47,9 +48,11 @@ Gemm::~Gemm() {
 const Gemm::Plan& Gemm::plan_for(const Key& key) {
   auto found = plans_.find(key);
   if (found != plans_.end()) return found->second;
-  const auto [trans_a, trans_b, m, n, k, lda, ldb, ldd, has_bias, accumulate, alignment, ab_int, d_int] = key;
+  const auto [trans_a, trans_b, m, n, k, lda, ldb, ldd, has_bias, accumulate, alignment, ab_int, d_int, epilogue_int] =
+      key;
   (void)accumulate;
   const auto ab_type = static_cast<cudaDataType_t>(ab_int), d_type = static_cast<cudaDataType_t>(d_int);
+  const auto kind = static_cast<Epilogue>(epilogue_int);
   Plan plan;
   // TF32 applies to fp32 inputs only; 16-bit inputs always accumulate in fp32.
   const cublasComputeType_t compute =
@@ -59,7 +62,9 @@ const Gemm::Plan& Gemm::plan_for(const Key& key) {
   const cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)));
   CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
-  const cublasLtEpilogue_t epilogue = has_bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+  cublasLtEpilogue_t epilogue = has_bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+  if (kind == Epilogue::kGeluAux) epilogue = has_bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX;
+  if (kind == Epilogue::kDGelu) epilogue = CUBLASLT_EPILOGUE_DGELU;
   CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
   // Stored shapes: A is m x k (k x m when transposed), B is k x n (n x k when transposed).
   CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.a, ab_type, trans_a ? k : m, trans_a ? m : k, lda));
@@ -74,20 +79,30 @@ const Gemm::Plan& Gemm::plan_for(const Key& key) {
   for (auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
                     CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES})
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(preference, attr, &align_bytes, sizeof(align_bytes)));
-  if (has_bias) {
-    // The heuristic needs to know the epilogue's pointer is set; any aligned value will do here.
-    const void* placeholder = workspace_;
+  // The heuristic needs to know which epilogue pointers will be set; any aligned value will do.
+  const void* placeholder = workspace_;
+  if (has_bias)
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &placeholder,
                                                 sizeof(placeholder)));
+  if (kind != Epilogue::kNone) {
+    const int64_t aux_ld = ldd;
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &placeholder,
+                                                sizeof(placeholder)));
+    CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld, sizeof(aux_ld)));
   }
   cublasLtMatmulHeuristicResult_t result{};
   int returned = 0;
-  CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(handle_, plan.desc, plan.a, plan.b, plan.d, plan.d, preference, 1,
-                                              &result, &returned));
+  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(handle_, plan.desc, plan.a, plan.b, plan.d, plan.d,
+                                                               preference, 1, &result, &returned);
   cublasLtMatmulPreferenceDestroy(preference);
-  if (returned == 0) {
-    std::fprintf(stderr, "cuBLASLt has no algorithm for %s%s m=%d n=%d k=%d lda=%d ldb=%d ldd=%d\n",
-                 trans_a ? "T" : "N", trans_b ? "T" : "N", m, n, k, lda, ldb, ldd);
+  if (status != CUBLAS_STATUS_SUCCESS || returned == 0) {
+    if (kind != Epilogue::kNone) {
+      plan.supported = false;  // the caller falls back to the unfused ops
+      return plans_.emplace(key, plan).first->second;
+    }
+    std::fprintf(stderr, "cuBLASLt has no algorithm for %s%s m=%d n=%d k=%d lda=%d ldb=%d ldd=%d (%s)\n",
+                 trans_a ? "T" : "N", trans_b ? "T" : "N", m, n, k, lda, ldb, ldd, cublasLtGetStatusString(status));
     std::abort();
   }
   plan.algo = result.algo;
@@ -99,12 +114,28 @@ void Gemm::run(bool trans_a, bool trans_b, int m, int n, int k, const void* A, i
   if (m == 0 || n == 0) return;
   const Plan& plan = plan_for(Key{trans_a, trans_b, m, n, k, lda, ldb, ldd, bias != nullptr, beta != 0.0f,
                                   common_alignment({A, B, D, bias}), static_cast<int>(ab_type),
-                                  static_cast<int>(d_type)});
+                                  static_cast<int>(d_type), static_cast<int>(Epilogue::kNone)});
   if (bias)
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
   const float alpha = 1.0f;
   CUBLAS_CHECK(cublasLtMatmul(handle_, plan.desc, &alpha, A, plan.a, B, plan.b, &beta, D, plan.d, D, plan.d,
                               &plan.algo, workspace_, workspace_bytes_, stream_));
+}
+
+bool Gemm::run_gelu(Epilogue epilogue, bool trans_a, bool trans_b, int m, int n, int k, const void* A, int lda,
+                    const void* B, int ldb, void* D, int ldd, const void* bias, void* aux, cudaDataType_t type) {
+  if (m == 0 || n == 0) return true;
+  const Plan& plan = plan_for(Key{trans_a, trans_b, m, n, k, lda, ldb, ldd, bias != nullptr, false,
+                                  common_alignment({A, B, D, bias, aux}), static_cast<int>(type),
+                                  static_cast<int>(type), static_cast<int>(epilogue)});
+  if (!plan.supported) return false;
+  if (bias)
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof(aux)));
+  const float alpha = 1.0f, beta = 0.0f;
+  CUBLAS_CHECK(cublasLtMatmul(handle_, plan.desc, &alpha, A, plan.a, B, plan.b, &beta, D, plan.d, D, plan.d,
+                              &plan.algo, workspace_, workspace_bytes_, stream_));
+  return true;
 }
 
 }  // namespace lmt::cuda

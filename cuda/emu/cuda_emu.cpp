@@ -4,6 +4,7 @@
 #include <ucontext.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -285,6 +286,8 @@ struct cublasLtMatmulDescOpaque_t {
   cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
   const void* bias = nullptr;
   int bias_type = -1;  // unset: D's type, as in cuBLASLt
+  void* aux = nullptr;
+  int64_t aux_ld = 0;
 };
 struct cublasLtMatrixLayoutOpaque_t {
   cudaDataType_t type;
@@ -358,6 +361,8 @@ cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t desc, cublasL
     case CUBLASLT_MATMUL_DESC_TRANSB: read_attr(desc->trans_b, buf, size); break;
     case CUBLASLT_MATMUL_DESC_EPILOGUE: read_attr(desc->epilogue, buf, size); break;
     case CUBLASLT_MATMUL_DESC_BIAS_POINTER: read_attr(desc->bias, buf, size); break;
+    case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER: read_attr(desc->aux, buf, size); break;
+    case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD: read_attr(desc->aux_ld, buf, size); break;
     case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE: {
       cudaDataType_t type;
       read_attr(type, buf, size);
@@ -437,9 +442,15 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const
   if (desc->compute == CUBLAS_COMPUTE_32F_FAST_TF32 && a_layout->type != CUDA_R_32F)
     matmul_fail("TF32 compute needs fp32 inputs");
   const auto bias_type = desc->bias_type < 0 ? d_layout->type : static_cast<cudaDataType_t>(desc->bias_type);
-  if ((desc->epilogue == CUBLASLT_EPILOGUE_BIAS) != (desc->bias != nullptr))
-    matmul_fail("a bias pointer needs CUBLASLT_EPILOGUE_BIAS and the reverse");
+  const bool bias_epilogue =
+      desc->epilogue == CUBLASLT_EPILOGUE_BIAS || desc->epilogue == CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
+  if (bias_epilogue != (desc->bias != nullptr)) matmul_fail("a bias pointer needs a BIAS epilogue and the reverse");
+  const bool gelu_aux = desc->epilogue == CUBLASLT_EPILOGUE_GELU_AUX || desc->epilogue == CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
+  const bool dgelu = desc->epilogue == CUBLASLT_EPILOGUE_DGELU;
+  if ((gelu_aux || dgelu) && (desc->aux == nullptr || desc->aux_ld < static_cast<int64_t>(m)))
+    matmul_fail("a GELU epilogue needs an aux pointer and an aux leading dimension of at least m");
   const float alpha = *static_cast<const float*>(alpha_ptr), beta = *static_cast<const float*>(beta_ptr);
+  if ((gelu_aux || dgelu) && beta != 0.0f) matmul_fail("the GELU epilogues are used with beta 0 here");
   std::vector<float> result(m * n);
   for (uint64_t j = 0; j < n; ++j)
     for (uint64_t i = 0; i < m; ++i) {
@@ -452,6 +463,16 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const
       float value = alpha * sum;
       if (beta != 0.0f) value += beta * load(c, c_layout->type, j * c_layout->ld + i);
       if (desc->bias) value += load(desc->bias, bias_type, i);
+      // tanh GELU and its derivative, in fp32 as cuda/gelu.cu computes them
+      constexpr float kSqrt2OverPi = 0.7978845608028654f, kCubic = 0.044715f;
+      if (gelu_aux) {
+        store(desc->aux, d_layout->type, j * static_cast<size_t>(desc->aux_ld) + i, value);
+        value = 0.5f * value * (1.0f + std::tanh(kSqrt2OverPi * (value + kCubic * value * value * value)));
+      } else if (dgelu) {
+        const float x = load(desc->aux, d_layout->type, j * static_cast<size_t>(desc->aux_ld) + i);
+        const float th = std::tanh(kSqrt2OverPi * (x + kCubic * x * x * x));
+        value *= 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * kSqrt2OverPi * (1.0f + 3.0f * kCubic * x * x);
+      }
       result[j * m + i] = value;
     }
   for (uint64_t j = 0; j < n; ++j)
