@@ -34,6 +34,8 @@ class Backend {
   virtual void copy_to_device(void* dst, const void* host_src, size_t bytes) = 0;
   virtual void copy_to_host(void* host_dst, const void* src, size_t bytes) = 0;
   virtual void zero(void* ptr, size_t bytes) = 0;
+  // dst = src, both in the backend's memory (they may not overlap).
+  virtual void copy(void* dst, const void* src, size_t bytes) = 0;
   virtual void synchronize() = 0;
 
   // dst (n, compute dtype) = src (n, fp32), rounded to nearest even (the compute copy of the

@@ -61,6 +61,10 @@ void CpuBackend::zero(void* ptr, size_t bytes) {
   }
 }
 
+void CpuBackend::copy(void* dst, const void* src, size_t bytes) {
+  if (bytes != 0) std::memcpy(dst, src, bytes);
+}
+
 void CpuBackend::convert_from_f32(void* dst, const float* src, size_t n) {
   if (n != 0 && dst != src) std::memcpy(dst, src, n * sizeof(float));
 }

@@ -23,6 +23,7 @@ class CpuBackend final : public lmt::Backend {
   void copy_to_device(void* dst, const void* host_src, size_t bytes) override;
   void copy_to_host(void* host_dst, const void* src, size_t bytes) override;
   void zero(void* ptr, size_t bytes) override;
+  void copy(void* dst, const void* src, size_t bytes) override;
   void synchronize() override {}
   void convert_from_f32(void* dst, const float* src, size_t n) override;
 

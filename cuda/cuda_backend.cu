@@ -81,6 +81,9 @@ class CudaBackend final : public lmt::Backend {
     if (bytes) CUDA_CHECK(cudaMemsetAsync(ptr, 0, bytes, stream_));
   }
   void synchronize() override { CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  void copy(void* dst, const void* src, size_t bytes) override {
+    if (bytes) CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
+  }
   void convert_from_f32(void* dst, const float* src, size_t n) override {
     if (n == 0 || dst == src) return;
     with_type(dtype_, [&](auto tag) {
@@ -264,6 +267,14 @@ std::string unavailable_reason() {
   if (!status.driver_ok) return status.message.empty() ? "no CUDA driver" : status.message;
   if (status.devices.empty()) return "no CUDA device is visible";
   return "";
+#endif
+}
+
+int visible_device_count() {
+#ifdef LMTRAIN_CUDA_EMU
+  return 1;
+#else
+  return static_cast<int>(query_runtime().devices.size());
 #endif
 }
 

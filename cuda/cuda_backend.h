@@ -31,5 +31,7 @@ bool is_emulator();
 // Why make_cuda_backend cannot work on this machine ("no CUDA driver", ...), or "" when it can
 // (always "" in the emulator build).
 std::string unavailable_reason();
+// CUDA devices visible to this process (1 in the emulator build, 0 without a driver).
+int visible_device_count();
 
 }  // namespace lmt::cuda

@@ -5,9 +5,11 @@
 
 namespace lmt {
 
-DataParallel::DataParallel(ProcessGroup& group, int zero_stage, size_t num_params, ProcessGroup* arena_group)
+DataParallel::DataParallel(ProcessGroup& group, int zero_stage, size_t num_params, Backend& backend,
+                           ProcessGroup* arena_group)
     : group_(group),
       arena_group_(arena_group ? *arena_group : group),
+      backend_(backend),
       n_(num_params),
       sharded_(zero_stage == 1 && group.size() > 1) {
   const size_t ranks = static_cast<size_t>(group.size());
@@ -17,19 +19,32 @@ DataParallel::DataParallel(ProcessGroup& group, int zero_stage, size_t num_param
   end_ = sharded_ ? std::min(n_, begin_ + shard_size_) : n_;
 }
 
-double DataParallel::reduce_gradients(Backend& backend, float* grads) {
-  if (group_.size() == 1) return std::sqrt(backend.sum_squares(grads, n_));
+DataParallel::~DataParallel() {
+  if (padded_) backend_.free(padded_);
+  if (shard_) backend_.free(shard_);
+}
+
+void DataParallel::ensure_buffers() {
+  if (padded_) return;
+  // alloc zero-fills: the padding past n stays zero.
+  padded_ = static_cast<float*>(backend_.alloc(shard_size_ * static_cast<size_t>(group_.size()) * sizeof(float)));
+  shard_ = static_cast<float*>(backend_.alloc(shard_size_ * sizeof(float)));
+}
+
+double DataParallel::reduce_gradients(float* grads) {
+  if (group_.size() == 1) return std::sqrt(backend_.sum_squares(grads, n_));
+  // The collectives may run on another stream than the backward pass (NCCL).
   if (!sharded_) {
-    backend.synchronize();  // the collective may run on another stream than the backward pass
+    backend_.synchronize();
     arena_group_.all_reduce(grads, n_, ReduceOp::kAvg);
-    return std::sqrt(backend.sum_squares(grads, n_));
+    return std::sqrt(backend_.sum_squares(grads, n_));
   }
-  send_.assign(shard_size_ * static_cast<size_t>(group_.size()), 0.0f);
-  std::copy_n(grads, n_, send_.begin());
-  receive_.resize(shard_size_);
-  group_.reduce_scatter(send_.data(), receive_.data(), shard_size_, ReduceOp::kAvg);
-  std::copy_n(receive_.begin(), end_ - begin_, grads + begin_);
-  float squares = static_cast<float>(backend.sum_squares(grads + begin_, end_ - begin_));
+  ensure_buffers();
+  backend_.copy(padded_, grads, n_ * sizeof(float));
+  backend_.synchronize();
+  arena_group_.reduce_scatter(padded_, shard_, shard_size_, ReduceOp::kAvg);
+  backend_.copy(grads + begin_, shard_, (end_ - begin_) * sizeof(float));
+  float squares = static_cast<float>(backend_.sum_squares(grads + begin_, end_ - begin_));
   group_.all_reduce(&squares, 1, ReduceOp::kSum);
   return std::sqrt(static_cast<double>(squares));
 }
@@ -43,19 +58,19 @@ double DataParallel::average(double value) {
 
 void DataParallel::gather_parameters(float* params) {
   if (!sharded_) return;
-  send_.assign(shard_size_, 0.0f);
-  std::copy(params + begin_, params + end_, send_.begin());
-  receive_.resize(shard_size_ * static_cast<size_t>(group_.size()));
-  group_.all_gather(send_.data(), receive_.data(), shard_size_);
-  std::copy_n(receive_.begin(), n_, params);
+  ensure_buffers();
+  backend_.copy(shard_, params + begin_, (end_ - begin_) * sizeof(float));
+  backend_.synchronize();
+  arena_group_.all_gather(shard_, padded_, shard_size_);
+  backend_.copy(params, padded_, n_ * sizeof(float));
 }
 
 std::vector<float> DataParallel::gather(const std::vector<float>& shard) {
   if (!sharded_) return shard;
-  send_.assign(shard_size_, 0.0f);
-  std::copy(shard.begin(), shard.end(), send_.begin());
+  std::vector<float> send(shard_size_, 0.0f);
+  std::copy(shard.begin(), shard.end(), send.begin());
   std::vector<float> whole(shard_size_ * static_cast<size_t>(group_.size()));
-  group_.all_gather(send_.data(), whole.data(), shard_size_);
+  group_.all_gather(send.data(), whole.data(), shard_size_);
   whole.resize(n_);
   return whole;
 }

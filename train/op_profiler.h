@@ -34,6 +34,7 @@ class ProfilingBackend final : public Backend {
   void copy_to_device(void* dst, const void* src, size_t bytes) override { inner_.copy_to_device(dst, src, bytes); }
   void copy_to_host(void* dst, const void* src, size_t bytes) override { inner_.copy_to_host(dst, src, bytes); }
   void zero(void* ptr, size_t bytes) override;
+  void copy(void* dst, const void* src, size_t bytes) override { inner_.copy(dst, src, bytes); }
   void synchronize() override { inner_.synchronize(); }
 
   void encoder_forward(void* out, const int32_t* tokens, const void* wte, const void* wpe, int B, int T,

@@ -191,10 +191,6 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
   std::unique_ptr<ProcessGroup> device_group;
   if (choice.cuda && group.size() > 1) {
 #ifdef LMTRAIN_WITH_CUDA
-    if (r.distributed.zero_stage != 0)
-      throw Error(fmt::format("{}: distributed.zero_stage: 1 is not implemented on CUDA yet (its shards are "
-                              "gathered through host memory); use distributed.zero_stage: 0 or --device cpu",
-                              loaded.path));
     if (!options.store)
       throw Error("a CUDA run of several ranks needs the job's rendezvous store; start it with `lmtrain launch`");
     device_group = cuda::make_nccl_group(*options.store, static_cast<int>(options.rank), group.size(),
@@ -225,7 +221,8 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
   MetricsWriter metrics(leader ? metrics_path : std::string(), /*append=*/resumed.has_value());
 
   GPT model(backend, cfg);
-  DataParallel parallel(group, static_cast<int>(r.distributed.zero_stage), model.num_param_storage(), &arena_group);
+  DataParallel parallel(group, static_cast<int>(r.distributed.zero_stage), model.num_param_storage(), backend,
+                        &arena_group);
   AdamW optimizer(backend, model.layout(), model.num_param_storage(), parallel.shard_begin(), parallel.shard_end());
   int64_t start_step = 0;
   if (resumed) {
@@ -384,7 +381,7 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
                                        data::rank_slice(windows, static_cast<int>(options.rank), group.size()),
                                        accum, B, step_T, inputs, targets, nullptr, static_cast<float>(loss_scale));
     // The mean over ranks of each rank's mean gradient is the global batch's mean gradient.
-    const double scaled_norm = parallel.reduce_gradients(backend, model.grads());
+    const double scaled_norm = parallel.reduce_gradients(model.grads());
     const double norm = scaled_norm / loss_scale;
     loss = parallel.average(loss);
     if (scaler.enabled() && !scaler.update(std::isfinite(loss) && std::isfinite(scaled_norm))) {

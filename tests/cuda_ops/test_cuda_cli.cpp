@@ -91,3 +91,40 @@ TEST_CASE("cuda cli: fp16 skips overflowed steps, lowers the scale and saves it"
       read_file(dir.path() / "runs" / "tiny" / "checkpoints" / "step_00000040" / "trainer_state.json"));
   CHECK(state["loss_scaler"]["skipped_steps"].get<int>() == overflows);
 }
+
+TEST_CASE("cuda cli: 2 ranks on 2 GPUs (NCCL) train like 1 GPU, with and without ZeRO-1", "[cuda][cli][nccl]") {
+  SKIP_WITHOUT_REAL_GPU();
+  if (lmt::cuda::visible_device_count() < 2) {
+    WARN("SKIPPED: needs 2 GPUs (NCCL cannot put two ranks on one)");
+    return;
+  }
+  TempDir dir;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  // Global batch 12: micro 2 x accum (6 / world) x world; full fp32 products so that the
+  // comparison is about the reduction, not TF32.
+  auto batch = [](int world) {
+    return fmt::format(" --device cuda --set model.n_embd=64 --set precision.tf32=false --set run.micro_batch_size=2 "
+                       "--set run.grad_accum_steps={} --set run.global_batch_size=12 --set log.every=1",
+                       6 / world);
+  };
+  RunResult one = run_lmtrain(dir, "train tiny.yaml --set run.name=g1" + batch(1));
+  INFO(one.output);
+  REQUIRE(one.status == 0);
+  const auto expected = read_jsonl(dir.path() / "runs" / "g1" / "metrics.jsonl");
+  for (const int zero : {0, 1}) {
+    const std::string name = fmt::format("g2z{}", zero);
+    RunResult r = run_lmtrain(dir, fmt::format("launch --nproc-per-node 2 --master-port 0 -- train tiny.yaml "
+                                               "--set run.name={} --set distributed.zero_stage={}{}",
+                                               name, zero, batch(2)));
+    INFO(r.output);
+    REQUIRE(r.status == 0);
+    const auto got = read_jsonl(dir.path() / "runs" / name / "metrics.jsonl");
+    std::vector<double> a, b;
+    for (const auto& record : got)
+      if (is_training_record(record)) a.push_back(record["loss"].get<double>());
+    for (const auto& record : expected)
+      if (is_training_record(record)) b.push_back(record["loss"].get<double>());
+    REQUIRE(a.size() == b.size());
+    for (size_t i = 0; i < a.size(); ++i) CHECK(a[i] == Approx(b[i]).epsilon(1e-5));
+  }
+}
