@@ -13,6 +13,7 @@
 #include "train/device.h"
 #ifdef LMTRAIN_WITH_CUDA
 #include "cuda/device.h"
+#include "cuda/process_group_nccl.h"
 #endif
 
 namespace lmt::app {
@@ -24,8 +25,8 @@ Action add_doctor_command(CLI::App& app) {
     fmt::print("compiler     {}\n", LMTRAIN_CXX_COMPILER);
     fmt::print("backends     cpu{}\n",
 #ifdef LMTRAIN_WITH_CUDA
-               fmt::format(", cuda (nvcc {}; device discovery only, no training kernels yet)",
-                           LMTRAIN_CUDA_COMPILER_VERSION)
+               fmt::format(", cuda (nvcc {}; fp32/tf32, bf16, fp16; NCCL {})", LMTRAIN_CUDA_COMPILER_VERSION,
+                           cuda::have_nccl() ? "yes" : "no")
 #else
                std::string(" (built without CUDA)")
 #endif
