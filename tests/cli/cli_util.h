@@ -22,7 +22,13 @@ namespace lmt::test {
 
 namespace fs = std::filesystem;
 
+// The binary under test: lmtrain, or another build of the same CLI (LMTRAIN_CLI_BINARY, e.g.
+// lmtrain_emu for the CUDA emulator tests).
+#ifdef LMTRAIN_CLI_BINARY
+inline const std::string kBinary = LMTRAIN_CLI_BINARY;
+#else
 inline const std::string kBinary = LMTRAIN_BINARY;
+#endif
 inline const fs::path kSourceDir = LMTRAIN_SOURCE_DIR;
 
 class TempDir {

@@ -1,6 +1,6 @@
 // The trainer on a GPU through the CLI: exact resume in every precision and fp16 loss scaling.
-// These run the real lmtrain binary, so they need a real GPU: they skip (with the reason) where
-// none is visible and in the emulator build.
+// In test_cuda_ops they run lmtrain on a real GPU (and skip, with the reason, where none is
+// visible); in test_cuda_emu they run lmtrain_emu, the same CLI on the CUDA emulator.
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
@@ -15,17 +15,21 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-#define SKIP_WITHOUT_REAL_GPU()                                                          \
-  do {                                                                                   \
-    if (lmt::cuda::is_emulator()) {                                                      \
-      WARN("SKIPPED: runs the lmtrain binary on a real GPU (this is the emulator build)"); \
-      return;                                                                            \
-    }                                                                                    \
-    if (const std::string why = lmt::cuda::unavailable_reason(); !why.empty()) {        \
-      WARN("SKIPPED: " << why);                                                          \
-      return;                                                                            \
-    }                                                                                    \
+#ifdef LMTRAIN_EMU_ASAN
+#define SKIP_WITHOUT_GPU_CLI()                                                          \
+  do {                                                                                  \
+    WARN("SKIPPED: the CLI cases run in test_cuda_emu (lmtrain_emu is not sanitized)"); \
+    return;                                                                             \
   } while (0)
+#else
+#define SKIP_WITHOUT_GPU_CLI()                                                   \
+  do {                                                                           \
+    if (const std::string why = lmt::cuda::unavailable_reason(); !why.empty()) { \
+      WARN("SKIPPED: " << why);                                                  \
+      return;                                                                    \
+    }                                                                            \
+  } while (0)
+#endif
 
 std::vector<std::string> loss_lines(const fs::path& metrics) {
   std::vector<std::string> out;
@@ -37,9 +41,9 @@ std::vector<std::string> loss_lines(const fs::path& metrics) {
 
 }  // namespace
 
-TEST_CASE("cuda cli: 10 steps + resume + 10 equals 20 straight, bit for bit, in fp32, bf16 and fp16",
+TEST_CASE("cuda cli: 5 steps + resume + 5 equals 10 straight, bit for bit, in fp32, bf16 and fp16",
           "[cuda][cli][checkpoint]") {
-  SKIP_WITHOUT_REAL_GPU();
+  SKIP_WITHOUT_GPU_CLI();
   for (const std::string dtype : {"fp32", "bf16", "fp16"}) {
     DYNAMIC_SECTION(dtype) {
       TempDir straight, split;
@@ -48,19 +52,21 @@ TEST_CASE("cuda cli: 10 steps + resume + 10 equals 20 straight, bit for bit, in 
       // Head size 32 (the CUDA attention's smallest), a constant learning rate.
       const std::string common = "train tiny.yaml --device cuda --set model.n_embd=64 --set log.every=1 "
                                  "--set schedule.decay=constant --set data.synthetic.train_tokens=200";
-      RunResult a = run_lmtrain(straight, common + " --set run.steps=20");
+      // 12 windows per epoch, 4 per step: the resume at step 5 falls inside the second epoch.
+      RunResult a = run_lmtrain(straight, common + " --set run.steps=10");
       INFO(a.output);
       REQUIRE(a.status == 0);
-      RunResult b1 = run_lmtrain(split, common + " --set run.steps=10");
+      CHECK_THAT(a.output, Contains("backend cuda"));
+      RunResult b1 = run_lmtrain(split, common + " --set run.steps=5");
       REQUIRE(b1.status == 0);
-      RunResult b2 = run_lmtrain(split, common + " --set run.steps=20 --resume auto");
+      RunResult b2 = run_lmtrain(split, common + " --set run.steps=10 --resume auto");
       INFO(b2.output);
       REQUIRE(b2.status == 0);
       const auto expected = loss_lines(straight.path() / "runs" / "tiny" / "metrics.jsonl");
-      CHECK(expected.size() == 20);
+      CHECK(expected.size() == 10);
       CHECK(loss_lines(split.path() / "runs" / "tiny" / "metrics.jsonl") == expected);
-      const fs::path a_dir = straight.path() / "runs" / "tiny" / "checkpoints" / "step_00000020";
-      const fs::path b_dir = split.path() / "runs" / "tiny" / "checkpoints" / "step_00000020";
+      const fs::path a_dir = straight.path() / "runs" / "tiny" / "checkpoints" / "step_00000010";
+      const fs::path b_dir = split.path() / "runs" / "tiny" / "checkpoints" / "step_00000010";
       CHECK(read_file(b_dir / "model.safetensors") == read_file(a_dir / "model.safetensors"));
       CHECK(read_file(b_dir / "optimizer.safetensors") == read_file(a_dir / "optimizer.safetensors"));
     }
@@ -68,13 +74,13 @@ TEST_CASE("cuda cli: 10 steps + resume + 10 equals 20 straight, bit for bit, in 
 }
 
 TEST_CASE("cuda cli: fp16 skips overflowed steps, lowers the scale and saves it", "[cuda][cli][fp16]") {
-  SKIP_WITHOUT_REAL_GPU();
+  SKIP_WITHOUT_GPU_CLI();
   TempDir dir;
   write_file(dir.path() / "tiny.yaml", tiny_recipe(dir, "fp16"));
-  // 2^40 overflows fp16 at once: the scale must come down (by halving, after the hysteresis)
-  // before any step is applied.
+  // 2^30 overflows fp16 at once (the loss gradient alone is 2^30 / 64): the scale must come
+  // down, by halving after the hysteresis, before any step is applied.
   const RunResult r = run_lmtrain(dir, "train tiny.yaml --device cuda --set model.n_embd=64 --set log.every=1 "
-                                       "--set run.steps=40 --set precision.initial_scale_power=40");
+                                       "--set run.steps=20 --set precision.initial_scale_power=30");
   INFO(r.output);
   REQUIRE(r.status == 0);
   CHECK_THAT(r.output, Contains("step skipped, loss scale"));
@@ -86,14 +92,33 @@ TEST_CASE("cuda cli: fp16 skips overflowed steps, lowers the scale and saves it"
     if (is_training_record(record)) last_scale = record["loss_scale"].get<double>();
   }
   CHECK(overflows >= 2);
-  CHECK(last_scale < std::ldexp(1.0, 40));
+  CHECK(overflows < 20);  // some steps were applied
+  CHECK(last_scale > 0);
+  CHECK(last_scale < std::ldexp(1.0, 30));
   const auto state = nlohmann::json::parse(
-      read_file(dir.path() / "runs" / "tiny" / "checkpoints" / "step_00000040" / "trainer_state.json"));
+      read_file(dir.path() / "runs" / "tiny" / "checkpoints" / "step_00000020" / "trainer_state.json"));
   CHECK(state["loss_scaler"]["skipped_steps"].get<int>() == overflows);
+  CHECK(state["loss_scaler"]["scale"].get<double>() == last_scale);
+  // Resumed, the run continues at the saved scale: no new overflows from a scale reset to 2^30.
+  const RunResult resumed = run_lmtrain(dir, "train tiny.yaml --device cuda --set model.n_embd=64 --set log.every=1 "
+                                             "--set run.steps=25 --set precision.initial_scale_power=30 --resume auto");
+  INFO(resumed.output);
+  REQUIRE(resumed.status == 0);
+  int later_overflows = 0, later_steps = 0;
+  for (const auto& record : read_jsonl(dir.path() / "runs" / "tiny" / "metrics.jsonl")) {
+    if (!record.contains("step") || record["step"].get<int>() <= 20) continue;
+    if (record.value("event", "") == "overflow") ++later_overflows;
+    if (is_training_record(record)) {
+      ++later_steps;
+      CHECK(record["loss_scale"].get<double>() == last_scale);
+    }
+  }
+  CHECK(later_overflows == 0);
+  CHECK(later_steps == 5);
 }
 
 TEST_CASE("cuda cli: 2 ranks on 2 GPUs (NCCL) train like 1 GPU, with and without ZeRO-1", "[cuda][cli][nccl]") {
-  SKIP_WITHOUT_REAL_GPU();
+  SKIP_WITHOUT_GPU_CLI();
   if (lmt::cuda::visible_device_count() < 2) {
     WARN("SKIPPED: needs 2 GPUs (NCCL cannot put two ranks on one)");
     return;

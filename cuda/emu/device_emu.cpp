@@ -1,0 +1,25 @@
+// Device discovery in the emulator build: one "device", the CPU, so that the trainer's --device
+// cuda path (and lmtrain_emu, the CLI built on the emulator) runs end to end without a GPU.
+#include "cuda/device.h"
+
+namespace lmt::cuda {
+
+RuntimeStatus query_runtime() {
+  RuntimeStatus status;
+  status.driver_ok = true;
+  status.driver_version = 0;
+  status.runtime_version = 0;
+  DeviceInfo device;
+  device.index = 0;
+  device.name = "CUDA emulator (CPU)";
+  device.compute_major = 9;
+  device.compute_minor = 0;
+  device.total_memory = size_t{16} << 30;
+  device.multiprocessors = 1;
+  status.devices.push_back(device);
+  return status;
+}
+
+int cublas_version() { return 0; }
+
+}  // namespace lmt::cuda
