@@ -9,6 +9,7 @@
 
 #include "cuda/cuda_backend.h"
 #include "tests/cli/cli_util.h"
+#include "tests/cuda_ops/cuda_test_util.h"
 
 using namespace lmt::test;
 using Catch::Matchers::Contains;
@@ -22,13 +23,7 @@ namespace {
     return;                                                                             \
   } while (0)
 #else
-#define SKIP_WITHOUT_GPU_CLI()                                                   \
-  do {                                                                           \
-    if (const std::string why = lmt::cuda::unavailable_reason(); !why.empty()) { \
-      WARN("SKIPPED: " << why);                                                  \
-      return;                                                                    \
-    }                                                                            \
-  } while (0)
+#define SKIP_WITHOUT_GPU_CLI() SKIP_WITHOUT_GPU()
 #endif
 
 std::vector<std::string> loss_lines(const fs::path& metrics) {

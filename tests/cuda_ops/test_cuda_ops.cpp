@@ -23,6 +23,7 @@
 #include "model/adamw.h"
 #include "model/gpt.h"
 #include "tests/cpu/cpu_test_util.h"
+#include "tests/cuda_ops/cuda_test_util.h"
 
 namespace {
 
@@ -44,14 +45,6 @@ Tolerance tolerance_for(lmt::DType dtype) {
   return dtype == lmt::DType::kF32 ? kF32Tol : dtype == lmt::DType::kBF16 ? kBF16Tol : kF16Tol;
 }
 constexpr lmt::DType kAllTypes[] = {lmt::DType::kF32, lmt::DType::kBF16, lmt::DType::kF16};
-
-#define SKIP_WITHOUT_GPU()                                                      \
-  do {                                                                          \
-    if (const std::string why = lmt::cuda::unavailable_reason(); !why.empty()) { \
-      WARN("SKIPPED: " << why);                                                 \
-      return;                                                                   \
-    }                                                                           \
-  } while (0)
 
 // GPT-2-sized cases take minutes in the emulator; they run on real GPUs only.
 #define SKIP_IN_EMULATOR()                                                               \
