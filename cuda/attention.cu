@@ -319,7 +319,8 @@ constexpr size_t key_shared_bytes() {
   return sizeof(float) * (2 * kBlockRows * D + 2 * kTile * (D + 1) + 2 * kWarps * kRowsPerWarp * kTile + 2 * kTile);
 }
 
-// Above 48 KiB a kernel must opt in to dynamic shared memory, once per kernel and device.
+// Above 48 KiB a kernel must opt in to dynamic shared memory. The attribute belongs to the
+// kernel (on the current device: a process uses one), so it is set once per kernel, not per launch.
 template <typename Kernel>
 void allow_shared(Kernel kernel, size_t bytes) {
 #ifndef LMTRAIN_CUDA_EMU
@@ -337,7 +338,7 @@ void forward_for(T* out, float* lse, const T* qkv, int B, int seq_len, int C, in
   const float scale = 1.0f / sqrtf(static_cast<float>(D));
   const dim3 grid(ceil_div(seq_len, kBlockRows), NH, B);
   auto kernel = attention_forward_kernel<T, D>;
-  allow_shared(kernel, forward_shared_bytes<D>());
+  [[maybe_unused]] static const bool kernel_ready = (allow_shared(kernel, forward_shared_bytes<D>()), true);
   LMT_LAUNCH(kernel, grid, kThreads, forward_shared_bytes<D>(), stream)(out, lse, qkv, view, scale);
   CUDA_CHECK_LAUNCH();
 }
@@ -354,12 +355,12 @@ void backward_for(T* dqkv, const T* dout, const T* qkv, const T* out, const floa
   CUDA_CHECK_LAUNCH();
   const dim3 grid(ceil_div(seq_len, kBlockRows), NH, B);
   auto query_kernel = attention_backward_query_kernel<T, D>;
-  allow_shared(query_kernel, query_shared_bytes<D>());
+  [[maybe_unused]] static const bool query_kernel_ready = (allow_shared(query_kernel, query_shared_bytes<D>()), true);
   LMT_LAUNCH(query_kernel, grid, kThreads, query_shared_bytes<D>(), stream)(dqkv, dout, qkv, lse, delta, view,
                                                                             scale);
   CUDA_CHECK_LAUNCH();
   auto key_kernel = attention_backward_key_kernel<T, D>;
-  allow_shared(key_kernel, key_shared_bytes<D>());
+  [[maybe_unused]] static const bool key_kernel_ready = (allow_shared(key_kernel, key_shared_bytes<D>()), true);
   LMT_LAUNCH(key_kernel, grid, kThreads, key_shared_bytes<D>(), stream)(dqkv, dout, qkv, lse, delta, view, scale);
   CUDA_CHECK_LAUNCH();
 }

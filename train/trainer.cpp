@@ -33,10 +33,9 @@
 
 namespace lmt {
 namespace {
+
 // CUDA context, cuBLASLt workspace and kernel scratch, on top of the planned tensors.
 constexpr double kCudaReserveBytes = 1.0 * (1 << 30);
-}  // namespace
-namespace {
 
 std::atomic<int> g_stop_signal{0};
 
@@ -184,7 +183,8 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
                             "with --set run.name=...",
                             run_dir));
 
-  BackendChoice choice = make_backend(backend_request(r, cfg, options.device, static_cast<int>(options.local_rank), loaded.path));
+  BackendChoice choice =
+      make_backend(backend_request(r, cfg, options.device, static_cast<int>(options.local_rank), loaded.path));
   Backend& backend = *choice.backend;
   // Gradients and parameters live in device memory on CUDA: their collectives go through NCCL;
   // the host-side ones (loss, stop flag, barrier) stay on the job's group.
@@ -361,6 +361,11 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
                     seconds_since(t0) * 1e3));
   };
 
+  // After each step, applied or skipped: the periodic evaluation and checkpoint.
+  auto evaluate_and_save_on_schedule = [&](int64_t done) {
+    if (r.eval.every > 0 && done % r.eval.every == 0 && done != r.run.steps) run_eval(done);
+    if (r.checkpoint.every > 0 && done % r.checkpoint.every == 0) save(done);
+  };
   // Ranks stop together: a signal seen by any rank stops all after the same step.
   auto stop_requested = [&] {
     float stop = g_stop_signal.load() != 0 ? 1.0f : 0.0f;
@@ -393,9 +398,7 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
                       step + 1, r.run.steps, loss_scale, scaler.scale(), scaler.skipped_steps()));
       tokens_seen += step_tokens;
       result.steps_done = step + 1;
-      const int64_t done = step + 1;
-      if (r.eval.every > 0 && done % r.eval.every == 0 && done != r.run.steps) run_eval(done);
-      if (r.checkpoint.every > 0 && done % r.checkpoint.every == 0) save(done);
+      evaluate_and_save_on_schedule(step + 1);
       continue;
     }
     if (!std::isfinite(loss) || !std::isfinite(norm)) {
@@ -457,8 +460,7 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
       window_tokens = 0;
       window_flops = 0.0;
     }
-    if (r.eval.every > 0 && done % r.eval.every == 0 && done != r.run.steps) run_eval(done);
-    if (r.checkpoint.every > 0 && done % r.checkpoint.every == 0) save(done);
+    evaluate_and_save_on_schedule(done);
   }
   // Also a signal during the last step (asked of all ranks together, so they agree).
   if (!result.interrupted && stop_requested()) result.interrupted = true;
