@@ -20,7 +20,7 @@ double sum_squares(const Real* grads, size_t n) {
   const int64_t count = static_cast<int64_t>(n);
   const int64_t num_chunks = (count + kChunk - 1) / kChunk;
   std::vector<double> partial_sums(static_cast<size_t>(num_chunks), 0.0);
-#pragma omp parallel for schedule(dynamic)
+#pragma omp parallel for schedule(static)
   for (int64_t chunk = 0; chunk < num_chunks; ++chunk) {
     const int64_t begin = chunk * kChunk;
     const int64_t end = std::min(count, begin + kChunk);
@@ -101,7 +101,7 @@ void adamw_update(Real* params, const Real* grads, Real* m, Real* v, size_t n, R
   const Real bias_correction2 = static_cast<Real>(1.0 - std::pow(double{beta2}, t));
   const int64_t count = static_cast<int64_t>(n);
   const int64_t num_chunks = (count + kAdamChunk - 1) / kAdamChunk;
-#pragma omp parallel for schedule(dynamic) if (num_chunks > 1)
+#pragma omp parallel for schedule(static) if (num_chunks > 1)
   for (int64_t chunk = 0; chunk < num_chunks; ++chunk) {
     run_adamw_range(params, grads, m, v, chunk * kAdamChunk,
                     std::min(count, (chunk + 1) * kAdamChunk), lr, beta1, beta2, eps,

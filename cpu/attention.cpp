@@ -234,7 +234,7 @@ void attention_forward(Real* out, Real* lse, const Real* qkv, int B, int T, int 
     Real* scores_t = scratch.scores_t.data();
     Real* col_max = scratch.columns.data();
     Real* col_sum = col_max + kQueryBlock;
-#pragma omp for schedule(dynamic)
+#pragma omp for schedule(static)
     for (int pair = 0; pair < num_pairs; ++pair) {
       const int b = pair / NH;
       const int h = pair % NH;
@@ -277,7 +277,7 @@ void attention_backward(Real* dqkv, const Real* dout, const Real* qkv, const Rea
     Real* dscores_t = scratch.dscores_t.data();
     Real* dout_t = scratch.dout_t.data();
     Real* dout_dot_out = scratch.columns.data();
-#pragma omp for schedule(dynamic)
+#pragma omp for schedule(static)
     for (int pair = 0; pair < num_pairs; ++pair) {
       const int b = pair / NH;
       const int h = pair % NH;

@@ -76,7 +76,7 @@ void classify_row(float* dlogits_row, float* loss, const float* logits_row, int 
 template <typename Real>
 void classifier_forward_backward(Real* dlogits, Real* losses, const Real* logits,
                                  const int32_t* targets, Real dloss, int N, int V, int Vp) {
-#pragma omp parallel for schedule(dynamic, 16)
+#pragma omp parallel for schedule(static)
   for (int n = 0; n < N; ++n) {
     classify_row(dlogits != nullptr ? dlogits + int64_t{n} * Vp : nullptr, losses + n,
                  logits + int64_t{n} * Vp, targets[n], dloss, V, Vp);

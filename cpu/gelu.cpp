@@ -164,7 +164,7 @@ template <typename Real>
 void gelu_forward(Real* out, const Real* inp, size_t n) {
   const int64_t count = static_cast<int64_t>(n);
   const int64_t num_chunks = (count + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(dynamic)
+#pragma omp parallel for schedule(static)
   for (int64_t chunk = 0; chunk < num_chunks; ++chunk) {
     run_forward(out, inp, chunk * kChunk, std::min(count, (chunk + 1) * kChunk));
   }
@@ -174,7 +174,7 @@ template <typename Real>
 void gelu_backward(Real* dinp, const Real* inp, const Real* dout, size_t n) {
   const int64_t count = static_cast<int64_t>(n);
   const int64_t num_chunks = (count + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(dynamic)
+#pragma omp parallel for schedule(static)
   for (int64_t chunk = 0; chunk < num_chunks; ++chunk) {
     run_backward(dinp, inp, dout, chunk * kChunk, std::min(count, (chunk + 1) * kChunk));
   }

@@ -264,11 +264,52 @@ void pack_b_strip(float* dst, bool trans_b, const float* B, int64_t ldb, int j0,
 // Scratch owned by the calling thread (Gloo tests run several ranks as threads of one
 // process, so the buffers cannot be shared process-wide). They only grow: no allocation once
 // the shapes of a training step have been seen.
+// A thread's share of the tiles of one (column block, k block) pass: items [front, back),
+// packed into one word so that the owner (taking from the front) and a thread that has run out
+// of work (taking from the back) claim disjoint chunks with one compare-and-swap.
+struct alignas(64) WorkRange {
+  std::atomic<uint64_t> bounds{0};
+};
+
+bool take_front(WorkRange& range, int chunk, int& first, int& last) {
+  uint64_t current = range.bounds.load(std::memory_order_relaxed);
+  for (;;) {
+    const uint32_t front = static_cast<uint32_t>(current >> 32);
+    const uint32_t back = static_cast<uint32_t>(current);
+    if (front >= back) return false;
+    const uint32_t new_front = std::min<uint32_t>(back, front + static_cast<uint32_t>(chunk));
+    if (range.bounds.compare_exchange_weak(current, (uint64_t{new_front} << 32) | back,
+                                           std::memory_order_relaxed)) {
+      first = static_cast<int>(front);
+      last = static_cast<int>(new_front);
+      return true;
+    }
+  }
+}
+
+bool take_back(WorkRange& range, int chunk, int& first, int& last) {
+  uint64_t current = range.bounds.load(std::memory_order_relaxed);
+  for (;;) {
+    const uint32_t front = static_cast<uint32_t>(current >> 32);
+    const uint32_t back = static_cast<uint32_t>(current);
+    if (front >= back) return false;
+    const uint32_t new_back = back - front > static_cast<uint32_t>(chunk)
+                                  ? back - static_cast<uint32_t>(chunk)
+                                  : front;
+    if (range.bounds.compare_exchange_weak(current, (uint64_t{front} << 32) | new_back,
+                                           std::memory_order_relaxed)) {
+      first = static_cast<int>(new_back);
+      last = static_cast<int>(back);
+      return true;
+    }
+  }
+}
+
 struct GemmScratch {
   std::vector<float> a_panels;
   std::vector<float> b_strips;
-  std::unique_ptr<std::atomic<int>[]> next_item;  // one work counter per k / column block
-  int num_counters = 0;
+  std::unique_ptr<WorkRange[]> ranges;  // one per thread per (column block, k block) pass
+  int num_ranges = 0;
 };
 GemmScratch& scratch() {
   thread_local GemmScratch instance;
@@ -283,7 +324,7 @@ GemmScratch& scratch() {
 void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bool trans_b, int M,
                 int N, int K, const float* A, int64_t lda, const float* B, int64_t ldb,
                 float beta, float* C, int64_t ldc, const float* bias, float* a_panels,
-                float* b_strips, std::atomic<int>* next_item, const GemmEpilogue& epilogue,
+                float* b_strips, WorkRange* ranges, const GemmEpilogue& epilogue,
                 int k_block, int column_block, bool pack_all_b, const GemmTileRange& tile_range) {
   const int mr = kernel.mr;
   const int nr = kernel.nr;
@@ -328,7 +369,14 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
         pack_a_panel(a_panels, trans_a, A, lda, (num_panels - 1) * mr, short_panel_rows, p0, kc,
                      mr);
       }
-      barrier();  // strips and the short panel are ready
+      const int num_items = num_strips * num_panels;
+      WorkRange* pass_ranges = ranges + int64_t{iteration} * num_threads;
+      if (num_threads > 1) {
+        const uint64_t front = uint64_t(int64_t{num_items} * tid / num_threads);
+        const uint64_t back = uint64_t(int64_t{num_items} * (tid + 1) / num_threads);
+        pass_ranges[tid].bounds.store((front << 32) | back, std::memory_order_relaxed);
+      }
+      barrier();  // strips, the short panel and every thread's share are ready
       // Items in (row block, strip, panel) order: a thread's consecutive tiles share a strip
       // (in L1) and its row blocks of A stay in L2; the split is over all of C at once, so the
       // threads meet only after the packing and at the end of the k block.
@@ -409,20 +457,24 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
           epilogue.fn(epilogue.context, c_tile, ldc, i0, j0 + s * nr, rows, cols);
         }
       };
-      // Tiles are handed out in chunks from a shared counter rather than split in equal
-      // halves: on a shared machine one core can lose its time slice, and the other then takes
-      // over its tiles. Which thread computes a tile does not change its bits.
-      const int num_items = num_strips * num_panels;
+      // Each thread starts on its own contiguous share of the tiles (the same rows every call,
+      // so a layer's operands stay in the cache of the core that produced them), then takes
+      // chunks from the back of the others' shares: on a shared machine one core can lose its
+      // time slice, and the other then takes over its tiles. Which thread computes a tile does
+      // not change its bits.
       if (num_threads == 1) {
         for (int item = 0; item < num_items; ++item) compute_tile(item);
       } else {
-        const int chunk = std::max(1, num_items / (num_threads * 8));
-        std::atomic<int>& counter = next_item[iteration];
-        for (;;) {
-          const int first = counter.fetch_add(chunk, std::memory_order_relaxed);
-          if (first >= num_items) break;
-          const int last = std::min(num_items, first + chunk);
+        const int chunk = std::max(1, num_items / (num_threads * 16));
+        int first, last;
+        while (take_front(pass_ranges[tid], chunk, first, last)) {
           for (int item = first; item < last; ++item) compute_tile(item);
+        }
+        for (int v = 1; v < num_threads; ++v) {
+          WorkRange& victim = pass_ranges[(tid + v) % num_threads];
+          while (take_back(victim, chunk, first, last)) {
+            for (int item = first; item < last; ++item) compute_tile(item);
+          }
         }
       }
       ++iteration;
@@ -468,12 +520,13 @@ void run_gemm(const Kernel& kernel, bool trans_a, bool trans_b, int M, int N, in
   const int64_t kc_max = std::min(k_block, K);
   GemmScratch& buffers = scratch();
   const int num_iterations = ((N + column_block - 1) / column_block) * ((K + k_block - 1) / k_block);
-  if (buffers.num_counters < num_iterations) {
-    buffers.next_item = std::make_unique<std::atomic<int>[]>(num_iterations);
-    buffers.num_counters = num_iterations;
+  const int max_threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  const int num_ranges = num_iterations * max_threads;
+  if (buffers.num_ranges < num_ranges) {
+    buffers.ranges = std::make_unique<WorkRange[]>(num_ranges);
+    buffers.num_ranges = num_ranges;
   }
-  for (int i = 0; i < num_iterations; ++i) buffers.next_item[i].store(0, std::memory_order_relaxed);
-  std::atomic<int>* next_item = buffers.next_item.get();
+  WorkRange* ranges = buffers.ranges.get();
   const size_t a_size = size_t(kernel.mr) * kc_max;
   const size_t b_size = size_t(trans_b || pack_all_b ? nc_max : kernel.nr) * kc_max;
   if (buffers.a_panels.size() < a_size) buffers.a_panels.resize(a_size);
@@ -484,16 +537,16 @@ void run_gemm(const Kernel& kernel, bool trans_a, bool trans_b, int M, int N, in
   // Small products are not worth waking the team, and calls from inside a parallel region run
   // on the calling thread alone.
   const double flops = 2.0 * M * N * K;
-  const int num_threads = (flops < 4e5 || omp_in_parallel()) ? 1 : omp_get_max_threads();
+  const int num_threads = flops < 4e5 ? 1 : max_threads;
   if (num_threads == 1) {
     gemm_share(kernel, 0, 1, trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, bias,
-               a_panels, b_strips, next_item, epilogue, k_block, column_block, pack_all_b,
+               a_panels, b_strips, ranges, epilogue, k_block, column_block, pack_all_b,
                tile_range);
     return;
   }
 #pragma omp parallel num_threads(num_threads)
   gemm_share(kernel, omp_get_thread_num(), omp_get_num_threads(), trans_a, trans_b, M, N, K, A,
-             lda, B, ldb, beta, C, ldc, bias, a_panels, b_strips, next_item, epilogue, k_block,
+             lda, B, ldb, beta, C, ldc, bias, a_panels, b_strips, ranges, epilogue, k_block,
              column_block, pack_all_b, tile_range);
 }
 

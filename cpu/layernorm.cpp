@@ -114,7 +114,7 @@ void run_backward_row(double* dinp_row, const double* dout_row, const double* in
 template <typename Real>
 void layernorm_forward(Real* out, Real* mean, Real* rstd, const Real* inp, const Real* weight,
                        const Real* bias, int N, int C) {
-#pragma omp parallel for schedule(dynamic, 32)
+#pragma omp parallel for schedule(static)
   for (int n = 0; n < N; ++n) {
     run_forward_row(out + int64_t{n} * C, mean + n, rstd + n, inp + int64_t{n} * C, weight, bias,
                     C);
@@ -127,7 +127,7 @@ void layernorm_backward(Real* dinp, Real* dweight, Real* dbias, const Real* dout
   // dinp: rows are independent.
   //   norm = (x - mean) * rstd, dnorm = weight * dout
   //   dinp += rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm))
-#pragma omp parallel for schedule(dynamic, 32)
+#pragma omp parallel for schedule(static)
   for (int n = 0; n < N; ++n) {
     run_backward_row(dinp + int64_t{n} * C, dout + int64_t{n} * C, inp + int64_t{n} * C, weight,
                      double{mean[n]}, double{rstd[n]}, C);

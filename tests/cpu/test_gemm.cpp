@@ -3,8 +3,11 @@
 // leading dimensions larger than the matrix, and the same bits for 1, 2 and 3 threads.
 #include <omp.h>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <limits>
+#include <thread>
 
 #include "cpu/gemm.h"
 #include "tests/cpu/cpu_test_util.h"
@@ -166,6 +169,53 @@ TEST_CASE("sgemm gives the same bits for any thread count", "[cpu][gemm]") {
   omp_set_num_threads(saved_threads);
   CHECK(results[0] == results[1]);
   CHECK(results[0] == results[2]);
+}
+
+// Records which thread finished each element of C, and holds thread 0 back for a while after
+// every tile it finishes, so that thread 1 runs out of its own share and takes over tiles from
+// the back of thread 0's.
+struct SlowThreadZero {
+  std::vector<int>* finished_by;
+  int ldc;
+};
+void note_tile_and_stall_thread_zero(const void* context, float*, int64_t, int row0, int col0,
+                                     int rows, int cols) {
+  const auto& state = *static_cast<const SlowThreadZero*>(context);
+  const int thread = omp_get_thread_num();
+  for (int i = row0; i < row0 + rows; ++i) {
+    for (int j = col0; j < col0 + cols; ++j) (*state.finished_by)[size_t(i) * state.ldc + j] = thread;
+  }
+  if (thread == 0) std::this_thread::sleep_for(std::chrono::microseconds(300));
+}
+
+TEST_CASE("sgemm: a thread that runs out of tiles takes over a slow thread's, same bits", "[cpu][gemm]") {
+  // beta = 1: a tile computed twice would be added twice, a tile skipped would keep C's start.
+  const int M = 240, N = 128, K = 200;
+  std::mt19937 rng(11);
+  const std::vector<float> A = random_floats(size_t(M) * K, rng);
+  const std::vector<float> B = random_floats(size_t(K) * N, rng);
+  const std::vector<float> C0 = random_floats(size_t(M) * N, rng);
+  std::vector<float> serial = C0;
+  const int saved_threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  sgemm(false, false, M, N, K, A.data(), K, B.data(), N, 1.0f, serial.data(), N);
+  omp_set_num_threads(2);
+  std::vector<float> parallel = C0;
+  std::vector<int> finished_by(size_t(M) * N, -1);
+  SlowThreadZero state{&finished_by, N};
+  sgemm(false, false, M, N, K, A.data(), K, B.data(), N, 1.0f, parallel.data(), N, nullptr,
+        GemmEpilogue{note_tile_and_stall_thread_zero, &state});
+  omp_set_num_threads(saved_threads);
+  CHECK(parallel == serial);
+  // Each thread's own share is half of the tiles (all tiles are whole at this shape), so more
+  // than half of C finished by thread 1 means it took over some of thread 0's.
+  size_t by_thread_one = 0, unfinished = 0;
+  for (int thread : finished_by) {
+    if (thread < 0) ++unfinished;
+    if (thread == 1) ++by_thread_one;
+  }
+  CHECK(unfinished == 0);
+  CHECK(by_thread_one > finished_by.size() / 2);
 }
 
 TEST_CASE("sgemm with K = 0 honours beta, and rejects other betas", "[cpu][gemm]") {
