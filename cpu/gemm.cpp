@@ -125,6 +125,7 @@ __attribute__((target("avx512f"))) void kernel_avx512(int kc, const float* A,
     c0[i] = accumulate ? _mm512_loadu_ps(C + i * ldc) : start0;
     c1[i] = accumulate ? _mm512_loadu_ps(C + i * ldc + 16) : start1;
   }
+#pragma GCC unroll 2
   for (int k = 0; k < kc; ++k) {
     const __m512 b0 = _mm512_loadu_ps(B);
     const __m512 b1 = _mm512_loadu_ps(B + 16);
@@ -174,9 +175,8 @@ void pack_a_panel(float* dst, bool trans_a, const float* A, int64_t lda, int i0,
     for (int k = 0; k < kc; ++k) {
       const float* src = A + int64_t{p0 + k} * lda + i0;
       float* out = dst + k * mr;
-      int i = 0;
-      for (; i < rows; ++i) out[i] = src[i];
-      for (; i < mr; ++i) out[i] = 0.0f;
+      std::memcpy(out, src, sizeof(float) * rows);
+      for (int i = rows; i < mr; ++i) out[i] = 0.0f;
     }
   } else {
     // op(A)(i, k) = A[i * lda + k]: read each row once, scatter with stride mr.
@@ -325,7 +325,8 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
                 int N, int K, const float* A, int64_t lda, const float* B, int64_t ldb,
                 float beta, float* C, int64_t ldc, const float* bias, float* a_panels,
                 float* b_strips, WorkRange* ranges, const GemmEpilogue& epilogue,
-                int k_block, int column_block, bool pack_all_b, const GemmTileRange& tile_range) {
+                int k_block, int column_block, bool pack_all_b, bool pack_all_a,
+                const GemmTileRange& tile_range) {
   const int mr = kernel.mr;
   const int nr = kernel.nr;
   const int num_panels = (M + mr - 1) / mr;
@@ -365,7 +366,18 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
         }
       }
       // Full panels of A are read in place; only a last panel shorter than mr is packed.
-      if (short_panel_rows > 0 && tid == num_threads - 1) {
+      // Except for a transposed A over a long K (a weight gradient, K = tokens): a panel's k
+      // steps are short pieces of distant rows of A, so every panel is copied into contiguous
+      // memory once (the threads split the panels) and then read sequentially by each strip.
+      if (pack_all_a) {
+        int first_panel, end_panel;
+        share(num_panels, first_panel, end_panel);
+        for (int panel = first_panel; panel < end_panel; ++panel) {
+          const int i0 = panel * mr;
+          pack_a_panel(a_panels + int64_t{panel} * mr * kc, trans_a, A, lda, i0,
+                       std::min(mr, M - i0), p0, kc, mr);
+        }
+      } else if (short_panel_rows > 0 && tid == num_threads - 1) {
         pack_a_panel(a_panels, trans_a, A, lda, (num_panels - 1) * mr, short_panel_rows, p0, kc,
                      mr);
       }
@@ -402,7 +414,11 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
         const float* a_panel;
         int64_t a_step;
         bool rows_contiguous;
-        if (rows < mr) {
+        if (pack_all_a) {
+          a_panel = a_panels + int64_t{panel} * mr * kc;
+          a_step = mr;
+          rows_contiguous = true;
+        } else if (rows < mr) {
           a_panel = a_panels;
           a_step = mr;
           rows_contiguous = true;
@@ -513,6 +529,8 @@ void run_gemm(const Kernel& kernel, bool trans_a, bool trans_b, int M, int N, in
   // every tile; past one k block's worth of rows that thrashed (a 768 x 512 B ran at 60% of the
   // blocked speed), so such a B is packed into contiguous strips too.
   const bool pack_all_b = whole_k && !trans_b && K > kKc;
+  // A transposed A over a long K is packed whole when each panel serves several strips.
+  const bool pack_all_a = whole_k && trans_a && K > kKc && N > 2 * kernel.nr;
   const int k_block = whole_k ? K : kKc;
   const int column_block = whole_k ? N : kNc;
   const int64_t nc_max =
@@ -527,7 +545,8 @@ void run_gemm(const Kernel& kernel, bool trans_a, bool trans_b, int M, int N, in
     buffers.num_ranges = num_ranges;
   }
   WorkRange* ranges = buffers.ranges.get();
-  const size_t a_size = size_t(kernel.mr) * kc_max;
+  const size_t a_size =
+      size_t(kernel.mr) * kc_max * (pack_all_a ? size_t((M + kernel.mr - 1) / kernel.mr) : 1);
   const size_t b_size = size_t(trans_b || pack_all_b ? nc_max : kernel.nr) * kc_max;
   if (buffers.a_panels.size() < a_size) buffers.a_panels.resize(a_size);
   if (buffers.b_strips.size() < b_size) buffers.b_strips.resize(b_size);
@@ -541,13 +560,13 @@ void run_gemm(const Kernel& kernel, bool trans_a, bool trans_b, int M, int N, in
   if (num_threads == 1) {
     gemm_share(kernel, 0, 1, trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, bias,
                a_panels, b_strips, ranges, epilogue, k_block, column_block, pack_all_b,
-               tile_range);
+               pack_all_a, tile_range);
     return;
   }
 #pragma omp parallel num_threads(num_threads)
   gemm_share(kernel, omp_get_thread_num(), omp_get_num_threads(), trans_a, trans_b, M, N, K, A,
              lda, B, ldb, beta, C, ldc, bias, a_panels, b_strips, ranges, epilogue, k_block,
-             column_block, pack_all_b, tile_range);
+             column_block, pack_all_b, pack_all_a, tile_range);
 }
 
 GemmIsa detect_isa() {

@@ -53,10 +53,11 @@ TEST_CASE("sgemm matches a double reference for every ISA, layout and edge shape
   const bool accumulate = GENERATE(false, true);
   // 1x1x1; below one tile; exact tiles (12x32 and 6x16 and 4x16 all divide 96 x 64); ragged;
   // M past the 16-panel row block; then the blocked path: K past 1024 (k blocks of 256), and a
-  // transposed B too big to pack at once (K x N > 2^21: column blocks of 1024).
+  // transposed B too big to pack at once (K x N > 2^21: column blocks of 1024); and a weight
+  // gradient's shape, where a transposed A over K > 256 is packed whole (ragged panel and strip).
   const Case shape = GENERATE(Case{1, 1, 1}, Case{5, 7, 3}, Case{96, 64, 40}, Case{37, 45, 29},
                               Case{13, 33, 300}, Case{20, 1100, 17}, Case{250, 20, 11},
-                              Case{14, 40, 1100}, Case{3, 4100, 600});
+                              Case{14, 40, 1100}, Case{3, 4100, 600}, Case{29, 100, 520});
   INFO(gemm_isa_name(isa) << " trans_a " << trans_a << " trans_b " << trans_b << " accumulate "
                           << accumulate << " M " << shape.M << " N " << shape.N << " K "
                           << shape.K);
@@ -160,15 +161,21 @@ TEST_CASE("sgemm gives the same bits for any thread count", "[cpu][gemm]") {
   const std::vector<float> B = random_floats(size_t(N) * K, rng);
   const int saved_threads = omp_get_max_threads();
   std::vector<std::vector<float>> results;
+  std::vector<std::vector<float>> weight_gradients;  // transposed A (K x M), packed whole
   for (int threads : {1, 2, 3}) {
     omp_set_num_threads(threads);
     std::vector<float> C(size_t(M) * N, std::numeric_limits<float>::quiet_NaN());
     sgemm(false, true, M, N, K, A.data(), K, B.data(), K, 0.0f, C.data(), N);
     results.push_back(C);
+    std::vector<float> D(size_t(M) * N, 0.5f);
+    sgemm(true, false, M, N, K, A.data(), M, B.data(), N, 1.0f, D.data(), N);
+    weight_gradients.push_back(D);
   }
   omp_set_num_threads(saved_threads);
   CHECK(results[0] == results[1]);
   CHECK(results[0] == results[2]);
+  CHECK(weight_gradients[0] == weight_gradients[1]);
+  CHECK(weight_gradients[0] == weight_gradients[2]);
 }
 
 // Records which thread finished each element of C, and holds thread 0 back for a while after
