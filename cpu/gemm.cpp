@@ -20,6 +20,8 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include "core/error.h"
@@ -187,6 +189,44 @@ void pack_a_panel(float* dst, bool trans_a, const float* A, int64_t lda, int i0,
     for (int i = rows; i < mr; ++i) {
       for (int k = 0; k < kc; ++k) dst[k * mr + i] = 0.0f;
     }
+  }
+}
+
+// Packs panels [first_panel, end_panel) of a transposed A (op(A)(i, k) = A[k * lda + i]) over
+// k [p0, p0+kc), panel p at dst + p * mr * kc (the last one zero-padded to mr rows). Row by row
+// of A, so the reads are sequential within each row and the hardware prefetcher keeps up.
+void pack_a_panels_transposed(float* dst, const float* A, int64_t lda, int M, int first_panel,
+                              int end_panel, int p0, int kc, int mr) {
+  if (first_panel >= end_panel) return;
+  const int full_end = std::min(end_panel, M / mr);  // panels with mr real rows
+  const int64_t panel_size = int64_t{mr} * kc;
+  // A fixed-size copy per (k, panel), inlined: a library memcpy call per 48 bytes cost a
+  // quarter of a weight-gradient GEMM.
+  auto copy_rows = [&](auto fixed_mr) {
+    constexpr int kMr = decltype(fixed_mr)::value;
+    for (int k = 0; k < kc; ++k) {
+      const float* src = A + int64_t{p0 + k} * lda;
+      for (int panel = first_panel; panel < full_end; ++panel) {
+        std::memcpy(dst + panel * panel_size + int64_t{k} * kMr, src + int64_t{panel} * kMr,
+                    sizeof(float) * kMr);
+      }
+    }
+  };
+  switch (mr) {
+    case 12:
+      copy_rows(std::integral_constant<int, 12>{});
+      break;
+    case 6:
+      copy_rows(std::integral_constant<int, 6>{});
+      break;
+    case 4:
+      copy_rows(std::integral_constant<int, 4>{});
+      break;
+    default:
+      throw Error("sgemm: no panel copy for mr " + std::to_string(mr));
+  }
+  for (int panel = std::max(first_panel, full_end); panel < end_panel; ++panel) {
+    pack_a_panel(dst + panel * panel_size, true, A, lda, panel * mr, M - panel * mr, p0, kc, mr);
   }
 }
 
@@ -372,11 +412,7 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
       if (pack_all_a) {
         int first_panel, end_panel;
         share(num_panels, first_panel, end_panel);
-        for (int panel = first_panel; panel < end_panel; ++panel) {
-          const int i0 = panel * mr;
-          pack_a_panel(a_panels + int64_t{panel} * mr * kc, trans_a, A, lda, i0,
-                       std::min(mr, M - i0), p0, kc, mr);
-        }
+        pack_a_panels_transposed(a_panels, A, lda, M, first_panel, end_panel, p0, kc, mr);
       } else if (short_panel_rows > 0 && tid == num_threads - 1) {
         pack_a_panel(a_panels, trans_a, A, lda, (num_panels - 1) * mr, short_panel_rows, p0, kc,
                      mr);
