@@ -1,6 +1,7 @@
 // Checkpoints through the CLI: exact resume, verification of every file, pruning.
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <string>
@@ -52,6 +53,32 @@ TEST_CASE("checkpoints: 10 steps + resume + 10 steps equals 20 straight, bit for
         read_file(checkpoints(straight) / "step_00000020" / "model.safetensors"));
   CHECK(read_file(checkpoints(split) / "step_00000020" / "optimizer.safetensors") ==
         read_file(checkpoints(straight) / "step_00000020" / "optimizer.safetensors"));
+}
+
+TEST_CASE("checkpoints: 1, 2 and 3 threads give the same losses and checkpoint bytes", "[cli][checkpoint]") {
+  // Large enough that the GEMMs, row loops and attention heads are split over the threads
+  // (512 rows x 64 channels, 4 heads, vocab 100): which thread computes what must not change a bit.
+  const std::string sizes =
+      " --set run.steps=8 --set log.every=1 --set run.seq_len=64 --set model.max_seq_len=64"
+      " --set run.micro_batch_size=8 --set model.n_layer=2 --set model.n_head=4"
+      " --set model.n_embd=64 --set data.synthetic.vocab_size=100";
+  std::vector<std::string> losses;
+  std::vector<std::string> models;
+  for (int threads : {1, 2, 3}) {
+    TempDir dir;
+    write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+    RunResult r = run_lmtrain(dir, "train tiny.yaml --set run.threads=" + std::to_string(threads) + sizes);
+    INFO("threads " << threads << "\n" << r.output);
+    REQUIRE(r.status == 0);
+    const auto lines = loss_lines(dir.path() / "runs" / "tiny" / "metrics.jsonl");
+    REQUIRE(lines.size() == 8);
+    losses.push_back(fmt::format("{}", fmt::join(lines, "\n")));
+    models.push_back(read_file(checkpoints(dir) / "step_00000008" / "model.safetensors"));
+  }
+  CHECK(losses[1] == losses[0]);
+  CHECK(losses[2] == losses[0]);
+  CHECK(models[1] == models[0]);
+  CHECK(models[2] == models[0]);
 }
 
 TEST_CASE("checkpoints: a stopped run resumes with a longer schedule and says what changed", "[cli][checkpoint]") {
