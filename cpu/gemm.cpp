@@ -301,9 +301,6 @@ void pack_b_strip(float* dst, bool trans_b, const float* B, int64_t ldb, int j0,
   }
 }
 
-// Scratch owned by the calling thread (Gloo tests run several ranks as threads of one
-// process, so the buffers cannot be shared process-wide). They only grow: no allocation once
-// the shapes of a training step have been seen.
 // A thread's share of the tiles of one (column block, k block) pass: items [front, back),
 // packed into one word so that the owner (taking from the front) and a thread that has run out
 // of work (taking from the back) claim disjoint chunks with one compare-and-swap.
@@ -311,40 +308,32 @@ struct alignas(64) WorkRange {
   std::atomic<uint64_t> bounds{0};
 };
 
-bool take_front(WorkRange& range, int chunk, int& first, int& last) {
+// Claims a chunk of at most `chunk` items, from the front (the owner) or the back (a thread
+// that has run out of its own work); false once the range is empty.
+bool take(WorkRange& range, int chunk, bool from_back, int& first, int& last) {
   uint64_t current = range.bounds.load(std::memory_order_relaxed);
   for (;;) {
-    const uint32_t front = static_cast<uint32_t>(current >> 32);
-    const uint32_t back = static_cast<uint32_t>(current);
+    uint32_t front = static_cast<uint32_t>(current >> 32);
+    uint32_t back = static_cast<uint32_t>(current);
     if (front >= back) return false;
-    const uint32_t new_front = std::min<uint32_t>(back, front + static_cast<uint32_t>(chunk));
-    if (range.bounds.compare_exchange_weak(current, (uint64_t{new_front} << 32) | back,
+    const uint32_t size = std::min<uint32_t>(back - front, static_cast<uint32_t>(chunk));
+    first = static_cast<int>(from_back ? back - size : front);
+    last = first + static_cast<int>(size);
+    if (from_back) {
+      back -= size;
+    } else {
+      front += size;
+    }
+    if (range.bounds.compare_exchange_weak(current, (uint64_t{front} << 32) | back,
                                            std::memory_order_relaxed)) {
-      first = static_cast<int>(front);
-      last = static_cast<int>(new_front);
       return true;
     }
   }
 }
 
-bool take_back(WorkRange& range, int chunk, int& first, int& last) {
-  uint64_t current = range.bounds.load(std::memory_order_relaxed);
-  for (;;) {
-    const uint32_t front = static_cast<uint32_t>(current >> 32);
-    const uint32_t back = static_cast<uint32_t>(current);
-    if (front >= back) return false;
-    const uint32_t new_back = back - front > static_cast<uint32_t>(chunk)
-                                  ? back - static_cast<uint32_t>(chunk)
-                                  : front;
-    if (range.bounds.compare_exchange_weak(current, (uint64_t{front} << 32) | new_back,
-                                           std::memory_order_relaxed)) {
-      first = static_cast<int>(new_back);
-      last = static_cast<int>(back);
-      return true;
-    }
-  }
-}
-
+// Scratch owned by the calling thread (Gloo tests run several ranks as threads of one
+// process, so the buffers cannot be shared process-wide). They only grow: no allocation once
+// the shapes of a training step have been seen.
 struct GemmScratch {
   std::vector<float> a_panels;
   std::vector<float> b_strips;
@@ -519,12 +508,12 @@ void gemm_share(const Kernel& kernel, int tid, int num_threads, bool trans_a, bo
       } else {
         const int chunk = std::max(1, num_items / (num_threads * 16));
         int first, last;
-        while (take_front(pass_ranges[tid], chunk, first, last)) {
+        while (take(pass_ranges[tid], chunk, /*from_back=*/false, first, last)) {
           for (int item = first; item < last; ++item) compute_tile(item);
         }
         for (int v = 1; v < num_threads; ++v) {
           WorkRange& victim = pass_ranges[(tid + v) % num_threads];
-          while (take_back(victim, chunk, first, last)) {
+          while (take(victim, chunk, /*from_back=*/true, first, last)) {
             for (int item = first; item < last; ++item) compute_tile(item);
           }
         }
