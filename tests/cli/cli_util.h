@@ -10,6 +10,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -22,13 +23,21 @@ namespace lmt::test {
 
 namespace fs = std::filesystem;
 
-// The binary under test: lmtrain, or another build of the same CLI (LMTRAIN_CLI_BINARY, e.g.
-// lmtrain_emu for the CUDA emulator tests).
+// The binary this test program was built with: lmtrain, or another build of the same CLI
+// (LMTRAIN_CLI_BINARY, e.g. lmtrain_emu for the CUDA emulator tests).
 #ifdef LMTRAIN_CLI_BINARY
-inline const std::string kBinary = LMTRAIN_CLI_BINARY;
+inline const std::string kBuiltBinary = LMTRAIN_CLI_BINARY;
 #else
-inline const std::string kBinary = LMTRAIN_BINARY;
+inline const std::string kBuiltBinary = LMTRAIN_BINARY;
 #endif
+
+// The binary under test: $LMTRAIN_TEST_BINARY when set, else the one it was built with. Test
+// programs copied to another machine (tools/gpu_check.sh runs them from a bundle) cannot reach
+// the build folder baked in at compile time; the check points the variable at the bundle's copy.
+inline std::string lmtrain_binary() {
+  const char* override_path = std::getenv("LMTRAIN_TEST_BINARY");
+  return override_path && *override_path ? std::string(override_path) : kBuiltBinary;
+}
 inline const fs::path kSourceDir = LMTRAIN_SOURCE_DIR;
 
 class TempDir {
@@ -90,7 +99,7 @@ inline RunResult run_lmtrain(const TempDir& dir, const std::string& args, const 
   const std::string command = "cd " + quoted(dir.path().string()) +
                               " && env -u RANK -u WORLD_SIZE -u LOCAL_RANK -u LOCAL_WORLD_SIZE "
                               "-u SLURM_PROCID -u SLURM_NTASKS -u SLURM_LOCALID " +
-                              env + " " + wrapper + " " + quoted(kBinary) + " " + args + " 2>&1";
+                              env + " " + wrapper + " " + quoted(lmtrain_binary()) + " " + args + " 2>&1";
   RunResult result;
   std::FILE* pipe = ::popen(command.c_str(), "r");
   REQUIRE(pipe != nullptr);

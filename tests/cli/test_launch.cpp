@@ -72,13 +72,14 @@ pid_t spawn_lmtrain(const TempDir& dir, const std::vector<std::string>& args, co
   posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
   posix_spawn_file_actions_addchdir_np(&actions, dir.path().c_str());
-  std::vector<std::string> all = {kBinary};
+  const std::string binary = lmtrain_binary();
+  std::vector<std::string> all = {binary};
   all.insert(all.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& a : all) argv.push_back(a.data());
   argv.push_back(nullptr);
   pid_t pid = -1;
-  REQUIRE(posix_spawn(&pid, kBinary.c_str(), &actions, nullptr, argv.data(), environ) == 0);
+  REQUIRE(posix_spawn(&pid, binary.c_str(), &actions, nullptr, argv.data(), environ) == 0);
   posix_spawn_file_actions_destroy(&actions);
   return pid;
 }
@@ -293,7 +294,7 @@ TEST_CASE("workers started by torchrun or srun variables join without lmtrain la
     std::string command = "cd " + quoted(dir.path().string()) + " && (";
     for (int rank : {0, 1})
       command += "env -u RANK -u WORLD_SIZE -u SLURM_PROCID -u SLURM_NTASKS " + style.vars(rank) + " " +
-                 quoted(kBinary) + " train tiny.yaml --set run.name=" + style.name + " " + batch_args(2) +
+                 quoted(lmtrain_binary()) + " train tiny.yaml --set run.name=" + style.name + " " + batch_args(2) +
                  " > " + style.name + std::to_string(rank) + ".out 2>&1 & ";
     command += "wait)";
     REQUIRE(std::system(command.c_str()) == 0);

@@ -185,7 +185,7 @@ TEST_CASE("launch --force-ssh: when the launcher dies, the remote agents stop th
   write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
   write_file(dir.path() / "hosts", "127.0.0.1 slots=1\nlocalhost slots=1\n");
   const std::string marker = "orphantest-" + std::to_string(::getpid());
-  const std::string start = "cd " + quoted(dir.path().string()) + " && (" + quoted(kBinary) +
+  const std::string start = "cd " + quoted(dir.path().string()) + " && (" + quoted(lmtrain_binary()) +
                             " launch --hostfile hosts --force-ssh --ssh-config " + quoted(sshd.config()) +
                             " --master-port 0 --grace 2 -- train tiny.yaml --set run.name=" + marker +
                             " --set run.steps=10000000 --set log.every=1000 > launch.out 2>&1 & echo $! > launcher.pid)";

@@ -148,3 +148,24 @@ TEST_CASE("cuda cli: 2 ranks on 2 GPUs (NCCL) train like 1 GPU, with and without
     for (size_t i = 0; i < a.size(); ++i) CHECK(a[i] == Approx(b[i]).epsilon(1e-5));
   }
 }
+
+// tools/gpu_check.sh runs these cases from a bundle on another machine, where the build path of
+// lmtrain baked in above does not exist: LMTRAIN_TEST_BINARY must take its place.
+TEST_CASE("cuda cli: LMTRAIN_TEST_BINARY replaces the lmtrain the tests were built with", "[cli][gpu_check]") {
+  TempDir dir;
+  const fs::path stand_in = dir.path() / "stand-in-lmtrain";
+  write_file(stand_in, "#!/bin/sh\necho \"stand-in lmtrain: $*\"\n");
+  fs::permissions(stand_in, fs::perms::owner_all);
+  const char* before = std::getenv("LMTRAIN_TEST_BINARY");
+  const std::string saved = before ? before : "";
+  ::setenv("LMTRAIN_TEST_BINARY", stand_in.c_str(), 1);
+  const RunResult r = run_lmtrain(dir, "doctor --probe");
+  if (saved.empty())
+    ::unsetenv("LMTRAIN_TEST_BINARY");
+  else
+    ::setenv("LMTRAIN_TEST_BINARY", saved.c_str(), 1);
+  INFO(r.output);
+  CHECK(r.status == 0);
+  CHECK_THAT(r.output, Contains("stand-in lmtrain: doctor --probe"));
+  CHECK(lmtrain_binary() == (saved.empty() ? kBuiltBinary : saved));
+}
