@@ -8,6 +8,8 @@
 #include <initializer_list>
 #include <string>
 
+#include "core/error.h"
+
 namespace lmt::cuda {
 
 namespace {
@@ -29,9 +31,20 @@ unsigned common_alignment(std::initializer_list<const void*> pointers) {
 }  // namespace
 
 Gemm::Gemm(cudaStream_t stream, bool allow_tf32) : stream_(stream), allow_tf32_(allow_tf32) {
-  CUBLAS_CHECK(cublasLtCreate(&handle_));
+  // Setup failures (no memory left on a shared GPU, a cuBLASLt that does not match the driver)
+  // are the user's to fix: lmt::Error, not an abort.
+  const cublasStatus_t status = cublasLtCreate(&handle_);
+  if (status != CUBLAS_STATUS_SUCCESS)
+    throw Error(std::string("cuBLASLt cannot start: ") + cublasLtGetStatusString(status) +
+                " (does libcublasLt match the CUDA driver? `lmtrain doctor` shows both)");
   workspace_bytes_ = kWorkspaceBytes;
-  CUDA_CHECK(cudaMalloc(&workspace_, workspace_bytes_));
+  const cudaError_t err = cudaMalloc(&workspace_, workspace_bytes_);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    cublasLtDestroy(handle_);
+    throw Error(std::string("cannot allocate cuBLASLt's 32 MiB workspace on the GPU: ") + cudaGetErrorString(err) +
+                " (is another process using its memory? `nvidia-smi` shows it)");
+  }
 }
 
 Gemm::~Gemm() {
@@ -79,8 +92,10 @@ const Gemm::Plan& Gemm::plan_for(const Key& key) {
   for (auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
                     CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES})
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(preference, attr, &align_bytes, sizeof(align_bytes)));
-  // The heuristic needs to know which epilogue pointers will be set; any aligned value will do.
-  const void* placeholder = workspace_;
+  // The heuristic reads the epilogue pointers from the descriptor, and the algorithm it picks may
+  // assume their alignment: a placeholder exactly as aligned as the plan's operands (the
+  // workspace is 256-byte aligned, so workspace + alignment is aligned to `alignment` and no more).
+  const void* placeholder = static_cast<const char*>(workspace_) + (alignment < 256 ? alignment : 0);
   if (has_bias)
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &placeholder,
                                                 sizeof(placeholder)));
@@ -96,13 +111,16 @@ const Gemm::Plan& Gemm::plan_for(const Key& key) {
   const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(handle_, plan.desc, plan.a, plan.b, plan.d, plan.d,
                                                                preference, 1, &result, &returned);
   cublasLtMatmulPreferenceDestroy(preference);
-  if (status != CUBLAS_STATUS_SUCCESS || returned == 0) {
+  // An algorithm returned with a state other than SUCCESS cannot run this problem.
+  if (status != CUBLAS_STATUS_SUCCESS || returned == 0 || result.state != CUBLAS_STATUS_SUCCESS) {
     if (kind != Epilogue::kNone) {
       plan.supported = false;  // the caller falls back to the unfused ops
       return plans_.emplace(key, plan).first->second;
     }
-    std::fprintf(stderr, "cuBLASLt has no algorithm for %s%s m=%d n=%d k=%d lda=%d ldb=%d ldd=%d (%s)\n",
-                 trans_a ? "T" : "N", trans_b ? "T" : "N", m, n, k, lda, ldb, ldd, cublasLtGetStatusString(status));
+    std::fprintf(stderr,
+                 "cuBLASLt has no algorithm for %s%s m=%d n=%d k=%d lda=%d ldb=%d ldd=%d alignment=%u (%s)\n",
+                 trans_a ? "T" : "N", trans_b ? "T" : "N", m, n, k, lda, ldb, ldd, alignment,
+                 cublasLtGetStatusString(status != CUBLAS_STATUS_SUCCESS ? status : result.state));
     std::abort();
   }
   plan.algo = result.algo;
@@ -125,16 +143,24 @@ void Gemm::run(bool trans_a, bool trans_b, int m, int n, int k, const void* A, i
 bool Gemm::run_gelu(Epilogue epilogue, bool trans_a, bool trans_b, int m, int n, int k, const void* A, int lda,
                     const void* B, int ldb, void* D, int ldd, const void* bias, void* aux, cudaDataType_t type) {
   if (m == 0 || n == 0) return true;
-  const Plan& plan = plan_for(Key{trans_a, trans_b, m, n, k, lda, ldb, ldd, bias != nullptr, false,
-                                  common_alignment({A, B, D, bias, aux}), static_cast<int>(type),
-                                  static_cast<int>(type), static_cast<int>(epilogue)});
+  const Key plan_key{trans_a, trans_b, m, n, k, lda, ldb, ldd, bias != nullptr, false,
+                     common_alignment({A, B, D, bias, aux}), static_cast<int>(type), static_cast<int>(type),
+                     static_cast<int>(epilogue)};
+  const Plan& plan = plan_for(plan_key);
   if (!plan.supported) return false;
   if (bias)
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
   CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof(aux)));
   const float alpha = 1.0f, beta = 0.0f;
-  CUBLAS_CHECK(cublasLtMatmul(handle_, plan.desc, &alpha, A, plan.a, B, plan.b, &beta, D, plan.d, D, plan.d,
-                              &plan.algo, workspace_, workspace_bytes_, stream_));
+  const cublasStatus_t status = cublasLtMatmul(handle_, plan.desc, &alpha, A, plan.a, B, plan.b, &beta, D, plan.d, D,
+                                               plan.d, &plan.algo, workspace_, workspace_bytes_, stream_);
+  // cuBLASLt may still refuse a fused epilogue at launch (a heuristic that over-promises on some
+  // versions): nothing was written, so the unfused ops take this shape from now on.
+  if (status == CUBLAS_STATUS_NOT_SUPPORTED) {
+    plans_.at(plan_key).supported = false;
+    return false;
+  }
+  CUBLAS_CHECK(status);
   return true;
 }
 

@@ -2,7 +2,9 @@
 // in column-major order, as cuBLASLt defines it. Its purpose is to check our calls: operation
 // flags, leading dimensions and shapes that do not fit each other abort with a description
 // (cuBLASLt would return an error or read out of bounds). The GELU epilogues use the tanh GELU,
-// as cuBLASLt's does.
+// as cuBLASLt's does. An algorithm is bound to the alignment of every pointer the heuristic saw,
+// the bias and epilogue-aux pointers of the descriptor included: a matmul given a less aligned
+// pointer fails, as cuBLASLt rejects it (or reads misaligned) on a GPU.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -86,3 +88,4 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
                               cublasLtMatrixLayout_t c_layout, void* d,
                               cublasLtMatrixLayout_t d_layout, const cublasLtMatmulAlgo_t* algo,
                               void* workspace, size_t workspace_bytes, cudaStream_t stream);
+

@@ -4,6 +4,8 @@
 #include <ucontext.h>
 
 #include <algorithm>
+#include <map>
+#include <utility>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -12,6 +14,7 @@
 #include <vector>
 
 #include "cuda/emu/cublaslt_emu.h"
+#include "cuda/emu/emu_hooks.h"
 
 namespace lmt::emu {
 
@@ -267,12 +270,59 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned) {
 cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
 cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
-cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : cudaErrorInvalidValue; }
+// Devices: one by default (emu::set_device_count gives more, for tests of per-device state); the
+// current one is per process, as the tests use it, not per thread as in CUDA.
+namespace {
+int emulated_devices = 1;
+int current_device = 0;
+int failing_device = -1;  // emu::make_device_unavailable
+// The dynamic shared memory each kernel opted in to, per device.
+std::map<std::pair<const void*, int>, int> shared_opt_in;
+}  // namespace
+
+namespace lmt::emu {
+void set_device_count(int count) {
+  emulated_devices = count;
+  current_device = 0;
+}
+void make_device_unavailable(int device) { failing_device = device; }
+
+void check_dynamic_shared(const void* kernel, size_t shared_bytes) {
+  if (shared_bytes <= 48 * 1024) return;
+  const auto found = shared_opt_in.find({kernel, current_device});
+  if (found == shared_opt_in.end() || static_cast<size_t>(found->second) < shared_bytes) {
+    std::fprintf(stderr,
+                 "cuda emulator: a launch asks for %zu bytes of dynamic shared memory on device %d, but the kernel "
+                 "opted in to %d there (cudaFuncSetAttribute(MaxDynamicSharedMemorySize) is per kernel and device)\n",
+                 shared_bytes, current_device, found == shared_opt_in.end() ? 48 * 1024 : found->second);
+    std::abort();
+  }
+}
+}  // namespace lmt::emu
+
+cudaError_t cudaSetDevice(int device) {
+  if (device < 0 || device >= emulated_devices) return cudaErrorInvalidDevice;
+  if (device == failing_device) return cudaErrorDevicesUnavailable;
+  current_device = device;
+  return cudaSuccess;
+}
+cudaError_t cudaGetDevice(int* device) {
+  *device = current_device;
+  return cudaSuccess;
+}
+cudaError_t cudaFuncSetAttributeEmu(const void* kernel, cudaFuncAttribute attr, int value) {
+  if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 || value > 227 * 1024)
+    return cudaErrorInvalidValue;
+  shared_opt_in[{kernel, current_device}] = value;
+  return cudaSuccess;
+}
 cudaError_t cudaGetLastError() { return cudaSuccess; }
 const char* cudaGetErrorString(cudaError_t error) {
   switch (error) {
     case cudaSuccess: return "no error";
     case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorDevicesUnavailable: return "CUDA-capable device(s) is/are busy or unavailable";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
     default: return "invalid argument";
   }
 }
@@ -300,6 +350,21 @@ struct cublasLtMatmulPreferenceOpaque_t {
 };
 
 namespace {
+
+constexpr uint64_t kAlgoTag = 0x5EED, kUnsupportedAlgoTag = 0xBAD5EED;
+
+struct Injected {
+  int heuristic_queries = 0, gelu_matmuls = 0;
+};
+Injected injected;
+
+// The largest power of two up to 256 that divides the address (256 for null: nothing to read).
+uint64_t pointer_alignment(const void* p) {
+  uint64_t alignment = 256;
+  const auto address = reinterpret_cast<uintptr_t>(p);
+  while (alignment > 1 && address % alignment != 0) alignment /= 2;
+  return alignment;
+}
 
 [[noreturn]] void matmul_fail(const std::string& what) {
   std::fprintf(stderr, "cublasLt emulator: %s\n", what.c_str());
@@ -331,6 +396,14 @@ void store(void* base, cudaDataType_t type, size_t index, float value) {
 }
 
 }  // namespace
+
+namespace lmt::emu {
+void cublaslt_inject_unsupported(int heuristic_queries, int gelu_matmuls) {
+  injected.heuristic_queries = heuristic_queries;
+  injected.gelu_matmuls = gelu_matmuls;
+}
+int cublaslt_injections_left() { return injected.heuristic_queries + injected.gelu_matmuls; }
+}  // namespace lmt::emu
 
 cublasStatus_t cublasLtCreate(cublasLtHandle_t* handle) {
   *handle = new cublasLtContext;
@@ -406,14 +479,22 @@ cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p
   pref->min_alignment = std::min(pref->min_alignment, alignment);
   return CUBLAS_STATUS_SUCCESS;
 }
-cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDesc_t, cublasLtMatrixLayout_t,
+cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t,
                                               cublasLtMatrixLayout_t, cublasLtMatrixLayout_t,
                                               cublasLtMatrixLayout_t, cublasLtMatmulPreference_t pref, int requested,
                                               cublasLtMatmulHeuristicResult_t* results, int* returned) {
   if (requested < 1) matmul_fail("requested no algorithm");
   results[0] = cublasLtMatmulHeuristicResult_t{};
-  results[0].algo.data[0] = 0x5EED;
+  results[0].algo.data[0] = kAlgoTag;
   results[0].algo.data[1] = pref ? pref->min_alignment : 256;
+  // The epilogue pointers are read from the descriptor: the algorithm assumes their alignment.
+  results[0].algo.data[2] = pointer_alignment(desc->bias);
+  results[0].algo.data[3] = pointer_alignment(desc->aux);
+  if (injected.heuristic_queries > 0) {
+    --injected.heuristic_queries;
+    results[0].algo.data[0] = kUnsupportedAlgoTag;
+    results[0].state = CUBLAS_STATUS_NOT_SUPPORTED;
+  }
   *returned = 1;
   return CUBLAS_STATUS_SUCCESS;
 }
@@ -423,12 +504,20 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const
                               const void* beta_ptr, const void* c, cublasLtMatrixLayout_t c_layout, void* d,
                               cublasLtMatrixLayout_t d_layout, const cublasLtMatmulAlgo_t* algo, void*, size_t,
                               cudaStream_t) {
-  if (!algo || algo->data[0] != 0x5EED) matmul_fail("the algorithm does not come from the heuristic query");
+  if (algo && algo->data[0] == kUnsupportedAlgoTag)
+    matmul_fail("the algorithm's heuristic state was NOT_SUPPORTED: it must not be used");
+  if (!algo || algo->data[0] != kAlgoTag) matmul_fail("the algorithm does not come from the heuristic query");
   // An algorithm chosen for aligned operands may not be given less aligned ones.
-  for (const void* p : {a, b, c, static_cast<const void*>(d), desc->bias})
+  for (const void* p : {a, b, c, static_cast<const void*>(d), desc->bias, static_cast<const void*>(desc->aux)})
     if (p && reinterpret_cast<uintptr_t>(p) % algo->data[1] != 0)
       matmul_fail("an operand is less aligned than the heuristic was told (" + std::to_string(algo->data[1]) +
                   " bytes)");
+  if (desc->bias && pointer_alignment(desc->bias) < algo->data[2])
+    matmul_fail("the bias pointer is less aligned (" + std::to_string(pointer_alignment(desc->bias)) +
+                " bytes) than the one the heuristic saw (" + std::to_string(algo->data[2]) + " bytes)");
+  if (desc->aux && pointer_alignment(desc->aux) < algo->data[3])
+    matmul_fail("the epilogue aux pointer is less aligned (" + std::to_string(pointer_alignment(desc->aux)) +
+                " bytes) than the one the heuristic saw (" + std::to_string(algo->data[3]) + " bytes)");
   const bool ta = desc->trans_a == CUBLAS_OP_T, tb = desc->trans_b == CUBLAS_OP_T;
   // op(A) is m x k, op(B) is k x n, C and D are m x n; all column-major.
   const uint64_t m = ta ? a_layout->cols : a_layout->rows, k = ta ? a_layout->rows : a_layout->cols;
@@ -451,6 +540,10 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const
     matmul_fail("a GELU epilogue needs an aux pointer and an aux leading dimension of at least m");
   const float alpha = *static_cast<const float*>(alpha_ptr), beta = *static_cast<const float*>(beta_ptr);
   if ((gelu_aux || dgelu) && beta != 0.0f) matmul_fail("the GELU epilogues are used with beta 0 here");
+  if ((gelu_aux || dgelu) && injected.gelu_matmuls > 0) {
+    --injected.gelu_matmuls;
+    return CUBLAS_STATUS_NOT_SUPPORTED;
+  }
   std::vector<float> result(m * n);
   for (uint64_t j = 0; j < n; ++j)
     for (uint64_t i = 0; i < m; ++i) {

@@ -49,6 +49,10 @@ void* dynamic_shared();
 [[noreturn]] void fail(const char* what);
 void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const std::function<void()>& body);
 
+// Aborts when `kernel` asks for more than 48 KiB of dynamic shared memory without having opted in
+// (cudaFuncSetAttribute) on the current device: a GPU refuses such a launch.
+void check_dynamic_shared(const void* kernel, size_t shared_bytes);
+
 template <typename Kernel>
 struct Launch {
   Kernel kernel;
@@ -57,6 +61,7 @@ struct Launch {
   template <typename... Args>
   void operator()(Args... args) const {
     Kernel k = kernel;
+    check_dynamic_shared(reinterpret_cast<const void*>(k), shared_bytes);
     run_grid(grid, block, shared_bytes, [=] { k(args...); });
   }
 };
@@ -153,7 +158,14 @@ inline float __half2float(__half value) { return ::lmt::f16_to_f32(value.bits); 
 inline __half __float2half(float value) { return {::lmt::f32_to_f16(value)}; }
 
 // --- runtime API subset ----------------------------------------------------------------------
-enum cudaError_t { cudaSuccess = 0, cudaErrorMemoryAllocation = 2, cudaErrorInvalidValue = 1 };
+enum cudaError_t {
+  cudaSuccess = 0,
+  cudaErrorInvalidValue = 1,
+  cudaErrorMemoryAllocation = 2,
+  cudaErrorDevicesUnavailable = 46,
+  cudaErrorInvalidDevice = 101
+};
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 enum cudaMemcpyKind {
   cudaMemcpyHostToHost = 0,
   cudaMemcpyHostToDevice = 1,
@@ -181,5 +193,11 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream);
 cudaError_t cudaStreamSynchronize(cudaStream_t stream);
 cudaError_t cudaDeviceSynchronize();
 cudaError_t cudaSetDevice(int device);
+cudaError_t cudaGetDevice(int* device);
+cudaError_t cudaFuncSetAttributeEmu(const void* kernel, cudaFuncAttribute attr, int value);
+template <typename Kernel>
+cudaError_t cudaFuncSetAttribute(Kernel kernel, cudaFuncAttribute attr, int value) {
+  return cudaFuncSetAttributeEmu(reinterpret_cast<const void*>(kernel), attr, value);
+}
 cudaError_t cudaGetLastError();
 const char* cudaGetErrorString(cudaError_t error);
