@@ -320,16 +320,15 @@ constexpr size_t key_shared_bytes() {
 }
 
 // Above 48 KiB a kernel must opt in to dynamic shared memory. The attribute belongs to the
-// kernel (on the current device: a process uses one), so it is set once per kernel, not per launch.
+// kernel on the current device, so it is set once per kernel and device, not per launch: a
+// process that drives a second GPU (the tests do) must opt in there too.
 template <typename Kernel>
 void allow_shared(Kernel kernel, size_t bytes) {
-#ifndef LMTRAIN_CUDA_EMU
-  if (bytes > 48 * 1024)
+  if (bytes <= 48 * 1024) return;
+  int device = 0;
+  CUDA_CHECK(cudaGetDevice(&device));
+  if (first_use_on_device(reinterpret_cast<const void*>(kernel), device))
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
-#else
-  (void)kernel;
-  (void)bytes;
-#endif
 }
 
 template <typename T, int D>
@@ -338,7 +337,7 @@ void forward_for(T* out, float* lse, const T* qkv, int B, int seq_len, int C, in
   const float scale = 1.0f / sqrtf(static_cast<float>(D));
   const dim3 grid(ceil_div(seq_len, kBlockRows), NH, B);
   auto kernel = attention_forward_kernel<T, D>;
-  [[maybe_unused]] static const bool kernel_ready = (allow_shared(kernel, forward_shared_bytes<D>()), true);
+  allow_shared(kernel, forward_shared_bytes<D>());
   LMT_LAUNCH(kernel, grid, kThreads, forward_shared_bytes<D>(), stream)(out, lse, qkv, view, scale);
   CUDA_CHECK_LAUNCH();
 }
@@ -355,12 +354,12 @@ void backward_for(T* dqkv, const T* dout, const T* qkv, const T* out, const floa
   CUDA_CHECK_LAUNCH();
   const dim3 grid(ceil_div(seq_len, kBlockRows), NH, B);
   auto query_kernel = attention_backward_query_kernel<T, D>;
-  [[maybe_unused]] static const bool query_kernel_ready = (allow_shared(query_kernel, query_shared_bytes<D>()), true);
+  allow_shared(query_kernel, query_shared_bytes<D>());
   LMT_LAUNCH(query_kernel, grid, kThreads, query_shared_bytes<D>(), stream)(dqkv, dout, qkv, lse, delta, view,
                                                                             scale);
   CUDA_CHECK_LAUNCH();
   auto key_kernel = attention_backward_key_kernel<T, D>;
-  [[maybe_unused]] static const bool key_kernel_ready = (allow_shared(key_kernel, key_shared_bytes<D>()), true);
+  allow_shared(key_kernel, key_shared_bytes<D>());
   LMT_LAUNCH(key_kernel, grid, kThreads, key_shared_bytes<D>(), stream)(dqkv, dout, qkv, lse, delta, view, scale);
   CUDA_CHECK_LAUNCH();
 }

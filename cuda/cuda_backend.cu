@@ -38,15 +38,22 @@ cudaDataType_t cuda_type(DType dtype) {
 
 class CudaBackend final : public lmt::Backend {
  public:
+  // A GPU that is busy, in exclusive-process mode, out of memory or not there is the user's
+  // situation to fix, not a bug: every failure here is an lmt::Error naming the device.
   explicit CudaBackend(const CudaOptions& options)
       : device_(options.device), dtype_(options.dtype), fuse_gelu_(options.fuse_gelu) {
-    CUDA_CHECK(cudaSetDevice(device_));
-    CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-    gemm_ = std::make_unique<Gemm>(stream_, options.allow_tf32);
+    check_setup(cudaSetDevice(device_), "cudaSetDevice");
+    check_setup(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating a stream");
+    try {
+      gemm_ = std::make_unique<Gemm>(stream_, options.allow_tf32);
+    } catch (...) {
+      cudaStreamDestroy(stream_);
+      throw;
+    }
   }
   ~CudaBackend() override {
     gemm_.reset();
-    cudaStreamDestroy(stream_);
+    if (stream_) cudaStreamDestroy(stream_);
   }
 
   std::string name() const override { return is_emulator() ? "cuda-emulator" : "cuda:" + std::to_string(device_); }
@@ -93,6 +100,7 @@ class CudaBackend final : public lmt::Backend {
   }
 
   void encoder_forward(void* out, const int32_t* tokens, const void* wte, const void* wpe, int B, int T, int C) override {
+    if (B * T == 0) return;
     with_type(dtype_, [&](auto tag) {
       using E = typename decltype(tag)::type;
       launch_encoder_forward(static_cast<E*>(out), tokens, static_cast<const E*>(wte), static_cast<const E*>(wpe), B, T,
@@ -234,6 +242,15 @@ class CudaBackend final : public lmt::Backend {
         using E = typename decltype(tag)::type;
         launch_column_sum(dbias, static_cast<const E*>(dout), N, OC, scratch_, stream_);
       });
+  }
+
+  void check_setup(cudaError_t err, const char* what) const {
+    if (err == cudaSuccess) return;
+    cudaGetLastError();  // a failed setup call leaves its error behind
+    throw Error("CUDA device " + std::to_string(device_) + " cannot be used: " + what + " failed: " +
+                cudaGetErrorString(err) +
+                " (is it busy or in exclusive-process mode? `nvidia-smi` shows what runs on it; pick another GPU "
+                "with CUDA_VISIBLE_DEVICES, or train with --device cpu)");
   }
 
   static void check_heads(int C, int NH) {
