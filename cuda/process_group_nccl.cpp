@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "parallel/deadline_wait.h"
 
 #if LMTRAIN_WITH_NCCL
 #include <cuda_runtime.h>
@@ -19,12 +20,40 @@ void check_cuda(cudaError_t rc, int rank, const char* what) {
     throw Error(fmt::format("rank {}: {} failed: {}", rank, what, cudaGetErrorString(rc)));
 }
 
+// The communicator is non-blocking: NCCL calls return at once (ncclInProgress) and report
+// failures through ncclCommGetAsyncError. Every wait polls that and the stream against the job's
+// collective timeout, so a dead or hung peer ends in ncclCommAbort and a PeerLostError, as with
+// Gloo, instead of a cudaStreamSynchronize that never returns.
+Progress communicator_progress(ncclComm_t comm, std::string* why) {
+  ncclResult_t state = ncclSuccess;
+  const ncclResult_t rc = ncclCommGetAsyncError(comm, &state);
+  if (rc != ncclSuccess) state = rc;
+  if (state == ncclInProgress) return Progress::kPending;
+  if (state != ncclSuccess) {
+    *why = fmt::format("{} ({})", ncclGetErrorString(state), ncclGetLastError(comm));
+    return Progress::kFailed;
+  }
+  return Progress::kDone;
+}
+
 class NcclGroup : public ProcessGroup {
  public:
-  NcclGroup(ncclComm_t comm, cudaStream_t stream, int rank, int size, float* scratch)
-      : comm_(comm), stream_(stream), rank_(rank), size_(size), scratch_(scratch) {}
+  NcclGroup(ncclComm_t comm, cudaStream_t stream, int rank, int size, float* scratch,
+            std::chrono::milliseconds timeout)
+      : comm_(comm), stream_(stream), rank_(rank), size_(size), scratch_(scratch), timeout_(timeout) {}
   ~NcclGroup() override {
-    ncclCommDestroy(comm_);
+    // A failed or timed-out collective aborted the communicator already; a healthy one is
+    // finalized (non-blocking: waited for within the timeout, aborted past it) and destroyed.
+    if (comm_) {
+      const ncclResult_t rc = ncclCommFinalize(comm_);
+      if (rc == ncclSuccess || rc == ncclInProgress) {
+        try {
+          wait_comm("ncclCommFinalize");
+        } catch (const std::exception&) {
+        }
+      }
+      if (comm_) ncclCommDestroy(comm_);
+    }
     cudaFree(scratch_);
     cudaStreamDestroy(stream_);
   }
@@ -33,36 +62,66 @@ class NcclGroup : public ProcessGroup {
   std::string name() const override { return "nccl"; }
 
   void all_reduce(float* data, size_t count, ReduceOp op) override {
-    check(ncclAllReduce(data, data, count, ncclFloat, nccl_op(op), comm_, stream_), "all_reduce");
+    check(ncclAllReduce(data, data, count, ncclFloat, nccl_op(op), live(), stream_), "all_reduce");
     wait("all_reduce");
   }
   void reduce_scatter(const float* input, float* output, size_t count, ReduceOp op) override {
-    check(ncclReduceScatter(input, output, count, ncclFloat, nccl_op(op), comm_, stream_), "reduce_scatter");
+    check(ncclReduceScatter(input, output, count, ncclFloat, nccl_op(op), live(), stream_), "reduce_scatter");
     wait("reduce_scatter");
   }
   void all_gather(const float* input, float* output, size_t count) override {
-    check(ncclAllGather(input, output, count, ncclFloat, comm_, stream_), "all_gather");
+    check(ncclAllGather(input, output, count, ncclFloat, live(), stream_), "all_gather");
     wait("all_gather");
   }
   void broadcast(float* data, size_t count, int root) override {
-    check(ncclBroadcast(data, data, count, ncclFloat, root, comm_, stream_), "broadcast");
+    check(ncclBroadcast(data, data, count, ncclFloat, root, live(), stream_), "broadcast");
     wait("broadcast");
   }
   void barrier() override { all_reduce(scratch_, 1, ReduceOp::kSum); }
 
  private:
   static ncclRedOp_t nccl_op(ReduceOp op) { return op == ReduceOp::kAvg ? ncclAvg : ncclSum; }
-  void check(ncclResult_t rc, const char* what) const {
-    if (rc != ncclSuccess)
-      throw PeerLostError(fmt::format("rank {} of {}: nccl {} failed: {} (another rank probably exited; see its log)",
-                              rank_, size_, what, ncclGetErrorString(rc)));
+  std::string where(const char* what) const { return fmt::format("rank {} of {}: nccl {}", rank_, size_, what); }
+  ncclComm_t live() const {
+    if (!comm_) throw PeerLostError(fmt::format("rank {} of {}: the NCCL communicator was aborted after an earlier "
+                                                "failure", rank_, size_));
+    return comm_;
   }
-  void wait(const char* what) const { check_cuda(cudaStreamSynchronize(stream_), rank_, what); }
+  void abort() {
+    if (comm_) ncclCommAbort(comm_);
+    comm_ = nullptr;
+  }
+  // A non-blocking call returns ncclInProgress when it was enqueued and is still being set up.
+  void check(ncclResult_t rc, const char* what) {
+    if (rc == ncclSuccess || rc == ncclInProgress) return;
+    const std::string why = fmt::format("{} ({})", ncclGetErrorString(rc), ncclGetLastError(comm_));
+    abort();
+    throw PeerLostError(fmt::format("{} failed: {} (another rank probably exited; see its log)", where(what), why));
+  }
+  // Done when the communicator reports no error and the stream has run the collective.
+  void wait(const char* what) {
+    wait_with_deadline(
+        [&](std::string* why) {
+          const Progress comm = communicator_progress(comm_, why);
+          if (comm != Progress::kDone) return comm;
+          const cudaError_t rc = cudaStreamQuery(stream_);
+          if (rc == cudaSuccess) return Progress::kDone;
+          if (rc == cudaErrorNotReady) return Progress::kPending;
+          *why = cudaGetErrorString(rc);
+          return Progress::kFailed;
+        },
+        timeout_, [&] { abort(); }, where(what));
+  }
+  void wait_comm(const char* what) {
+    wait_with_deadline([&](std::string* why) { return communicator_progress(comm_, why); }, timeout_,
+                       [&] { abort(); }, where(what));
+  }
 
   ncclComm_t comm_;
   cudaStream_t stream_;
   int rank_, size_;
   float* scratch_;
+  std::chrono::milliseconds timeout_;
 };
 
 }  // namespace
@@ -70,7 +129,7 @@ class NcclGroup : public ProcessGroup {
 bool have_nccl() { return true; }
 
 std::unique_ptr<ProcessGroup> make_nccl_group(StoreClient& store, int rank, int size, int device,
-                                              const std::string& prefix) {
+                                              const std::string& prefix, std::chrono::milliseconds timeout) {
   check_cuda(cudaSetDevice(device), rank, fmt::format("cudaSetDevice({})", device).c_str());
   ncclUniqueId id;
   const std::string key = prefix + "nccl_id";
@@ -85,23 +144,31 @@ std::unique_ptr<ProcessGroup> make_nccl_group(StoreClient& store, int rank, int 
                               bytes.size(), sizeof(id)));
     std::copy(bytes.begin(), bytes.end(), reinterpret_cast<char*>(&id));
   }
-  ncclComm_t comm;
-  const ncclResult_t rc = ncclCommInitRank(&comm, size, id, rank);
-  if (rc != ncclSuccess)
-    throw Error(fmt::format("rank {} of {}: ncclCommInitRank on device {} failed: {}", rank, size, device,
-                            ncclGetErrorString(rc)));
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 0;
+  ncclComm_t comm = nullptr;
+  const std::string what = fmt::format("rank {} of {}: ncclCommInitRank on device {}", rank, size, device);
+  const ncclResult_t rc = ncclCommInitRankConfig(&comm, size, id, rank, &config);
+  if (rc != ncclSuccess && rc != ncclInProgress) {
+    if (comm) ncclCommAbort(comm);
+    throw Error(fmt::format("{} failed: {}", what, ncclGetErrorString(rc)));
+  }
+  // Waits for every rank to join: one that never comes costs the timeout, not a hang.
+  wait_with_deadline([&](std::string* why) { return communicator_progress(comm, why); }, timeout,
+                     [&] { ncclCommAbort(comm); }, what);
   cudaStream_t stream;
   check_cuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), rank, "cudaStreamCreate");
   float* scratch = nullptr;
   check_cuda(cudaMalloc(&scratch, sizeof(float)), rank, "cudaMalloc");
-  return std::make_unique<NcclGroup>(comm, stream, rank, size, scratch);
+  return std::make_unique<NcclGroup>(comm, stream, rank, size, scratch, timeout);
 }
 
 #else
 
 bool have_nccl() { return false; }
 
-std::unique_ptr<ProcessGroup> make_nccl_group(StoreClient&, int rank, int, int, const std::string&) {
+std::unique_ptr<ProcessGroup> make_nccl_group(StoreClient&, int rank, int, int, const std::string&,
+                                              std::chrono::milliseconds) {
   throw Error(fmt::format("rank {}: this lmtrain was built without NCCL (nccl.h and libnccl were not found at "
                           "configure time); install NCCL and rebuild", rank));
 }

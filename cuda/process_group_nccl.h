@@ -1,6 +1,7 @@
 // ProcessGroup over NCCL for GPU buffers: every pointer passed to its collectives is device
 // memory. Plain C++ header: callers need no CUDA or NCCL headers.
 #pragma once
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -14,9 +15,11 @@ bool have_nccl();
 
 // One communicator for the job: rank 0 creates the ncclUniqueId and publishes it in the store
 // under prefix + "nccl_id"; every rank initializes on CUDA device `device` and gets its own
-// non-blocking stream. Collectives are enqueued on that stream and waited for before returning.
-// Throws lmt::Error naming the rank and NCCL's message.
+// non-blocking stream. Collectives are enqueued on that stream and waited for before returning,
+// each wait (and the communicator's set-up) bounded by `timeout`: a peer that died or hangs gives
+// ncclCommAbort and a PeerLostError naming the rank, not a hang. Other failures are lmt::Error
+// naming the rank and NCCL's message.
 std::unique_ptr<ProcessGroup> make_nccl_group(StoreClient& store, int rank, int size, int device,
-                                              const std::string& prefix);
+                                              const std::string& prefix, std::chrono::milliseconds timeout);
 
 }  // namespace lmt::cuda

@@ -48,6 +48,7 @@ std::unique_ptr<WorkerConnection> connect_worker(const DistEnv& env) {
   const std::string own_address = env_or("LMTRAIN_HOST", is_loopback(env.master_addr) ? "127.0.0.1" : hostname);
 
   auto connection = std::make_unique<WorkerConnection>();
+  connection->collective_timeout = timeout;
   int store_port = static_cast<int>(env.master_port);
   if (!own_launcher) {
     const std::string explicit_port = env_or("LMTRAIN_STORE_PORT", "");

@@ -1,6 +1,7 @@
 // A worker process joining its job: the rendezvous store served by `lmtrain launch` and the
 // process group built through it.
 #pragma once
+#include <chrono>
 #include <memory>
 
 #include "parallel/dist_env.h"
@@ -13,6 +14,9 @@ struct WorkerConnection {
   std::unique_ptr<StoreServer> server;  // rank 0 under torchrun or Slurm serves the store itself
   std::unique_ptr<StoreClient> store;
   std::unique_ptr<ProcessGroup> group;
+  // How long a collective may wait for the other ranks (LMTRAIN_TIMEOUT_S): the Gloo group's, and
+  // the bound for any other group the worker builds (NCCL).
+  std::chrono::milliseconds collective_timeout{300'000};
 };
 
 // Connects rank env.rank of env.world_size to the job's rendezvous store and builds a Gloo

@@ -194,7 +194,8 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
     if (!options.store)
       throw Error("a CUDA run of several ranks needs the job's rendezvous store; start it with `lmtrain launch`");
     device_group = cuda::make_nccl_group(*options.store, static_cast<int>(options.rank), group.size(),
-                                         choice.cuda_device, "nccl/");
+                                         choice.cuda_device, "nccl/",
+                                         options.collective_timeout);
 #endif
   }
   ProcessGroup& arena_group = device_group ? *device_group : group;

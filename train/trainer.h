@@ -1,6 +1,7 @@
 // The trainer: step loop with gradient accumulation, LR schedule, clipping, AdamW, periodic
 // evaluation, console and JSON-lines metrics, clean stop on Ctrl-C.
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -27,6 +28,8 @@ struct TrainOptions {
   ProcessGroup* group = nullptr;
   // The job's rendezvous store: a CUDA run of several ranks builds its NCCL group through it.
   StoreClient* store = nullptr;
+  // The bound on a collective's wait for the other ranks (LMTRAIN_TIMEOUT_S), for the NCCL group.
+  std::chrono::milliseconds collective_timeout{300'000};
   int64_t local_rank = 0;  // picks the GPU (device index LOCAL_RANK)
   bool print_progress = true;
   std::string resume;  // "", "auto", "latest" or a checkpoint path

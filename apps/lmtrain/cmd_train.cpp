@@ -46,6 +46,7 @@ Action add_train_command(CLI::App& app) {
       connection = connect_worker(env);
       options.group = connection->group.get();
       options.store = connection->store.get();
+      options.collective_timeout = connection->collective_timeout;
     }
     TrainResult result = train(loaded, options);
     // A scheduler's SIGTERM or SIGUSR1 (preemption) ends with a checkpoint and exit 0 so the job

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <thread>
 
+#include "core/error.h"
 #include "cuda/device.h"
 #include "cuda/process_group_nccl.h"
 
@@ -39,7 +40,7 @@ TEST_CASE("nccl group: collectives on device buffers, one rank per GPU", "[cuda]
     threads.emplace_back([&, r] {
       try {
         StoreClient store("127.0.0.1", server.port(), secret, 30s);
-        auto group = cuda::make_nccl_group(store, r, ranks, r, "nccl/");
+        auto group = cuda::make_nccl_group(store, r, ranks, r, "nccl/", 60s);
         const size_t n = 1000;
         std::vector<float> host(n * ranks);
         for (size_t i = 0; i < host.size(); ++i) host[i] = static_cast<float>(r + 1) * 0.5f + static_cast<float>(i % 7);
@@ -69,4 +70,23 @@ TEST_CASE("nccl group: collectives on device buffers, one rank per GPU", "[cuda]
     INFO("rank " << r << ": " << failures[r]);
     CHECK(failures[r].empty());
   }
+}
+
+TEST_CASE("nccl group: a rank that never joins costs the timeout and a PeerLostError, not a hang", "[cuda][nccl]") {
+  if (const std::string why = skip_reason(1); !why.empty()) {
+    WARN("SKIPPED: " << why);
+    return;
+  }
+  const std::string secret = make_job_secret();
+  StoreServer server("127.0.0.1", 0, secret);
+  StoreClient store("127.0.0.1", server.port(), secret, 30s);
+  // Rank 0 of 2: rank 1 never comes, as when its process died before joining.
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    cuda::make_nccl_group(store, 0, 2, 0, "nccl-lonely/", 3s);
+    FAIL("a 2-rank communicator came up with one rank");
+  } catch (const PeerLostError& e) {
+    CHECK_THAT(std::string(e.what()), Catch::Matchers::Contains("rank 0 of 2: ncclCommInitRank"));
+  }
+  CHECK(std::chrono::steady_clock::now() - start < 60s);  // bounded: the timeout, not a hang
 }
