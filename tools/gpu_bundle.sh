@@ -7,8 +7,9 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 B="$ROOT/build-gpu-bundle"
+mkdir -p "$B"
 cmake -S "$ROOT" -B "$B" -DCMAKE_BUILD_TYPE=Release -DLMTRAIN_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
-  -DLMTRAIN_NCCL=OFF > "$B.configure.log" 2>&1 || { cat "$B.configure.log"; exit 1; }
+  -DLMTRAIN_NCCL=OFF > "$B/configure.log" 2>&1 || { cat "$B/configure.log"; exit 1; }
 cmake --build "$B" -j"${JOBS:-2}" --target lmtrain test_cuda_ops test_cuda attention_bench
 STAGE=$(mktemp -d)
 trap 'rm -rf "$STAGE"' EXIT
@@ -25,8 +26,16 @@ done | sort -u | while read -r name path; do
   esac
 done
 {
-  echo "lmtrain $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown), sm_90, built $(date -u +%Y-%m-%d) on $(. /etc/os-release && echo "$PRETTY_NAME")"
+  echo "lmtrain $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown), sm_90, no NCCL, built $(date -u +%Y-%m-%d) on $(. /etc/os-release && echo "$PRETTY_NAME")"
+  echo "needs from the GPU machine: the driver and $(ldd "$B/lmtrain" | awk '/libcublasLt/ {print $1}')"
   ls "$STAGE/lib"
 } > "$STAGE/BUILD_INFO"
-tar -cJf "$ROOT/gpu_bundle.tar.xz" -C "$STAGE" .
-echo "wrote $ROOT/gpu_bundle.tar.xz ($(du -h "$ROOT/gpu_bundle.tar.xz" | cut -f1)); libraries: $(ls "$STAGE/lib" | tr '\n' ' ')"
+tar -cJf "$ROOT/gpu_bundle.tar.xz.tmp" -C "$STAGE" . && mv "$ROOT/gpu_bundle.tar.xz.tmp" "$ROOT/gpu_bundle.tar.xz"
+bytes=$(stat -c %s "$ROOT/gpu_bundle.tar.xz")
+echo "wrote $ROOT/gpu_bundle.tar.xz ($((bytes >> 20)) MiB); libraries: $(ls "$STAGE/lib" | tr '\n' ' ')"
+if [ "$bytes" -ge $((60 << 20)) ]; then
+  echo "gpu_bundle: at $((bytes >> 20)) MiB it is too large to carry with the working tree (64 MiB in all)" >&2
+  exit 1
+fi
+echo "carry it: the device run's carry must name gpu_bundle.tar.xz (it is git-ignored); then run"
+echo "  bash tools/gpu_check.sh \$OUT"
