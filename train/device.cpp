@@ -3,53 +3,44 @@
 #include <fmt/format.h>
 
 #include <cstdlib>
+#include <vector>
 
 #include "core/error.h"
+#include "core/gpu_runtime.h"
 #include "cpu/cpu_backend.h"
-#ifdef LMTRAIN_WITH_CUDA
-#include "cuda/cuda_backend.h"
-#include "cuda/device.h"
-#endif
 
 namespace lmt {
 
 std::string describe_cuda_devices() {
-#ifdef LMTRAIN_WITH_CUDA
-  auto status = cuda::query_runtime();
-  if (!status.driver_ok) return status.message;
-  if (status.devices.empty()) return status.message;
+  const GpuRuntime& gpu = gpu_runtime();
+  if (!gpu.built()) return "CUDA support not compiled in";
+  if (const std::string why = gpu.unavailable_reason(); !why.empty()) return why;
   std::string out;
-  for (const auto& d : status.devices) {
+  for (const auto& d : gpu.devices()) {
     if (!out.empty()) out += "; ";
-    out += fmt::format("{}: {} (sm_{}{}, {:.1f} GiB)", d.index, d.name, d.compute_major,
-                       d.compute_minor, static_cast<double>(d.total_memory) / (1 << 30));
+    out += fmt::format("{}: {} (sm_{}{}, {:.1f} GiB)", d.index, d.name, d.compute_major, d.compute_minor,
+                       static_cast<double>(d.total_memory) / (1 << 30));
   }
   return out;
-#else
-  return "CUDA support not compiled in";
-#endif
 }
 
 namespace {
 
-#ifdef LMTRAIN_WITH_CUDA
 // Why the GPU of this worker cannot train this model, or "".
-std::string cuda_unusable(const BackendRequest& request, const cuda::RuntimeStatus& status) {
-  if (!status.driver_ok) return status.message.empty() ? "no CUDA driver" : status.message;
-  if (status.devices.empty()) return "no CUDA device is visible";
-  if (request.local_rank >= static_cast<int>(status.devices.size())) {
+std::string cuda_unusable(const BackendRequest& request, const GpuRuntime& gpu, const std::vector<GpuDevice>& devices) {
+  if (const std::string why = gpu.unavailable_reason(); !why.empty()) return why;
+  if (request.local_rank >= static_cast<int>(devices.size())) {
     const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
     return fmt::format("LOCAL_RANK={} but {} CUDA device(s) are visible (CUDA_VISIBLE_DEVICES={}); start at most "
                        "one worker per GPU (--nproc-per-node, or slots= in the hostfile)",
-                       request.local_rank, status.devices.size(), visible ? visible : "unset");
+                       request.local_rank, devices.size(), visible ? visible : "unset");
   }
-  if (request.head_size > 0 && !cuda::attention_supports_head_size(request.head_size))
+  if (request.head_size > 0 && !gpu.supports_head_size(request.head_size))
     return fmt::format("the CUDA attention kernels support head sizes 32, 64 and 128, and this model's is {} "
                        "(model.n_embd / model.n_head)",
                        request.head_size);
   return "";
 }
-#endif
 
 }  // namespace
 
@@ -71,17 +62,13 @@ BackendChoice make_backend(const BackendRequest& request) {
   if (device != "cpu" && device != "cuda" && device != "auto")
     throw Error(fmt::format("unknown device '{}'; expected cpu, cuda or auto", device));
   BackendChoice choice;
-  if (device != "cpu") {
-#ifdef LMTRAIN_WITH_CUDA
-    const cuda::RuntimeStatus status = cuda::query_runtime();
-    const std::string why = cuda_unusable(request, status);
+  const GpuRuntime& gpu = gpu_runtime();
+  if (device != "cpu" && gpu.built()) {
+    const std::vector<GpuDevice> devices = gpu.devices();
+    const std::string why = cuda_unusable(request, gpu, devices);
     if (why.empty()) {
-      choice.device_memory = status.devices[static_cast<size_t>(request.local_rank)].total_memory;
-      cuda::CudaOptions options;
-      options.device = request.local_rank;
-      options.allow_tf32 = request.allow_tf32;
-      options.dtype = request.dtype;
-      choice.backend = cuda::make_cuda_backend(options);
+      choice.device_memory = devices[static_cast<size_t>(request.local_rank)].total_memory;
+      choice.backend = gpu.make_backend({request.local_rank, request.allow_tf32, request.dtype});
       choice.cuda = true;
       choice.cuda_device = request.local_rank;
       return choice;
@@ -92,7 +79,7 @@ BackendChoice make_backend(const BackendRequest& request) {
                               "precision.dtype=fp32 to train on the CPU",
                               request.where, dtype_name(request.dtype), why));
     choice.notice = fmt::format("device auto: {}; training on CPU", why);
-#else
+  } else if (device != "cpu") {
     if (device == "cuda")
       throw Error("--device cuda: this lmtrain was built without CUDA (rebuild with nvcc on PATH "
                   "or -DLMTRAIN_CUDA=ON); use --device cpu");
@@ -101,7 +88,6 @@ BackendChoice make_backend(const BackendRequest& request) {
                               "--set precision.dtype=fp32 to train on the CPU",
                               request.where, dtype_name(request.dtype)));
     choice.notice = "device auto: built without CUDA; training on CPU";
-#endif
   } else if (request.dtype != DType::kF32) {
     throw Error(fmt::format("{}: precision.dtype {} needs --device cuda: the CPU trains in fp32; use --set "
                             "precision.dtype=fp32",

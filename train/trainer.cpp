@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/strings.h"
 #include "core/file_io.h"
+#include "core/gpu_runtime.h"
 #include "data/sampler.h"
 #include "parallel/process_group.h"
 #include "model/adamw.h"
@@ -27,9 +28,6 @@
 #include "train/step.h"
 #include "train/metrics.h"
 #include "train/train_data.h"
-#ifdef LMTRAIN_WITH_CUDA
-#include "cuda/process_group_nccl.h"
-#endif
 
 namespace lmt {
 namespace {
@@ -190,13 +188,10 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
   // the host-side ones (loss, stop flag, barrier) stay on the job's group.
   std::unique_ptr<ProcessGroup> device_group;
   if (choice.cuda && group.size() > 1) {
-#ifdef LMTRAIN_WITH_CUDA
     if (!options.store)
       throw Error("a CUDA run of several ranks needs the job's rendezvous store; start it with `lmtrain launch`");
-    device_group = cuda::make_nccl_group(*options.store, static_cast<int>(options.rank), group.size(),
-                                         choice.cuda_device, "nccl/",
-                                         options.collective_timeout);
-#endif
+    device_group = gpu_runtime().make_group(*options.store, static_cast<int>(options.rank), group.size(),
+                                            choice.cuda_device, "nccl/", options.collective_timeout);
   }
   ProcessGroup& arena_group = device_group ? *device_group : group;
   if (choice.cuda) {
