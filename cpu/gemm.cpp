@@ -223,7 +223,7 @@ void pack_a_panels_transposed(float* dst, const float* A, int64_t lda, int M, in
       copy_rows(std::integral_constant<int, 4>{});
       break;
     default:
-      throw Error("sgemm: no panel copy for mr " + std::to_string(mr));
+      LMT_CHECK(false, "sgemm: no panel copy for mr " + std::to_string(mr));
   }
   for (int panel = std::max(first_panel, full_end); panel < end_panel; ++panel) {
     pack_a_panel(dst + panel * panel_size, true, A, lda, panel * mr, M - panel * mr, p0, kc, mr);
@@ -529,8 +529,8 @@ void run_gemm(const Kernel& kernel, bool trans_a, bool trans_b, int M, int N, in
               const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
               int64_t ldc, const float* bias, const GemmEpilogue& epilogue,
               const GemmTileRange& tile_range) {
-  if (beta != 0.0f && beta != 1.0f) throw Error("sgemm: beta must be 0 or 1");
-  if (beta != 0.0f && bias != nullptr) throw Error("sgemm: a bias needs beta 0");
+  LMT_CHECK(beta == 0.0f || beta == 1.0f, "sgemm: beta must be 0 or 1");
+  LMT_CHECK(beta == 0.0f || bias == nullptr, "sgemm: a bias needs beta 0");
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
     if (beta == 0.0f) {
@@ -673,7 +673,7 @@ void sgemm_with_isa(GemmIsa isa, bool trans_a, bool trans_b, int M, int N, int K
                     int lda, const float* B, int ldb, float beta, float* C, int ldc,
                     const float* bias, const GemmEpilogue& epilogue,
                     const GemmTileRange& tile_range) {
-  if (!gemm_isa_supported(isa)) throw Error("sgemm: " + gemm_isa_name(isa) + " is not supported here");
+  LMT_CHECK(gemm_isa_supported(isa), "sgemm: " + gemm_isa_name(isa) + " is not supported here");
   run_gemm(kernel_for(isa), trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, bias,
            epilogue, tile_range);
 }

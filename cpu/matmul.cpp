@@ -18,18 +18,16 @@ namespace {
 
 // float: lmtrain's own GEMM (cpu/gemm.cpp), which splits the output tiles over the OpenMP
 // threads itself and gives the same bits for any thread count.
-void parallel_gemm(CBLAS_TRANSPOSE trans_a, CBLAS_TRANSPOSE trans_b, int M, int Ncols, int K,
-                   const float* A, int lda, const float* B, int ldb, float beta, float* C,
-                   int ldc) {
-  sgemm(trans_a == CblasTrans, trans_b == CblasTrans, M, Ncols, K, A, lda, B, ldb, beta, C, ldc);
+void parallel_gemm(bool trans_a, bool trans_b, int M, int Ncols, int K, const float* A, int lda, const float* B,
+                   int ldb, float beta, float* C, int ldc) {
+  sgemm(trans_a, trans_b, M, Ncols, K, A, lda, B, ldb, beta, C, ldc);
 }
 
 // double (the finite-difference tests): OpenBLAS, its rows split across the OpenMP threads,
 // each slice a single-threaded GEMM over the full K (OpenBLAS itself is kept at one thread, see
 // make_cpu_backend), so the slicing does not change the rounding.
-void parallel_gemm(CBLAS_TRANSPOSE trans_a, CBLAS_TRANSPOSE trans_b, int M, int Ncols, int K,
-                   const double* A, int lda, const double* B, int ldb, double beta, double* C,
-                   int ldc) {
+void parallel_gemm(bool trans_a, bool trans_b, int M, int Ncols, int K, const double* A, int lda,
+                   const double* B, int ldb, double beta, double* C, int ldc) {
   constexpr int kMinRowsPerThread = 16;
   const int max_threads = omp_get_max_threads();
   const int num_slices = std::max(1, std::min(max_threads, M / kMinRowsPerThread));
@@ -40,9 +38,9 @@ void parallel_gemm(CBLAS_TRANSPOSE trans_a, CBLAS_TRANSPOSE trans_b, int M, int 
     const int m_end = std::min(M, m_begin + rows_per_slice);
     if (m_begin >= m_end) continue;
     // Row m of op(A) is row m of A (no transpose) or column m of A (transposed).
-    const double* A_slice = trans_a == CblasNoTrans ? A + int64_t{m_begin} * lda : A + m_begin;
-    cblas_dgemm(CblasRowMajor, trans_a, trans_b, m_end - m_begin, Ncols, K, 1.0, A_slice, lda, B,
-                ldb, beta, C + int64_t{m_begin} * ldc, ldc);
+    const double* A_slice = trans_a ? A + m_begin : A + int64_t{m_begin} * lda;
+    cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+                m_end - m_begin, Ncols, K, 1.0, A_slice, lda, B, ldb, beta, C + int64_t{m_begin} * ldc, ldc);
   }
 }
 
@@ -66,7 +64,7 @@ void matmul_forward_impl(double* out, const double* inp, const double* weight,
     if (bias == nullptr) std::fill(out, out + int64_t{N} * OC, 0.0);
     return;
   }
-  parallel_gemm(CblasNoTrans, CblasTrans, N, OC, C, inp, C, weight, C, beta, out, OC);
+  parallel_gemm(false, true, N, OC, C, inp, C, weight, C, beta, out, OC);
 }
 
 }  // namespace
@@ -88,10 +86,10 @@ void matmul_backward(Real* dinp, Real* dweight, Real* dbias, const Real* dout, c
   }
   // dinp (N,C) = dout (N,OC) @ weight (OC,C)
   if (dinp != nullptr) {
-    parallel_gemm(CblasNoTrans, CblasNoTrans, N, C, OC, dout, OC, weight, C, Real{0}, dinp, C);
+    parallel_gemm(false, false, N, C, OC, dout, OC, weight, C, Real{0}, dinp, C);
   }
   // dweight (OC,C) += dout^T (OC,N) @ inp (N,C)
-  parallel_gemm(CblasTrans, CblasNoTrans, OC, C, N, dout, OC, inp, C, Real{1}, dweight, C);
+  parallel_gemm(true, false, OC, C, N, dout, OC, inp, C, Real{1}, dweight, C);
   // dbias (OC) += column sums of dout. Each thread owns a block of columns and walks the rows
   // in order (row-major friendly, and independent of the thread count).
   if (dbias != nullptr) {

@@ -15,8 +15,8 @@ AdamW::AdamW(Backend& backend, std::vector<ParamTensor> layout, size_t num_param
 AdamW::AdamW(Backend& backend, std::vector<ParamTensor> layout, size_t num_params, size_t shard_begin,
              size_t shard_end)
     : backend_(backend), layout_(std::move(layout)), num_params_(num_params), begin_(shard_begin), end_(shard_end) {
-  if (shard_begin > shard_end || shard_end > num_params)
-    throw Error(fmt::format("AdamW: shard [{}, {}) is outside the {} parameters", shard_begin, shard_end, num_params));
+  LMT_CHECK(shard_begin <= shard_end && shard_end <= num_params,
+            fmt::format("AdamW: shard [{}, {}) is outside the {} parameters", shard_begin, shard_end, num_params));
   const size_t owned = std::max<size_t>(1, end_ - begin_);  // alloc(0) is not portable
   m_ = static_cast<float*>(backend_.alloc(owned * sizeof(float)));
   v_ = static_cast<float*>(backend_.alloc(owned * sizeof(float)));

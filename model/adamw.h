@@ -42,8 +42,6 @@ class AdamW {
   std::vector<float> get_m() const;
   std::vector<float> get_v() const;
   void set_state(const std::vector<float>& m, const std::vector<float>& v, int64_t step_count);
-  float* m() { return m_; }
-  float* v() { return v_; }
   size_t shard_begin() const { return begin_; }
   size_t shard_end() const { return end_; }
 

@@ -86,12 +86,6 @@ std::vector<ActivationBuffer> activation_layout(const GPTConfig& cfg, int B, int
   };
 }
 
-size_t activation_count(const GPTConfig& cfg, int B, int T) {
-  size_t total = 0;
-  for (const auto& a : activation_layout(cfg, B, T)) total += a.numel;
-  return total;
-}
-
 size_t activation_bytes(const GPTConfig& cfg, int B, int T, size_t compute_bytes) {
   size_t total = 0;
   for (const auto& a : activation_layout(cfg, B, T)) total += a.numel * (a.wide ? 4 : compute_bytes);

@@ -49,7 +49,6 @@ struct ActivationBuffer {
   bool wide = false;
 };
 std::vector<ActivationBuffer> activation_layout(const GPTConfig& cfg, int B, int T);
-size_t activation_count(const GPTConfig& cfg, int B, int T);  // total elements
 // Total bytes with compute elements of `compute_bytes` bytes (4 for fp32, 2 for bf16/fp16).
 size_t activation_bytes(const GPTConfig& cfg, int B, int T, size_t compute_bytes);
 

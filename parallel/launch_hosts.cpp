@@ -305,7 +305,7 @@ int launch_on_hosts(const LaunchOptions& options) {
   if (!first_failed_agent) {
     for (auto& a : agents)
       if (failed(a->status)) return exit_code_of(a->status);
-    return handled > 0 && LaunchSignals::last() == SIGINT ? 130 : 0;
+    return handled > 0 && LaunchSignals::last() == SIGINT ? kInterruptedExitCode : 0;
   }
   // The rank to blame: an agent's first failure that is a cause (not exit 3, a lost peer), in the
   // order the agents exited; else any rank that failed on its own; else the first agent's.

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
+
 namespace lmt {
 
 struct LaunchOptions;
@@ -31,7 +33,7 @@ inline int exit_code_of(int status) {
 inline bool failed(int status) { return !WIFEXITED(status) || WEXITSTATUS(status) != 0; }
 
 // A failure that is a cause, not the echo of another rank's (exit code 3, PeerLostError).
-inline bool primary_failure(int status) { return failed(status) && !(WIFEXITED(status) && WEXITSTATUS(status) == 3); }
+inline bool primary_failure(int status) { return failed(status) && !(WIFEXITED(status) && WEXITSTATUS(status) == kPeerLostExitCode); }
 
 
 // A child process with its stdout and stderr on one pipe (out_fd) and, if asked, its stdin on

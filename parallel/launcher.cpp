@@ -338,7 +338,7 @@ int run_workers(LaunchOptions o) {
   }
   for (auto& w : workers)
     if (failed(w->status)) return exit_code_of(w->status);
-  return handled_signals > 0 && LaunchSignals::last() == SIGINT ? 130 : 0;
+  return handled_signals > 0 && LaunchSignals::last() == SIGINT ? kInterruptedExitCode : 0;
 }
 
 }  // namespace

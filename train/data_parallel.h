@@ -29,7 +29,6 @@ class DataParallel {
   // The arena range whose optimizer state this rank owns: everything at stage 0 (or alone).
   size_t shard_begin() const { return begin_; }
   size_t shard_end() const { return end_; }
-  bool sharded() const { return sharded_; }
 
   // Averages the step's gradients over the ranks (grads: the whole arena; at stage 1 only the
   // owned range is valid afterwards) and returns the global L2 norm.

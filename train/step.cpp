@@ -21,9 +21,8 @@ double accumulate_gradients(GPT& model, const data::TokenDataset& dataset,
                             std::span<const data::WindowRef> windows, int64_t accum, int B, int T,
                             std::vector<int32_t>& inputs, std::vector<int32_t>& targets,
                             StepPhases* phases, float loss_scale) {
-  if (windows.size() != static_cast<size_t>(accum * B))
-    throw Error(fmt::format("accumulate_gradients: {} windows for {} micro-batches of {}", windows.size(),
-                            accum, B));
+  LMT_CHECK(windows.size() == static_cast<size_t>(accum * B),
+            fmt::format("accumulate_gradients: {} windows for {} micro-batches of {}", windows.size(), accum, B));
   const float grad_scale = loss_scale / static_cast<float>(accum);
   model.zero_grad();
   double loss_sum = 0.0;

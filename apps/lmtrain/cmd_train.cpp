@@ -2,6 +2,7 @@
 #include <csignal>
 
 #include "apps/lmtrain/commands.h"
+#include "core/error.h"
 #include "core/recipe.h"
 #include "parallel/dist_env.h"
 #include "parallel/worker.h"
@@ -51,7 +52,7 @@ Action add_train_command(CLI::App& app) {
     TrainResult result = train(loaded, options);
     // A scheduler's SIGTERM or SIGUSR1 (preemption) ends with a checkpoint and exit 0 so the job
     // can be requeued; Ctrl-C keeps the shell convention 128 + SIGINT = 130.
-    if (result.interrupted && result.stop_signal == SIGINT) return 130;
+    if (result.interrupted && result.stop_signal == SIGINT) return kInterruptedExitCode;
     return 0;
   };
 }

@@ -11,6 +11,7 @@
 
 #include "cpu/gemm.h"
 #include "tests/cpu/cpu_test_util.h"
+#include "tests/error_message.h"
 
 namespace lmt::cpu::test {
 namespace {
@@ -109,8 +110,11 @@ TEST_CASE("sgemm adds a bias row to every row of C, ragged strips included", "[c
     INFO("C index " << index);
     REQUIRE(std::abs(C[index] - expected[index]) <= tolerance);
   }
-  CHECK_THROWS_WITH(sgemm(false, true, M, N, K, A.data(), K, B.data(), K, 1.0f, C.data(), N, bias.data()),
-                    Catch::Contains("a bias needs beta 0"));
+  // A contract violation is a bug: LMT_CHECK aborts, naming the rule and where.
+  CHECK_THAT(lmt::testing::abort_message(
+                 [&] { sgemm(false, true, M, N, K, A.data(), K, B.data(), K, 1.0f, C.data(), N, bias.data()); }),
+             Catch::Contains("a bias needs beta 0") && Catch::Contains("gemm.cpp:") &&
+                 Catch::Contains("internal error"));
 }
 
 TEST_CASE("sgemm with a tile range leaves out known-zero terms and keeps the bits", "[cpu][gemm]") {
@@ -232,8 +236,8 @@ TEST_CASE("sgemm with K = 0 honours beta, and rejects other betas", "[cpu][gemm]
   CHECK(C == std::vector<float>{1.0f, 2.0f, 3.0f, 4.0f});
   sgemm(false, false, 2, 2, 0, &unused, 1, &unused, 2, 0.0f, C.data(), 2);
   CHECK(C == std::vector<float>{0.0f, 0.0f, 0.0f, 0.0f});
-  CHECK_THROWS_WITH(sgemm(false, false, 2, 2, 1, C.data(), 1, C.data(), 2, 0.5f, C.data(), 2),
-                    Catch::Contains("beta must be 0 or 1"));
+  CHECK_THAT(lmt::testing::abort_message([&] { sgemm(false, false, 2, 2, 1, C.data(), 1, C.data(), 2, 0.5f, C.data(), 2); }),
+             Catch::Contains("beta must be 0 or 1"));
 }
 
 }  // namespace
