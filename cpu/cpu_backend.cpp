@@ -10,12 +10,41 @@
 #include <cstring>
 #include <new>
 
+#include "core/error.h"
 #include "cpu/cpu_ops.h"
 #include "cpu/gemm.h"
 
 namespace lmt::cpu {
 
 namespace {
+
+class CpuBackend final : public lmt::Backend {
+ public:
+  // num_threads > 0; make_cpu_backend resolves "all cores" and configures OpenMP and OpenBLAS.
+  explicit CpuBackend(int num_threads) : num_threads_(num_threads) {}
+  int num_threads() const { return num_threads_; }
+
+  std::string name() const override { return "cpu"; }
+  void* alloc(size_t bytes) override;
+  void free(void* ptr) override;
+  void copy_to_device(void* dst, const void* host_src, size_t bytes) override;
+  void copy_to_host(void* host_dst, const void* src, size_t bytes) override;
+  void zero(void* ptr, size_t bytes) override;
+  void copy(void* dst, const void* src, size_t bytes) override;
+  void synchronize() override {}
+  void convert_from_f32(void* dst, const float* src, size_t n) override;
+
+  // Every op of core/ops.def; of the composites, only the residual form is fused here.
+#define LMT_OP(ret, name, params, args, flops) ret name params override;
+#define LMT_COMPOSITE_OP(ret, name, params, args, flops)
+#include "core/ops.def"
+  void matmul_residual_forward(void* out, const void* residual, const void* inp, const void* weight,
+                               const void* bias, int N, int C, int OC) override;
+
+ private:
+  int num_threads_;
+};
+
 // The CPU computes in fp32 (compute_dtype() is kF32), so activations are float arrays.
 float* f32(void* p) { return static_cast<float*>(p); }
 const float* f32(const void* p) { return static_cast<const float*>(p); }
@@ -155,6 +184,12 @@ std::unique_ptr<lmt::Backend> make_cpu_backend(int num_threads) {
   gemm_isa();  // a bad LMTRAIN_CPU_ISA is an error now, before any training
 
   return std::make_unique<CpuBackend>(resolved_threads);
+}
+
+int cpu_backend_threads(const lmt::Backend& backend) {
+  const auto* cpu = dynamic_cast<const CpuBackend*>(&backend);
+  LMT_CHECK(cpu != nullptr, "cpu_backend_threads: " + backend.name() + " is not the CPU backend");
+  return cpu->num_threads();
 }
 
 std::string blas_info() {

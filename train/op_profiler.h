@@ -37,40 +37,15 @@ class ProfilingBackend final : public Backend {
   void copy(void* dst, const void* src, size_t bytes) override { inner_.copy(dst, src, bytes); }
   void synchronize() override { inner_.synchronize(); }
 
-  void encoder_forward(void* out, const int32_t* tokens, const void* wte, const void* wpe, int B, int T,
-                       int C) override;
-  void encoder_backward(float* dwte, float* dwpe, const void* dout, const int32_t* tokens, int B, int T,
-                        int C) override;
-  void layernorm_forward(void* out, float* mean, float* rstd, const void* inp, const void* weight,
-                         const void* bias, int N, int C) override;
-  void layernorm_backward(void* dinp, float* dweight, float* dbias, const void* dout, const void* inp,
-                          const void* weight, const float* mean, const float* rstd, int N, int C) override;
-  void matmul_forward(void* out, const void* inp, const void* weight, const void* bias, int N, int C,
-                      int OC) override;
-  void matmul_backward(void* dinp, float* dweight, float* dbias, const void* dout, const void* inp,
-                       const void* weight, int N, int C, int OC) override;
-  void attention_forward(void* out, float* lse, const void* qkv, int B, int T, int C, int NH) override;
-  void attention_backward(void* dqkv, const void* dout, const void* qkv, const void* out, const float* lse,
-                          int B, int T, int C, int NH) override;
-  void gelu_forward(void* out, const void* inp, size_t n) override;
-  void gelu_backward(void* dinp, const void* inp, const void* dout, size_t n) override;
-  void matmul_gelu_forward(void* pre, void* out, const void* inp, const void* weight, const void* bias,
-                           int N, int C, int OC) override;
-  void matmul_backward_gelu(void* dpre, float* dweight, float* dbias, const void* dout, const void* inp,
-                            const void* weight, const void* pre, int N, int C, int OC) override;
-  void matmul_residual_forward(void* out, const void* residual, const void* inp, const void* weight,
-                               const void* bias, int N, int C, int OC) override;
-  void residual_forward(void* out, const void* inp1, const void* inp2, size_t n) override;
-  void classifier_forward_backward(void* dlogits, float* losses, const void* logits, const int32_t* targets,
-                                   float dloss, int N, int V, int Vp) override;
-  double sum_squares(const float* grads, size_t n) override;
-  void adamw_update(float* params, const float* grads, float* m, float* v, size_t n, float lr, float beta1,
-                    float beta2, float eps, float weight_decay, float grad_scale, int t) override;
+  // Every op of core/ops.def, composites included (a backend's fused form is timed as one op).
+#define LMT_OP(ret, name, params, args, flops) ret name params override;
+#include "core/ops.def"
 
  private:
-  // Times fn() between two synchronizations and books it under name.
+  // Times fn() between two synchronizations, books it under name and returns what it returns.
   template <typename Fn>
-  void timed(const char* name, double flops, Fn&& fn);
+  auto timed(const char* name, double flops, Fn&& fn) -> decltype(fn());
+  void book(const char* name, double flops, std::chrono::steady_clock::time_point start);
 
   Backend& inner_;
   std::map<std::string, OpTiming> timings_;
