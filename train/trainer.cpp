@@ -27,6 +27,7 @@
 #include "train/seq_len_schedule.h"
 #include "train/step.h"
 #include "train/metrics.h"
+#include "train/reporter.h"
 #include "train/train_data.h"
 
 namespace lmt {
@@ -147,28 +148,81 @@ std::string checkpoint_directory(const Recipe& recipe) {
   return (std::filesystem::path(run_directory(recipe)) / "checkpoints").string();
 }
 
-TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
-  const Recipe& r = loaded.recipe;
-  if (options.world_size > 1 && (options.group == nullptr || options.group->size() != options.world_size))
-    throw Error(fmt::format("WORLD_SIZE={}: multi-process training needs a process group; start the "
-                            "workers with `lmtrain launch`", options.world_size));
-  auto single = make_single_process_group();
-  ProcessGroup& group = options.group ? *options.group : *single;
-  const bool leader = options.rank == 0;
+// Everything a run holds, in the order it is built.
+struct Trainer::Run {
+  Run(const LoadedRecipe& loaded, const TrainOptions& options);
 
-  // Everything that can fail on bad input happens before the run directory is touched.
-  TrainData data = load_train_data(r.data, r.eval, r.model.vocab_size, r.run.seq_len);
-  GPTConfig cfg = resolve_model_config(r, data.vocab_size, loaded.path);
-  const int B = static_cast<int>(r.run.micro_batch_size);
-  const int T = static_cast<int>(r.run.seq_len);
-  const int64_t accum = r.run.grad_accum_steps;
-  data::WindowSampler sampler(data.train, T, static_cast<uint64_t>(r.run.seed));
+  void open_backend();
+  void open_run_directory();
+  void build_model();
+  void build_schedules();
+  void announce();
+  int64_t tokens_before(int64_t step) const;
+  void evaluate(int64_t step);
+  void save(int64_t done);
 
-  const std::string run_dir = run_directory(r);
-  const std::string metrics_path = (std::filesystem::path(run_dir) / "metrics.jsonl").string();
-  const std::string checkpoint_root = checkpoint_directory(r);
-  // A checkpoint to resume from is found and fully verified before anything is written.
+  const LoadedRecipe& loaded;
+  const Recipe& r;
+  const TrainOptions options;
+  std::unique_ptr<ProcessGroup> single;
+  ProcessGroup& group;
+  const bool leader;
+
+  TrainData data;
+  GPTConfig cfg;
+  const int B, T;
+  const int64_t accum;
+  data::WindowSampler sampler;
+  const std::string run_dir, metrics_path, checkpoint_root;
   std::optional<LoadedCheckpoint> resumed;
+
+  BackendChoice choice;
+  // Gradients and parameters live in device memory on CUDA: their collectives go through
+  // NCCL; the host-side ones (loss, stop flag, barrier) stay on the job's group.
+  std::unique_ptr<ProcessGroup> device_group;
+  ProcessGroup* arena_group = nullptr;
+  std::string recipe_yaml;
+  Reporter reporter;
+
+  std::unique_ptr<GPT> model;
+  std::unique_ptr<DataParallel> parallel;
+  std::unique_ptr<AdamW> optimizer;
+  AdamWHyper hyper;
+  std::optional<LossScaler> scaler;
+  std::optional<SeqLenSchedule> seq_len;
+  std::optional<LrSchedule> schedule;
+  int64_t tokens_per_step = 0;  // at the full length
+  bool lr_in_tokens = false;
+  double full_step_tokens = 0.0;
+
+  int64_t start_step = 0, steps_done = 0, last_saved_step = 0, tokens_seen = 0;
+  std::vector<int32_t> inputs, targets;
+  TrainResult result;
+  Clock::time_point start;
+  double timed_seconds = 0.0;  // excludes the first step (warm-up effects)
+  int64_t timed_steps = 0;
+  double window_seconds = 0.0, window_flops = 0.0;
+  int64_t window_steps = 0, window_tokens = 0;
+};
+
+Trainer::Run::Run(const LoadedRecipe& loaded_recipe, const TrainOptions& train_options)
+    : loaded(loaded_recipe),
+      r(loaded_recipe.recipe),
+      options(train_options),
+      single(make_single_process_group()),
+      group(options.group ? *options.group : *single),
+      leader(options.rank == 0),
+      // Everything that can fail on bad input happens before the run directory is touched.
+      data(load_train_data(r.data, r.eval, r.model.vocab_size, r.run.seq_len)),
+      cfg(resolve_model_config(r, data.vocab_size, loaded.path)),
+      B(static_cast<int>(r.run.micro_batch_size)),
+      T(static_cast<int>(r.run.seq_len)),
+      accum(r.run.grad_accum_steps),
+      sampler(data.train, T, static_cast<uint64_t>(r.run.seed)),
+      run_dir(run_directory(r)),
+      metrics_path((std::filesystem::path(run_dir) / "metrics.jsonl").string()),
+      checkpoint_root(checkpoint_directory(r)) {
+  // A checkpoint to resume from is found and fully verified before anything is written.
   if (!options.resume.empty()) {
     if (auto dir = resolve_checkpoint(checkpoint_root, options.resume)) {
       resumed = load_checkpoint(*dir, cfg);
@@ -180,20 +234,28 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
                             "--resume auto, pass --overwrite to replace it, or choose another name "
                             "with --set run.name=...",
                             run_dir));
+  open_backend();
+  open_run_directory();
+  build_model();
+  build_schedules();
+  announce();
+  inputs.resize(static_cast<size_t>(B) * T);
+  targets.resize(inputs.size());
+  result.run_dir = run_dir;
+  result.loss_floor = data.loss_floor;
+  steps_done = last_saved_step = start_step;
+  start = Clock::now();
+}
 
-  BackendChoice choice =
-      make_backend(backend_request(r, cfg, options.device, static_cast<int>(options.local_rank), loaded.path));
-  Backend& backend = *choice.backend;
-  // Gradients and parameters live in device memory on CUDA: their collectives go through NCCL;
-  // the host-side ones (loss, stop flag, barrier) stay on the job's group.
-  std::unique_ptr<ProcessGroup> device_group;
+void Trainer::Run::open_backend() {
+  choice = make_backend(backend_request(r, cfg, options.device, static_cast<int>(options.local_rank), loaded.path));
   if (choice.cuda && group.size() > 1) {
     if (!options.store)
       throw Error("a CUDA run of several ranks needs the job's rendezvous store; start it with `lmtrain launch`");
     device_group = gpu_runtime().make_group(*options.store, static_cast<int>(options.rank), group.size(),
                                             choice.cuda_device, "nccl/", options.collective_timeout);
   }
-  ProcessGroup& arena_group = device_group ? *device_group : group;
+  arena_group = device_group ? device_group.get() : &group;
   if (choice.cuda) {
     // Fail before allocating (and before touching the run directory) when the model cannot fit.
     const double needed = estimate_memory(cfg, B, T, r.precision.dtype).total() + kCudaReserveBytes;
@@ -204,300 +266,308 @@ TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
                               loaded.path, needed / (1 << 30), choice.cuda_device,
                               static_cast<double>(choice.device_memory) / (1 << 30), loaded.path));
   }
+}
 
-  const std::string recipe_yaml = recipe_to_yaml(r);
+void Trainer::Run::open_run_directory() {
+  recipe_yaml = recipe_to_yaml(r);
   // Every rank has checked the run directory before rank 0 writes into it.
   group.barrier();
-  if (leader) {
-    std::filesystem::create_directories(run_dir);
-    // A replaced run must not leave its old summary next to the new metrics.
-    std::filesystem::remove(std::filesystem::path(run_dir) / "summary.json");
-    write_file_atomic((std::filesystem::path(run_dir) / "recipe.yaml").string(), recipe_yaml);
-  }
-  MetricsWriter metrics(leader ? metrics_path : std::string(), /*append=*/resumed.has_value());
+  if (!leader) return;
+  std::filesystem::create_directories(run_dir);
+  // A replaced run must not leave its old summary next to the new metrics.
+  std::filesystem::remove(std::filesystem::path(run_dir) / "summary.json");
+  write_file_atomic((std::filesystem::path(run_dir) / "recipe.yaml").string(), recipe_yaml);
+  if (options.print_progress) reporter.add_sink(make_console_sink());
+  reporter.add_sink(make_jsonl_sink(metrics_path, /*append=*/resumed.has_value()));
+}
 
-  GPT model(backend, cfg);
-  DataParallel parallel(group, static_cast<int>(r.distributed.zero_stage), model.num_param_storage(), backend,
-                        &arena_group);
-  AdamW optimizer(backend, model.layout(), model.num_param_storage(), parallel.shard_begin(), parallel.shard_end());
-  int64_t start_step = 0;
+void Trainer::Run::build_model() {
+  Backend& backend = *choice.backend;
+  model = std::make_unique<GPT>(backend, cfg);
+  parallel = std::make_unique<DataParallel>(group, static_cast<int>(r.distributed.zero_stage),
+                                            model->num_param_storage(), backend, arena_group);
+  optimizer = std::make_unique<AdamW>(backend, model->layout(), model->num_param_storage(), parallel->shard_begin(),
+                                      parallel->shard_end());
   if (resumed) {
-    model.set_parameters(resumed->tensors.params);
+    model->set_parameters(resumed->tensors.params);
     // Checkpoints hold the whole optimizer state; a ZeRO-1 rank takes its shard of it.
     auto owned = [&](const std::vector<float>& whole) {
-      return std::vector<float>(whole.begin() + static_cast<long>(parallel.shard_begin()),
-                                whole.begin() + static_cast<long>(parallel.shard_end()));
+      return std::vector<float>(whole.begin() + static_cast<long>(parallel->shard_begin()),
+                                whole.begin() + static_cast<long>(parallel->shard_end()));
     };
-    optimizer.set_state(owned(resumed->tensors.adam_m), owned(resumed->tensors.adam_v),
-                        resumed->state.optimizer_step);
+    optimizer->set_state(owned(resumed->tensors.adam_m), owned(resumed->tensors.adam_v),
+                         resumed->state.optimizer_step);
     start_step = resumed->state.step;
   } else {
-    model.init_weights(static_cast<uint64_t>(r.run.seed), r.model.init_std);
+    model->init_weights(static_cast<uint64_t>(r.run.seed), r.model.init_std);
   }
   // Every rank initializes (or loads) the same weights; the broadcast makes sure of it.
   if (group.size() > 1) {
-    arena_group.broadcast(model.params(), model.num_param_storage(), 0);
-    model.parameters_changed();
+    arena_group->broadcast(model->params(), model->num_param_storage(), 0);
+    model->parameters_changed();
   }
-  const AdamWHyper hyper = adamw_hyper(r.optimizer);
+  hyper = adamw_hyper(r.optimizer);
   // fp16: dynamic loss scaling; its state continues from a checkpoint of an fp16 run.
-  LossScaler scaler(r.precision.dtype == "fp16", loss_scaler_config(r.precision));
-  if (resumed && resumed->state.loss_scaler && scaler.enabled()) scaler.set_state(*resumed->state.loss_scaler);
-  // Sequence length per step (progressive schedules) and the tokens seen before each step.
-  const SeqLenSchedule seq_len(r.seq_len_schedule, T);
-  const int64_t tokens_per_step = r.run.global_batch_size * T;  // at the full length
-  auto tokens_before = [&](int64_t step) {
-    if (!seq_len.enabled()) return step * tokens_per_step;
-    int64_t tokens = 0;
-    for (int64_t s = 0; s < step; ++s) tokens += r.run.global_batch_size * seq_len.at(s);
-    return tokens;
-  };
+  scaler.emplace(r.precision.dtype == "fp16", loss_scaler_config(r.precision));
+  if (resumed && resumed->state.loss_scaler && scaler->enabled()) scaler->set_state(*resumed->state.loss_scaler);
+}
+
+// Tokens seen before `step` (0-based), with the sequence length of each step.
+int64_t Trainer::Run::tokens_before(int64_t step) const {
+  if (!seq_len->enabled()) return step * tokens_per_step;
+  int64_t tokens = 0;
+  for (int64_t s = 0; s < step; ++s) tokens += r.run.global_batch_size * seq_len->at(s);
+  return tokens;
+}
+
+void Trainer::Run::build_schedules() {
+  seq_len.emplace(r.seq_len_schedule, T);
+  tokens_per_step = r.run.global_batch_size * T;
   // schedule.unit tokens: positions are tokens seen in units of full-length steps, so warmup
   // and decay keep their meaning while the sequence length grows.
-  const bool lr_in_tokens = r.schedule.unit == "tokens";
-  const double full_step_tokens = static_cast<double>(tokens_per_step);
-  const LrSchedule schedule(r.schedule, r.optimizer.lr,
-                            lr_in_tokens ? static_cast<double>(tokens_before(r.run.steps)) / full_step_tokens
-                                         : static_cast<double>(r.run.steps));
-  int64_t tokens_seen = tokens_before(start_step);
-  auto say = [&](const std::string& line) {
-    if (options.print_progress && leader) {
-      fmt::print("{}\n", line);
-      std::fflush(stdout);  // progress must show up when stdout is a file or a pipe
-    }
-  };
-  if (!choice.notice.empty()) say(choice.notice);
+  lr_in_tokens = r.schedule.unit == "tokens";
+  full_step_tokens = static_cast<double>(tokens_per_step);
+  schedule.emplace(r.schedule, r.optimizer.lr,
+                   lr_in_tokens ? static_cast<double>(tokens_before(r.run.steps)) / full_step_tokens
+                                : static_cast<double>(r.run.steps));
+  tokens_seen = tokens_before(start_step);
+}
+
+void Trainer::Run::announce() {
+  if (!choice.notice.empty()) reporter.notice(choice.notice);
   if (resumed) {
-    say(fmt::format("resumed from {} at step {}", resumed->dir, start_step));
-    const auto changes = recipe_differences(resumed->state.recipe_yaml, recipe_yaml);
-    for (const auto& change : changes) say(fmt::format("  changed since that checkpoint: {}", change));
+    reporter.notice(fmt::format("resumed from {} at step {}", resumed->dir, start_step));
+    for (const auto& change : recipe_differences(resumed->state.recipe_yaml, recipe_yaml))
+      reporter.notice(fmt::format("  changed since that checkpoint: {}", change));
     if (resumed->state.seed != r.run.seed)
-      say(fmt::format("  note: run.seed {} differs from the checkpoint's {}; the data order changes",
-                      r.run.seed, resumed->state.seed));
+      reporter.notice(fmt::format("  note: run.seed {} differs from the checkpoint's {}; the data order changes",
+                                  r.run.seed, resumed->state.seed));
   }
-  say(fmt::format("lmtrain {} | run {} | backend {}", LMTRAIN_VERSION, run_dir,
-                  backend.name()));
-  say(fmt::format("model: {} layers, {} heads, {} channels, vocab {} (padded {}), {} parameters",
-                  cfg.num_layers, cfg.num_heads, cfg.channels, cfg.vocab_size,
-                  cfg.padded_vocab_size, with_commas(parameter_count(cfg))));
-  say(fmt::format("batch: {} seq x {} tokens x {} accum x {} rank = {} tokens/step; {} steps",
-                  B, T, accum, options.world_size, with_commas(tokens_per_step), r.run.steps));
-  if (seq_len.enabled())
-    say(fmt::format("seq_len_schedule: {} from {} to {} tokens (evaluation at {})",
-                    r.seq_len_schedule.type, seq_len.at(0), T, T));
-  say(fmt::format("data: {}", data.description));
-  metrics.write({{"event", resumed ? "resume" : "start"},
-                 {"step", start_step},
-                 {"parameters", parameter_count(cfg)},
-                 {"tokens_per_step", tokens_per_step},
-                 {"steps", r.run.steps},
-                 {"loss_floor", data.loss_floor ? nlohmann::json(*data.loss_floor) : nlohmann::json()}});
+  reporter.notice(fmt::format("lmtrain {} | run {} | backend {}", LMTRAIN_VERSION, run_dir, choice.backend->name()));
+  reporter.notice(fmt::format("model: {} layers, {} heads, {} channels, vocab {} (padded {}), {} parameters",
+                              cfg.num_layers, cfg.num_heads, cfg.channels, cfg.vocab_size, cfg.padded_vocab_size,
+                              with_commas(parameter_count(cfg))));
+  reporter.notice(fmt::format("batch: {} seq x {} tokens x {} accum x {} rank = {} tokens/step; {} steps", B, T,
+                              accum, options.world_size, with_commas(tokens_per_step), r.run.steps));
+  if (seq_len->enabled())
+    reporter.notice(fmt::format("seq_len_schedule: {} from {} to {} tokens (evaluation at {})",
+                                r.seq_len_schedule.type, seq_len->at(0), T, T));
+  reporter.notice(fmt::format("data: {}", data.description));
+  reporter.emit({resumed ? "resume" : "start",
+                 {{"event", resumed ? "resume" : "start"},
+                  {"step", start_step},
+                  {"parameters", parameter_count(cfg)},
+                  {"tokens_per_step", tokens_per_step},
+                  {"steps", r.run.steps},
+                  {"loss_floor", data.loss_floor ? nlohmann::json(*data.loss_floor) : nlohmann::json()}},
+                 ""});
+}
 
-  std::vector<int32_t> inputs(static_cast<size_t>(B) * T), targets(inputs.size());
-  TrainResult result;
-  result.run_dir = run_dir;
-  result.loss_floor = data.loss_floor;
-  StopSignalScope stop_scope;
-  const auto start = Clock::now();
-  double timed_seconds = 0.0;  // excludes the first step (warm-up effects)
-  int64_t timed_steps = 0;
-  double window_seconds = 0.0;
-  int64_t window_steps = 0;
-  int64_t window_tokens = 0;
-  double window_flops = 0.0;
-
-  auto run_eval = [&](int64_t step) {
-    if (data.val) {
-      const auto t0 = Clock::now();
-      double val_loss = evaluate_distributed(model, *data.val, r.eval.batches, B, T, group);
-      const double ms = seconds_since(t0) * 1e3;
-      result.final_val_loss = val_loss;
-      nlohmann::json rec = {{"step", step}, {"val_loss", val_loss}, {"ms", ms}};
-      std::string floor_text;
-      if (data.loss_floor) {
-        rec["loss_floor"] = *data.loss_floor;
-        floor_text = fmt::format(" (floor {:.4f})", *data.loss_floor);
-      }
-      metrics.write(rec);
-      say(fmt::format("step {:>6}/{} | val loss {:.4f}{} | {:.0f} ms", step, r.run.steps, val_loss,
-                      floor_text, ms));
-    }
-    for (auto& [name, set] : data.extra_val) {
-      const auto t0 = Clock::now();
-      const double loss = evaluate_distributed(model, set, r.eval.batches, B, T, group);
-      const double ms = seconds_since(t0) * 1e3;
-      result.final_set_losses[name] = loss;
-      metrics.write({{"step", step}, {"set", name}, {"val_loss", loss}, {"ms", ms}});
-      say(fmt::format("step {:>6}/{} | {} loss {:.4f} | {:.0f} ms", step, r.run.steps, name, loss, ms));
-    }
-  };
-
-  int64_t last_saved_step = start_step;
-  auto save = [&](int64_t done) {
-    CheckpointState state;
-    state.step = done;
-    state.tokens_seen = tokens_seen;
-    state.world_size = options.world_size;
-    state.seed = r.run.seed;
-    state.data = data_state(sampler, data.train);
-    state.optimizer_step = optimizer.step_count();
-    if (scaler.enabled()) state.loss_scaler = scaler.state();
-    state.model = cfg;
-    state.recipe_yaml = recipe_yaml;
-    last_saved_step = done;
-    // ZeRO-1 shards are gathered (by every rank, a collective); rank 0 writes the whole state.
-    std::vector<float> m = parallel.gather(optimizer.get_m()), v = parallel.gather(optimizer.get_v());
-    if (!leader) return;
-    CheckpointTensors tensors{model.get_parameters(), std::move(m), std::move(v)};
+// The validation split and every eval.sets entry; a collective (every rank evaluates its part).
+void Trainer::Run::evaluate(int64_t step) {
+  if (data.val) {
     const auto t0 = Clock::now();
-    const std::string dir = save_checkpoint(checkpoint_root, state, tensors, r.checkpoint.keep_last,
-                                             r.checkpoint.keep_every);
-    metrics.write({{"event", "checkpoint"}, {"step", done}, {"path", dir}});
-    say(fmt::format("step {:>6}/{} | saved {} ({:.0f} ms)", done, r.run.steps, dir,
-                    seconds_since(t0) * 1e3));
-  };
-
-  // After each step, applied or skipped: the periodic evaluation and checkpoint.
-  auto evaluate_and_save_on_schedule = [&](int64_t done) {
-    if (r.eval.every > 0 && done % r.eval.every == 0 && done != r.run.steps) run_eval(done);
-    if (r.checkpoint.every > 0 && done % r.checkpoint.every == 0) save(done);
-  };
-  // Ranks stop together: a signal seen by any rank stops all after the same step.
-  auto stop_requested = [&] {
-    float stop = g_stop_signal.load() != 0 ? 1.0f : 0.0f;
-    if (group.size() > 1) group.all_reduce(&stop, 1, ReduceOp::kSum);
-    return stop > 0;
-  };
-  for (int64_t step = start_step; step < r.run.steps; ++step) {
-    if (stop_requested()) {
-      result.interrupted = true;
-      break;
-    }
+    const double val_loss = evaluate_distributed(*model, *data.val, r.eval.batches, B, T, group);
+    result.final_val_loss = val_loss;
+    reporter.eval(step, r.run.steps, "", val_loss, data.loss_floor, seconds_since(t0) * 1e3);
+  }
+  for (auto& [name, set] : data.extra_val) {
     const auto t0 = Clock::now();
-    const int step_T = static_cast<int>(seq_len.at(step));
-    const int64_t step_tokens = r.run.global_batch_size * step_T;
-    const std::vector<data::WindowRef> windows = sampler.next(static_cast<size_t>(r.run.global_batch_size));
-    const double loss_scale = scaler.scale();
-    double loss = accumulate_gradients(model, data.train,
-                                       data::rank_slice(windows, static_cast<int>(options.rank), group.size()),
-                                       accum, B, step_T, inputs, targets, nullptr, static_cast<float>(loss_scale));
-    // The mean over ranks of each rank's mean gradient is the global batch's mean gradient.
-    const double scaled_norm = parallel.reduce_gradients(model.grads());
-    const double norm = scaled_norm / loss_scale;
-    loss = parallel.average(loss);
-    if (scaler.enabled() && !scaler.update(std::isfinite(loss) && std::isfinite(scaled_norm))) {
-      // fp16 overflow: this step's update is skipped, the data it used is consumed (as in
-      // DeepSpeed) and the scale has dropped. Every rank sees the same reduced values.
-      metrics.write({{"step", step + 1}, {"event", "overflow"}, {"loss_scale", scaler.scale()},
-                     {"skipped_steps", scaler.skipped_steps()}});
-      say(fmt::format("step {:>6}/{} | fp16 gradients overflowed; step skipped, loss scale {} -> {} ({} skipped)",
-                      step + 1, r.run.steps, loss_scale, scaler.scale(), scaler.skipped_steps()));
-      tokens_seen += step_tokens;
-      result.steps_done = step + 1;
-      evaluate_and_save_on_schedule(step + 1);
-      continue;
-    }
-    if (!std::isfinite(loss) || !std::isfinite(norm)) {
-      metrics.write({{"event", "end"}, {"steps", step}, {"diverged", true}, {"loss", nullptr}});
-      throw Error(fmt::format(
-          "training diverged at step {}: loss {}, grad norm {}; the parameters were not updated. "
-          "Lower optimizer.lr, raise schedule.warmup_steps or set optimizer.grad_clip",
-          step + 1, loss, norm));
-    }
-    const double lr = schedule.at(lr_in_tokens ? static_cast<double>(tokens_seen) / full_step_tokens
-                                               : static_cast<double>(step));
-    optimizer.step(model.params(), model.grads(), hyper, static_cast<float>(lr), norm,
-                   static_cast<float>(1.0 / loss_scale));
-    parallel.gather_parameters(model.params());
-    model.parameters_changed();
-    backend.synchronize();
-    const double step_seconds = seconds_since(t0);
-    if (step > 0) {
-      timed_seconds += step_seconds;
-      ++timed_steps;
-    }
-    window_seconds += step_seconds;
-    ++window_steps;
-    window_tokens += step_tokens;
-    window_flops += flops_per_token(cfg, step_T) * static_cast<double>(step_tokens);
-    tokens_seen += step_tokens;
-    result.steps_done = step + 1;
-    result.final_loss = loss;
+    const double loss = evaluate_distributed(*model, set, r.eval.batches, B, T, group);
+    result.final_set_losses[name] = loss;
+    reporter.eval(step, r.run.steps, name, loss, std::nullopt, seconds_since(t0) * 1e3);
+  }
+}
 
-    const int64_t done = step + 1;
+void Trainer::Run::save(int64_t done) {
+  CheckpointState state;
+  state.step = done;
+  state.tokens_seen = tokens_seen;
+  state.world_size = options.world_size;
+  state.seed = r.run.seed;
+  state.data = data_state(sampler, data.train);
+  state.optimizer_step = optimizer->step_count();
+  if (scaler->enabled()) state.loss_scaler = scaler->state();
+  state.model = cfg;
+  state.recipe_yaml = recipe_yaml;
+  last_saved_step = done;
+  // ZeRO-1 shards are gathered (by every rank, a collective); rank 0 writes the whole state.
+  std::vector<float> m = parallel->gather(optimizer->get_m()), v = parallel->gather(optimizer->get_v());
+  if (!leader) return;
+  CheckpointTensors tensors{model->get_parameters(), std::move(m), std::move(v)};
+  const auto t0 = Clock::now();
+  const std::string dir =
+      save_checkpoint(checkpoint_root, state, tensors, r.checkpoint.keep_last, r.checkpoint.keep_every);
+  reporter.checkpoint(done, r.run.steps, dir, seconds_since(t0) * 1e3);
+}
+
+Trainer::Trainer(const LoadedRecipe& loaded, const TrainOptions& options) {
+  if (options.world_size > 1 && (options.group == nullptr || options.group->size() != options.world_size))
+    throw Error(fmt::format("WORLD_SIZE={}: multi-process training needs a process group; start the "
+                            "workers with `lmtrain launch`", options.world_size));
+  run_ = std::make_unique<Run>(loaded, options);
+}
+
+Trainer::~Trainer() = default;
+
+int64_t Trainer::steps_done() const { return run_->steps_done; }
+int64_t Trainer::total_steps() const { return run_->r.run.steps; }
+Reporter& Trainer::reporter() { return run_->reporter; }
+
+StepResult Trainer::step() {
+  Run& s = *run_;
+  const Recipe& r = s.r;
+  const int64_t step = s.steps_done;
+  LMT_CHECK(step < r.run.steps, fmt::format("Trainer::step after the last step ({})", r.run.steps));
+  const auto t0 = Clock::now();
+  StepResult out;
+  out.step = step + 1;
+  out.seq_len = static_cast<int>(s.seq_len->at(step));
+  out.tokens = r.run.global_batch_size * out.seq_len;
+  const std::vector<data::WindowRef> windows = s.sampler.next(static_cast<size_t>(r.run.global_batch_size));
+  const double loss_scale = s.scaler->scale();
+  double loss = accumulate_gradients(*s.model, s.data.train,
+                                     data::rank_slice(windows, static_cast<int>(s.options.rank), s.group.size()),
+                                     s.accum, s.B, out.seq_len, s.inputs, s.targets, nullptr,
+                                     static_cast<float>(loss_scale));
+  // The mean over ranks of each rank's mean gradient is the global batch's mean gradient.
+  const double scaled_norm = s.parallel->reduce_gradients(s.model->grads());
+  const double norm = scaled_norm / loss_scale;
+  loss = s.parallel->average(loss);
+  out.loss = loss;
+  out.grad_norm = norm;
+  s.steps_done = out.step;
+  s.result.steps_done = out.step;
+  if (s.scaler->enabled() && !s.scaler->update(std::isfinite(loss) && std::isfinite(scaled_norm))) {
+    // fp16 overflow: this step's update is skipped, the data it used is consumed (as in
+    // DeepSpeed) and the scale has dropped. Every rank sees the same reduced values.
+    out.applied = false;
+    s.reporter.overflow(out.step, r.run.steps, loss_scale, s.scaler->scale(), s.scaler->skipped_steps());
+    s.tokens_seen += out.tokens;
+    out.seconds = seconds_since(t0);
+    return out;
+  }
+  if (!std::isfinite(loss) || !std::isfinite(norm)) {
+    s.reporter.emit({"end", {{"event", "end"}, {"steps", step}, {"diverged", true}, {"loss", nullptr}}, ""});
+    throw Error(fmt::format(
+        "training diverged at step {}: loss {}, grad norm {}; the parameters were not updated. "
+        "Lower optimizer.lr, raise schedule.warmup_steps or set optimizer.grad_clip",
+        step + 1, loss, norm));
+  }
+  out.lr = s.schedule->at(s.lr_in_tokens ? static_cast<double>(s.tokens_seen) / s.full_step_tokens
+                                         : static_cast<double>(step));
+  s.optimizer->step(s.model->params(), s.model->grads(), s.hyper, static_cast<float>(out.lr), norm,
+                    static_cast<float>(1.0 / loss_scale));
+  s.parallel->gather_parameters(s.model->params());
+  s.model->parameters_changed();
+  s.choice.backend->synchronize();
+  out.seconds = seconds_since(t0);
+  s.tokens_seen += out.tokens;
+  s.result.final_loss = loss;
+  return out;
+}
+
+void Trainer::after_step(const StepResult& step) {
+  Run& s = *run_;
+  const Recipe& r = s.r;
+  const int64_t done = step.step;
+  if (step.applied) {
+    if (done > 1) {
+      s.timed_seconds += step.seconds;
+      ++s.timed_steps;
+    }
+    s.window_seconds += step.seconds;
+    ++s.window_steps;
+    s.window_tokens += step.tokens;
+    s.window_flops += flops_per_token(s.cfg, step.seq_len) * static_cast<double>(step.tokens);
     if (done == 1 || done % r.log.every == 0 || done == r.run.steps) {
-      const double ms = window_seconds / static_cast<double>(window_steps) * 1e3;
-      const double tokens_per_s = static_cast<double>(window_tokens) / window_seconds;
-      std::optional<double> mfu;
-      if (r.log.peak_tflops > 0) mfu = window_flops / window_seconds / (r.log.peak_tflops * 1e12);
-      const double avg = timed_steps > 0 ? timed_seconds / timed_steps : step_seconds;
-      const double eta = avg * static_cast<double>(r.run.steps - done);
-      metrics.write({{"step", done},
-                     {"loss", loss},
-                     {"lr", lr},
-                     {"grad_norm", norm},
-                     {"ms", ms},
-                     {"tokens_per_s", tokens_per_s},
-                     {"mfu", mfu ? nlohmann::json(*mfu) : nlohmann::json()},
-                     {"tokens", tokens_seen},
-                     {"seq_len", step_T},
-                     {"loss_scale", scaler.enabled() ? nlohmann::json(scaler.scale()) : nlohmann::json()},
-                     {"elapsed_s", seconds_since(start)}});
-      say(fmt::format("step {:>6}/{} | loss {:.4f} | lr {:.2e} | norm {:.3f} |{}{} {:.1f} ms | {} tok/s"
-                      " | mfu {} | eta {}",
-                      done, r.run.steps, loss, lr, norm,
-                      seq_len.enabled() ? fmt::format(" T {} |", step_T) : std::string(),
-                      scaler.enabled() ? fmt::format(" scale {:g} |", scaler.scale()) : std::string(), ms,
-                      human_count(tokens_per_s),
-                      mfu ? fmt::format("{:.1f}%", *mfu * 100) : std::string("-"),
-                      human_duration(eta)));
-      window_seconds = 0.0;
-      window_steps = 0;
-      window_tokens = 0;
-      window_flops = 0.0;
+      StepReport report;
+      report.step = done;
+      report.total_steps = r.run.steps;
+      report.loss = step.loss;
+      report.lr = step.lr;
+      report.grad_norm = step.grad_norm;
+      report.ms = s.window_seconds / static_cast<double>(s.window_steps) * 1e3;
+      report.tokens_per_s = static_cast<double>(s.window_tokens) / s.window_seconds;
+      if (r.log.peak_tflops > 0) report.mfu = s.window_flops / s.window_seconds / (r.log.peak_tflops * 1e12);
+      const double avg = s.timed_steps > 0 ? s.timed_seconds / s.timed_steps : step.seconds;
+      report.eta_s = avg * static_cast<double>(r.run.steps - done);
+      report.tokens_seen = s.tokens_seen;
+      report.seq_len = step.seq_len;
+      report.show_seq_len = s.seq_len->enabled();
+      if (s.scaler->enabled()) report.loss_scale = s.scaler->scale();
+      report.elapsed_s = seconds_since(s.start);
+      s.reporter.step(report);
+      s.window_seconds = s.window_flops = 0.0;
+      s.window_steps = s.window_tokens = 0;
     }
-    evaluate_and_save_on_schedule(done);
   }
-  // Also a signal during the last step (asked of all ranks together, so they agree).
-  if (!result.interrupted && stop_requested()) result.interrupted = true;
-  result.stop_signal = g_stop_signal.load();
-  if (result.steps_done == 0) result.steps_done = start_step;
+  // After each step, applied or skipped: the periodic evaluation and checkpoint.
+  if (r.eval.every > 0 && done % r.eval.every == 0 && done != r.run.steps) s.evaluate(done);
+  if (r.checkpoint.every > 0 && done % r.checkpoint.every == 0) s.save(done);
+}
+
+// Ranks stop together: a stop seen by any rank stops all after the same step.
+bool Trainer::stop_requested() {
+  float stop = g_stop_signal.load() != 0 || stop_requested_here_ ? 1.0f : 0.0f;
+  if (run_->group.size() > 1) run_->group.all_reduce(&stop, 1, ReduceOp::kSum);
+  return stop > 0;
+}
+
+TrainResult Trainer::finish(bool interrupted, int stop_signal) {
+  Run& s = *run_;
+  TrainResult& result = s.result;
+  result.interrupted = interrupted;
+  result.stop_signal = stop_signal;
+  result.steps_done = s.steps_done;
   // A checkpoint at the end and on a stop signal, unless this step is already saved.
-  if (result.steps_done > last_saved_step) save(result.steps_done);
-  if (!leader) {
-    result.seconds = seconds_since(start);
-    if (!result.interrupted) run_eval(result.steps_done);  // its collectives pair with rank 0's
+  if (result.steps_done > s.last_saved_step) s.save(result.steps_done);
+  if (!s.leader) {
+    result.seconds = seconds_since(s.start);
+    if (!result.interrupted) s.evaluate(result.steps_done);  // its collectives pair with rank 0's
     return result;
   }
   if (result.interrupted) {
-    say(fmt::format("stopped by signal {} after step {}; skipping the final evaluation",
-                    g_stop_signal.load(), result.steps_done));
+    s.reporter.notice(fmt::format("stopped by signal {} after step {}; skipping the final evaluation", stop_signal,
+                                  result.steps_done));
   } else {
-    run_eval(result.steps_done);
+    s.evaluate(result.steps_done);
   }
-  result.seconds = seconds_since(start);
+  result.seconds = seconds_since(s.start);
   nlohmann::json summary = {
       {"event", "end"},
       {"steps", result.steps_done},
       {"loss", result.final_loss},
       {"val_loss", result.final_val_loss ? nlohmann::json(*result.final_val_loss) : nlohmann::json()},
-      {"loss_floor", data.loss_floor ? nlohmann::json(*data.loss_floor) : nlohmann::json()},
+      {"loss_floor", s.data.loss_floor ? nlohmann::json(*s.data.loss_floor) : nlohmann::json()},
       {"set_losses", result.final_set_losses},
       {"seconds", result.seconds},
       {"interrupted", result.interrupted},
-      {"skipped_steps", scaler.skipped_steps()}};
-  metrics.write(summary);
-  write_file_atomic((std::filesystem::path(run_dir) / "summary.json").string(),
-                                  summary.dump(2) + "\n");
-  say(fmt::format("{}: {} steps in {} | final loss {:.4f}{}{} | metrics {}",
-                  result.interrupted ? "stopped" : "done", result.steps_done,
-                  human_duration(result.seconds),
-                  result.final_loss,
-                  result.final_val_loss ? fmt::format(" | val loss {:.4f}", *result.final_val_loss)
-                                        : std::string(),
-                  data.loss_floor ? fmt::format(" | floor {:.4f}", *data.loss_floor) : std::string(),
-                  metrics_path));
+      {"skipped_steps", s.scaler->skipped_steps()}};
+  s.reporter.emit({"end", summary, ""});
+  write_file_atomic((std::filesystem::path(s.run_dir) / "summary.json").string(), summary.dump(2) + "\n");
+  s.reporter.notice(fmt::format(
+      "{}: {} steps in {} | final loss {:.4f}{}{} | metrics {}", result.interrupted ? "stopped" : "done",
+      result.steps_done, human_duration(result.seconds), result.final_loss,
+      result.final_val_loss ? fmt::format(" | val loss {:.4f}", *result.final_val_loss) : std::string(),
+      s.data.loss_floor ? fmt::format(" | floor {:.4f}", *s.data.loss_floor) : std::string(), s.metrics_path));
   return result;
+}
+
+TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
+  Trainer trainer(loaded, options);
+  StopSignalScope stop_scope;
+  bool interrupted = false;
+  while (trainer.steps_done() < trainer.total_steps()) {
+    if (trainer.stop_requested()) {
+      interrupted = true;
+      break;
+    }
+    trainer.after_step(trainer.step());
+  }
+  // Also a signal during the last step (asked of all ranks together, so they agree).
+  if (!interrupted && trainer.stop_requested()) interrupted = true;
+  return trainer.finish(interrupted, g_stop_signal.load());
 }
 
 GPTConfig resolve_model_config(const Recipe& recipe, int64_t data_vocab_size, const std::string& where) {

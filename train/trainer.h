@@ -1,10 +1,13 @@
-// The trainer: step loop with gradient accumulation, LR schedule, clipping, AdamW, periodic
-// evaluation, console and JSON-lines metrics, clean stop on Ctrl-C.
+// The trainer: set-up (data, model, backend, resume), one optimizer step at a time with gradient
+// accumulation, LR and sequence-length schedules, clipping, fp16 loss scaling and AdamW, the
+// evaluation and checkpoint schedule, and a clean stop on a signal. train() runs the loop;
+// Trainer is the same in pieces, for tests and for callers that drive the steps themselves.
 #pragma once
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -47,7 +50,58 @@ struct TrainResult {
   std::string run_dir;
 };
 
-// Runs training for a validated recipe. Throws lmt::Error for user errors.
+// One optimizer step as it happened.
+struct StepResult {
+  int64_t step = 0;      // the steps done after it (1-based)
+  bool applied = true;   // false: fp16 gradients overflowed and the update was skipped
+  double loss = 0.0;     // mean over the global batch (unscaled)
+  double grad_norm = 0.0;
+  double lr = 0.0;       // 0 for a skipped step
+  int seq_len = 0;
+  int64_t tokens = 0;    // tokens of the global batch
+  double seconds = 0.0;
+};
+
+class Reporter;
+
+class Trainer {
+ public:
+  // Everything that can fail on bad input (recipe, data, checkpoint, device) fails here, before
+  // the run directory is touched; then the run directory, recipe.yaml and the first metrics
+  // record are written (rank 0). Throws lmt::Error.
+  Trainer(const LoadedRecipe& recipe, const TrainOptions& options);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  int64_t steps_done() const;
+  int64_t total_steps() const;  // run.steps
+  // One optimizer step on the next global batch: accumulate over the micro-batches, reduce
+  // over the ranks, clip, AdamW (or skip on an fp16 overflow). Throws lmt::Error when the loss
+  // or the gradient norm is not finite (without fp16 scaling). Call only while
+  // steps_done() < total_steps().
+  StepResult step();
+  // After each step: its metrics line (every log.every), then the periodic evaluation and
+  // checkpoint (eval.every, checkpoint.every).
+  void after_step(const StepResult& result);
+  // Whether any rank has been asked to stop (a signal, or request_stop): a collective, so
+  // every rank must ask at the same point.
+  bool stop_requested();
+  void request_stop() { stop_requested_here_ = true; }
+  // The end: a checkpoint unless the last step is saved, the final evaluation (not after a
+  // stop), summary.json and the last metrics record (rank 0).
+  TrainResult finish(bool interrupted, int stop_signal);
+  // Where events go; the console and metrics.jsonl are there already (rank 0).
+  Reporter& reporter();
+
+ private:
+  struct Run;
+  std::unique_ptr<Run> run_;
+  bool stop_requested_here_ = false;
+};
+
+// Runs training for a validated recipe: a Trainer's steps until run.steps or a stop signal
+// (SIGINT, SIGTERM, SIGUSR1). Throws lmt::Error for user errors.
 TrainResult train(const LoadedRecipe& recipe, const TrainOptions& options);
 
 // The model shape for a recipe; vocab from the data when model.vocab_size is 0. `where`
