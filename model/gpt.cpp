@@ -8,22 +8,16 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "model/gpt_tensors.h"
 
 namespace lmt {
 namespace {
 
-// Parameter tensor indices, in parameter_layout order.
-enum P {
-  kWte, kWpe, kLn1w, kLn1b, kQkvw, kQkvb, kAttprojw, kAttprojb,
-  kLn2w, kLn2b, kFcw, kFcb, kFcprojw, kFcprojb, kLnfw, kLnfb
-};
-
-// Activation buffer indices, in activation_layout order.
-enum A {
-  aEncoded, aLn1, aLn1Mean, aLn1Rstd, aQkv, aAtty, aAttLse, aResidual2, aLn2, aLn2Mean,
-  aLn2Rstd, aFch, aFchGelu, aResidual3, aLnf, aLnfMean, aLnfRstd, aLogits, aLosses,
-  aDresidual, aDln, aDqkv, aDatty, aDfch, aInputs, aTargets, aCount
-};
+// Indices into parameter_layout and activation_layout: both come from model/gpt_tensors.h.
+#define LMT_TENSOR_ID(id, ...) id,
+enum P { LMT_GPT_PARAMETERS(LMT_TENSOR_ID) kNumParameterTensors };
+enum A { LMT_GPT_ACTIVATIONS(LMT_TENSOR_ID) kNumActivationBuffers };
+#undef LMT_TENSOR_ID
 
 }  // namespace
 
@@ -33,6 +27,7 @@ GPT::GPT(Backend& backend, const GPTConfig& cfg) : backend_(backend), cfg_(cfg),
   if (cfg.padded_vocab_size < cfg.vocab_size)
     throw Error("padded vocab size is smaller than the vocab size");
   layout_ = parameter_layout(cfg_);
+  LMT_CHECK(layout_.size() == static_cast<size_t>(kNumParameterTensors), "parameter_layout does not follow model/gpt_tensors.h");
   num_params_ = parameter_storage_count(cfg_);
   params_ = static_cast<float*>(backend_.alloc(num_params_ * sizeof(float)));
   grads_ = static_cast<float*>(backend_.alloc(num_params_ * sizeof(float)));
@@ -127,6 +122,7 @@ void GPT::ensure_activations(int B, int T) {
   B = std::max(B, act_B_);
   T = std::max(T, act_T_);
   auto buffers = activation_layout(cfg_, B, T);
+  LMT_CHECK(buffers.size() == static_cast<size_t>(kNumActivationBuffers), "activation_layout does not follow model/gpt_tensors.h");
   // Each buffer starts on a 256-byte boundary (what vectorized kernels and cuBLASLt like best).
   auto round_up = [](size_t bytes) { return (bytes + 255) / 256 * 256; };
   act_elem_bytes_.assign(buffers.size(), 0);

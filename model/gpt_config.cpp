@@ -2,28 +2,17 @@
 
 #include <numeric>
 
+#include "model/gpt_tensors.h"
+
 namespace lmt {
 
 std::vector<ParamTensor> parameter_layout(const GPTConfig& cfg) {
   const int64_t L = cfg.num_layers, C = cfg.channels, Vp = cfg.padded_vocab_size;
   const int64_t maxT = cfg.max_seq_len;
   std::vector<ParamTensor> tensors = {
-      {"wte", {Vp, C}, 0, 0, true},
-      {"wpe", {maxT, C}, 0, 0, true},
-      {"ln1w", {L, C}, 0, 0, false},
-      {"ln1b", {L, C}, 0, 0, false},
-      {"qkvw", {L, 3 * C, C}, 0, 0, true},
-      {"qkvb", {L, 3 * C}, 0, 0, false},
-      {"attprojw", {L, C, C}, 0, 0, true},
-      {"attprojb", {L, C}, 0, 0, false},
-      {"ln2w", {L, C}, 0, 0, false},
-      {"ln2b", {L, C}, 0, 0, false},
-      {"fcw", {L, 4 * C, C}, 0, 0, true},
-      {"fcb", {L, 4 * C}, 0, 0, false},
-      {"fcprojw", {L, C, 4 * C}, 0, 0, true},
-      {"fcprojb", {L, C}, 0, 0, false},
-      {"lnfw", {C}, 0, 0, false},
-      {"lnfb", {C}, 0, 0, false},
+#define LMT_PARAMETER(id, name, shape, decay) {name, LMT_GPT_SHAPE shape, 0, 0, decay},
+      LMT_GPT_PARAMETERS(LMT_PARAMETER)
+#undef LMT_PARAMETER
   };
   size_t offset = 0;
   for (auto& t : tensors) {
@@ -54,35 +43,9 @@ std::vector<ActivationBuffer> activation_layout(const GPTConfig& cfg, int B, int
   const size_t L = cfg.num_layers, C = cfg.channels, NH = cfg.num_heads;
   const size_t BT = static_cast<size_t>(B) * T, Vp = cfg.padded_vocab_size;
   return {
-      // saved for backward
-      {"encoded", BT * C},          // (B, T, C)
-      {"ln1", L * BT * C},          // (L, B, T, C)
-      {"ln1_mean", L * BT, true},         // (L, B, T)
-      {"ln1_rstd", L * BT, true},         // (L, B, T)
-      {"qkv", L * BT * 3 * C},      // (L, B, T, 3C)
-      {"atty", L * BT * C},         // (L, B, T, C)
-      {"att_lse", L * B * NH * T, true},  // (L, B, NH, T)
-      {"residual2", L * BT * C},    // (L, B, T, C)
-      {"ln2", L * BT * C},          // (L, B, T, C)
-      {"ln2_mean", L * BT, true},         // (L, B, T)
-      {"ln2_rstd", L * BT, true},         // (L, B, T)
-      {"fch", L * BT * 4 * C},      // (L, B, T, 4C)
-      {"fch_gelu", L * BT * 4 * C}, // (L, B, T, 4C)
-      {"residual3", L * BT * C},    // (L, B, T, C)
-      {"lnf", BT * C},              // (B, T, C)
-      {"lnf_mean", BT, true},             // (B, T)
-      {"lnf_rstd", BT, true},             // (B, T)
-      {"logits", BT * Vp},          // (B, T, Vp); becomes dlogits in training
-      {"losses", BT, true},               // (B, T)
-      // backward scratch, reused by every layer
-      {"dresidual", BT * C},        // (B, T, C) gradient of the residual stream
-      {"dln", BT * C},              // (B, T, C)
-      {"dqkv", BT * 3 * C},         // (B, T, 3C)
-      {"datty", BT * C},            // (B, T, C)
-      {"dfch", BT * 4 * C},         // (B, T, 4C) gradient of the GELU's input
-      // token ids (int32)
-      {"inputs", BT, true},
-      {"targets", BT, true},
+#define LMT_ACTIVATION(id, name, numel, wide) {name, numel, wide},
+      LMT_GPT_ACTIVATIONS(LMT_ACTIVATION)
+#undef LMT_ACTIVATION
   };
 }
 
