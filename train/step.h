@@ -14,6 +14,7 @@ namespace lmt {
 // Milliseconds spent per phase, summed over the micro-batches of one step.
 struct StepPhases {
   double data_ms = 0, forward_ms = 0, backward_ms = 0;
+  double optimizer_ms = 0;  // Trainer::step: the reduction, clipping, AdamW and the parameter copy
 };
 
 // Zeroes the gradients, then accumulates those of this rank's windows of the step: `windows`

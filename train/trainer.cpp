@@ -27,6 +27,7 @@
 #include "train/seq_len_schedule.h"
 #include "train/step.h"
 #include "train/metrics.h"
+#include "train/op_profiler.h"
 #include "train/reporter.h"
 #include "train/train_data.h"
 
@@ -177,6 +178,8 @@ struct Trainer::Run {
   std::optional<LoadedCheckpoint> resumed;
 
   BackendChoice choice;
+  std::unique_ptr<ProfilingBackend> profiler;  // profile_ops: wraps choice.backend
+  Backend& backend() { return profiler ? *profiler : *choice.backend; }
   // Gradients and parameters live in device memory on CUDA: their collectives go through
   // NCCL; the host-side ones (loss, stop flag, barrier) stay on the job's group.
   std::unique_ptr<ProcessGroup> device_group;
@@ -223,13 +226,13 @@ Trainer::Run::Run(const LoadedRecipe& loaded_recipe, const TrainOptions& train_o
       metrics_path((std::filesystem::path(run_dir) / "metrics.jsonl").string()),
       checkpoint_root(checkpoint_directory(r)) {
   // A checkpoint to resume from is found and fully verified before anything is written.
-  if (!options.resume.empty()) {
+  if (!options.resume.empty() && !options.benchmark) {
     if (auto dir = resolve_checkpoint(checkpoint_root, options.resume)) {
       resumed = load_checkpoint(*dir, cfg);
       restore_data_position(sampler, data.train, resumed->state.data, *dir);
     }
   }
-  if (std::filesystem::exists(metrics_path) && !options.overwrite && !resumed)
+  if (std::filesystem::exists(metrics_path) && !options.overwrite && !resumed && !options.benchmark)
     throw Error(fmt::format("run directory '{}' already holds a run (metrics.jsonl); resume it with "
                             "--resume auto, pass --overwrite to replace it, or choose another name "
                             "with --set run.name=...",
@@ -256,6 +259,7 @@ void Trainer::Run::open_backend() {
                                             choice.cuda_device, "nccl/", options.collective_timeout);
   }
   arena_group = device_group ? device_group.get() : &group;
+  if (options.profile_ops) profiler = std::make_unique<ProfilingBackend>(*choice.backend);
   if (choice.cuda) {
     // Fail before allocating (and before touching the run directory) when the model cannot fit.
     const double needed = estimate_memory(cfg, B, T, r.precision.dtype).total() + kCudaReserveBytes;
@@ -270,6 +274,7 @@ void Trainer::Run::open_backend() {
 
 void Trainer::Run::open_run_directory() {
   recipe_yaml = recipe_to_yaml(r);
+  if (options.benchmark) return;
   // Every rank has checked the run directory before rank 0 writes into it.
   group.barrier();
   if (!leader) return;
@@ -282,7 +287,7 @@ void Trainer::Run::open_run_directory() {
 }
 
 void Trainer::Run::build_model() {
-  Backend& backend = *choice.backend;
+  Backend& backend = this->backend();
   model = std::make_unique<GPT>(backend, cfg);
   parallel = std::make_unique<DataParallel>(group, static_cast<int>(r.distributed.zero_stage),
                                             model->num_param_storage(), backend, arena_group);
@@ -414,7 +419,16 @@ int64_t Trainer::steps_done() const { return run_->steps_done; }
 int64_t Trainer::total_steps() const { return run_->r.run.steps; }
 Reporter& Trainer::reporter() { return run_->reporter; }
 
-StepResult Trainer::step() {
+Backend& Trainer::backend() { return run_->backend(); }
+std::vector<OpTiming> Trainer::op_timings() const {
+  return run_->profiler ? run_->profiler->timings() : std::vector<OpTiming>();
+}
+void Trainer::reset_op_timings() {
+  if (run_->profiler) run_->profiler->reset();
+}
+const GPTConfig& Trainer::model_config() const { return run_->cfg; }
+
+StepResult Trainer::step(StepPhases* phases) {
   Run& s = *run_;
   const Recipe& r = s.r;
   const int64_t step = s.steps_done;
@@ -425,11 +439,13 @@ StepResult Trainer::step() {
   out.seq_len = static_cast<int>(s.seq_len->at(step));
   out.tokens = r.run.global_batch_size * out.seq_len;
   const std::vector<data::WindowRef> windows = s.sampler.next(static_cast<size_t>(r.run.global_batch_size));
+  if (phases) phases->data_ms += seconds_since(t0) * 1e3;
   const double loss_scale = s.scaler->scale();
   double loss = accumulate_gradients(*s.model, s.data.train,
                                      data::rank_slice(windows, static_cast<int>(s.options.rank), s.group.size()),
-                                     s.accum, s.B, out.seq_len, s.inputs, s.targets, nullptr,
+                                     s.accum, s.B, out.seq_len, s.inputs, s.targets, phases,
                                      static_cast<float>(loss_scale));
+  const auto optimizer_start = Clock::now();
   // The mean over ranks of each rank's mean gradient is the global batch's mean gradient.
   const double scaled_norm = s.parallel->reduce_gradients(s.model->grads());
   const double norm = scaled_norm / loss_scale;
@@ -445,6 +461,7 @@ StepResult Trainer::step() {
     s.reporter.overflow(out.step, r.run.steps, loss_scale, s.scaler->scale(), s.scaler->skipped_steps());
     s.tokens_seen += out.tokens;
     out.seconds = seconds_since(t0);
+    if (phases) phases->optimizer_ms += seconds_since(optimizer_start) * 1e3;
     return out;
   }
   if (!std::isfinite(loss) || !std::isfinite(norm)) {
@@ -460,8 +477,9 @@ StepResult Trainer::step() {
                     static_cast<float>(1.0 / loss_scale));
   s.parallel->gather_parameters(s.model->params());
   s.model->parameters_changed();
-  s.choice.backend->synchronize();
+  s.backend().synchronize();
   out.seconds = seconds_since(t0);
+  if (phases) phases->optimizer_ms += seconds_since(optimizer_start) * 1e3;
   s.tokens_seen += out.tokens;
   s.result.final_loss = loss;
   return out;

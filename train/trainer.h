@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/recipe.h"
 #include "model/adamw.h"
@@ -36,6 +37,11 @@ struct TrainOptions {
   int64_t local_rank = 0;  // picks the GPU (device index LOCAL_RANK)
   bool print_progress = true;
   std::string resume;  // "", "auto", "latest" or a checkpoint path
+  // A benchmark (`lmtrain bench`): nothing is written (no run directory, metrics or
+  // checkpoints) and nothing is resumed; only step() is meant to be called.
+  bool benchmark = false;
+  // Time every backend op (`lmtrain bench --ops`): the backend is wrapped by ProfilingBackend.
+  bool profile_ops = false;
 };
 
 struct TrainResult {
@@ -63,6 +69,9 @@ struct StepResult {
 };
 
 class Reporter;
+class Backend;
+struct OpTiming;
+struct StepPhases;
 
 class Trainer {
  public:
@@ -80,7 +89,8 @@ class Trainer {
   // over the ranks, clip, AdamW (or skip on an fp16 overflow). Throws lmt::Error when the loss
   // or the gradient norm is not finite (without fp16 scaling). Call only while
   // steps_done() < total_steps().
-  StepResult step();
+  // With `phases`, its phases are timed (synchronizing in between).
+  StepResult step(StepPhases* phases = nullptr);
   // After each step: its metrics line (every log.every), then the periodic evaluation and
   // checkpoint (eval.every, checkpoint.every).
   void after_step(const StepResult& result);
@@ -93,6 +103,11 @@ class Trainer {
   TrainResult finish(bool interrupted, int stop_signal);
   // Where events go; the console and metrics.jsonl are there already (rank 0).
   Reporter& reporter();
+  // The backend the model runs on (the profiler with profile_ops) and the per-op timings.
+  Backend& backend();
+  std::vector<OpTiming> op_timings() const;
+  void reset_op_timings();
+  const GPTConfig& model_config() const;
 
  private:
   struct Run;
