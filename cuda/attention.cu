@@ -319,16 +319,26 @@ constexpr size_t key_shared_bytes() {
   return sizeof(float) * (2 * kBlockRows * D + 2 * kTile * (D + 1) + 2 * kWarps * kRowsPerWarp * kTile + 2 * kTile);
 }
 
-// Above 48 KiB a kernel must opt in to dynamic shared memory. The attribute belongs to the
-// kernel on the current device, so it is set once per kernel and device, not per launch: a
-// process that drives a second GPU (the tests do) must opt in there too.
+// Above 48 KiB a kernel must opt in to dynamic shared memory, on each device: the attribute
+// belongs to the kernel on the current device (allow_attention_shared_memory, below).
 template <typename Kernel>
 void allow_shared(Kernel kernel, size_t bytes) {
-  if (bytes <= 48 * 1024) return;
-  int device = 0;
-  CUDA_CHECK(cudaGetDevice(&device));
-  if (first_use_on_device(reinterpret_cast<const void*>(kernel), device))
+  if (bytes > 48 * 1024)
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+}
+
+template <typename T, int D>
+void allow_shared_for() {
+  allow_shared(attention_forward_kernel<T, D>, forward_shared_bytes<D>());
+  allow_shared(attention_backward_query_kernel<T, D>, query_shared_bytes<D>());
+  allow_shared(attention_backward_key_kernel<T, D>, key_shared_bytes<D>());
+}
+
+template <typename T>
+void allow_shared_for_head_sizes() {
+  allow_shared_for<T, 32>();
+  allow_shared_for<T, 64>();
+  allow_shared_for<T, 128>();
 }
 
 template <typename T, int D>
@@ -337,7 +347,6 @@ void forward_for(T* out, float* lse, const T* qkv, int B, int seq_len, int C, in
   const float scale = 1.0f / sqrtf(static_cast<float>(D));
   const dim3 grid(ceil_div(seq_len, kBlockRows), NH, B);
   auto kernel = attention_forward_kernel<T, D>;
-  allow_shared(kernel, forward_shared_bytes<D>());
   LMT_LAUNCH(kernel, grid, kThreads, forward_shared_bytes<D>(), stream)(out, lse, qkv, view, scale);
   CUDA_CHECK_LAUNCH();
 }
@@ -354,12 +363,10 @@ void backward_for(T* dqkv, const T* dout, const T* qkv, const T* out, const floa
   CUDA_CHECK_LAUNCH();
   const dim3 grid(ceil_div(seq_len, kBlockRows), NH, B);
   auto query_kernel = attention_backward_query_kernel<T, D>;
-  allow_shared(query_kernel, query_shared_bytes<D>());
   LMT_LAUNCH(query_kernel, grid, kThreads, query_shared_bytes<D>(), stream)(dqkv, dout, qkv, lse, delta, view,
                                                                             scale);
   CUDA_CHECK_LAUNCH();
   auto key_kernel = attention_backward_key_kernel<T, D>;
-  allow_shared(key_kernel, key_shared_bytes<D>());
   LMT_LAUNCH(key_kernel, grid, kThreads, key_shared_bytes<D>(), stream)(dqkv, dout, qkv, lse, delta, view, scale);
   CUDA_CHECK_LAUNCH();
 }
@@ -367,6 +374,12 @@ void backward_for(T* dqkv, const T* dout, const T* qkv, const T* out, const floa
 }  // namespace
 
 bool attention_head_size_supported(int HS) { return HS == 32 || HS == 64 || HS == 128; }
+
+void allow_attention_shared_memory() {
+  allow_shared_for_head_sizes<float>();
+  allow_shared_for_head_sizes<__nv_bfloat16>();
+  allow_shared_for_head_sizes<__half>();
+}
 
 template <typename T>
 void launch_attention_forward(T* out, float* lse, const T* qkv, int B, int seq_len, int C, int NH,

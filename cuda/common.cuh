@@ -5,10 +5,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <mutex>
-#include <set>
 #include <type_traits>
-#include <utility>
 
 #ifdef LMTRAIN_CUDA_EMU
 #include "cuda/emu/cublaslt_emu.h"
@@ -93,15 +90,6 @@ __device__ __forceinline__ __half from_float<__half>(float value) {
   MACRO(float)                           \
   MACRO(__nv_bfloat16)                   \
   MACRO(__half)
-
-// True the first time it is asked about (kernel, device) in this process: for the settings that
-// belong to a kernel on one device, such as its shared-memory opt-in.
-inline bool first_use_on_device(const void* kernel, int device) {
-  static std::mutex mutex;
-  static std::set<std::pair<const void*, int>> seen;
-  std::lock_guard<std::mutex> lock(mutex);
-  return seen.insert({kernel, device}).second;
-}
 
 inline int ceil_div(long long a, long long b) { return static_cast<int>((a + b - 1) / b); }
 

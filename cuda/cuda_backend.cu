@@ -43,6 +43,7 @@ class CudaBackend final : public lmt::Backend {
   explicit CudaBackend(const CudaOptions& options)
       : device_(options.device), dtype_(options.dtype), fuse_gelu_(options.fuse_gelu) {
     check_setup(cudaSetDevice(device_), "cudaSetDevice");
+    allow_attention_shared_memory();
     check_setup(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating a stream");
     try {
       gemm_ = std::make_unique<Gemm>(stream_, options.allow_tf32);

@@ -63,6 +63,10 @@ template <typename T>
 void launch_attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out, const float* lse, int B, int T_,
                                int C, int NH, DeviceScratch& scratch, cudaStream_t stream);
 bool attention_head_size_supported(int HS);
+// Opts every attention kernel in to the dynamic shared memory it launches with (over 48 KiB at
+// head size 128), on the current device. The CUDA backend calls it for the device it is made
+// for, so no launch pays for it and a second device gets its own opt-in.
+void allow_attention_shared_memory();
 
 // gelu.cu and residual.cu
 template <typename T>

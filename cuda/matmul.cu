@@ -58,7 +58,7 @@ Gemm::~Gemm() {
   if (handle_) cublasLtDestroy(handle_);
 }
 
-const Gemm::Plan& Gemm::plan_for(const Key& key) {
+Gemm::Plan& Gemm::plan_for(const Key& key) {
   auto found = plans_.find(key);
   if (found != plans_.end()) return found->second;
   const auto [trans_a, trans_b, m, n, k, lda, ldb, ldd, has_bias, accumulate, alignment, ab_int, d_int, epilogue_int] =
@@ -143,10 +143,9 @@ void Gemm::run(bool trans_a, bool trans_b, int m, int n, int k, const void* A, i
 bool Gemm::run_gelu(Epilogue epilogue, bool trans_a, bool trans_b, int m, int n, int k, const void* A, int lda,
                     const void* B, int ldb, void* D, int ldd, const void* bias, void* aux, cudaDataType_t type) {
   if (m == 0 || n == 0) return true;
-  const Key plan_key{trans_a, trans_b, m, n, k, lda, ldb, ldd, bias != nullptr, false,
-                     common_alignment({A, B, D, bias, aux}), static_cast<int>(type), static_cast<int>(type),
-                     static_cast<int>(epilogue)};
-  const Plan& plan = plan_for(plan_key);
+  Plan& plan = plan_for(Key{trans_a, trans_b, m, n, k, lda, ldb, ldd, bias != nullptr, false,
+                            common_alignment({A, B, D, bias, aux}), static_cast<int>(type), static_cast<int>(type),
+                            static_cast<int>(epilogue)});
   if (!plan.supported) return false;
   if (bias)
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
@@ -157,7 +156,7 @@ bool Gemm::run_gelu(Epilogue epilogue, bool trans_a, bool trans_b, int m, int n,
   // cuBLASLt may still refuse a fused epilogue at launch (a heuristic that over-promises on some
   // versions): nothing was written, so the unfused ops take this shape from now on.
   if (status == CUBLAS_STATUS_NOT_SUPPORTED) {
-    plans_.at(plan_key).supported = false;
+    plan.supported = false;
     return false;
   }
   CUBLAS_CHECK(status);

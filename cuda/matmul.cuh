@@ -46,7 +46,7 @@ class Gemm {
   // (trans_a, trans_b, m, n, k, lda, ldb, ldd, has_bias, beta != 0, alignment of the pointers,
   //  ab_type, d_type, epilogue)
   using Key = std::tuple<bool, bool, int, int, int, int, int, int, bool, bool, unsigned, int, int, int>;
-  const Plan& plan_for(const Key& key);
+  Plan& plan_for(const Key& key);
 
   cudaStream_t stream_;
   bool allow_tf32_;

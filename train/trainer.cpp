@@ -453,7 +453,6 @@ StepResult Trainer::step(StepPhases* phases) {
   out.loss = loss;
   out.grad_norm = norm;
   s.steps_done = out.step;
-  s.result.steps_done = out.step;
   if (s.scaler->enabled() && !s.scaler->update(std::isfinite(loss) && std::isfinite(scaled_norm))) {
     // fp16 overflow: this step's update is skipped, the data it used is consumed (as in
     // DeepSpeed) and the scale has dropped. Every rank sees the same reduced values.
