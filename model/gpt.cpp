@@ -21,6 +21,63 @@ enum A { LMT_GPT_ACTIVATIONS(LMT_TENSOR_ID) kNumActivationBuffers };
 
 }  // namespace
 
+// One block's parameters (the compute copy) or gradients (fp32): the layer's slice of each
+// stacked (L, ...) tensor of the arena.
+template <class Ptr>
+struct GPT::BlockTensors {
+  Ptr ln1w, ln1b, qkvw, qkvb, attprojw, attprojb, ln2w, ln2b, fcw, fcb, fcprojw, fcprojb;
+};
+
+// One block's activations: its input (the previous block's residual3, or the embedding) and the
+// layer's slice of each buffer saved for backward.
+struct GPT::BlockActivations {
+  const void* input;
+  void *ln1, *qkv, *atty, *residual2, *ln2, *fch, *fch_gelu, *residual3;
+  float *ln1_mean, *ln1_rstd, *att_lse, *ln2_mean, *ln2_rstd;
+};
+
+namespace {
+
+// A block's tensors in BlockTensors order, `slice(index)` giving each one's layer slice.
+template <class Tensors, class Slice>
+Tensors block_tensors(Slice slice) {
+  return {slice(kLn1w), slice(kLn1b), slice(kQkvw), slice(kQkvb), slice(kAttprojw), slice(kAttprojb),
+          slice(kLn2w), slice(kLn2b), slice(kFcw),  slice(kFcb),  slice(kFcprojw),  slice(kFcprojb)};
+}
+
+}  // namespace
+
+GPT::BlockTensors<const void*> GPT::block_params(size_t l) const {
+  return block_tensors<BlockTensors<const void*>>(
+      [&](int index) { return param(index, l * (layout_[index].numel / cfg_.num_layers)); });
+}
+
+GPT::BlockTensors<float*> GPT::block_grads(size_t l) {
+  return block_tensors<BlockTensors<float*>>(
+      [&](int index) { return grad(index, l * (layout_[index].numel / cfg_.num_layers)); });
+}
+
+GPT::BlockActivations GPT::block_activations(size_t l) const {
+  auto a = [&](int index) { return act(index, l * act_layer_numel_[index]); };
+  auto s = [&](int index) { return stat(index, l * act_layer_numel_[index]); };
+  BlockActivations b;
+  b.input = l == 0 ? act(aEncoded) : act(aResidual3, (l - 1) * act_layer_numel_[aResidual3]);
+  b.ln1 = a(aLn1);
+  b.qkv = a(aQkv);
+  b.atty = a(aAtty);
+  b.residual2 = a(aResidual2);
+  b.ln2 = a(aLn2);
+  b.fch = a(aFch);
+  b.fch_gelu = a(aFchGelu);
+  b.residual3 = a(aResidual3);
+  b.ln1_mean = s(aLn1Mean);
+  b.ln1_rstd = s(aLn1Rstd);
+  b.att_lse = s(aAttLse);
+  b.ln2_mean = s(aLn2Mean);
+  b.ln2_rstd = s(aLn2Rstd);
+  return b;
+}
+
 GPT::GPT(Backend& backend, const GPTConfig& cfg) : backend_(backend), cfg_(cfg), dtype_(backend.compute_dtype()) {
   if (cfg.channels % cfg.num_heads != 0)
     throw Error(fmt::format("n_embd {} is not divisible by n_head {}", cfg.channels, cfg.num_heads));
@@ -165,8 +222,12 @@ float GPT::run_forward(const int32_t* inputs, const int32_t* targets, int B, int
   ensure_activations(B, T);
   last_B_ = B;
   last_T_ = T;
-  // Buffers are laid out for (act_B_, act_T_); per-layer strides use the current (B, T), so
+  // Buffers are laid out for (act_B_, act_T_); per-layer slices use the current (B, T), so
   // smaller batches simply use a prefix of each buffer.
+  GPTConfig one_layer = cfg_;
+  one_layer.num_layers = 1;
+  act_layer_numel_.clear();
+  for (const auto& buffer : activation_layout(one_layer, B, T)) act_layer_numel_.push_back(buffer.numel);
   const size_t L = cfg_.num_layers, C = cfg_.channels, NH = cfg_.num_heads;
   const size_t BT = static_cast<size_t>(B) * T;
   const int Vp = cfg_.padded_vocab_size, V = cfg_.vocab_size;
@@ -177,30 +238,17 @@ float GPT::run_forward(const int32_t* inputs, const int32_t* targets, int B, int
 
   backend_.encoder_forward(act(aEncoded), tokens, param(kWte), param(kWpe), B, T, C);
   for (size_t l = 0; l < L; ++l) {
-    const void* residual = l == 0 ? act(aEncoded) : act(aResidual3, (l - 1) * BT * C);
-    void* ln1 = act(aLn1, l * BT * C);
-    void* qkv = act(aQkv, l * BT * 3 * C);
-    void* atty = act(aAtty, l * BT * C);
-    void* residual2 = act(aResidual2, l * BT * C);
-    void* ln2 = act(aLn2, l * BT * C);
-    void* fch = act(aFch, l * BT * 4 * C);
-    void* fch_gelu = act(aFchGelu, l * BT * 4 * C);
-    void* residual3 = act(aResidual3, l * BT * C);
-
-    backend_.layernorm_forward(ln1, stat(aLn1Mean, l * BT), stat(aLn1Rstd, l * BT), residual, param(kLn1w, l * C),
-                               param(kLn1b, l * C), BT, C);
-    backend_.matmul_forward(qkv, ln1, param(kQkvw, l * 3 * C * C), param(kQkvb, l * 3 * C), BT, C, 3 * C);
-    backend_.attention_forward(atty, stat(aAttLse, l * B * NH * T), qkv, B, T, C, NH);
-    backend_.matmul_residual_forward(residual2, residual, atty, param(kAttprojw, l * C * C),
-                                     param(kAttprojb, l * C), BT, C, C);
-    backend_.layernorm_forward(ln2, stat(aLn2Mean, l * BT), stat(aLn2Rstd, l * BT), residual2, param(kLn2w, l * C),
-                               param(kLn2b, l * C), BT, C);
-    backend_.matmul_gelu_forward(fch, fch_gelu, ln2, param(kFcw, l * 4 * C * C), param(kFcb, l * 4 * C), BT, C,
-                                 4 * C);
-    backend_.matmul_residual_forward(residual3, residual2, fch_gelu, param(kFcprojw, l * C * 4 * C),
-                                     param(kFcprojb, l * C), BT, 4 * C, C);
+    const BlockTensors<const void*> p = block_params(l);
+    const BlockActivations a = block_activations(l);
+    backend_.layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, a.input, p.ln1w, p.ln1b, BT, C);
+    backend_.matmul_forward(a.qkv, a.ln1, p.qkvw, p.qkvb, BT, C, 3 * C);
+    backend_.attention_forward(a.atty, a.att_lse, a.qkv, B, T, C, NH);
+    backend_.matmul_residual_forward(a.residual2, a.input, a.atty, p.attprojw, p.attprojb, BT, C, C);
+    backend_.layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.residual2, p.ln2w, p.ln2b, BT, C);
+    backend_.matmul_gelu_forward(a.fch, a.fch_gelu, a.ln2, p.fcw, p.fcb, BT, C, 4 * C);
+    backend_.matmul_residual_forward(a.residual3, a.residual2, a.fch_gelu, p.fcprojw, p.fcprojb, BT, 4 * C, C);
   }
-  const void* last = act(aResidual3, (L - 1) * BT * C);
+  const void* last = block_activations(L - 1).residual3;
   backend_.layernorm_forward(act(aLnf), stat(aLnfMean), stat(aLnfRstd), last, param(kLnfw), param(kLnfb), BT, C);
   backend_.matmul_forward(act(aLogits), act(aLnf), param(kWte), nullptr, BT, C, Vp);
   // In training the classifier overwrites the logits with dlogits (fused, no extra buffer).
@@ -223,28 +271,22 @@ void GPT::run_backward(int B, int T) {
 
   backend_.zero(dresidual, BT * C * dtype_size(dtype_));
   backend_.matmul_backward(dln, grad(kWte), nullptr, act(aLogits), act(aLnf), param(kWte), BT, C, Vp);
-  backend_.layernorm_backward(dresidual, grad(kLnfw), grad(kLnfb), dln, act(aResidual3, (L - 1) * BT * C),
+  backend_.layernorm_backward(dresidual, grad(kLnfw), grad(kLnfb), dln, block_activations(L - 1).residual3,
                               param(kLnfw), stat(aLnfMean), stat(aLnfRstd), BT, C);
-  for (size_t li = L; li-- > 0;) {
-    const size_t l = li;
-    const void* residual = l == 0 ? act(aEncoded) : act(aResidual3, (l - 1) * BT * C);
+  for (size_t l = L; l-- > 0;) {
+    const BlockTensors<const void*> p = block_params(l);
+    const BlockTensors<float*> g = block_grads(l);
+    const BlockActivations a = block_activations(l);
     // dresidual holds d loss / d residual3[l]; the residual add passes it to both branches.
-    backend_.matmul_backward_gelu(act(aDfch), grad(kFcprojw, l * C * 4 * C), grad(kFcprojb, l * C), dresidual,
-                                  act(aFchGelu, l * BT * 4 * C), param(kFcprojw, l * C * 4 * C),
-                                  act(aFch, l * BT * 4 * C), BT, 4 * C, C);
-    backend_.matmul_backward(dln, grad(kFcw, l * 4 * C * C), grad(kFcb, l * 4 * C), act(aDfch),
-                             act(aLn2, l * BT * C), param(kFcw, l * 4 * C * C), BT, C, 4 * C);
-    backend_.layernorm_backward(dresidual, grad(kLn2w, l * C), grad(kLn2b, l * C), dln, act(aResidual2, l * BT * C),
-                                param(kLn2w, l * C), stat(aLn2Mean, l * BT), stat(aLn2Rstd, l * BT), BT, C);
+    backend_.matmul_backward_gelu(act(aDfch), g.fcprojw, g.fcprojb, dresidual, a.fch_gelu, p.fcprojw, a.fch, BT,
+                                  4 * C, C);
+    backend_.matmul_backward(dln, g.fcw, g.fcb, act(aDfch), a.ln2, p.fcw, BT, C, 4 * C);
+    backend_.layernorm_backward(dresidual, g.ln2w, g.ln2b, dln, a.residual2, p.ln2w, a.ln2_mean, a.ln2_rstd, BT, C);
     // now dresidual = d loss / d residual2[l]
-    backend_.matmul_backward(act(aDatty), grad(kAttprojw, l * C * C), grad(kAttprojb, l * C), dresidual,
-                             act(aAtty, l * BT * C), param(kAttprojw, l * C * C), BT, C, C);
-    backend_.attention_backward(act(aDqkv), act(aDatty), act(aQkv, l * BT * 3 * C), act(aAtty, l * BT * C),
-                                stat(aAttLse, l * B * NH * T), B, T, C, NH);
-    backend_.matmul_backward(dln, grad(kQkvw, l * 3 * C * C), grad(kQkvb, l * 3 * C), act(aDqkv),
-                             act(aLn1, l * BT * C), param(kQkvw, l * 3 * C * C), BT, C, 3 * C);
-    backend_.layernorm_backward(dresidual, grad(kLn1w, l * C), grad(kLn1b, l * C), dln, residual,
-                                param(kLn1w, l * C), stat(aLn1Mean, l * BT), stat(aLn1Rstd, l * BT), BT, C);
+    backend_.matmul_backward(act(aDatty), g.attprojw, g.attprojb, dresidual, a.atty, p.attprojw, BT, C, C);
+    backend_.attention_backward(act(aDqkv), act(aDatty), a.qkv, a.atty, a.att_lse, B, T, C, NH);
+    backend_.matmul_backward(dln, g.qkvw, g.qkvb, act(aDqkv), a.ln1, p.qkvw, BT, C, 3 * C);
+    backend_.layernorm_backward(dresidual, g.ln1w, g.ln1b, dln, a.input, p.ln1w, a.ln1_mean, a.ln1_rstd, BT, C);
   }
   backend_.encoder_backward(grad(kWte), grad(kWpe), dresidual, tokens, B, T, C);
 }

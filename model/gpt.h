@@ -55,7 +55,14 @@ class GPT {
   Backend& backend() { return backend_; }
 
  private:
-  struct Acts;
+  // Layer l's slice of every per-layer tensor (model/gpt.cpp), the one place forward and backward
+  // find a block's weights, gradients and activations.
+  template <class Ptr>
+  struct BlockTensors;
+  struct BlockActivations;
+  BlockTensors<const void*> block_params(size_t l) const;
+  BlockTensors<float*> block_grads(size_t l);
+  BlockActivations block_activations(size_t l) const;
   void ensure_activations(int B, int T);
   float run_forward(const int32_t* inputs, const int32_t* targets, int B, int T, float dloss);
   void run_backward(int B, int T);
@@ -84,6 +91,8 @@ class GPT {
   void* act_memory_ = nullptr;
   std::vector<void*> act_ptrs_;
   std::vector<size_t> act_elem_bytes_;
+  // Elements of one layer's slice of each activation buffer at (last_B_, last_T_).
+  std::vector<size_t> act_layer_numel_;
 };
 
 }  // namespace lmt
