@@ -5,13 +5,6 @@
 
 namespace lmt {
 
-DType parse_dtype(const std::string& name) {
-  if (name == "fp32") return DType::kF32;
-  if (name == "bf16") return DType::kBF16;
-  if (name == "fp16") return DType::kF16;
-  throw std::invalid_argument("unknown dtype '" + name + "'");
-}
-
 uint16_t f32_to_f16(float value) {
   uint32_t bits;
   std::memcpy(&bits, &value, 4);

@@ -7,16 +7,17 @@
 #include <cstring>
 #include <string>
 
+#include "core/named_enum.h"
+
 namespace lmt {
 
 enum class DType : uint8_t { kF32, kBF16, kF16 };
+inline constexpr EnumName<DType> kDTypeNames[] = {
+    {DType::kF32, "fp32"}, {DType::kBF16, "bf16"}, {DType::kF16, "fp16"}};
+constexpr const auto& enum_names(DType) { return kDTypeNames; }
 
 inline size_t dtype_size(DType type) { return type == DType::kF32 ? 4 : 2; }
-inline const char* dtype_name(DType type) {
-  return type == DType::kF32 ? "fp32" : type == DType::kBF16 ? "bf16" : "fp16";
-}
-// "fp32" | "bf16" | "fp16"; anything else is a bug here (recipes are validated before).
-DType parse_dtype(const std::string& name);
+inline const char* dtype_name(DType type) { return name_of(type); }
 
 inline uint16_t f32_to_bf16(float value) {
   uint32_t bits;

@@ -76,13 +76,25 @@ std::string parse_scalar(const std::string& text, std::string& out) {
   return "";
 }
 
+// A choice key: one of its enum's names.
+template <class E, std::enable_if_t<is_named_enum_v<E>, int> = 0>
+std::string parse_scalar(const std::string& text, E& out) {
+  if (const auto value = enum_from_name<E>(text)) {
+    out = *value;
+    return "";
+  }
+  const std::vector<std::string> names = enum_name_list<E>();
+  return fmt::format("'{}' is not one of: {}{}", text, fmt::join(names, ", "), did_you_mean(text, names));
+}
+
 template <class T>
-constexpr const char* type_name() {
+std::string type_name() {
   if constexpr (std::is_same_v<T, int64_t>) return "an integer";
   if constexpr (std::is_same_v<T, double>) return "a number";
   if constexpr (std::is_same_v<T, bool>) return "true or false";
   if constexpr (std::is_same_v<T, std::vector<int64_t>>) return "a list of integers";
   if constexpr (std::is_same_v<T, std::map<std::string, std::string>>) return "a mapping of names to paths";
+  if constexpr (is_named_enum_v<T>) return "one of: " + enum_choices<T>(", ");
   return "a string";
 }
 
@@ -127,6 +139,8 @@ std::string parse_node(const YAML::Node& node, T& out) {
 }
 
 std::string format_scalar(int64_t v) { return std::to_string(v); }
+template <class E, std::enable_if_t<is_named_enum_v<E>, int> = 0>
+std::string format_scalar(E v) { return name_of(v); }
 std::string format_scalar(bool v) { return v ? "true" : "false"; }
 std::string format_scalar(double v) { return fmt::format("{}", v); }
 std::string format_scalar(const std::vector<int64_t>& v) { return fmt::format("[{}]", fmt::join(v, ", ")); }
@@ -145,7 +159,10 @@ struct KeyLister {
 
   template <class T>
   void field(const char* name, T&, const char* help) {
-    leaves->emplace_back(join_path(prefix, name), help);
+    if constexpr (is_named_enum_v<T>)
+      leaves->emplace_back(join_path(prefix, name), fmt::format("{}: {}", enum_choices<T>(), help));
+    else
+      leaves->emplace_back(join_path(prefix, name), help);
   }
   template <class S>
   void section(const char* name, S& s, const char*) {
@@ -299,6 +316,8 @@ struct YamlWriter {
     out << YAML::Key << name << YAML::Value;
     if constexpr (std::is_same_v<T, std::string>) {
       out << YAML::DoubleQuoted << value;
+    } else if constexpr (is_named_enum_v<T>) {
+      out << YAML::DoubleQuoted << name_of(value);
     } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
       out << YAML::Flow << YAML::BeginSeq;
       for (int64_t x : value) out << std::to_string(x);
@@ -409,6 +428,8 @@ struct FlatWriter {
   void field(const char* name, T& value, const char*) {
     if constexpr (std::is_same_v<T, std::string>) {
       (*out)[join_path(prefix, name)] = "'" + value + "'";
+    } else if constexpr (is_named_enum_v<T>) {
+      (*out)[join_path(prefix, name)] = fmt::format("'{}'", name_of(value));
     } else {
       (*out)[join_path(prefix, name)] = format_scalar(value);
     }

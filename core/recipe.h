@@ -1,14 +1,64 @@
-// The recipe: a tree of plain structs, one per component, parsed once from YAML and validated in
-// one place (validate_recipe). Each struct lists its fields in visit(), which drives parsing,
-// printing (--print-config), --set overrides and the key reference test, so a field is declared
-// exactly once. Defaults here are the documented defaults (docs/recipes.md).
+// The recipe: a tree of plain structs, one per component, parsed once from YAML. Each struct
+// lists its fields in visit(), which drives parsing, printing (--print-config), --set overrides
+// and the key reference test, so a field is declared exactly once; a choice is an enum with its
+// table of names beside it (core/named_enum.h). Each struct checks its own ranges in validate()
+// (core/recipe_validate.cpp); validate_recipe adds the rules across sections. Components take
+// their own section (GPTConfig::from(ModelConfig), AdamW(OptimizerConfig), ...). Defaults here
+// are the documented defaults (docs/recipes.md).
 #pragma once
 #include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
 
+#include "core/dtype.h"
+#include "core/named_enum.h"
+
 namespace lmt {
+
+class ConfigCheck;  // collects a section's problems (core/recipe_validate.cpp)
+
+// ---- the choice keys -----------------------------------------------------------------------
+
+enum class DeviceKind { kAuto, kCpu, kCuda };
+inline constexpr EnumName<DeviceKind> kDeviceKindNames[] = {
+    {DeviceKind::kAuto, "auto"}, {DeviceKind::kCpu, "cpu"}, {DeviceKind::kCuda, "cuda"}};
+constexpr const auto& enum_names(DeviceKind) { return kDeviceKindNames; }
+
+enum class DataSource { kShards, kSynthetic };
+inline constexpr EnumName<DataSource> kDataSourceNames[] = {
+    {DataSource::kShards, "shards"}, {DataSource::kSynthetic, "synthetic"}};
+constexpr const auto& enum_names(DataSource) { return kDataSourceNames; }
+
+// The layout of token files (data/token_file.h).
+enum class ShardFormat { kLmtrain, kLlmc, kNanogpt };
+inline constexpr EnumName<ShardFormat> kShardFormatNames[] = {
+    {ShardFormat::kLmtrain, "lmtrain"}, {ShardFormat::kLlmc, "llmc"}, {ShardFormat::kNanogpt, "nanogpt"}};
+constexpr const auto& enum_names(ShardFormat) { return kShardFormatNames; }
+
+enum class OptimizerKind { kAdamW };
+inline constexpr EnumName<OptimizerKind> kOptimizerKindNames[] = {{OptimizerKind::kAdamW, "adamw"}};
+constexpr const auto& enum_names(OptimizerKind) { return kOptimizerKindNames; }
+
+enum class ScheduleUnit { kSteps, kTokens };
+inline constexpr EnumName<ScheduleUnit> kScheduleUnitNames[] = {
+    {ScheduleUnit::kSteps, "steps"}, {ScheduleUnit::kTokens, "tokens"}};
+constexpr const auto& enum_names(ScheduleUnit) { return kScheduleUnitNames; }
+
+enum class LrDecay { kCosine, kLinear, kConstant, kWsd };
+inline constexpr EnumName<LrDecay> kLrDecayNames[] = {
+    {LrDecay::kCosine, "cosine"}, {LrDecay::kLinear, "linear"}, {LrDecay::kConstant, "constant"}, {LrDecay::kWsd, "wsd"}};
+constexpr const auto& enum_names(LrDecay) { return kLrDecayNames; }
+
+enum class SeqLenScheduleKind { kNone, kFixedLinear, kFixedRoot, kFixedDiscrete };
+inline constexpr EnumName<SeqLenScheduleKind> kSeqLenScheduleKindNames[] = {
+    {SeqLenScheduleKind::kNone, "none"},
+    {SeqLenScheduleKind::kFixedLinear, "fixed_linear"},
+    {SeqLenScheduleKind::kFixedRoot, "fixed_root"},
+    {SeqLenScheduleKind::kFixedDiscrete, "fixed_discrete"}};
+constexpr const auto& enum_names(SeqLenScheduleKind) { return kSeqLenScheduleKindNames; }
+
+// ---- the sections ----------------------------------------------------------------------------
 
 struct RunConfig {
   std::string name = "run";
@@ -19,8 +69,10 @@ struct RunConfig {
   int64_t micro_batch_size = 0;   // 0: derived from the other two
   int64_t grad_accum_steps = 0;   // 0: derived
   int64_t global_batch_size = 0;  // 0: derived
-  std::string device = "auto";
+  DeviceKind device = DeviceKind::kAuto;
   int64_t threads = 0;
+
+  void validate(ConfigCheck& c) const;  // this section's own rules
 
   template <class V>
   void visit(V& v) {
@@ -32,7 +84,7 @@ struct RunConfig {
     v.field("micro_batch_size", micro_batch_size, "sequences per rank per forward/backward; 0 = derive");
     v.field("grad_accum_steps", grad_accum_steps, "micro batches per optimizer step; 0 = derive");
     v.field("global_batch_size", global_batch_size, "sequences per optimizer step over all ranks; 0 = derive");
-    v.field("device", device, "auto | cpu | cuda");
+    v.field("device", device, "where to train; auto = a GPU when one can be used, else the CPU");
     v.field("threads", threads, "CPU threads; 0 = all cores");
   }
 };
@@ -45,6 +97,8 @@ struct ModelConfig {
   int64_t vocab_size = 0;  // 0: from the data (tokenizer or synthetic corpus)
   int64_t vocab_pad_to = 128;
   double init_std = 0.02;
+
+  void validate(ConfigCheck& c) const;  // this section's own rules
 
   template <class V>
   void visit(V& v) {
@@ -66,6 +120,8 @@ struct SyntheticConfig {
   int64_t train_tokens = 2000000;
   int64_t val_tokens = 65536;
 
+  void validate(ConfigCheck& c) const;  // this section's own rules
+
   template <class V>
   void visit(V& v) {
     v.field("vocab_size", vocab_size, "tokens of the Markov chain");
@@ -78,16 +134,18 @@ struct SyntheticConfig {
 };
 
 struct DataConfig {
-  std::string source = "shards";
-  std::string format = "lmtrain";
+  DataSource source = DataSource::kShards;
+  ShardFormat format = ShardFormat::kLmtrain;
   std::string train;
   std::string val;
   SyntheticConfig synthetic;
 
+  void validate(ConfigCheck& c) const;  // this section's own rules
+
   template <class V>
   void visit(V& v) {
-    v.field("source", source, "shards | synthetic");
-    v.field("format", format, "lmtrain | llmc | nanogpt: the shard format of data.train, data.val and eval.sets");
+    v.field("source", source, "token files (data.train, data.val), or a corpus generated in memory (data.synthetic)");
+    v.field("format", format, "the shard format of data.train, data.val and eval.sets");
     v.field("train", train, "training token files, a path or glob such as data/x/train_*.bin (source: shards)");
     v.field("val", val, "validation token files, a path or glob (source: shards); empty = no evaluation");
     v.section("synthetic", synthetic, "Markov-chain corpus generated in memory (source: synthetic)");
@@ -95,7 +153,7 @@ struct DataConfig {
 };
 
 struct OptimizerConfig {
-  std::string name = "adamw";
+  OptimizerKind name = OptimizerKind::kAdamW;
   double lr = 6e-4;
   double beta1 = 0.9;
   double beta2 = 0.95;
@@ -103,9 +161,11 @@ struct OptimizerConfig {
   double weight_decay = 0.1;
   double grad_clip = 1.0;
 
+  void validate(ConfigCheck& c) const;  // this section's own rules
+
   template <class V>
   void visit(V& v) {
-    v.field("name", name, "adamw");
+    v.field("name", name, "the optimizer");
     v.field("lr", lr, "peak learning rate");
     v.field("beta1", beta1, "Adam beta1");
     v.field("beta2", beta2, "Adam beta2");
@@ -116,17 +176,19 @@ struct OptimizerConfig {
 };
 
 struct ScheduleConfig {
-  std::string unit = "steps";
+  ScheduleUnit unit = ScheduleUnit::kSteps;
   int64_t warmup_steps = 0;
-  std::string decay = "cosine";
+  LrDecay decay = LrDecay::kCosine;
   double min_lr = 0.0;
   double decay_fraction = 0.0;  // 0: 1.0 for cosine/linear, 0.2 for wsd
 
+  void validate(ConfigCheck& c) const;  // this section's own rules
+
   template <class V>
   void visit(V& v) {
-    v.field("unit", unit, "steps | tokens: count schedule progress in steps, or in tokens (full-length steps' worth) while the sequence length grows");
+    v.field("unit", unit, "count schedule progress in steps, or in tokens (full-length steps' worth) while the sequence length grows");
     v.field("warmup_steps", warmup_steps, "linear warmup from lr/warmup_steps to lr");
-    v.field("decay", decay, "cosine | linear | constant | wsd");
+    v.field("decay", decay, "the shape of the decay after warmup (wsd: warmup-stable-decay)");
     v.field("min_lr", min_lr, "learning rate at the end of the decay");
     v.field("decay_fraction", decay_fraction,
             "share of the post-warmup steps spent decaying, at the end; 0 = 1.0 (wsd: 0.2)");
@@ -135,7 +197,7 @@ struct ScheduleConfig {
 
 // Progressive sequence length with DeepSpeed's curriculum semantics (seqlen curriculum).
 struct SeqLenScheduleConfig {
-  std::string type = "none";
+  SeqLenScheduleKind type = SeqLenScheduleKind::kNone;
   int64_t min_seq_len = 0;
   int64_t max_seq_len = 0;  // 0: run.seq_len
   int64_t total_steps = 0;
@@ -144,9 +206,11 @@ struct SeqLenScheduleConfig {
   std::vector<int64_t> difficulty;
   std::vector<int64_t> max_step;
 
+  void validate(ConfigCheck& c) const;  // this section's own rules
+
   template <class V>
   void visit(V& v) {
-    v.field("type", type, "none | fixed_linear | fixed_root | fixed_discrete");
+    v.field("type", type, "how the sequence length grows (DeepSpeed's seqlen curriculum)");
     v.field("min_seq_len", min_seq_len, "sequence length at the first step");
     v.field("max_seq_len", max_seq_len, "sequence length reached at total_steps; 0 = run.seq_len");
     v.field("total_steps", total_steps, "steps over which the length grows (fixed_linear, fixed_root)");
@@ -158,7 +222,7 @@ struct SeqLenScheduleConfig {
 };
 
 struct PrecisionConfig {
-  std::string dtype = "fp32";
+  DType dtype = DType::kF32;
   bool tf32 = true;
   // fp16 dynamic loss scaling (DeepSpeed's names and defaults).
   int64_t initial_scale_power = 16;
@@ -166,9 +230,11 @@ struct PrecisionConfig {
   int64_t hysteresis = 2;
   double min_loss_scale = 1.0;
 
+  void validate(ConfigCheck& c) const;  // this section's own rules
+
   template <class V>
   void visit(V& v) {
-    v.field("dtype", dtype, "fp32 | bf16 | fp16 (bf16/fp16 need --device cuda)");
+    v.field("dtype", dtype, "activations and the compute copy of the weights (bf16/fp16 need --device cuda)");
     v.field("tf32", tf32, "CUDA fp32: matrix products on tensor cores with TF32 inputs");
     v.field("initial_scale_power", initial_scale_power, "fp16: the loss scale starts at 2^this");
     v.field("loss_scale_window", loss_scale_window, "fp16: overflow-free steps before the scale doubles");
@@ -182,6 +248,8 @@ struct EvalConfig {
   int64_t batches = 20;
   std::map<std::string, std::string> sets;
 
+  void validate(ConfigCheck& c) const;  // this section's own rules
+
   template <class V>
   void visit(V& v) {
     v.field("every", every, "evaluate every N steps; 0 = only at the end");
@@ -193,6 +261,8 @@ struct EvalConfig {
 struct LogConfig {
   int64_t every = 10;
   double peak_tflops = 0.0;
+
+  void validate(ConfigCheck& c) const;  // this section's own rules
 
   template <class V>
   void visit(V& v) {
@@ -207,6 +277,8 @@ struct CheckpointConfig {
   int64_t keep_last = 0;
   int64_t keep_every = 0;
 
+  void validate(ConfigCheck& c) const;  // this section's own rules
+
   template <class V>
   void visit(V& v) {
     v.field("dir", dir, "where checkpoints go; empty = <run directory>/checkpoints");
@@ -218,6 +290,8 @@ struct CheckpointConfig {
 
 struct DistributedConfig {
   int64_t zero_stage = 0;
+
+  void validate(ConfigCheck& c) const;  // this section's own rules
 
   template <class V>
   void visit(V& v) {
@@ -272,9 +346,9 @@ LoadedRecipe parse_recipe_text(const std::string& text, const std::string& displ
 // Applies "key.path=value" overrides, validated like file keys.
 void apply_overrides(LoadedRecipe& loaded, const std::vector<std::string>& overrides);
 
-// Checks ranges and cross-field rules and resolves the batch relation for world_size ranks:
-// global_batch_size = micro_batch_size * grad_accum_steps * world_size. Throws lmt::Error
-// listing every problem.
+// Resolves the batch relation for world_size ranks (global_batch_size = micro_batch_size *
+// grad_accum_steps * world_size) and seq_len_schedule.max_seq_len's default, then checks every
+// section's rules and those across sections. Throws lmt::Error listing every problem.
 void validate_recipe(LoadedRecipe& loaded, int64_t world_size);
 
 // The recipe as YAML that parses back to the same Recipe.

@@ -41,7 +41,7 @@ void check_min_tokens(const TokenDataset& dataset, uint64_t min_tokens) {
   }
 }
 
-TokenDataset open_dataset(const std::string& pattern, const std::string& key, const std::string& format,
+TokenDataset open_dataset(const std::string& pattern, const std::string& key, ShardFormat format,
                           int64_t vocab_size, uint64_t min_tokens) {
   TokenDataset dataset;
   dataset.key = key;
@@ -53,7 +53,7 @@ TokenDataset open_dataset(const std::string& pattern, const std::string& key, co
     }
     const TokenFile& file = dataset.files.back();
     const TokenFile& first = dataset.files.front();
-    if (format == "lmtrain" && file.vocab_size() != first.vocab_size())
+    if (format == ShardFormat::kLmtrain && file.vocab_size() != first.vocab_size())
       throw Error(fmt::format("{}: '{}' has vocab size {} but '{}' has {}; every shard of one dataset "
                               "must come from the same tokenizer",
                               key, file.path(), file.vocab_size(), first.path(), first.vocab_size()));

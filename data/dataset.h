@@ -25,7 +25,7 @@ struct TokenDataset {
 // fully, and checks that every file holds at least min_tokens tokens (one training sequence:
 // the longest T + 1). All lmtrain shards of one dataset must share one vocabulary size. Every
 // problem names `key` and the file.
-TokenDataset open_dataset(const std::string& pattern, const std::string& key, const std::string& format,
+TokenDataset open_dataset(const std::string& pattern, const std::string& key, ShardFormat format,
                           int64_t vocab_size, uint64_t min_tokens);
 
 // A dataset of one in-memory token array (the synthetic corpus).

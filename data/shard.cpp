@@ -192,7 +192,7 @@ ShardInfo read_shard_header(const std::string& path) {
 }
 
 Shard read_shard(const std::string& path) {
-  const TokenFile file = TokenFile::open(path, "lmtrain", 0);
+  const TokenFile file = TokenFile::open(path, ShardFormat::kLmtrain, 0);
   return Shard{file.read_all(), file.vocab_size(), path};
 }
 

@@ -131,13 +131,13 @@ const unsigned char* bytes_of(const TokenFile::Storage& s) {
 
 }  // namespace
 
-TokenFile TokenFile::open(const std::string& path, const std::string& format, int64_t vocab_size,
+TokenFile TokenFile::open(const std::string& path, ShardFormat format, int64_t vocab_size,
                           int threads) {
   TokenFile file;
   file.path_ = path;
   std::string what;
   std::string hint;
-  if (format == "lmtrain") {
+  if (format == ShardFormat::kLmtrain) {
     what = "token shard";
     hint = "re-create it with `lmtrain data prepare`";
     const ShardInfo info = read_shard_header(path);  // checks magic, version, fields and size
@@ -150,8 +150,8 @@ TokenFile TokenFile::open(const std::string& path, const std::string& format, in
     file.token_bytes_ = static_cast<int>(info.token_bytes);
     file.num_tokens_ = info.num_tokens;
     file.vocab_size_ = info.vocab_size;
-  } else if (format == "llmc" || format == "nanogpt") {
-    const bool llmc = format == "llmc";
+  } else {
+    const bool llmc = format == ShardFormat::kLlmc;
     what = llmc ? "llm.c shard" : "nanoGPT token file";
     hint = "set model.vocab_size to the tokenizer's size (50257 for GPT-2)";
     if (vocab_size <= 0)
@@ -198,8 +198,6 @@ TokenFile TokenFile::open(const std::string& path, const std::string& format, in
     }
     file.token_bytes_ = 2;
     file.vocab_size_ = vocab_size;
-  } else {
-    throw Error(fmt::format("unknown token file format '{}' (expected lmtrain, llmc or nanogpt)", format));
   }
   const uint64_t bad = first_bad_token(file.tokens_, file.token_bytes_, file.num_tokens_,
                                        static_cast<uint64_t>(file.vocab_size_), threads);

@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "core/recipe.h"  // ShardFormat
+
 namespace lmt::data {
 
 inline constexpr int32_t kLlmcMagic = 20240520;
@@ -25,7 +27,7 @@ class TokenFile {
   // size matches the header, and that every id is below the vocabulary size (vocab_size: 0 =
   // from the header; required for llmc and nanogpt). The id scan is spread over `threads`
   // threads (0 = all cores). Every problem is an lmt::Error naming the file.
-  static TokenFile open(const std::string& path, const std::string& format, int64_t vocab_size,
+  static TokenFile open(const std::string& path, ShardFormat format, int64_t vocab_size,
                         int threads = 0);
   // Wraps tokens held in memory; `name` stands in for a path in messages.
   static TokenFile from_tokens(std::string name, std::vector<int32_t> tokens, int64_t vocab_size);

@@ -9,12 +9,21 @@
 
 namespace lmt {
 
-AdamW::AdamW(Backend& backend, std::vector<ParamTensor> layout, size_t num_params)
-    : AdamW(backend, std::move(layout), num_params, 0, num_params) {}
+AdamW::AdamW(Backend& backend, const OptimizerConfig& config, std::vector<ParamTensor> layout, size_t num_params)
+    : AdamW(backend, config, std::move(layout), num_params, 0, num_params) {}
 
-AdamW::AdamW(Backend& backend, std::vector<ParamTensor> layout, size_t num_params, size_t shard_begin,
-             size_t shard_end)
-    : backend_(backend), layout_(std::move(layout)), num_params_(num_params), begin_(shard_begin), end_(shard_end) {
+AdamW::AdamW(Backend& backend, const OptimizerConfig& config, std::vector<ParamTensor> layout, size_t num_params,
+             size_t shard_begin, size_t shard_end)
+    : backend_(backend),
+      beta1_(static_cast<float>(config.beta1)),
+      beta2_(static_cast<float>(config.beta2)),
+      eps_(static_cast<float>(config.eps)),
+      weight_decay_(static_cast<float>(config.weight_decay)),
+      grad_clip_(static_cast<float>(config.grad_clip)),
+      layout_(std::move(layout)),
+      num_params_(num_params),
+      begin_(shard_begin),
+      end_(shard_end) {
   LMT_CHECK(shard_begin <= shard_end && shard_end <= num_params,
             fmt::format("AdamW: shard [{}, {}) is outside the {} parameters", shard_begin, shard_end, num_params));
   const size_t owned = std::max<size_t>(1, end_ - begin_);  // alloc(0) is not portable
@@ -53,20 +62,18 @@ double AdamW::grad_norm(const float* grads) const {
   return std::sqrt(backend_.sum_squares(grads, num_params_));
 }
 
-float AdamW::step(float* params, const float* grads, const AdamWHyper& hyper, float lr,
-                  double grad_norm, float unscale) {
+float AdamW::step(float* params, const float* grads, float lr, double grad_norm, float unscale) {
   float scale = 1.0f;
-  if (hyper.grad_clip > 0.0f && grad_norm > hyper.grad_clip)
-    scale = static_cast<float>(hyper.grad_clip / (grad_norm + 1e-6));
+  if (grad_clip_ > 0.0f && grad_norm > grad_clip_) scale = static_cast<float>(grad_clip_ / (grad_norm + 1e-6));
   ++t_;
   for (const ParamTensor& tensor : layout_) {
     // The part of this tensor inside the owned range (all of it without sharding).
     const size_t lo = std::max<size_t>(tensor.offset, begin_);
     const size_t hi = std::min<size_t>(tensor.offset + tensor.numel, end_);
     if (lo >= hi) continue;
-    const float decay = tensor.weight_decay ? hyper.weight_decay : 0.0f;
-    backend_.adamw_update(params + lo, grads + lo, m_ + (lo - begin_), v_ + (lo - begin_), hi - lo, lr,
-                          hyper.beta1, hyper.beta2, hyper.eps, decay, scale * unscale, static_cast<int>(t_));
+    const float decay = tensor.weight_decay ? weight_decay_ : 0.0f;
+    backend_.adamw_update(params + lo, grads + lo, m_ + (lo - begin_), v_ + (lo - begin_), hi - lo, lr, beta1_,
+                          beta2_, eps_, decay, scale * unscale, static_cast<int>(t_));
   }
   return scale;
 }

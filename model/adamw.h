@@ -4,25 +4,20 @@
 #include <vector>
 
 #include "core/ops.h"
+#include "core/recipe.h"
 #include "model/gpt_config.h"
 
 namespace lmt {
 
-struct AdamWHyper {
-  float lr = 6e-4f;
-  float beta1 = 0.9f;
-  float beta2 = 0.95f;
-  float eps = 1e-8f;
-  float weight_decay = 0.1f;
-  float grad_clip = 1.0f;  // 0: no clipping
-};
-
 class AdamW {
  public:
-  AdamW(Backend& backend, std::vector<ParamTensor> layout, size_t num_params);
+  // The hyperparameters are the optimizer section's (beta1, beta2, eps, weight_decay,
+  // grad_clip); the learning rate comes with each step, from the schedule.
+  AdamW(Backend& backend, const OptimizerConfig& config, std::vector<ParamTensor> layout, size_t num_params);
   // ZeRO-1: this optimizer owns only arena elements [shard_begin, shard_end): its moments cover
   // that range and step() updates only those parameters (params and grads are still whole arenas).
-  AdamW(Backend& backend, std::vector<ParamTensor> layout, size_t num_params, size_t shard_begin, size_t shard_end);
+  AdamW(Backend& backend, const OptimizerConfig& config, std::vector<ParamTensor> layout, size_t num_params,
+        size_t shard_begin, size_t shard_end);
   ~AdamW();
   AdamW(const AdamW&) = delete;
   AdamW& operator=(const AdamW&) = delete;
@@ -34,8 +29,7 @@ class AdamW {
   // The arena holds them times 1/unscale (fp16's loss scale; else unscale is 1), so each is
   // multiplied by unscale first. Clipping scales gradients by grad_clip / (norm + 1e-6) when
   // the norm exceeds grad_clip (PyTorch's clip_grad_norm_). Returns the clipping scale.
-  float step(float* params, const float* grads, const AdamWHyper& hyper, float lr,
-             double grad_norm, float unscale = 1.0f);
+  float step(float* params, const float* grads, float lr, double grad_norm, float unscale = 1.0f);
 
   int64_t step_count() const { return t_; }
   // Host copies of the moments of the owned range (layout order), and their restoration.
@@ -47,6 +41,8 @@ class AdamW {
 
  private:
   Backend& backend_;
+  // The section's values as the update kernels take them (fp32).
+  float beta1_, beta2_, eps_, weight_decay_, grad_clip_;  // grad_clip_ 0: no clipping
   std::vector<ParamTensor> layout_;
   size_t num_params_;
   size_t begin_ = 0, end_ = 0;  // owned range of the arena

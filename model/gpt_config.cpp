@@ -6,6 +6,17 @@
 
 namespace lmt {
 
+GPTConfig GPTConfig::from(const ModelConfig& model, int64_t vocab_size) {
+  GPTConfig cfg;
+  cfg.num_layers = static_cast<int>(model.n_layer);
+  cfg.num_heads = static_cast<int>(model.n_head);
+  cfg.channels = static_cast<int>(model.n_embd);
+  cfg.max_seq_len = static_cast<int>(model.max_seq_len);
+  cfg.vocab_size = static_cast<int>(vocab_size);
+  cfg.padded_vocab_size = pad_vocab(cfg.vocab_size, static_cast<int>(model.vocab_pad_to));
+  return cfg;
+}
+
 std::vector<ParamTensor> parameter_layout(const GPTConfig& cfg) {
   const int64_t L = cfg.num_layers, C = cfg.channels, Vp = cfg.padded_vocab_size;
   const int64_t maxT = cfg.max_seq_len;
@@ -55,12 +66,12 @@ size_t activation_bytes(const GPTConfig& cfg, int B, int T, size_t compute_bytes
   return total;
 }
 
-MemoryEstimate estimate_memory(const GPTConfig& cfg, int B, int T, const std::string& dtype) {
+MemoryEstimate estimate_memory(const GPTConfig& cfg, int B, int T, DType dtype) {
   const double n = static_cast<double>(parameter_storage_count(cfg));
-  const double low = dtype == "fp32" ? 4.0 : 2.0;
+  const double low = static_cast<double>(dtype_size(dtype));
   MemoryEstimate m;
   m.parameters = n * low;
-  m.master_weights = dtype == "fp32" ? 0.0 : n * 4.0;
+  m.master_weights = dtype == DType::kF32 ? 0.0 : n * 4.0;
   m.gradients = n * 4.0;  // fp32 at every precision (accumulated across micro-batches)
   m.optimizer_state = n * 8.0;
   m.activations = static_cast<double>(activation_bytes(cfg, B, T, static_cast<size_t>(low)));

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "core/recipe.h"
+
 namespace lmt {
 
 struct GPTConfig {
@@ -16,11 +18,26 @@ struct GPTConfig {
   int num_heads = 12;            // NH
   int channels = 768;            // C
 
+  // The model section's shape with its vocabulary (model.vocab_size, or the data's when that is
+  // 0: resolved by the caller) padded to a multiple of model.vocab_pad_to.
+  static GPTConfig from(const ModelConfig& model, int64_t vocab_size);
+
   // vocab_size rounded up to a multiple of pad_to.
   static int pad_vocab(int vocab_size, int pad_to) {
     return (vocab_size + pad_to - 1) / pad_to * pad_to;
   }
 };
+
+// The shape's fields under the names of the model section, which checkpoints (trainer_state.json)
+// and the reference fixtures use too.
+struct GPTConfigField {
+  const char* name;
+  int GPTConfig::*member;
+};
+inline constexpr GPTConfigField kGPTConfigFields[] = {
+    {"n_layer", &GPTConfig::num_layers},   {"n_head", &GPTConfig::num_heads},
+    {"n_embd", &GPTConfig::channels},      {"max_seq_len", &GPTConfig::max_seq_len},
+    {"vocab_size", &GPTConfig::vocab_size}, {"padded_vocab_size", &GPTConfig::padded_vocab_size}};
 
 struct ParamTensor {
   std::string name;
@@ -52,7 +69,7 @@ std::vector<ActivationBuffer> activation_layout(const GPTConfig& cfg, int B, int
 // Total bytes with compute elements of `compute_bytes` bytes (4 for fp32, 2 for bf16/fp16).
 size_t activation_bytes(const GPTConfig& cfg, int B, int T, size_t compute_bytes);
 
-// Memory per rank, in bytes, for a given precision ("fp32" | "bf16" | "fp16").
+// Memory per rank, in bytes, for a given precision.
 struct MemoryEstimate {
   double parameters = 0;  // working copy at the compute precision
   double master_weights = 0;  // fp32 copy when computing in 16 bits
@@ -63,6 +80,6 @@ struct MemoryEstimate {
     return parameters + master_weights + gradients + optimizer_state + activations;
   }
 };
-MemoryEstimate estimate_memory(const GPTConfig& cfg, int B, int T, const std::string& dtype);
+MemoryEstimate estimate_memory(const GPTConfig& cfg, int B, int T, DType dtype);
 
 }  // namespace lmt

@@ -3,10 +3,27 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/error.h"
 
 namespace lmt {
+
+namespace {
+
+LossScalerConfig scaler_config(const PrecisionConfig& precision) {
+  LossScalerConfig config;
+  config.initial_scale = std::ldexp(1.0, static_cast<int>(precision.initial_scale_power));
+  config.window = precision.loss_scale_window;
+  config.hysteresis = precision.hysteresis;
+  config.min_scale = precision.min_loss_scale;
+  return config;
+}
+
+}  // namespace
+
+LossScaler::LossScaler(const PrecisionConfig& precision)
+    : LossScaler(precision.dtype == DType::kF16, scaler_config(precision)) {}
 
 LossScaler::LossScaler(bool enabled, const LossScalerConfig& config) : enabled_(enabled), config_(config) {
   state_.scale = config.initial_scale;

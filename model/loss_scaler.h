@@ -8,6 +8,8 @@
 #pragma once
 #include <cstdint>
 
+#include "core/recipe.h"
+
 namespace lmt {
 
 struct LossScalerConfig {
@@ -30,6 +32,8 @@ class LossScaler {
  public:
   // disabled: scale() is 1 and update() only checks that gradients are finite.
   LossScaler(bool enabled, const LossScalerConfig& config);
+  // The precision section's: enabled for fp16, starting at 2^initial_scale_power.
+  explicit LossScaler(const PrecisionConfig& precision);
 
   bool enabled() const { return enabled_; }
   double scale() const { return enabled_ ? state_.scale : 1.0; }

@@ -41,7 +41,7 @@ BenchReport run_bench(const LoadedRecipe& loaded, const BenchOptions& options) {
   LoadedRecipe bench_recipe = loaded;
   Recipe& r = bench_recipe.recipe;
   r.run.steps = options.warmup + options.steps;
-  r.seq_len_schedule.type = "none";
+  r.seq_len_schedule.type = SeqLenScheduleKind::kNone;
   TrainOptions train_options;
   train_options.device = options.device;
   train_options.print_progress = false;

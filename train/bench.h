@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,7 +15,7 @@ namespace lmt {
 struct BenchOptions {
   int64_t steps = 20;
   int64_t warmup = 3;
-  std::string device;  // overrides run.device when not empty
+  std::optional<DeviceKind> device;  // overrides run.device when set
   bool ops = false;    // also time every backend op (train/op_profiler.h)
 };
 

@@ -28,9 +28,9 @@ constexpr const char* kManifestFile = "manifest.json";
 std::string step_dir_name(int64_t step) { return fmt::format("step_{:08d}", step); }
 
 nlohmann::json model_json(const GPTConfig& c) {
-  return {{"n_layer", c.num_layers}, {"n_head", c.num_heads}, {"n_embd", c.channels},
-          {"max_seq_len", c.max_seq_len}, {"vocab_size", c.vocab_size},
-          {"padded_vocab_size", c.padded_vocab_size}};
+  nlohmann::json model;
+  for (const auto& field : kGPTConfigFields) model[field.name] = c.*field.member;
+  return model;
 }
 
 std::vector<TensorView> tensor_views(const std::vector<ParamTensor>& layout, const std::string& prefix,
@@ -193,12 +193,7 @@ GPTConfig checkpoint_model_config(const std::string& dir) {
   try {
     const nlohmann::json model = nlohmann::json::parse(read_file_bytes(path.string(), "checkpoint state")).at("model");
     GPTConfig cfg;
-    cfg.num_layers = model.at("n_layer").get<int>();
-    cfg.num_heads = model.at("n_head").get<int>();
-    cfg.channels = model.at("n_embd").get<int>();
-    cfg.max_seq_len = model.at("max_seq_len").get<int>();
-    cfg.vocab_size = model.at("vocab_size").get<int>();
-    cfg.padded_vocab_size = model.at("padded_vocab_size").get<int>();
+    for (const auto& field : kGPTConfigFields) cfg.*field.member = model.at(field.name).get<int>();
     return cfg;
   } catch (const nlohmann::json::exception& e) {
     throw Error(fmt::format("checkpoint state '{}' is unreadable: {}", path.string(), e.what()));

@@ -44,26 +44,24 @@ std::string cuda_unusable(const BackendRequest& request, const GpuRuntime& gpu, 
 
 }  // namespace
 
-BackendRequest backend_request(const Recipe& recipe, const GPTConfig& cfg, const std::string& device_override,
+BackendRequest backend_request(const Recipe& recipe, const GPTConfig& cfg, std::optional<DeviceKind> device_override,
                                int local_rank, const std::string& where) {
   BackendRequest request;
-  request.device = device_override.empty() ? recipe.run.device : device_override;
+  request.device = device_override.value_or(recipe.run.device);
   request.cpu_threads = static_cast<int>(recipe.run.threads);
   request.local_rank = local_rank;
   request.head_size = cfg.num_heads > 0 ? cfg.channels / cfg.num_heads : 0;
   request.allow_tf32 = recipe.precision.tf32;
-  request.dtype = parse_dtype(recipe.precision.dtype);
+  request.dtype = recipe.precision.dtype;
   request.where = where;
   return request;
 }
 
 BackendChoice make_backend(const BackendRequest& request) {
-  const std::string& device = request.device;
-  if (device != "cpu" && device != "cuda" && device != "auto")
-    throw Error(fmt::format("unknown device '{}'; expected cpu, cuda or auto", device));
+  const DeviceKind device = request.device;
   BackendChoice choice;
   const GpuRuntime& gpu = gpu_runtime();
-  if (device != "cpu" && gpu.built()) {
+  if (device != DeviceKind::kCpu && gpu.built()) {
     const std::vector<GpuDevice> devices = gpu.devices();
     const std::string why = cuda_unusable(request, gpu, devices);
     if (why.empty()) {
@@ -73,14 +71,14 @@ BackendChoice make_backend(const BackendRequest& request) {
       choice.cuda_device = request.local_rank;
       return choice;
     }
-    if (device == "cuda") throw Error(fmt::format("--device cuda: {}; use --device cpu (or auto)", why));
+    if (device == DeviceKind::kCuda) throw Error(fmt::format("--device cuda: {}; use --device cpu (or auto)", why));
     if (request.dtype != DType::kF32)
       throw Error(fmt::format("{}: precision.dtype {} needs a GPU, and device auto found none ({}); use --set "
                               "precision.dtype=fp32 to train on the CPU",
                               request.where, dtype_name(request.dtype), why));
     choice.notice = fmt::format("device auto: {}; training on CPU", why);
-  } else if (device != "cpu") {
-    if (device == "cuda")
+  } else if (device != DeviceKind::kCpu) {
+    if (device == DeviceKind::kCuda)
       throw Error("--device cuda: this lmtrain was built without CUDA (rebuild with nvcc on PATH "
                   "or -DLMTRAIN_CUDA=ON); use --device cpu");
     if (request.dtype != DType::kF32)

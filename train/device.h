@@ -1,6 +1,7 @@
 // Chooses and builds the backend for `--device cpu|cuda|auto`.
 #pragma once
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "core/ops.h"
@@ -10,7 +11,7 @@
 namespace lmt {
 
 struct BackendRequest {
-  std::string device = "auto";  // cpu, cuda or auto
+  DeviceKind device = DeviceKind::kAuto;
   int cpu_threads = 0;          // 0: all cores (OMP_NUM_THREADS)
   int local_rank = 0;           // the GPU of this worker: device index LOCAL_RANK
   int head_size = 0;            // the model's n_embd / n_head; 0 when not known (no check)
@@ -34,7 +35,7 @@ BackendChoice make_backend(const BackendRequest& request);
 
 // The request for a recipe's model: device_override (a --device flag) or run.device,
 // run.threads, precision.dtype and .tf32, and the model's head size.
-BackendRequest backend_request(const Recipe& recipe, const GPTConfig& cfg, const std::string& device_override,
+BackendRequest backend_request(const Recipe& recipe, const GPTConfig& cfg, std::optional<DeviceKind> device_override,
                                int local_rank, const std::string& where);
 
 // "no CUDA driver", "2 x NVIDIA H100 ...", or "CUDA support not compiled in".

@@ -88,7 +88,7 @@ EvalReport evaluate_checkpoint(const EvalOptions& options) {
   // The checkpoint holds fp32 master weights: a bf16/fp16 run is scored in fp32 unless a GPU was
   // asked for, where it runs in its own precision.
   BackendRequest request = backend_request(r, cfg, options.device, 0, report.checkpoint_dir);
-  if (options.device != "cuda") request.dtype = DType::kF32;
+  if (options.device != DeviceKind::kCuda) request.dtype = DType::kF32;
   BackendChoice choice = make_backend(request);
   GPT model(*choice.backend, cfg);
   model.set_parameters(checkpoint.tensors.params);

@@ -25,7 +25,7 @@ struct EvalOptions {
   std::vector<std::string> data;      // shard paths or globs; empty: the recipe's validation set
   int64_t batches = 0;                // 0: the recipe's eval.batches
   int64_t seq_len = 0;                // 0: the recipe's run.seq_len
-  std::string device = "cpu";
+  DeviceKind device = DeviceKind::kCpu;
 };
 
 struct EvalSetResult {

@@ -4,7 +4,6 @@
 // tokens seen so far in units of full-length steps (fractional while the sequence length grows).
 #pragma once
 #include <cstdint>
-#include <string>
 
 #include "core/recipe.h"
 
@@ -18,7 +17,7 @@ class LrSchedule {
   double decay_start() const { return decay_start_; }
 
  private:
-  std::string decay_;
+  LrDecay decay_;
   double peak_lr_, min_lr_;
   double warmup_, total_, decay_start_, decay_steps_;
 };

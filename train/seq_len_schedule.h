@@ -10,7 +10,7 @@ namespace lmt {
 class SeqLenSchedule {
  public:
   SeqLenSchedule(const SeqLenScheduleConfig& config, int64_t full_seq_len);
-  bool enabled() const { return config_.type != "none"; }
+  bool enabled() const { return config_.type != SeqLenScheduleKind::kNone; }
   // Sequence length for the 0-based optimizer step (DeepSpeed counts steps from 1).
   int64_t at(int64_t step) const;
 

@@ -57,14 +57,14 @@ TrainData load_train_data(const DataConfig& data, const EvalConfig& eval, int64_
                           int64_t seq_len) {
   const auto min_tokens = static_cast<uint64_t>(seq_len) + 1;
   TrainData out;
-  if (data.source == "synthetic") {
+  if (data.source == DataSource::kSynthetic) {
     out = load_synthetic(data, min_tokens);
   } else {
     out.train = data::open_dataset(data.train, "data.train", data.format, model_vocab_size, min_tokens);
     out.vocab_size = out.train.vocab_size;
     if (!data.val.empty()) {
       out.val = data::open_dataset(data.val, "data.val", data.format, model_vocab_size, min_tokens);
-      if (data.format == "lmtrain" && out.val->vocab_size != out.vocab_size)
+      if (data.format == ShardFormat::kLmtrain && out.val->vocab_size != out.vocab_size)
         throw Error(fmt::format("data.val '{}' has vocab size {} but data.train '{}' has {}; prepare "
                                 "both with the same tokenizer",
                                 data.val, out.val->vocab_size, data.train, out.vocab_size));
@@ -85,8 +85,8 @@ TrainData load_train_data(const DataConfig& data, const EvalConfig& eval, int64_
 }
 
 std::optional<int64_t> peek_vocab_size(const DataConfig& data) {
-  if (data.source == "synthetic") return data.synthetic.vocab_size;
-  if (data.format != "lmtrain" || data.train.empty()) return std::nullopt;
+  if (data.source == DataSource::kSynthetic) return data.synthetic.vocab_size;
+  if (data.format != ShardFormat::kLmtrain || data.train.empty()) return std::nullopt;
   try {
     const auto paths = data::expand_glob(data.train, "data.train");
     if (!std::filesystem::exists(paths.front())) return std::nullopt;

@@ -72,17 +72,6 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-GPTConfig model_config(const ModelConfig& m, int64_t vocab_size) {
-  GPTConfig cfg;
-  cfg.num_layers = static_cast<int>(m.n_layer);
-  cfg.num_heads = static_cast<int>(m.n_head);
-  cfg.channels = static_cast<int>(m.n_embd);
-  cfg.max_seq_len = static_cast<int>(m.max_seq_len);
-  cfg.vocab_size = static_cast<int>(vocab_size);
-  cfg.padded_vocab_size = GPTConfig::pad_vocab(cfg.vocab_size, static_cast<int>(m.vocab_pad_to));
-  return cfg;
-}
-
 CheckpointState::DataState data_state(const data::WindowSampler& sampler, const data::TokenDataset& train) {
   CheckpointState::DataState state;
   state.epoch = sampler.position().epoch;
@@ -122,26 +111,6 @@ void restore_data_position(data::WindowSampler& sampler, const data::TokenDatase
 
 std::string run_directory(const Recipe& recipe) {
   return (std::filesystem::path(recipe.run.out_dir) / recipe.run.name).string();
-}
-
-AdamWHyper adamw_hyper(const OptimizerConfig& optimizer) {
-  AdamWHyper hyper;
-  hyper.lr = static_cast<float>(optimizer.lr);
-  hyper.beta1 = static_cast<float>(optimizer.beta1);
-  hyper.beta2 = static_cast<float>(optimizer.beta2);
-  hyper.eps = static_cast<float>(optimizer.eps);
-  hyper.weight_decay = static_cast<float>(optimizer.weight_decay);
-  hyper.grad_clip = static_cast<float>(optimizer.grad_clip);
-  return hyper;
-}
-
-LossScalerConfig loss_scaler_config(const PrecisionConfig& precision) {
-  LossScalerConfig config;
-  config.initial_scale = std::ldexp(1.0, static_cast<int>(precision.initial_scale_power));
-  config.window = precision.loss_scale_window;
-  config.hysteresis = precision.hysteresis;
-  config.min_scale = precision.min_loss_scale;
-  return config;
 }
 
 std::string checkpoint_directory(const Recipe& recipe) {
@@ -190,7 +159,6 @@ struct Trainer::Run {
   std::unique_ptr<GPT> model;
   std::unique_ptr<DataParallel> parallel;
   std::unique_ptr<AdamW> optimizer;
-  AdamWHyper hyper;
   std::optional<LossScaler> scaler;
   std::optional<SeqLenSchedule> seq_len;
   std::optional<LrSchedule> schedule;
@@ -291,7 +259,7 @@ void Trainer::Run::build_model() {
   model = std::make_unique<GPT>(backend, cfg);
   parallel = std::make_unique<DataParallel>(group, static_cast<int>(r.distributed.zero_stage),
                                             model->num_param_storage(), backend, arena_group);
-  optimizer = std::make_unique<AdamW>(backend, model->layout(), model->num_param_storage(), parallel->shard_begin(),
+  optimizer = std::make_unique<AdamW>(backend, r.optimizer, model->layout(), model->num_param_storage(), parallel->shard_begin(),
                                       parallel->shard_end());
   if (resumed) {
     model->set_parameters(resumed->tensors.params);
@@ -311,9 +279,8 @@ void Trainer::Run::build_model() {
     arena_group->broadcast(model->params(), model->num_param_storage(), 0);
     model->parameters_changed();
   }
-  hyper = adamw_hyper(r.optimizer);
   // fp16: dynamic loss scaling; its state continues from a checkpoint of an fp16 run.
-  scaler.emplace(r.precision.dtype == "fp16", loss_scaler_config(r.precision));
+  scaler.emplace(r.precision);
   if (resumed && resumed->state.loss_scaler && scaler->enabled()) scaler->set_state(*resumed->state.loss_scaler);
 }
 
@@ -330,7 +297,7 @@ void Trainer::Run::build_schedules() {
   tokens_per_step = r.run.global_batch_size * T;
   // schedule.unit tokens: positions are tokens seen in units of full-length steps, so warmup
   // and decay keep their meaning while the sequence length grows.
-  lr_in_tokens = r.schedule.unit == "tokens";
+  lr_in_tokens = r.schedule.unit == ScheduleUnit::kTokens;
   full_step_tokens = static_cast<double>(tokens_per_step);
   schedule.emplace(r.schedule, r.optimizer.lr,
                    lr_in_tokens ? static_cast<double>(tokens_before(r.run.steps)) / full_step_tokens
@@ -356,7 +323,7 @@ void Trainer::Run::announce() {
                               accum, options.world_size, with_commas(tokens_per_step), r.run.steps));
   if (seq_len->enabled())
     reporter.notice(fmt::format("seq_len_schedule: {} from {} to {} tokens (evaluation at {})",
-                                r.seq_len_schedule.type, seq_len->at(0), T, T));
+                                name_of(r.seq_len_schedule.type), seq_len->at(0), T, T));
   reporter.notice(fmt::format("data: {}", data.description));
   reporter.emit({resumed ? "resume" : "start",
                  {{"event", resumed ? "resume" : "start"},
@@ -472,7 +439,7 @@ StepResult Trainer::step(StepPhases* phases) {
   }
   out.lr = s.schedule->at(s.lr_in_tokens ? static_cast<double>(s.tokens_seen) / s.full_step_tokens
                                          : static_cast<double>(step));
-  s.optimizer->step(s.model->params(), s.model->grads(), s.hyper, static_cast<float>(out.lr), norm,
+  s.optimizer->step(s.model->params(), s.model->grads(), static_cast<float>(out.lr), norm,
                     static_cast<float>(1.0 / loss_scale));
   s.parallel->gather_parameters(s.model->params());
   s.model->parameters_changed();
@@ -594,7 +561,7 @@ GPTConfig resolve_model_config(const Recipe& recipe, int64_t data_vocab_size, co
     throw Error(fmt::format("{}: model.vocab_size {} is smaller than the data's vocabulary {}; "
                             "set model.vocab_size: 0 to take it from the data",
                             where, vocab, data_vocab_size));
-  return model_config(recipe.model, vocab);
+  return GPTConfig::from(recipe.model, vocab);
 }
 
 }  // namespace lmt

@@ -23,7 +23,7 @@ class ProcessGroup;
 class StoreClient;
 
 struct TrainOptions {
-  std::string device;        // overrides run.device when not empty
+  std::optional<DeviceKind> device;  // overrides run.device when set
   bool overwrite = false;    // reuse a run directory that already holds a run
   int64_t world_size = 1;
   int64_t rank = 0;
@@ -126,10 +126,6 @@ GPTConfig resolve_model_config(const Recipe& recipe, int64_t data_vocab_size,
 
 // The run directory a recipe writes to (run.out_dir / run.name).
 std::string run_directory(const Recipe& recipe);
-// The optimizer section as AdamW's hyperparameters.
-AdamWHyper adamw_hyper(const OptimizerConfig& optimizer);
-// The precision section's fp16 loss-scaling settings.
-LossScalerConfig loss_scaler_config(const PrecisionConfig& precision);
 
 // Where its checkpoints go (checkpoint.dir, or <run directory>/checkpoints).
 std::string checkpoint_directory(const Recipe& recipe);

@@ -22,7 +22,7 @@ Action add_bench_command(CLI::App& app) {
   cmd->add_option("recipe", args->recipe, "YAML recipe")->required();
   cmd->add_option("--steps", args->options.steps, "timed steps (default 20)")->check(CLI::PositiveNumber);
   cmd->add_option("--warmup", args->options.warmup, "untimed steps first (default 3)")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--device", args->options.device, "cpu, cuda or auto")->check(CLI::IsMember({"cpu", "cuda", "auto"}));
+  add_device_option(cmd, args->options.device, "where to run (default: the recipe's run.device)");
   cmd->add_option("--set", args->sets, "override a recipe key (repeatable)")->take_all()->allow_extra_args(false);
   cmd->add_option("--json", args->json_path, "also write the results as JSON to this file");
   cmd->add_flag("--ops", args->options.ops,

@@ -21,7 +21,7 @@ Action add_eval_command(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--seq-len", options->seq_len, "tokens per window (default: the recipe's run.seq_len)")
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--device", options->device, "cpu, cuda or auto")->check(CLI::IsMember({"cpu", "cuda", "auto"}));
+  add_device_option(cmd, options->device, "where to run (default cpu)");
   cmd->add_flag("--json", *as_json, "print one JSON object instead of text");
   return [options, as_json] {
     EvalReport report = evaluate_checkpoint(*options);

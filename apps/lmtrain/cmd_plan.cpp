@@ -69,7 +69,7 @@ Action add_plan_command(CLI::App& app) {
     // ZeRO-1 splits the fp32 master weights and the AdamW moments over the ranks.
     const double sharded_state = mem.master_weights + mem.optimizer_state;
     const double stage1_total = mem.total() - sharded_state + sharded_state / static_cast<double>(world);
-    fmt::print("memory per rank at {} (distributed.zero_stage {}):\n", r.precision.dtype, r.distributed.zero_stage);
+    fmt::print("memory per rank at {} (distributed.zero_stage {}):\n", name_of(r.precision.dtype), r.distributed.zero_stage);
     fmt::print("  parameters       {:>12}\n", human_bytes(mem.parameters));
     if (mem.master_weights > 0) fmt::print("  master weights   {:>12}  (fp32)\n", human_bytes(mem.master_weights));
     fmt::print("  gradients        {:>12}\n", human_bytes(mem.gradients));

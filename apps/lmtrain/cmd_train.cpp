@@ -15,7 +15,7 @@ Action add_train_command(CLI::App& app) {
   struct Args {
     std::string recipe;
     std::vector<std::string> sets;
-    std::string device;
+    std::optional<DeviceKind> device;
     bool overwrite = false;
     std::string resume;
   };
@@ -24,8 +24,7 @@ Action add_train_command(CLI::App& app) {
   cmd->add_option("--set", args->sets, "override a recipe key: --set model.n_layer=6 (repeatable)")
       ->take_all()
       ->allow_extra_args(false);
-  cmd->add_option("--device", args->device, "cpu, cuda or auto (default: the recipe's run.device)")
-      ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
+  add_device_option(cmd, args->device, "where to train (default: the recipe's run.device)");
   cmd->add_flag("--overwrite", args->overwrite, "replace a run directory that already holds a run");
   cmd->add_option("--resume", args->resume,
                   "auto (the latest checkpoint if any, else start fresh), latest, or a checkpoint path");

@@ -2,12 +2,27 @@
 // parsing. Actions return the process exit code and throw lmt::Error for user errors.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 
 #include <functional>
+#include <string>
+
+#include "core/recipe.h"
 
 namespace lmt::app {
 
 using Action = std::function<int()>;
+
+// --device, one of run.device's names (auto, cpu, cuda); `target` is a DeviceKind or a
+// std::optional<DeviceKind> (unset: the recipe's run.device).
+template <class Target>
+CLI::Option* add_device_option(CLI::App* cmd, Target& target, const std::string& help) {
+  return cmd
+      ->add_option_function<std::string>(
+          "--device", [&target](const std::string& name) { target = *enum_from_name<DeviceKind>(name); },
+          fmt::format("{}: {}", enum_choices<DeviceKind>(", "), help))
+      ->check(CLI::IsMember(enum_name_list<DeviceKind>()));
+}
 
 Action add_train_command(CLI::App& app);
 Action add_plan_command(CLI::App& app);

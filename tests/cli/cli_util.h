@@ -19,7 +19,9 @@
 #include <string>
 #include <vector>
 
-namespace lmt::test {
+#include "tests/test_util.h"
+
+namespace lmt::testing {
 
 namespace fs = std::filesystem;
 
@@ -38,29 +40,6 @@ inline std::string lmtrain_binary() {
   const char* override_path = std::getenv("LMTRAIN_TEST_BINARY");
   return override_path && *override_path ? std::string(override_path) : kBuiltBinary;
 }
-inline const fs::path kSourceDir = LMTRAIN_SOURCE_DIR;
-
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    const auto ticks = std::chrono::steady_clock::now().time_since_epoch().count();
-    path_ = fs::temp_directory_path() / ("lmtrain-test-cli-" + std::to_string(::getpid()) + "-" +
-                                         std::to_string(counter++) + "-" + std::to_string(ticks));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
 
 // A loopback TCP port that was free a moment ago (bound to 0, read, closed).
 inline int free_loopback_port() {
@@ -109,16 +88,6 @@ inline RunResult run_lmtrain(const TempDir& dir, const std::string& args, const 
   const int status = ::pclose(pipe);
   result.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return result;
-}
-
-inline void write_file(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  out << text;
-}
-
-inline std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
 
@@ -170,4 +139,4 @@ inline std::string tiny_recipe(const TempDir& dir, const std::string& dtype = "f
          "  every: 10\n";
 }
 
-}  // namespace lmt::test
+}  // namespace lmt::testing

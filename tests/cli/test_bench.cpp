@@ -6,7 +6,7 @@
 
 #include "tests/cli/cli_util.h"
 
-using namespace lmt::test;
+using namespace lmt::testing;
 using Catch::Matchers::Contains;
 
 TEST_CASE("bench: reports every phase and writes consistent JSON", "[cli][bench]") {

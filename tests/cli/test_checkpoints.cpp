@@ -9,7 +9,7 @@
 
 #include "tests/cli/cli_util.h"
 
-using namespace lmt::test;
+using namespace lmt::testing;
 using Catch::Matchers::Contains;
 
 namespace {

@@ -27,9 +27,9 @@ using json = nlohmann::json;
 
 namespace {
 
-using namespace lmt::test;
+using namespace lmt::testing;
 
-std::string recipe_path(const std::string& name) { return (kSourceDir / "recipes" / name).string(); }
+std::string recipe_path(const std::string& name) { return (source_dir() / "recipes" / name).string(); }
 
 
 

@@ -6,7 +6,7 @@
 
 #include "tests/cli/cli_util.h"
 
-using namespace lmt::test;
+using namespace lmt::testing;
 using Catch::Matchers::Contains;
 
 TEST_CASE("eval: a checkpoint's validation loss equals the trainer's at that step", "[cli][eval]") {

@@ -7,7 +7,7 @@
 #include "tests/cli/cli_util.h"
 #include "tests/data/foreign_shard_writers.h"
 
-using namespace lmt::test;
+using namespace lmt::testing;
 using Catch::Matchers::Contains;
 
 TEST_CASE("train: llm.c and nanoGPT token files train like our own shards", "[cli][formats]") {
@@ -16,8 +16,8 @@ TEST_CASE("train: llm.c and nanoGPT token files train like our own shards", "[cl
   for (int i = 0; i < 20000; ++i) tokens.push_back((i % 7) * 3 + (i / 7) % 2);
   for (const std::string format : {"llmc", "nanogpt"}) {
     TempDir dir;
-    const std::string bytes = format == "llmc" ? lmt::data::testing::llmc_bytes(tokens)
-                                               : lmt::data::testing::nanogpt_bytes(tokens);
+    const std::string bytes = format == "llmc" ? lmt::testing::llmc_bytes(tokens)
+                                               : lmt::testing::nanogpt_bytes(tokens);
     write_file(dir.path() / "train.bin", bytes);
     write_file(dir.path() / "val.bin", bytes);
     write_file(dir.path() / "r.yaml",
@@ -49,8 +49,8 @@ TEST_CASE("train: a corrupt shard among many stops the run before it starts, nam
   const std::vector<int32_t> few(tokens.begin(), tokens.begin() + 20);  // < seq_len + 1
   std::vector<int32_t> bad_id = tokens;
   bad_id[2500] = 50;  // = model.vocab_size
-  using lmt::data::testing::llmc_bytes;
-  using lmt::data::testing::nanogpt_bytes;
+  using lmt::testing::llmc_bytes;
+  using lmt::testing::nanogpt_bytes;
   struct Case {
     std::string format, bytes, expected;
   };
@@ -96,9 +96,9 @@ TEST_CASE("train: shards named by a glob train as one dataset", "[cli][formats]"
   std::filesystem::create_directories(dir.path() / "shards");
   for (int s = 0; s < 4; ++s) {
     const std::vector<int32_t> part(tokens.begin() + s * 5000, tokens.begin() + (s + 1) * 5000);
-    write_file(dir.path() / "shards" / fmt::format("train_{:03d}.bin", s), lmt::data::testing::llmc_bytes(part));
+    write_file(dir.path() / "shards" / fmt::format("train_{:03d}.bin", s), lmt::testing::llmc_bytes(part));
   }
-  write_file(dir.path() / "shards" / "val_000.bin", lmt::data::testing::llmc_bytes(tokens));
+  write_file(dir.path() / "shards" / "val_000.bin", lmt::testing::llmc_bytes(tokens));
   write_file(dir.path() / "r.yaml",
              "run: {name: g, out_dir: runs, steps: 40, seq_len: 32, micro_batch_size: 4, device: cpu, threads: 1}\n"
              "model: {n_layer: 1, n_head: 2, n_embd: 32, max_seq_len: 32, vocab_size: 50}\n"

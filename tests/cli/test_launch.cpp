@@ -20,7 +20,7 @@
 
 #include "tests/cli/cli_util.h"
 
-using namespace lmt::test;
+using namespace lmt::testing;
 using Catch::Matchers::Contains;
 using namespace std::chrono_literals;
 
@@ -47,7 +47,7 @@ std::vector<double> val_losses(const fs::path& metrics) {
   return out;
 }
 
-void check_close(const std::vector<Step>& a, const std::vector<Step>& b, double rel) {
+void check_same_steps(const std::vector<Step>& a, const std::vector<Step>& b, double rel) {
   REQUIRE(a.size() == b.size());
   for (size_t i = 0; i < a.size(); ++i) {
     INFO("step " << a[i].step);
@@ -142,7 +142,7 @@ TEST_CASE("launch: 2 and 3 ranks train with the losses of 1 rank on the same glo
     INFO(r.output);
     REQUIRE(r.status == 0);
     CHECK_THAT(r.output, Contains(fmt::format("x {} rank", world)));
-    check_close(steps_of(runs / name / "metrics.jsonl"), expected, 1e-5);
+    check_same_steps(steps_of(runs / name / "metrics.jsonl"), expected, 1e-5);
     const auto val = val_losses(runs / name / "metrics.jsonl");
     const auto val_expected = val_losses(runs / "w1" / "metrics.jsonl");
     REQUIRE(val.size() == val_expected.size());
@@ -179,7 +179,7 @@ TEST_CASE("launch: checkpoints resume at another world size and ZeRO stage, cont
   // gap grows about tenfold every three steps at the tiny recipe's lr of 1e-2 (chaotic enough
   // to pass 1e-4 by step 14), so this run uses 3e-3, where 20 steps stay well inside 1e-4; a
   // wrong data position or optimizer state differs at once, by far more.
-  check_close(steps_of(dir.path() / "runs" / "split" / "metrics.jsonl"),
+  check_same_steps(steps_of(dir.path() / "runs" / "split" / "metrics.jsonl"),
               steps_of(dir.path() / "runs" / "straight" / "metrics.jsonl"), 1e-4);
 }
 
@@ -299,7 +299,7 @@ TEST_CASE("workers started by torchrun or srun variables join without lmtrain la
     command += "wait)";
     REQUIRE(std::system(command.c_str()) == 0);
     INFO(read_file(dir.path() / (style.name + "0.out")) << read_file(dir.path() / (style.name + "1.out")));
-    check_close(steps_of(dir.path() / "runs" / style.name / "metrics.jsonl"), expected, 1e-5);
+    check_same_steps(steps_of(dir.path() / "runs" / style.name / "metrics.jsonl"), expected, 1e-5);
     CHECK(read_file(dir.path() / (style.name + "1.out")).empty());  // rank 1 prints nothing
   }
 }

@@ -13,7 +13,7 @@
 
 #include "tests/cli/cli_util.h"
 
-using namespace lmt::test;
+using namespace lmt::testing;
 using Catch::Matchers::Contains;
 using namespace std::chrono_literals;
 

@@ -9,7 +9,7 @@
 
 #include "tests/cli/cli_util.h"
 
-using namespace lmt::test;
+using namespace lmt::testing;
 using Catch::Matchers::Contains;
 
 namespace {
@@ -37,7 +37,7 @@ double first_training_loss(const fs::path& metrics) {
 TEST_CASE("e2e: the quickstart recipe trains to near its entropy floor", "[e2e]") {
   TempDir dir;
   RunResult out = run_lmtrain(
-      dir, "train " + quoted((kSourceDir / "recipes" / "quickstart.yaml").string()) +
+      dir, "train " + quoted((source_dir() / "recipes" / "quickstart.yaml").string()) +
                " --set run.out_dir=runs");
   INFO(out.output);
   REQUIRE(out.status == 0);
@@ -58,7 +58,7 @@ namespace {
 // visible SKIPPED line, when it is not there.
 fs::path tinyshakespeare() {
   const char* env = std::getenv("LMTRAIN_TINYSHAKESPEARE");
-  fs::path text = env ? fs::path(env) : kSourceDir / ".." / "shared" / "data" / "tinyshakespeare.txt";
+  fs::path text = env ? fs::path(env) : source_dir() / ".." / "shared" / "data" / "tinyshakespeare.txt";
   if (fs::exists(text)) return text;
   WARN("SKIPPED: " << text.string() << " not found (set LMTRAIN_TINYSHAKESPEARE to the file to run this test)");
   return {};
@@ -76,7 +76,7 @@ nlohmann::json train_shakespeare_char(TempDir& dir, const fs::path& text, const 
   INFO(prep.output);
   REQUIRE(prep.status == 0);
   RunResult out = run_lmtrain(
-      dir, "train " + quoted((kSourceDir / "recipes" / "shakespeare-char.yaml").string()) +
+      dir, "train " + quoted((source_dir() / "recipes" / "shakespeare-char.yaml").string()) +
                " --set run.out_dir=runs " + sets);
   INFO(out.output);
   REQUIRE(out.status == 0);
@@ -121,7 +121,7 @@ TEST_CASE("e2e: BPE tokenizer (vocab 512) on tinyshakespeare: train it, prepare,
   CHECK_THAT(prep.output, Contains("vocab 512") && Contains("preceded by <|endoftext|>"));
   // 150 of the recipe's 2000 steps: ln 512 = 6.24 at the start, ~4.3 after 150 steps.
   RunResult out = run_lmtrain(
-      dir, "train " + quoted((kSourceDir / "recipes" / "shakespeare-bpe.yaml").string()) +
+      dir, "train " + quoted((source_dir() / "recipes" / "shakespeare-bpe.yaml").string()) +
                " --set run.out_dir=runs --set run.steps=150 --set eval.batches=20");
   INFO(out.output);
   REQUIRE(out.status == 0);

@@ -5,14 +5,14 @@
 #include <vector>
 
 #include "core/recipe.h"
-#include "core_test_util.h"
+#include "tests/test_util.h"
 
 TEST_CASE("docs/recipes.md names every recipe key as `section.key`", "[docs][recipe]") {
-  const std::filesystem::path doc = lmt::core_testing::source_dir() / "docs" / "recipes.md";
+  const std::filesystem::path doc = lmt::testing::source_dir() / "docs" / "recipes.md";
   if (!std::filesystem::is_regular_file(doc))
     FAIL("docs/recipes.md does not exist (looked for " << doc.string()
                                                        << "); it must document every key of lmt::recipe_keys()");
-  const std::string text = lmt::core_testing::read_file(doc);
+  const std::string text = lmt::testing::read_file(doc);
   REQUIRE_FALSE(text.empty());
 
   const auto keys = lmt::recipe_keys();

@@ -73,5 +73,7 @@ TEST_CASE("array conversions follow the scalar ones for each dtype", "[dtype]") 
   lmt::convert_from_f32(copy, lmt::DType::kF32, values, 5);
   CHECK(std::memcmp(copy, values, sizeof values) == 0);
   CHECK(lmt::dtype_size(lmt::DType::kBF16) == 2);
-  CHECK(lmt::parse_dtype("fp16") == lmt::DType::kF16);
+  CHECK(lmt::enum_from_name<lmt::DType>("fp16") == lmt::DType::kF16);
+  CHECK(std::string(lmt::dtype_name(lmt::DType::kBF16)) == "bf16");
+  CHECK_FALSE(lmt::enum_from_name<lmt::DType>("fp8"));
 }

@@ -13,13 +13,13 @@
 
 #include "core/error.h"
 #include "core/recipe.h"
-#include "core_test_util.h"
+#include "tests/test_util.h"
 
 using Catch::Matchers::Contains;
 using lmt::LoadedRecipe;
 using lmt::parse_recipe_text;
 using lmt::Recipe;
-using lmt::core_testing::error_message;
+using lmt::testing::error_message;
 namespace fs = std::filesystem;
 
 namespace {
@@ -64,7 +64,7 @@ bool contains_regex(const std::string& text, const std::string& pattern) {
 
 std::vector<fs::path> recipe_files() {
   std::vector<fs::path> files;
-  for (const auto& entry : fs::directory_iterator(lmt::core_testing::source_dir() / "recipes"))
+  for (const auto& entry : fs::directory_iterator(lmt::testing::source_dir() / "recipes"))
     if (entry.is_regular_file() && entry.path().extension() == ".yaml") files.push_back(entry.path());
   std::sort(files.begin(), files.end());
   return files;
@@ -84,19 +84,19 @@ TEST_CASE("parse_recipe_text: keys not given keep the documented defaults", "[re
   CHECK(r.run.seed == 1337);
   CHECK(r.run.seq_len == 1024);
   CHECK(r.run.micro_batch_size == 0);
-  CHECK(r.run.device == "auto");
+  CHECK(r.run.device == lmt::DeviceKind::kAuto);
   CHECK(r.model.n_layer == 12);
   CHECK(r.model.n_head == 12);
   CHECK(r.model.n_embd == 768);
   CHECK(r.model.vocab_pad_to == 128);
   CHECK(r.model.init_std == 0.02);
-  CHECK(r.data.source == "shards");
+  CHECK(r.data.source == lmt::DataSource::kShards);
   CHECK(r.data.synthetic.vocab_size == 32);
-  CHECK(r.optimizer.name == "adamw");
+  CHECK(r.optimizer.name == lmt::OptimizerKind::kAdamW);
   CHECK(r.optimizer.lr == 6e-4);
   CHECK(r.optimizer.beta2 == 0.95);
-  CHECK(r.schedule.decay == "cosine");
-  CHECK(r.precision.dtype == "fp32");
+  CHECK(r.schedule.decay == lmt::LrDecay::kCosine);
+  CHECK(r.precision.dtype == lmt::DType::kF32);
   CHECK(r.eval.batches == 20);
   CHECK(r.log.every == 10);
   // Only the key that was written has an origin; the rest are defaults.
@@ -130,13 +130,13 @@ TEST_CASE("parse_recipe_text: nested sections and every scalar type", "[recipe][
   CHECK(r.run.seq_len == 16);
   CHECK(r.model.n_layer == 2);
   CHECK(r.model.init_std == 0.01);
-  CHECK(r.data.source == "synthetic");
+  CHECK(r.data.source == lmt::DataSource::kSynthetic);
   CHECK(r.data.synthetic.vocab_size == 8);
   CHECK(r.data.synthetic.order == 3);
   CHECK(r.data.synthetic.branching == 4);  // default inside a nested section
   CHECK(r.optimizer.lr == 1e-3);
   CHECK(r.optimizer.beta2 == 0.99);
-  CHECK(r.schedule.decay == "wsd");
+  CHECK(r.schedule.decay == lmt::LrDecay::kWsd);
   CHECK(loaded.origins.at("data.synthetic.order") == "x.yaml:11:12");
   CHECK(loaded.origins.at("model.n_layer") == "x.yaml:5:12");
   CHECK(loaded.origins.count("data.synthetic") == 0);  // sections are not keys
@@ -354,12 +354,26 @@ TEST_CASE("validate_recipe: seq_len may not exceed max_seq_len", "[recipe][valid
       "run:\n  micro_batch_size: 4\n  seq_len: 1024\ndata:\n  source: synthetic\nmodel:\n  max_seq_len: 1024\n"));
 }
 
-TEST_CASE("validate_recipe: an enum typo lists the values and suggests one", "[recipe][validate]") {
-  const std::string msg = validate_error(std::string(kValidBase) + "schedule:\n  decay: cosin\n");
+TEST_CASE("parse: an enum typo lists the values and suggests one", "[recipe][validate]") {
+  // Choice keys are enums: a name outside the table fails at parse time, at its line.
+  const std::string msg = parse_error(std::string(kValidBase) + "schedule:\n  decay: cosin\n");
   CHECK_THAT(msg, Contains("x.yaml:6:10: schedule.decay: 'cosin' is not one of: cosine, linear, constant, wsd"));
   CHECK_THAT(msg, Contains("did you mean 'cosine'"));
-  CHECK_THAT(validate_error(std::string(kValidBase) + "precision:\n  dtype: bf61\n"),
+  CHECK_THAT(parse_error(std::string(kValidBase) + "precision:\n  dtype: bf61\n"),
              Contains("did you mean 'bf16'"));
+  // --set is checked the same way, and a choice key given as a list or nothing names its values.
+  LoadedRecipe loaded = parse(kValidBase);
+  CHECK_THAT(error_message([&] { lmt::apply_overrides(loaded, {"run.device=gpu"}); }),
+             Contains("--set run.device=gpu: run.device: 'gpu' is not one of: auto, cpu, cuda"));
+  CHECK_THAT(parse_error(std::string(kValidBase) + "  format: [llmc]\n"),
+             Contains("data.format: expected one of: lmtrain, llmc, nanogpt, got a list"));
+}
+
+TEST_CASE("recipe_keys: a choice key's help lists its names", "[recipe][keys]") {
+  for (const auto& [key, help] : lmt::recipe_keys()) {
+    if (key == "schedule.decay") CHECK_THAT(help, Catch::StartsWith("cosine | linear | constant | wsd: "));
+    if (key == "precision.dtype") CHECK_THAT(help, Catch::StartsWith("fp32 | bf16 | fp16: "));
+  }
 }
 
 TEST_CASE("validate_recipe: a default that breaks a rule is reported as (default)", "[recipe][validate]") {
@@ -572,10 +586,13 @@ TEST_CASE("recipe_to_yaml: awkward strings and extreme numbers round-trip", "[re
   r.run.out_dir = "it's \"quoted\"\tand\nmultiline";
   r.data.train = "";
   r.data.val = "null";
-  r.run.device = "yes";
-  r.precision.dtype = "123";
-  r.schedule.decay = "  leading and trailing  ";
-  r.optimizer.name = "ünïcödé";
+  r.checkpoint.dir = "yes";
+  r.eval.sets = {{"n", "123"}, {"u", "ünïcödé"}, {"w", "  leading and trailing  "}};
+  r.data.format = lmt::ShardFormat::kNanogpt;
+  r.run.device = lmt::DeviceKind::kCuda;
+  r.precision.dtype = lmt::DType::kBF16;
+  r.schedule.decay = lmt::LrDecay::kWsd;
+  r.seq_len_schedule.type = lmt::SeqLenScheduleKind::kFixedRoot;
   r.run.seed = std::numeric_limits<int64_t>::max();
   r.data.synthetic.seed = -9007199254740993LL;  // not representable as a double
   r.optimizer.lr = 0.1 + 0.2;
@@ -590,10 +607,13 @@ TEST_CASE("recipe_to_yaml: awkward strings and extreme numbers round-trip", "[re
   CHECK(b.run.out_dir == r.run.out_dir);
   CHECK(b.data.train == r.data.train);
   CHECK(b.data.val == r.data.val);
+  CHECK(b.checkpoint.dir == r.checkpoint.dir);
+  CHECK(b.eval.sets == r.eval.sets);
+  CHECK(b.data.format == r.data.format);
   CHECK(b.run.device == r.run.device);
   CHECK(b.precision.dtype == r.precision.dtype);
   CHECK(b.schedule.decay == r.schedule.decay);
-  CHECK(b.optimizer.name == r.optimizer.name);
+  CHECK(b.seq_len_schedule.type == r.seq_len_schedule.type);
   CHECK(b.run.seed == r.run.seed);
   CHECK(b.data.synthetic.seed == r.data.synthetic.seed);
   CHECK(b.optimizer.lr == r.optimizer.lr);
@@ -611,7 +631,7 @@ TEST_CASE("recipes: each file starts with a comment giving its exact command", "
   const std::regex command(R"(lmtrain (train|plan|data|doctor)\b)");
   for (const auto& file : files) {
     INFO(file.string());
-    const std::string text = lmt::core_testing::read_file(file);
+    const std::string text = lmt::testing::read_file(file);
     REQUIRE_FALSE(text.empty());
     CHECK(text.rfind("# ", 0) == 0);
     // The command sits in the leading comment block and names this very file.
@@ -632,10 +652,10 @@ TEST_CASE("recipe_differences names each changed key with both values", "[recipe
   LoadedRecipe a = parse_and_validate(kValidBase);
   LoadedRecipe b = parse_and_validate(kValidBase);
   b.recipe.run.steps = a.recipe.run.steps + 5;
-  b.recipe.schedule.decay = "linear";
+  b.recipe.schedule.decay = lmt::LrDecay::kLinear;
   const auto changes = lmt::recipe_differences(lmt::recipe_to_yaml(a.recipe), lmt::recipe_to_yaml(b.recipe));
   REQUIRE(changes.size() == 2);
   CHECK(changes[0] == fmt::format("run.steps: {} -> {}", a.recipe.run.steps, b.recipe.run.steps));
-  CHECK(changes[1] == fmt::format("schedule.decay: '{}' -> 'linear'", a.recipe.schedule.decay));
+  CHECK(changes[1] == fmt::format("schedule.decay: '{}' -> 'linear'", lmt::name_of(a.recipe.schedule.decay)));
   CHECK(lmt::recipe_differences(lmt::recipe_to_yaml(a.recipe), lmt::recipe_to_yaml(a.recipe)).empty());
 }

@@ -1,6 +1,5 @@
-// Shared helpers for the CPU op tests: seeded random buffers, central finite differences and an
-// elementwise |actual - expected| <= atol + rtol * |expected| check that reports the worst
-// element instead of one assertion per element.
+// Helpers for the op tests (CPU, and the CUDA ones checked against them): seeded random
+// buffers, central finite differences and the tolerances; check_close is in tests/test_util.h.
 #pragma once
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -13,7 +12,9 @@
 #include <string>
 #include <vector>
 
-namespace lmt::cpu::test {
+#include "tests/test_util.h"
+
+namespace lmt::testing {
 
 // Tolerances for finite differences in double (h = 1e-6, central): truncation ~h^2, roundoff
 // ~1e-16 * |L| / h, both far below these.
@@ -75,35 +76,6 @@ inline std::vector<double> numerical_gradient(std::vector<double>& x,
   return gradient;
 }
 
-// Elementwise closeness; on failure reports the count and the worst element.
-template <typename A, typename E>
-void check_close(const std::vector<A>& actual, const std::vector<E>& expected, double atol,
-                 double rtol, const std::string& what) {
-  REQUIRE(actual.size() == expected.size());
-  size_t num_failures = 0;
-  size_t worst_index = 0;
-  double worst_excess = -1.0;
-  for (size_t i = 0; i < actual.size(); ++i) {
-    const double a = static_cast<double>(actual[i]);
-    const double e = static_cast<double>(expected[i]);
-    const double allowed = atol + rtol * std::abs(e);
-    const double excess = std::abs(a - e) - allowed;
-    if (!(excess <= 0.0)) ++num_failures;  // also counts NaN
-    if (!(excess <= worst_excess)) {
-      worst_excess = excess;
-      worst_index = i;
-    }
-  }
-  std::ostringstream message;
-  message.precision(17);
-  message << what << ": " << num_failures << " of " << actual.size()
-          << " elements out of tolerance (atol " << atol << ", rtol " << rtol << "); worst at ["
-          << worst_index << "]: actual " << static_cast<double>(actual[worst_index]) << " expected "
-          << static_cast<double>(expected[worst_index]);
-  INFO(message.str());
-  CHECK(num_failures == 0);
-}
-
 // What an accumulating op added to a buffer that held `prefill` before: buffer - prefill.
 inline std::vector<double> added_to(const std::vector<double>& buffer,
                                     const std::vector<double>& prefill) {
@@ -118,4 +90,4 @@ inline std::vector<double> nan_vector(size_t n) {
   return std::vector<double>(n, std::numeric_limits<double>::quiet_NaN());
 }
 
-}  // namespace lmt::cpu::test
+}  // namespace lmt::testing

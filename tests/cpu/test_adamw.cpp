@@ -7,7 +7,8 @@
 #include "cpu/cpu_ops.h"
 #include "tests/cpu/cpu_test_util.h"
 
-namespace lmt::cpu::test {
+namespace lmt::cpu {
+using namespace lmt::testing;
 namespace {
 
 struct AdamwSettings {
@@ -95,4 +96,4 @@ TEST_CASE("sum_squares accumulates in double and ignores the thread count", "[cp
 }
 
 }  // namespace
-}  // namespace lmt::cpu::test
+}  // namespace lmt::cpu

@@ -8,7 +8,8 @@
 #include "cpu/cpu_ops.h"
 #include "tests/cpu/cpu_test_util.h"
 
-namespace lmt::cpu::test {
+namespace lmt::cpu {
+using namespace lmt::testing;
 namespace {
 
 // softmax(Q K^T / sqrt(HS) + causal mask) V with the full (T,T) matrix, in double.
@@ -202,4 +203,4 @@ TEST_CASE("attention backward gives the same bits for any thread count", "[cpu][
 }
 
 }  // namespace
-}  // namespace lmt::cpu::test
+}  // namespace lmt::cpu

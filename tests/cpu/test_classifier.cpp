@@ -5,7 +5,8 @@
 #include "cpu/cpu_ops.h"
 #include "tests/cpu/cpu_test_util.h"
 
-namespace lmt::cpu::test {
+namespace lmt::cpu {
+using namespace lmt::testing;
 namespace {
 
 constexpr int N = 5, V = 11, Vp = 16;
@@ -102,4 +103,4 @@ TEST_CASE("classifier agrees in float and double at odd shapes", "[cpu][classifi
 }
 
 }  // namespace
-}  // namespace lmt::cpu::test
+}  // namespace lmt::cpu

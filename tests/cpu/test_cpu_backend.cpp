@@ -15,7 +15,8 @@
 #include "cpu/cpu_ops.h"
 #include "tests/cpu/cpu_test_util.h"
 
-namespace lmt::cpu::test {
+namespace lmt::cpu {
+using namespace lmt::testing;
 namespace {
 
 TEST_CASE("make_cpu_backend gives OpenMP the threads and keeps OpenBLAS single-threaded", "[cpu][backend]") {
@@ -229,4 +230,4 @@ TEST_CASE("cpu backend ops equal the float reference ops", "[cpu][backend]") {
 }
 
 }  // namespace
-}  // namespace lmt::cpu::test
+}  // namespace lmt::cpu

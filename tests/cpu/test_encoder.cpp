@@ -5,7 +5,8 @@
 #include "cpu/cpu_ops.h"
 #include "tests/cpu/cpu_test_util.h"
 
-namespace lmt::cpu::test {
+namespace lmt::cpu {
+using namespace lmt::testing;
 namespace {
 
 TEST_CASE("encoder backward matches finite differences and accumulates", "[cpu][encoder]") {
@@ -92,4 +93,4 @@ TEST_CASE("encoder backward gives the same bits for any thread count", "[cpu][en
 }
 
 }  // namespace
-}  // namespace lmt::cpu::test
+}  // namespace lmt::cpu

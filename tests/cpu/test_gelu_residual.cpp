@@ -5,7 +5,8 @@
 #include "cpu/cpu_ops.h"
 #include "tests/cpu/cpu_test_util.h"
 
-namespace lmt::cpu::test {
+namespace lmt::cpu {
+using namespace lmt::testing;
 namespace {
 
 double gelu_tanh(double x) {
@@ -74,4 +75,4 @@ TEST_CASE("residual forward adds elementwise", "[cpu][residual]") {
 }
 
 }  // namespace
-}  // namespace lmt::cpu::test
+}  // namespace lmt::cpu

@@ -11,9 +11,10 @@
 
 #include "cpu/gemm.h"
 #include "tests/cpu/cpu_test_util.h"
-#include "tests/error_message.h"
+#include "tests/test_util.h"
 
-namespace lmt::cpu::test {
+namespace lmt::cpu {
+using namespace lmt::testing;
 namespace {
 
 struct Case {
@@ -241,4 +242,4 @@ TEST_CASE("sgemm with K = 0 honours beta, and rejects other betas", "[cpu][gemm]
 }
 
 }  // namespace
-}  // namespace lmt::cpu::test
+}  // namespace lmt::cpu

@@ -5,7 +5,8 @@
 #include "cpu/cpu_ops.h"
 #include "tests/cpu/cpu_test_util.h"
 
-namespace lmt::cpu::test {
+namespace lmt::cpu {
+using namespace lmt::testing;
 namespace {
 
 TEST_CASE("layernorm forward saves mean and rstd with eps 1e-5", "[cpu][layernorm]") {
@@ -101,4 +102,4 @@ TEST_CASE("layernorm agrees in float and double at odd shapes", "[cpu][layernorm
 }
 
 }  // namespace
-}  // namespace lmt::cpu::test
+}  // namespace lmt::cpu

@@ -3,7 +3,8 @@
 #include "cpu/cpu_ops.h"
 #include "tests/cpu/cpu_test_util.h"
 
-namespace lmt::cpu::test {
+namespace lmt::cpu {
+using namespace lmt::testing;
 namespace {
 
 TEST_CASE("matmul backward matches finite differences", "[cpu][matmul]") {
@@ -99,4 +100,4 @@ TEST_CASE("matmul agrees in float and double at odd shapes", "[cpu][matmul]") {
 }
 
 }  // namespace
-}  // namespace lmt::cpu::test
+}  // namespace lmt::cpu

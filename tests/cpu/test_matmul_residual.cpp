@@ -7,7 +7,8 @@
 #include "cpu/cpu_ops.h"
 #include "tests/cpu/cpu_test_util.h"
 
-namespace lmt::cpu::test {
+namespace lmt::cpu {
+using namespace lmt::testing;
 namespace {
 
 TEST_CASE("matmul_residual_forward matches matmul + residual in double", "[cpu][matmul]") {
@@ -40,4 +41,4 @@ TEST_CASE("matmul_residual_forward matches matmul + residual in double", "[cpu][
 }
 
 }  // namespace
-}  // namespace lmt::cpu::test
+}  // namespace lmt::cpu

@@ -4,7 +4,8 @@
 #include "cpu/vec_math.h"
 #include "tests/cpu/cpu_test_util.h"
 
-namespace lmt::cpu::test {
+namespace lmt::cpu {
+using namespace lmt::testing;
 namespace {
 
 TEST_CASE("exp_fast is within 2e-7 relative of exp on [-87, 88]", "[cpu][vec_math]") {
@@ -33,4 +34,4 @@ TEST_CASE("tanh_fast is within 3e-7 of tanh everywhere and saturates", "[cpu][ve
 }
 
 }  // namespace
-}  // namespace lmt::cpu::test
+}  // namespace lmt::cpu

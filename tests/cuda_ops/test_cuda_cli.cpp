@@ -11,7 +11,7 @@
 #include "tests/cli/cli_util.h"
 #include "tests/cuda_ops/cuda_test_util.h"
 
-using namespace lmt::test;
+using namespace lmt::testing;
 using Catch::Matchers::Contains;
 
 namespace {

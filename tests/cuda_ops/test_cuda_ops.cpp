@@ -31,7 +31,7 @@
 namespace {
 
 using lmt::Backend;
-using lmt::cpu::test::check_close;
+using lmt::testing::check_close;
 
 // Tolerances, pass when |x - ref| <= atol + rtol * |ref| for every element and, for the 16-bit
 // types, the relative L2 error ||x - ref|| / ||ref|| is at most rel_l2. The CPU reference runs
@@ -174,11 +174,11 @@ void compare_backends(const std::function<Outputs(Device&)>& run, lmt::DType dty
 }
 
 std::vector<float> random_floats(size_t n, std::mt19937& rng, double scale = 1.0) {
-  return lmt::cpu::test::to_float(lmt::cpu::test::random_vector(n, rng, scale));
+  return lmt::testing::to_float(lmt::testing::random_vector(n, rng, scale));
 }
 
 std::vector<int32_t> random_tokens(size_t n, int vocab, std::mt19937& rng) {
-  return lmt::cpu::test::random_tokens(n, vocab, rng);
+  return lmt::testing::random_tokens(n, vocab, rng);
 }
 
 size_t sz(long long n) { return static_cast<size_t>(n); }
@@ -731,9 +731,7 @@ std::pair<std::vector<float>, std::vector<float>> train_tiny(Backend& backend, i
   const lmt::GPTConfig cfg = tiny_gpt();
   lmt::GPT model(backend, cfg);
   model.init_weights(11, 0.02);
-  lmt::AdamW optimizer(backend, model.layout(), model.num_param_storage());
-  lmt::AdamWHyper hyper;
-  hyper.lr = lr;
+  lmt::AdamW optimizer(backend, lmt::OptimizerConfig{}, model.layout(), model.num_param_storage());
   std::mt19937 rng(12);
   const int B = 2, T = 37;
   std::vector<float> losses, first_grads;
@@ -747,7 +745,7 @@ std::pair<std::vector<float>, std::vector<float>> train_tiny(Backend& backend, i
     losses.push_back(model.forward_backward(inputs.data(), targets.data(), B, T, 1.0f));
     if (step == 0) first_grads = model.get_gradients();
     const double norm = optimizer.grad_norm(model.grads());
-    optimizer.step(model.params(), model.grads(), hyper, hyper.lr, norm);
+    optimizer.step(model.params(), model.grads(), lr, norm);
     model.parameters_changed();
   }
   backend.synchronize();

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-namespace lmt::data::testing {
+namespace lmt::testing {
 
 inline void append_u16(std::string& out, uint32_t v) {
   out.push_back(static_cast<char>(v & 0xFF));
@@ -34,4 +34,4 @@ inline std::string nanogpt_bytes(const std::vector<int32_t>& tokens) {
   return out;
 }
 
-}  // namespace lmt::data::testing
+}  // namespace lmt::testing

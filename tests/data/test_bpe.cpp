@@ -9,13 +9,13 @@
 #include "data/bpe.h"
 #include "data/pretokenize.h"
 #include "data/tokenizer.h"
-#include "test_helpers.h"
+#include "tests/test_util.h"
 
 using lmt::data::BpeModel;
 using lmt::data::BpeTrainOptions;
 using lmt::data::BpeTrainSummary;
 using lmt::data::Tokenizer;
-using namespace lmt::data::testing;
+using namespace lmt::testing;
 using Catch::Matchers::Contains;
 
 namespace {
@@ -350,7 +350,7 @@ TEST_CASE("bpe training: files are counted in blocks without changing the counts
   for (int i = 0; i < 10000; ++i) text += "ab ";
   text += random_bytes(rng, 3000) + "\nx";
   const std::string path = dir.file("input.txt");
-  write_text_file(path, text);
+  write_file(path, text);
   lmt::data::PieceCounts whole;
   lmt::data::count_pieces(text, 1, whole);
   for (const size_t block : {size_t{1000}, size_t{4096}, text.size(), text.size() + 1, size_t{64} << 20}) {
@@ -366,8 +366,8 @@ TEST_CASE("bpe training: files are counted in blocks without changing the counts
   // Several files: each is counted on its own; here the boundary is a safe split point, so the
   // result equals training on the concatenation.
   const std::string first = generated_text(30, 50000) + "end\n", second = "start " + generated_text(31, 50000);
-  write_text_file(dir.file("a.txt"), first);
-  write_text_file(dir.file("b.txt"), second);
+  write_file(dir.file("a.txt"), first);
+  write_file(dir.file("b.txt"), second);
   BpeTrainSummary summary;
   BpeTrainOptions options = options_for(500);
   std::vector<lmt::data::BpeTrainProgress> progress;
@@ -441,7 +441,7 @@ TEST_CASE("bpe: save and load give identical encodings", "[data][bpe]") {
   const Tokenizer& original = small_model();
   const std::string path = dir.file("tokenizer.json");
   original.save(path);
-  const std::string json = read_text_file(path);
+  const std::string json = read_file(path);
   CHECK_THAT(json, Contains("\"kind\": \"bpe\"") && Contains("\"pretokenizer\": \"gpt2\"") &&
                        Contains("\"special_tokens\": {\"<|endoftext|>\": 599}") && Contains("\"Ġ\""));
   const Tokenizer loaded = Tokenizer::load(path);
@@ -475,8 +475,8 @@ struct TinyGpt2 {
     return json + "}";
   }
   void write(const TempDir& dir) const {
-    write_text_file(dir.file("vocab.json"), vocab_json());
-    write_text_file(dir.file("merges.txt"), merges);
+    write_file(dir.file("vocab.json"), vocab_json());
+    write_file(dir.file("merges.txt"), merges);
   }
 };
 
@@ -521,10 +521,10 @@ TEST_CASE("bpe: GPT-2 file errors name the file and the line or entry", "[data][
   TempDir dir;
   CHECK_THAT(error_message([&] { Tokenizer::load_gpt2(dir.file("nope.json"), dir.file("merges.txt")); }),
              Contains("nope.json") && Contains("does not exist"));
-  write_text_file(dir.file("vocab.json"), TinyGpt2().vocab_json());
+  write_file(dir.file("vocab.json"), TinyGpt2().vocab_json());
   CHECK_THAT(error_message([&] { Tokenizer::load_gpt2(dir.file("vocab.json"), dir.file("merges.txt")); }),
              Contains("merges.txt") && Contains("does not exist"));
-  write_text_file(dir.file("bad.json"), "{\"a\": ");
+  write_file(dir.file("bad.json"), "{\"a\": ");
   CHECK_THAT(error_message([&] { Tokenizer::load_gpt2(dir.file("bad.json"), dir.file("merges.txt")); }),
              Contains("bad.json") && Contains("not valid JSON"));
 
@@ -563,7 +563,7 @@ TEST_CASE("bpe: tokenizer JSON errors name the file and the entry", "[data][bpe]
   const std::string good = Tokenizer::train_bpe_on_text("low lower lowest", options_for(259)).to_json();
   const auto load_error = [&](const std::string& json) {
     const std::string path = dir.file("tok.json");
-    write_text_file(path, json);
+    write_file(path, json);
     return error_message([&] { Tokenizer::load(path); });
   };
   const auto replaced = [&](const std::string& from, const std::string& to) {
@@ -593,7 +593,7 @@ TEST_CASE("bpe: tinyshakespeare, vocab 512", "[data][bpe]") {
     std::printf("SKIPPED: %s not found\n", path.c_str());
     return;
   }
-  const std::string text = read_text_file(path);
+  const std::string text = read_file(path);
   BpeTrainSummary summary;
   const auto start = std::chrono::steady_clock::now();
   const Tokenizer tokenizer = Tokenizer::train_bpe({path}, options_for(512, 2), &summary);

@@ -8,10 +8,10 @@
 #include "data/prepare.h"
 #include "data/shard.h"
 #include "data/tokenizer.h"
-#include "test_helpers.h"
+#include "tests/test_util.h"
 
 using namespace lmt::data;
-using namespace lmt::data::testing;
+using namespace lmt::testing;
 using Catch::Matchers::Contains;
 namespace fs = std::filesystem;
 
@@ -37,8 +37,8 @@ TEST_CASE("prepare_data: two inputs, char tokenizer, last 10% is val", "[data][p
   TempDir dir;
   const std::string first = repeated("To be, or not to be: that is the question.\n", 600);
   const std::string second = repeated("Whether 'tis nobler in the mind to suffer\n", 401);
-  write_text_file(dir.file("a.txt"), first);
-  write_text_file(dir.file("b.txt"), second);
+  write_file(dir.file("a.txt"), first);
+  write_file(dir.file("b.txt"), second);
 
   PrepareOptions options;
   options.inputs = {dir.file("a.txt"), dir.file("b.txt")};
@@ -75,7 +75,7 @@ TEST_CASE("prepare_data: two inputs, char tokenizer, last 10% is val", "[data][p
 TEST_CASE("prepare_data: byte tokenizer takes non-UTF-8 input, char names the file", "[data][prepare]") {
   TempDir dir;
   const std::string latin1 = repeated("caf\xE9 cr\xE8me br\xFBl\xE9\n", 200);
-  write_text_file(dir.file("latin1.txt"), latin1);
+  write_file(dir.file("latin1.txt"), latin1);
 
   PrepareOptions options;
   options.inputs = {dir.file("latin1.txt")};
@@ -97,7 +97,7 @@ TEST_CASE("prepare_data: byte tokenizer takes non-UTF-8 input, char names the fi
 
 TEST_CASE("prepare_data: val_fraction 0 writes no val shard", "[data][prepare]") {
   TempDir dir;
-  write_text_file(dir.file("in.txt"), "abcabcabc");
+  write_file(dir.file("in.txt"), "abcabcabc");
   PrepareOptions options;
   options.inputs = {dir.file("in.txt")};
   options.out_dir = dir.file("out");
@@ -116,7 +116,7 @@ TEST_CASE("prepare_data: multi-byte characters across encode chunks", "[data][pr
   // must not split.
   const std::string valid = "prefix" + repeated("a é 日 🎉 z\n", 2'600'000) + "end\n";
   REQUIRE((static_cast<unsigned char>(valid[1 << 20]) & 0xC0) == 0x80);
-  write_text_file(dir.file("in.txt"), valid);
+  write_file(dir.file("in.txt"), valid);
   PrepareOptions options;
   options.inputs = {dir.file("in.txt")};
   options.out_dir = dir.file("out");
@@ -132,7 +132,7 @@ TEST_CASE("prepare_data: multi-byte characters across encode chunks", "[data][pr
 
 TEST_CASE("prepare_data: large input with the progress bar", "[data][prepare]") {
   TempDir dir;
-  write_text_file(dir.file("big.txt"), repeated("All the world's a stage.\n", 5'000'000));
+  write_file(dir.file("big.txt"), repeated("All the world's a stage.\n", 5'000'000));
   PrepareOptions options;
   options.inputs = {dir.file("big.txt")};
   options.out_dir = dir.file("out");
@@ -146,7 +146,7 @@ TEST_CASE("prepare_data: large input with the progress bar", "[data][prepare]") 
 
 TEST_CASE("prepare_data: invalid options are clear errors and write nothing", "[data][prepare]") {
   TempDir dir;
-  write_text_file(dir.file("in.txt"), "some text to tokenize\n");
+  write_file(dir.file("in.txt"), "some text to tokenize\n");
   PrepareOptions options;
   options.inputs = {dir.file("in.txt")};
   options.out_dir = dir.file("out");
@@ -189,12 +189,12 @@ TEST_CASE("prepare_data: invalid options are clear errors and write nothing", "[
     CHECK_THAT(error_message([&] { prepare_data(options); }), Contains("output directory"));
   }
   SECTION("empty input") {
-    write_text_file(dir.file("empty.txt"), "");
+    write_file(dir.file("empty.txt"), "");
     options.inputs = {dir.file("empty.txt")};
     CHECK_THAT(error_message([&] { prepare_data(options); }), Contains("empty"));
   }
   SECTION("output directory is a file") {
-    write_text_file(dir.file("out"), "x");
+    write_file(dir.file("out"), "x");
     CHECK_THAT(error_message([&] { prepare_data(options); }), Contains(dir.file("out")));
     return;
   }
@@ -203,16 +203,16 @@ TEST_CASE("prepare_data: invalid options are clear errors and write nothing", "[
 
 TEST_CASE("prepare_data: a failure midway leaves the earlier outputs as they were", "[data][prepare]") {
   TempDir dir;
-  write_text_file(dir.file("a.jsonl"), "{\"text\": \"first document\"}\n{\"text\": \"second\"}\n");
-  write_text_file(dir.file("b.jsonl"), "{\"text\": \"fine\"}\n\n{\"text\": \"broken\"\n");
-  write_text_file(dir.file("good.txt"), repeated("good text\n", 5000));
+  write_file(dir.file("a.jsonl"), "{\"text\": \"first document\"}\n{\"text\": \"second\"}\n");
+  write_file(dir.file("b.jsonl"), "{\"text\": \"fine\"}\n\n{\"text\": \"broken\"\n");
+  write_file(dir.file("good.txt"), repeated("good text\n", 5000));
   PrepareOptions options;
   options.inputs = {dir.file("good.txt")};
   options.out_dir = dir.file("out");
   options.shard_tokens = 1000;
   prepare_data(options);
   const auto before = directory_listing(options.out_dir);
-  const std::string first_shard = read_text_file(dir.file("out/train_000000.bin"));
+  const std::string first_shard = read_file(dir.file("out/train_000000.bin"));
   REQUIRE(before.size() == 8);  // 5 train + 1 val shard, tokenizer.json, prepare.json
 
   // a.jsonl is encoded and sharded before b.jsonl's line 3 fails.
@@ -220,9 +220,9 @@ TEST_CASE("prepare_data: a failure midway leaves the earlier outputs as they wer
   options.shard_tokens = 4;
   CHECK_THAT(error_message([&] { prepare_data(options); }), Contains("b.jsonl:3") && Contains("not valid JSON"));
   CHECK(directory_listing(options.out_dir) == before);
-  CHECK(read_text_file(dir.file("out/train_000000.bin")) == first_shard);
+  CHECK(read_file(dir.file("out/train_000000.bin")) == first_shard);
 
-  write_text_file(dir.file("b.jsonl"), "{\"body\": \"x\"}\n");
+  write_file(dir.file("b.jsonl"), "{\"body\": \"x\"}\n");
   CHECK_THAT(error_message([&] { prepare_data(options); }), Contains("b.jsonl:1") && Contains("--json-key"));
   CHECK(directory_listing(options.out_dir) == before);
 }
@@ -235,8 +235,8 @@ TEST_CASE("prepare_data: documents, shards of a fixed size, and no stale shards"
   for (int i = 0; i < 20; ++i) docs.push_back(fmt::format("document number {} says {}\n", i, repeated("ab", i + 1)));
   for (int i = 0; i < 12; ++i) separated += docs[i] + "<SEP>";
   for (int i = 12; i < 20; ++i) jsonl += nlohmann::json({{"id", i}, {"body", docs[i]}}).dump() + "\n";
-  write_text_file(dir.file("part1.txt"), separated);
-  write_text_file(dir.file("part2.jsonl"), jsonl);
+  write_file(dir.file("part1.txt"), separated);
+  write_file(dir.file("part2.jsonl"), jsonl);
 
   PrepareOptions options;
   options.inputs = {dir.file("part*")};
@@ -270,7 +270,7 @@ TEST_CASE("prepare_data: documents, shards of a fixed size, and no stale shards"
   CHECK(second.train_shards.size() == 1);
   CHECK(directory_listing(options.out_dir) ==
         std::vector<std::string>{"prepare.json", "tokenizer.json", "train_000000.bin", "val_000000.bin"});
-  const auto record = nlohmann::json::parse(read_text_file(dir.file("out/prepare.json")));
+  const auto record = nlohmann::json::parse(read_file(dir.file("out/prepare.json")));
   CHECK(record["documents"] == 20);
   CHECK(record["train"]["tokens"] == second.train_tokens);
 }
@@ -283,7 +283,7 @@ TEST_CASE("prepare_data: a BPE tokenizer file puts <|endoftext|> before every do
     docs.push_back(fmt::format("The {} quick brown foxes jump over {} lazy dogs.", i, 30 - i));
     jsonl += nlohmann::json({{"text", docs.back()}}).dump() + "\n";
   }
-  write_text_file(dir.file("docs.jsonl"), jsonl);
+  write_file(dir.file("docs.jsonl"), jsonl);
   BpeTrainOptions train_options;
   train_options.vocab_size = 300;
   std::string corpus;

@@ -6,10 +6,10 @@
 
 #include "data/sampler.h"
 #include "data/shard.h"
-#include "test_helpers.h"
+#include "tests/test_util.h"
 
 using namespace lmt::data;
-using namespace lmt::data::testing;
+using namespace lmt::testing;
 using Catch::Matchers::Contains;
 
 namespace {
@@ -207,23 +207,23 @@ TEST_CASE("datasets: globs, too-short files and mixed vocabularies are caught wi
   write_shard(dir.file("train_000001.bin"), std::vector<int32_t>(tokens.begin(), tokens.begin() + 100), 50);
   const std::string pattern = dir.file("train_*.bin");
 
-  const TokenDataset dataset = open_dataset(pattern, "data.train", "lmtrain", 0, 65);
+  const TokenDataset dataset = open_dataset(pattern, "data.train", lmt::ShardFormat::kLmtrain, 0, 65);
   REQUIRE(dataset.files.size() == 2);
   CHECK(dataset.files[0].path() == dir.file("train_000000.bin"));  // sorted by name
   CHECK(dataset.num_tokens() == 400);
   CHECK(dataset.vocab_size == 50);
 
-  const std::string too_short = error_message([&] { open_dataset(pattern, "data.train", "lmtrain", 0, 129); });
+  const std::string too_short = error_message([&] { open_dataset(pattern, "data.train", lmt::ShardFormat::kLmtrain, 0, 129); });
   CHECK_THAT(too_short, Contains("data.train") && Contains("train_000001.bin") && Contains("100 tokens") &&
                             Contains("needs 129"));
-  CHECK_THAT(error_message([&] { open_dataset(dir.file("val_*.bin"), "data.val", "lmtrain", 0, 2); }),
+  CHECK_THAT(error_message([&] { open_dataset(dir.file("val_*.bin"), "data.val", lmt::ShardFormat::kLmtrain, 0, 2); }),
              Contains("data.val") && Contains("matches no files"));
   write_shard(dir.file("train_000002.bin"), tokens, 51);
-  CHECK_THAT(error_message([&] { open_dataset(pattern, "data.train", "lmtrain", 0, 2); }),
+  CHECK_THAT(error_message([&] { open_dataset(pattern, "data.train", lmt::ShardFormat::kLmtrain, 0, 2); }),
              Contains("train_000002.bin") && Contains("vocab size 51") && Contains("same tokenizer"));
   // A corrupt shard among many is named.
-  write_text_file(dir.file("train_000002.bin"), "not a shard at all");
-  CHECK_THAT(error_message([&] { open_dataset(pattern, "data.train", "lmtrain", 0, 2); }),
+  write_file(dir.file("train_000002.bin"), "not a shard at all");
+  CHECK_THAT(error_message([&] { open_dataset(pattern, "data.train", lmt::ShardFormat::kLmtrain, 0, 2); }),
              Contains("data.train") && Contains("train_000002.bin") && Contains("not an lmtrain token shard"));
 }
 
@@ -235,21 +235,21 @@ TEST_CASE("memory-mapped shards read like the file, and every id is checked on a
   for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>((i * 7919) % 1000);
   write_shard(dir.file("big.bin"), tokens, 1000);
   for (int threads : {1, 2, 4}) {
-    const TokenFile file = TokenFile::open(dir.file("big.bin"), "lmtrain", 0, threads);
+    const TokenFile file = TokenFile::open(dir.file("big.bin"), lmt::ShardFormat::kLmtrain, 0, threads);
     CHECK(file.size() == tokens.size());
     std::vector<int32_t> window(5);
     file.read(2'999'996, 5, window.data());
     CHECK(std::equal(window.begin(), window.end(), tokens.end() - 5));
   }
   // Patch one id in place to 1000 (= vocab_size): the header is 64 bytes, tokens are uint16.
-  std::string bytes = read_text_file(dir.file("big.bin"));
+  std::string bytes = read_file(dir.file("big.bin"));
   const size_t bad = 2'999'990;
   bytes[64 + 2 * bad] = static_cast<char>(1000 & 0xFF);
   bytes[64 + 2 * bad + 1] = static_cast<char>(1000 >> 8);
-  write_text_file(dir.file("big.bin"), bytes);
+  write_file(dir.file("big.bin"), bytes);
   for (int threads : {1, 3}) {
-    CHECK_THAT(error_message([&] { TokenFile::open(dir.file("big.bin"), "lmtrain", 0, threads); }),
+    CHECK_THAT(error_message([&] { TokenFile::open(dir.file("big.bin"), lmt::ShardFormat::kLmtrain, 0, threads); }),
                Contains("big.bin") && Contains("index 2999990 is 1000") && Contains("vocabulary size is 1000"));
   }
-  CHECK_THAT(error_message([&] { TokenFile::open(dir.path().string(), "lmtrain", 0); }), Contains("directory"));
+  CHECK_THAT(error_message([&] { TokenFile::open(dir.path().string(), lmt::ShardFormat::kLmtrain, 0); }), Contains("directory"));
 }

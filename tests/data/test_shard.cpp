@@ -2,19 +2,19 @@
 #include <filesystem>
 
 #include "data/shard.h"
-#include "test_helpers.h"
+#include "tests/test_util.h"
 
 using namespace lmt::data;
-using namespace lmt::data::testing;
+using namespace lmt::testing;
 using Catch::Matchers::Contains;
 
 namespace {
 
 // Overwrites bytes of a file in place (to corrupt a valid shard one field at a time).
 void patch_file(const std::string& path, size_t offset, const std::string& bytes) {
-  std::string contents = read_text_file(path);
+  std::string contents = read_file(path);
   contents.replace(offset, bytes.size(), bytes);
-  write_text_file(path, contents);
+  write_file(path, contents);
 }
 
 std::string le32(uint32_t value) {
@@ -39,7 +39,7 @@ TEST_CASE("shard round trip with 2-byte tokens", "[data][shard]") {
     CHECK(shard.path == path);
   }
   // The header is the documented little-endian layout.
-  const std::string bytes = read_text_file(path);
+  const std::string bytes = read_file(path);
   CHECK(bytes.substr(0, 8) == "LMTSHARD");
   CHECK(bytes.substr(8, 4) == le32(1));
   CHECK(bytes.substr(12, 4) == le32(2));
@@ -97,20 +97,20 @@ TEST_CASE("corrupt shards give errors naming the file", "[data][shard]") {
     CHECK_THAT(error_message([&] { read_shard(dir.path().string()); }), Contains("directory"));
   }
   SECTION("bad magic") {
-    write_text_file(path, "First Citizen:\nBefore we proceed any further, hear me speak.\n");
+    write_file(path, "First Citizen:\nBefore we proceed any further, hear me speak.\n");
     const std::string message = error_message([&] { read_shard(path); });
     CHECK_THAT(message, Contains(path) && Contains("not an lmtrain token shard") && Contains("\"First Ci\""));
   }
   SECTION("empty file") {
-    write_text_file(path, "");
+    write_file(path, "");
     CHECK_THAT(error_message([&] { read_shard(path); }), Contains(path) && Contains("empty"));
   }
   SECTION("llm.c shard") {
-    write_text_file(path, le32(20240520) + le32(1) + std::string(1016, '\0'));
+    write_file(path, le32(20240520) + le32(1) + std::string(1016, '\0'));
     CHECK_THAT(error_message([&] { read_shard(path); }), Contains(path) && Contains("llm.c"));
   }
   SECTION("header cut short") {
-    write_text_file(path, "LMTSHARD\x01\0\0\0");
+    write_file(path, "LMTSHARD\x01\0\0\0");
     CHECK_THAT(error_message([&] { read_shard(path); }), Contains(path) && Contains("truncated"));
   }
   SECTION("truncated tokens") {
@@ -120,7 +120,7 @@ TEST_CASE("corrupt shards give errors naming the file", "[data][shard]") {
                             Contains("is 79 bytes"));
   }
   SECTION("extra bytes") {
-    write_text_file(path, read_text_file(path) + "xx");
+    write_file(path, read_file(path) + "xx");
     CHECK_THAT(error_message([&] { read_shard(path); }), Contains(path) && Contains("extra bytes"));
   }
   SECTION("absurd token count") {

@@ -3,10 +3,10 @@
 #include <cmath>
 
 #include "data/synthetic.h"
-#include "test_helpers.h"
+#include "tests/test_util.h"
 
 using namespace lmt::data;
-using namespace lmt::data::testing;
+using namespace lmt::testing;
 using Catch::Matchers::Contains;
 
 TEST_CASE("Markov source: oracle loss of a long sample matches the entropy rate", "[data][synthetic]") {

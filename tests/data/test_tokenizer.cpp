@@ -2,10 +2,10 @@
 #include <filesystem>
 
 #include "data/tokenizer.h"
-#include "test_helpers.h"
+#include "tests/test_util.h"
 
 using lmt::data::Tokenizer;
-using namespace lmt::data::testing;
+using namespace lmt::testing;
 using Catch::Matchers::Contains;
 
 TEST_CASE("char tokenizer: vocabulary is the sorted distinct characters", "[data][tokenizer]") {
@@ -86,7 +86,7 @@ TEST_CASE("tokenizer save and load", "[data][tokenizer]") {
     CHECK(loaded.kind() == "char");
     CHECK(loaded.code_points() == original.code_points());
     CHECK(loaded.encode(text) == original.encode(text));
-    CHECK_THAT(read_text_file(path), Contains("\"format\": \"lmtrain-tokenizer\""));
+    CHECK_THAT(read_file(path), Contains("\"format\": \"lmtrain-tokenizer\""));
   }
   SECTION("byte") {
     const std::string path = dir.file("byte.json");
@@ -100,28 +100,28 @@ TEST_CASE("tokenizer save and load", "[data][tokenizer]") {
     CHECK_THAT(error_message([&] { Tokenizer::load(missing); }), Contains(missing) && Contains("does not exist"));
 
     const std::string bad_json = dir.file("bad.json");
-    write_text_file(bad_json, "{\"format\": ");
+    write_file(bad_json, "{\"format\": ");
     CHECK_THAT(error_message([&] { Tokenizer::load(bad_json); }), Contains(bad_json) && Contains("not valid JSON"));
 
     const std::string wrong_format = dir.file("other.json");
-    write_text_file(wrong_format, R"({"format": "something-else", "version": 1})");
+    write_file(wrong_format, R"({"format": "something-else", "version": 1})");
     CHECK_THAT(error_message([&] { Tokenizer::load(wrong_format); }),
                Contains(wrong_format) && Contains("not an lmtrain tokenizer"));
 
     const std::string wrong_version = dir.file("v2.json");
-    write_text_file(wrong_version, R"({"format": "lmtrain-tokenizer", "version": 2, "kind": "byte"})");
+    write_file(wrong_version, R"({"format": "lmtrain-tokenizer", "version": 2, "kind": "byte"})");
     CHECK_THAT(error_message([&] { Tokenizer::load(wrong_version); }), Contains(wrong_version) && Contains("version 2"));
 
     const std::string wrong_kind = dir.file("bpe.json");
-    write_text_file(wrong_kind, R"({"format": "lmtrain-tokenizer", "version": 1, "kind": "bpe"})");
+    write_file(wrong_kind, R"({"format": "lmtrain-tokenizer", "version": 1, "kind": "bpe"})");
     CHECK_THAT(error_message([&] { Tokenizer::load(wrong_kind); }), Contains(wrong_kind) && Contains("\"bpe\""));
 
     const std::string duplicate = dir.file("dup.json");
-    write_text_file(duplicate, R"({"format": "lmtrain-tokenizer", "version": 1, "kind": "char", "vocab": ["a", "b", "a"]})");
+    write_file(duplicate, R"({"format": "lmtrain-tokenizer", "version": 1, "kind": "char", "vocab": ["a", "b", "a"]})");
     CHECK_THAT(error_message([&] { Tokenizer::load(duplicate); }), Contains(duplicate) && Contains("twice"));
 
     const std::string multi = dir.file("multi.json");
-    write_text_file(multi, R"({"format": "lmtrain-tokenizer", "version": 1, "kind": "char", "vocab": ["a", "bc"]})");
+    write_file(multi, R"({"format": "lmtrain-tokenizer", "version": 1, "kind": "char", "vocab": ["a", "bc"]})");
     CHECK_THAT(error_message([&] { Tokenizer::load(multi); }), Contains(multi) && Contains("entry 1"));
   }
 }

@@ -11,6 +11,7 @@
 #include "cpu/cpu_backend.h"
 #include "model/adamw.h"
 #include "model/gpt.h"
+#include "tests/test_util.h"
 
 namespace {
 
@@ -23,12 +24,7 @@ float meta_float(const SafeTensorsFile& f, const std::string& key) { return std:
 
 lmt::GPTConfig fixture_config(const SafeTensorsFile& f) {
   lmt::GPTConfig cfg;
-  cfg.max_seq_len = meta_int(f, "max_seq_len");
-  cfg.vocab_size = meta_int(f, "vocab_size");
-  cfg.padded_vocab_size = meta_int(f, "padded_vocab_size");
-  cfg.num_layers = meta_int(f, "n_layer");
-  cfg.num_heads = meta_int(f, "n_head");
-  cfg.channels = meta_int(f, "n_embd");
+  for (const auto& field : lmt::kGPTConfigFields) cfg.*field.member = meta_int(f, field.name);
   return cfg;
 }
 
@@ -44,33 +40,8 @@ std::vector<float> gather(const SafeTensorsFile& f, const std::vector<lmt::Param
   return out;
 }
 
-struct Closeness {
-  double worst_excess = 0;  // max of |x - ref| / (atol + rtol |ref|)
-  size_t worst_index = 0;
-  double worst_value = 0, worst_ref = 0;
-};
-
-Closeness compare(const float* x, const float* ref, size_t n, double atol, double rtol) {
-  Closeness c;
-  for (size_t i = 0; i < n; ++i) {
-    double allowed = atol + rtol * std::fabs(static_cast<double>(ref[i]));
-    double excess = std::fabs(static_cast<double>(x[i]) - ref[i]) / allowed;
-    if (!(excess <= c.worst_excess)) {  // also catches NaN
-      c.worst_excess = std::isnan(excess) ? 1e30 : excess;
-      c.worst_index = i;
-      c.worst_value = x[i];
-      c.worst_ref = ref[i];
-    }
-  }
-  return c;
-}
-
-void require_close(const std::string& what, const float* x, const float* ref, size_t n,
-                   double atol, double rtol) {
-  Closeness c = compare(x, ref, n, atol, rtol);
-  INFO(fmt::format("{}: worst element {} = {} vs reference {} ({:.3f} of the tolerance)", what,
-                   c.worst_index, c.worst_value, c.worst_ref, c.worst_excess));
-  CHECK(c.worst_excess <= 1.0);
+void require_close(const std::string& what, const float* x, const float* ref, size_t n, double atol, double rtol) {
+  lmt::testing::check_close(std::vector<float>(x, x + n), std::vector<float>(ref, ref + n), atol, rtol, what);
 }
 
 }  // namespace
@@ -121,14 +92,14 @@ TEST_CASE("ten AdamW steps with clipping track the PyTorch losses", "[model][ref
   auto backend = lmt::cpu::make_cpu_backend(0);
   lmt::GPT model(*backend, cfg);
   model.set_parameters(gather(f, model.layout(), "param."));
-  lmt::AdamW optimizer(*backend, model.layout(), model.num_param_storage());
-  lmt::AdamWHyper hyper;
+  lmt::OptimizerConfig hyper;
   hyper.lr = meta_float(f, "lr");
   hyper.beta1 = meta_float(f, "beta1");
   hyper.beta2 = meta_float(f, "beta2");
   hyper.eps = meta_float(f, "eps");
   hyper.weight_decay = meta_float(f, "weight_decay");
   hyper.grad_clip = meta_float(f, "grad_clip");
+  lmt::AdamW optimizer(*backend, hyper, model.layout(), model.num_param_storage());
 
   // The decayed set must be the one the reference used.
   std::string decayed;
@@ -153,7 +124,7 @@ TEST_CASE("ten AdamW steps with clipping track the PyTorch losses", "[model][ref
     INFO(fmt::format("step {}: loss {} vs {}, grad norm {} vs {}", k, loss, ref_losses[k], norm, ref_norms[k]));
     CHECK(std::fabs(loss - ref_losses[k]) <= 1e-5 * std::fabs(ref_losses[k]));
     CHECK(std::fabs(norm - ref_norms[k]) <= 1e-5 * std::fabs(ref_norms[k]));
-    optimizer.step(model.params(), model.grads(), hyper, hyper.lr, norm);
+    optimizer.step(model.params(), model.grads(), static_cast<float>(hyper.lr), norm);
     model.parameters_changed();
   }
   auto params = model.get_parameters();

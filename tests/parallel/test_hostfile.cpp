@@ -1,7 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include "parallel/hostfile.h"
-#include "tests/error_message.h"
+#include "tests/test_util.h"
 
 using namespace lmt;
 using Catch::Matchers::Contains;

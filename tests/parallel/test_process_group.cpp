@@ -7,7 +7,7 @@
 
 #include "parallel/process_group.h"
 #include "parallel/store.h"
-#include "tests/error_message.h"
+#include "tests/test_util.h"
 
 using namespace lmt;
 using Catch::Matchers::Contains;

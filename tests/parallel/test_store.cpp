@@ -3,7 +3,7 @@
 #include <thread>
 
 #include "parallel/store.h"
-#include "tests/error_message.h"
+#include "tests/test_util.h"
 
 using namespace lmt;
 using Catch::Matchers::Contains;

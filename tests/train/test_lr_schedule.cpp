@@ -9,7 +9,7 @@ namespace {
 lmt::ScheduleConfig schedule(const std::string& decay, int64_t warmup, double min_lr,
                              double fraction = 0.0) {
   lmt::ScheduleConfig s;
-  s.decay = decay;
+  s.decay = *lmt::enum_from_name<lmt::LrDecay>(decay);
   s.warmup_steps = warmup;
   s.min_lr = min_lr;
   s.decay_fraction = fraction;

@@ -9,7 +9,7 @@ namespace {
 
 lmt::SeqLenScheduleConfig config(const std::string& type) {
   lmt::SeqLenScheduleConfig c;
-  c.type = type;
+  c.type = *lmt::enum_from_name<lmt::SeqLenScheduleKind>(type);
   c.min_seq_len = 16;
   c.max_seq_len = 64;
   c.total_steps = 10;

@@ -16,7 +16,7 @@
 namespace lmt {
 namespace {
 
-using test::TempDir;
+using testing::TempDir;
 
 // Every event the reporter sends, in order.
 class CaptureSink final : public ReportSink {
@@ -29,7 +29,7 @@ class CaptureSink final : public ReportSink {
 };
 
 LoadedRecipe tiny(const TempDir& dir, const std::vector<std::string>& overrides) {
-  LoadedRecipe loaded = parse_recipe_text(test::tiny_recipe(dir), "tiny.yaml");
+  LoadedRecipe loaded = parse_recipe_text(testing::tiny_recipe(dir), "tiny.yaml");
   apply_overrides(loaded, overrides);
   validate_recipe(loaded, 1);
   return loaded;
@@ -138,12 +138,12 @@ TEST_CASE("trainer: 2 micro-batches of 2 give the loss and gradient norm of 1 mi
 TEST_CASE("trainer: an fp16 overflow skips the update, lowers the scale and is reported (CUDA emulator)",
           "[train][trainer][fp16]") {
   TempDir dir;
-  LoadedRecipe loaded = parse_recipe_text(test::tiny_recipe(dir, "fp16"), "tiny.yaml");
+  LoadedRecipe loaded = parse_recipe_text(testing::tiny_recipe(dir, "fp16"), "tiny.yaml");
   apply_overrides(loaded, {"run.steps=3", "model.n_embd=64", "log.every=1", "precision.initial_scale_power=30",
                            "data.synthetic.train_tokens=400"});
   validate_recipe(loaded, 1);
   TrainOptions options = quiet();
-  options.device = "cuda";
+  options.device = lmt::DeviceKind::kCuda;
   Trainer trainer(loaded, options);
   std::vector<ReportEvent> events;
   trainer.reporter().add_sink(std::make_unique<CaptureSink>(events));
