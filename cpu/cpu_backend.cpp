@@ -140,6 +140,11 @@ void CpuBackend::attention_backward(void* dqkv, const void* dout, const void* qk
   cpu::attention_backward<float>(f32(dqkv), f32(dout), f32(qkv), f32(out), lse, B, T, C, NH);
 }
 
+void CpuBackend::attention_cached_forward(void* out, void* k_cache, void* v_cache, const void* qkv, int B, int Tn,
+                                          int pos, int capacity, int C, int NH) {
+  cpu::attention_cached_forward<float>(f32(out), f32(k_cache), f32(v_cache), f32(qkv), B, Tn, pos, capacity, C, NH);
+}
+
 void CpuBackend::gelu_forward(void* out, const void* inp, size_t n) {
   cpu::gelu_forward<float>(f32(out), f32(inp), n);
 }

@@ -54,6 +54,12 @@ template <typename Real>
 void attention_backward(Real* dqkv, const Real* dout, const Real* qkv, const Real* out,
                         const Real* lse, int B, int T, int C, int NH);
 
+// Attention of Tn new positions against a KV cache (B,NH,capacity,HS), which it first extends
+// with their k and v; see core/ops.def. Inference only: no backward.
+template <typename Real>
+void attention_cached_forward(Real* out, Real* k_cache, Real* v_cache, const Real* qkv, int B, int Tn, int pos,
+                              int capacity, int C, int NH);
+
 // tanh-approximated GELU over n values; backward: dinp =
 template <typename Real>
 void gelu_forward(Real* out, const Real* inp, size_t n);

@@ -196,6 +196,19 @@ class CudaBackend final : public lmt::Backend {
                                 static_cast<const E*>(out), lse, B, T, C, NH, scratch_, stream_);
     });
   }
+  void attention_cached_forward(void* out, void* k_cache, void* v_cache, const void* qkv, int B, int Tn, int pos,
+                                int capacity, int C, int NH) override {
+    if (NH <= 0 || C % NH != 0) throw Error("attention: n_embd must be a multiple of n_head");
+    // Up to 48 KiB of shared memory without an opt-in: 12,000 and more keys cached.
+    if (attention_cached_shared_bytes(pos + Tn, C / NH) > 48 * 1024)
+      throw Error("CUDA generation supports contexts of up to 12,000 tokens; this one has " +
+                  std::to_string(pos + Tn) + " (generate with --device cpu)");
+    with_type(dtype_, [&](auto tag) {
+      using E = typename decltype(tag)::type;
+      launch_attention_cached_forward(static_cast<E*>(out), static_cast<E*>(k_cache), static_cast<E*>(v_cache),
+                                      static_cast<const E*>(qkv), B, Tn, pos, capacity, C, NH, stream_);
+    });
+  }
   void gelu_forward(void* out, const void* inp, size_t n) override {
     with_type(dtype_, [&](auto tag) {
       using E = typename decltype(tag)::type;

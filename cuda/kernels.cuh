@@ -68,6 +68,13 @@ bool attention_head_size_supported(int HS);
 // for, so no launch pays for it and a second device gets its own opt-in.
 void allow_attention_shared_memory();
 
+// attention_cached.cu: generation's attention against a KV cache (core/ops.def). Its shared
+// memory is (keys + HS) floats, keys = pos + Tn.
+template <typename T>
+void launch_attention_cached_forward(T* out, T* k_cache, T* v_cache, const T* qkv, int B, int Tn, int pos,
+                                     int capacity, int C, int NH, cudaStream_t stream);
+size_t attention_cached_shared_bytes(int keys, int HS);
+
 // gelu.cu and residual.cu
 template <typename T>
 void launch_gelu_forward(T* out, const T* inp, size_t n, cudaStream_t stream);

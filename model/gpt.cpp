@@ -96,6 +96,7 @@ GPT::~GPT() {
   backend_.free(params_);
   backend_.free(grads_);
   if (act_memory_) backend_.free(act_memory_);
+  if (kv_memory_) backend_.free(kv_memory_);
 }
 
 void GPT::init_weights(uint64_t seed, double std) {
@@ -218,10 +219,7 @@ float GPT::forward_for_backward(const int32_t* inputs, const int32_t* targets, i
 
 void GPT::backward() { run_backward(last_B_, last_T_); }
 
-float GPT::run_forward(const int32_t* inputs, const int32_t* targets, int B, int T, float dloss) {
-  ensure_activations(B, T);
-  last_B_ = B;
-  last_T_ = T;
+void GPT::forward_trunk(int B, int T, int cache_pos) {
   // Buffers are laid out for (act_B_, act_T_); per-layer slices use the current (B, T), so
   // smaller batches simply use a prefix of each buffer.
   GPTConfig one_layer = cfg_;
@@ -230,19 +228,22 @@ float GPT::run_forward(const int32_t* inputs, const int32_t* targets, int B, int
   for (const auto& buffer : activation_layout(one_layer, B, T)) act_layer_numel_.push_back(buffer.numel);
   const size_t L = cfg_.num_layers, C = cfg_.channels, NH = cfg_.num_heads;
   const size_t BT = static_cast<size_t>(B) * T;
-  const int Vp = cfg_.padded_vocab_size, V = cfg_.vocab_size;
-  auto* tokens = static_cast<int32_t*>(act(aInputs));
-  auto* target_ids = static_cast<int32_t*>(act(aTargets));
-  backend_.copy_to_device(tokens, inputs, BT * sizeof(int32_t));
-  backend_.copy_to_device(target_ids, targets, BT * sizeof(int32_t));
-
-  backend_.encoder_forward(act(aEncoded), tokens, param(kWte), param(kWpe), B, T, C);
+  const auto* tokens = static_cast<const int32_t*>(act(aInputs));
+  const size_t pos = cache_pos < 0 ? 0 : static_cast<size_t>(cache_pos);
+  backend_.encoder_forward(act(aEncoded), tokens, param(kWte), param(kWpe, pos * C), B, T, C);
+  const size_t cache_layer = static_cast<size_t>(gen_B_) * gen_capacity_ * C * dtype_size(dtype_);
   for (size_t l = 0; l < L; ++l) {
     const BlockTensors<const void*> p = block_params(l);
     const BlockActivations a = block_activations(l);
     backend_.layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, a.input, p.ln1w, p.ln1b, BT, C);
     backend_.matmul_forward(a.qkv, a.ln1, p.qkvw, p.qkvb, BT, C, 3 * C);
-    backend_.attention_forward(a.atty, a.att_lse, a.qkv, B, T, C, NH);
+    if (cache_pos < 0) {
+      backend_.attention_forward(a.atty, a.att_lse, a.qkv, B, T, C, NH);
+    } else {
+      char* k_cache = static_cast<char*>(kv_memory_) + 2 * l * cache_layer;
+      backend_.attention_cached_forward(a.atty, k_cache, k_cache + cache_layer, a.qkv, B, T, cache_pos,
+                                        gen_capacity_, C, NH);
+    }
     backend_.matmul_residual_forward(a.residual2, a.input, a.atty, p.attprojw, p.attprojb, BT, C, C);
     backend_.layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.residual2, p.ln2w, p.ln2b, BT, C);
     backend_.matmul_gelu_forward(a.fch, a.fch_gelu, a.ln2, p.fcw, p.fcb, BT, C, 4 * C);
@@ -250,6 +251,20 @@ float GPT::run_forward(const int32_t* inputs, const int32_t* targets, int B, int
   }
   const void* last = block_activations(L - 1).residual3;
   backend_.layernorm_forward(act(aLnf), stat(aLnfMean), stat(aLnfRstd), last, param(kLnfw), param(kLnfb), BT, C);
+}
+
+float GPT::run_forward(const int32_t* inputs, const int32_t* targets, int B, int T, float dloss) {
+  ensure_activations(B, T);
+  last_B_ = B;
+  last_T_ = T;
+  const size_t C = cfg_.channels;
+  const size_t BT = static_cast<size_t>(B) * T;
+  const int Vp = cfg_.padded_vocab_size, V = cfg_.vocab_size;
+  auto* tokens = static_cast<int32_t*>(act(aInputs));
+  auto* target_ids = static_cast<int32_t*>(act(aTargets));
+  backend_.copy_to_device(tokens, inputs, BT * sizeof(int32_t));
+  backend_.copy_to_device(target_ids, targets, BT * sizeof(int32_t));
+  forward_trunk(B, T, -1);
   backend_.matmul_forward(act(aLogits), act(aLnf), param(kWte), nullptr, BT, C, Vp);
   // In training the classifier overwrites the logits with dlogits (fused, no extra buffer).
   backend_.classifier_forward_backward(dloss != 0.0f ? act(aLogits) : nullptr, stat(aLosses), act(aLogits),
@@ -259,6 +274,45 @@ float GPT::run_forward(const int32_t* inputs, const int32_t* targets, int B, int
   double sum = 0.0;
   for (float x : losses) sum += x;
   return static_cast<float>(sum / static_cast<double>(BT));
+}
+
+void GPT::start_generation(int B, int capacity) {
+  LMT_CHECK(B >= 1 && capacity >= 1 && capacity <= cfg_.max_seq_len,
+            fmt::format("start_generation: B {} and capacity {} (max_seq_len {})", B, capacity, cfg_.max_seq_len));
+  if (kv_memory_) backend_.free(kv_memory_);
+  const size_t bytes = 2 * static_cast<size_t>(cfg_.num_layers) * B * capacity * cfg_.channels * dtype_size(dtype_);
+  kv_memory_ = backend_.alloc(bytes);
+  gen_B_ = B;
+  gen_capacity_ = capacity;
+  gen_pos_ = 0;
+}
+
+std::vector<float> GPT::generate_step(const int32_t* tokens, int Tn) {
+  LMT_CHECK(kv_memory_ != nullptr && Tn >= 1, "generate_step before start_generation, or without tokens");
+  if (gen_pos_ + Tn > gen_capacity_)
+    throw Error(fmt::format("generation: {} cached positions and {} new ones exceed the cache's {}", gen_pos_, Tn,
+                            gen_capacity_));
+  const int B = gen_B_;
+  ensure_activations(B, Tn);
+  last_B_ = B;
+  last_T_ = Tn;
+  const size_t C = cfg_.channels, Vp = cfg_.padded_vocab_size, V = cfg_.vocab_size;
+  backend_.copy_to_device(act(aInputs), tokens, static_cast<size_t>(B) * Tn * sizeof(int32_t));
+  forward_trunk(B, Tn, gen_pos_);
+  gen_pos_ += Tn;
+  // The LM head only for each sequence's last new position: one row per sequence.
+  for (int b = 0; b < B; ++b) {
+    const size_t row = static_cast<size_t>(b) * Tn + (Tn - 1);
+    backend_.matmul_forward(act(aLogits, b * Vp), act(aLnf, row * C), param(kWte), nullptr, 1, C, Vp);
+  }
+  std::vector<char> raw(static_cast<size_t>(B) * Vp * dtype_size(dtype_));
+  backend_.copy_to_host(raw.data(), act(aLogits), raw.size());
+  std::vector<float> padded(static_cast<size_t>(B) * Vp);
+  convert_to_f32(padded.data(), raw.data(), dtype_, padded.size());
+  std::vector<float> logits(static_cast<size_t>(B) * V);
+  for (int b = 0; b < B; ++b)
+    std::copy(padded.begin() + b * Vp, padded.begin() + b * Vp + V, logits.begin() + b * V);
+  return logits;
 }
 
 void GPT::run_backward(int B, int T) {

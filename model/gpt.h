@@ -45,6 +45,18 @@ class GPT {
   void backward();
   void zero_grad();
 
+  // Generation with a key/value cache: the same blocks as training, with each layer's keys and
+  // values of the positions seen so far kept, so a new token costs one row of every GEMM and
+  // attention over the cached keys, not a forward over the whole sequence.
+  // start_generation: B sequences with room for `capacity` positions (<= max_seq_len); what was
+  // cached before is forgotten. generate_step: feeds Tn tokens (B, Tn) of each sequence at the
+  // next positions (a prompt, then one token at a time) and returns the logits of each
+  // sequence's last new position, (B, V) fp32. Throws lmt::Error past the capacity.
+  void start_generation(int B, int capacity);
+  std::vector<float> generate_step(const int32_t* tokens, int Tn);
+  int generation_length() const { return gen_pos_; }  // positions cached
+  int generation_capacity() const { return gen_capacity_; }
+
   // The fp32 arenas: parameters (the master weights the optimizer updates) and gradients.
   float* params() { return params_; }
   float* grads() { return grads_; }
@@ -64,6 +76,10 @@ class GPT {
   BlockTensors<float*> block_grads(size_t l);
   BlockActivations block_activations(size_t l) const;
   void ensure_activations(int B, int T);
+  // Embedding, blocks and final layernorm of (B, T) tokens already in act(aInputs). With
+  // cache_pos < 0 the blocks use training's attention (saving lse for backward); else the
+  // cached attention with the tokens at positions cache_pos...
+  void forward_trunk(int B, int T, int cache_pos);
   float run_forward(const int32_t* inputs, const int32_t* targets, int B, int T, float dloss);
   void run_backward(int B, int T);
   // Tensor `index` of the compute copy, `offset` elements in.
@@ -93,6 +109,9 @@ class GPT {
   std::vector<size_t> act_elem_bytes_;
   // Elements of one layer's slice of each activation buffer at (last_B_, last_T_).
   std::vector<size_t> act_layer_numel_;
+  // Generation: k and v caches, (L, B, NH, capacity, HS) each, in the compute dtype.
+  void* kv_memory_ = nullptr;
+  int gen_B_ = 0, gen_capacity_ = 0, gen_pos_ = 0;
 };
 
 }  // namespace lmt

@@ -200,7 +200,7 @@ GPTConfig checkpoint_model_config(const std::string& dir) {
   }
 }
 
-LoadedCheckpoint load_checkpoint(const std::string& dir, const GPTConfig& expected) {
+LoadedCheckpoint load_checkpoint(const std::string& dir, const GPTConfig& expected, bool model_only) {
   const fs::path root(dir);
   const fs::path manifest_path = root / kManifestFile;
   nlohmann::json manifest;
@@ -214,6 +214,7 @@ LoadedCheckpoint load_checkpoint(const std::string& dir, const GPTConfig& expect
                             manifest.value("format_version", -1), kCheckpointFormatVersion));
   // Verify everything before reading any state.
   for (const char* file : {kModelFile, kOptimizerFile, kStateFile, kRecipeFile}) {
+    if (model_only && std::string_view(file) == kOptimizerFile) continue;
     const fs::path path = root / file;
     if (!manifest["files"].contains(file))
       throw Error(fmt::format("checkpoint manifest '{}' does not list {}", manifest_path.string(), file));
@@ -277,6 +278,7 @@ LoadedCheckpoint load_checkpoint(const std::string& dir, const GPTConfig& expect
   const auto layout = parameter_layout(expected);
   const size_t total = parameter_storage_count(expected);
   out.tensors.params = gather(read_safetensors((root / kModelFile).string()), layout, "", total);
+  if (model_only) return out;
   SafeTensorsFile optimizer = read_safetensors((root / kOptimizerFile).string());
   out.tensors.adam_m = gather(optimizer, layout, "m.", total);
   out.tensors.adam_v = gather(optimizer, layout, "v.", total);

@@ -61,7 +61,9 @@ struct LoadedCheckpoint {
 GPTConfig checkpoint_model_config(const std::string& dir);
 
 // Verifies the manifest (every size and checksum) and reads everything; the model shape is
-// checked against `expected` and every differing key is named.
-LoadedCheckpoint load_checkpoint(const std::string& dir, const GPTConfig& expected);
+// checked against `expected` and every differing key is named. model_only: the optimizer's file
+// (twice the model's size) is neither verified nor read, and tensors.adam_m/adam_v stay empty
+// (eval, generate).
+LoadedCheckpoint load_checkpoint(const std::string& dir, const GPTConfig& expected, bool model_only = false);
 
 }  // namespace lmt

@@ -53,7 +53,7 @@ EvalReport evaluate_checkpoint(const EvalOptions& options) {
   validate_recipe(loaded, 1);
   const Recipe& r = loaded.recipe;
   const GPTConfig cfg = checkpoint_model_config(*dir);
-  LoadedCheckpoint checkpoint = load_checkpoint(*dir, cfg);
+  LoadedCheckpoint checkpoint = load_checkpoint(*dir, cfg, /*model_only=*/true);
 
   EvalReport report;
   report.checkpoint_dir = *dir;

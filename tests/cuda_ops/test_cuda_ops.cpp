@@ -22,6 +22,7 @@
 #include "cuda/cuda_backend.h"
 #include "model/adamw.h"
 #include "model/gpt.h"
+#include "model/sampling.h"
 #include "tests/cpu/cpu_test_util.h"
 #include "tests/cuda_ops/cuda_test_util.h"
 #ifdef LMTRAIN_CUDA_EMU
@@ -450,6 +451,46 @@ TEST_CASE("cuda attention: forward and backward match the CPU for head sizes 32,
   }
 }
 
+TEST_CASE("cuda cached attention: prefill and one-token steps match the CPU", "[cuda][attention][generate]") {
+  SKIP_WITHOUT_GPU();
+  // (B, prompt, steps, capacity, C, NH): a prefill of `prompt` positions, then one-token steps.
+  for (const auto& [B, P, S, cap, C, NH] : {std::tuple{2, 5, 4, 16, 96, 3}, std::tuple{1, 33, 3, 40, 64, 1},
+                                            std::tuple{3, 1, 2, 3, 64, 2}}) {
+    for (const lmt::DType dtype : kAllTypes) {
+      DYNAMIC_SECTION("B=" << B << " prompt=" << P << " C=" << C << " NH=" << NH << " " << lmt::dtype_name(dtype)) {
+        std::mt19937 rng(static_cast<unsigned>(B * 100 + P * 10 + NH));
+        std::vector<std::vector<float>> qkvs = {random_floats(sz(B * P * 3 * C), rng)};
+        for (int s = 0; s < S; ++s) qkvs.push_back(random_floats(sz(B * 3 * C), rng));
+        compare_backends(
+            [&](Device& d) {
+              Backend& b = d.backend();
+              void* k_cache = d.poisoned(sz(B * cap * C));
+              void* v_cache = d.poisoned(sz(B * cap * C));
+              Outputs outputs;
+              int pos = 0;
+              for (size_t i = 0; i < qkvs.size(); ++i) {
+                const int Tn = i == 0 ? P : 1;
+                void* out = d.poisoned(sz(B * Tn * C));
+                b.attention_cached_forward(out, k_cache, v_cache, d.put(qkvs[i]), B, Tn, pos, cap, C, NH);
+                outputs.push_back({"out of step " + std::to_string(i), d.get(out, sz(B * Tn * C))});
+                pos += Tn;
+              }
+              // The positions written so far: every (b, h) row of the caches up to pos.
+              std::vector<float> k = d.get(k_cache, sz(B * cap * C)), v = d.get(v_cache, sz(B * cap * C)), kept;
+              const int HS = C / NH;
+              for (const auto* cache : {&k, &v})
+                for (int row = 0; row < B * NH; ++row)
+                  kept.insert(kept.end(), cache->begin() + static_cast<long>(row) * cap * HS,
+                              cache->begin() + (static_cast<long>(row) * cap + pos) * HS);
+              outputs.push_back({"caches", kept});
+              return outputs;
+            },
+            dtype, tolerance_for(dtype));
+      }
+    }
+  }
+}
+
 TEST_CASE("cuda attention: unsupported head sizes are a clear error", "[cuda][attention]") {
   SKIP_WITHOUT_GPU();
   auto gpu = lmt::cuda::make_cuda_backend({});
@@ -764,6 +805,27 @@ TEST_CASE("cuda training step: a tiny GPT trains like on the CPU in fp32", "[cud
   // Gradients are sums over the batch; their size is ~1e-3, so an absolute floor of 1e-6.
   check_close(gpu_grads, cpu_grads, 1e-6, 1e-3, "gradients of the first step");
   check_close(gpu_losses, cpu_losses, 0.0, 1e-5, "losses of 5 AdamW steps");
+}
+
+TEST_CASE("cuda generation: cached and uncached greedy decoding agree token for token", "[cuda][model][generate]") {
+  SKIP_WITHOUT_GPU();
+  auto gpu = lmt::cuda::make_cuda_backend({});
+  lmt::GPTConfig cfg = tiny_gpt();
+  cfg.max_seq_len = 24;  // 12 + 20 tokens: the window slides past the context
+  lmt::GPT model(*gpu, cfg);
+  model.init_weights(5, 0.3);  // large weights: confident, well separated logits
+  std::mt19937 rng(3);
+  const std::vector<int32_t> prompt = random_tokens(12, cfg.vocab_size, rng);
+  lmt::SamplingOptions greedy;
+  greedy.temperature = 0.0;
+  const auto cached = lmt::generate_tokens(model, prompt, 2, 20, greedy, true);
+  const auto uncached = lmt::generate_tokens(model, prompt, 2, 20, greedy, false);
+  CHECK(cached == uncached);
+  // The same tokens as the CPU reference.
+  auto cpu = lmt::cpu::make_cpu_backend(1);
+  lmt::GPT reference(*cpu, cfg);
+  reference.init_weights(5, 0.3);
+  CHECK(lmt::generate_tokens(reference, prompt, 2, 20, greedy, true) == cached);
 }
 
 TEST_CASE("cuda training step: 10 steps in bf16 and fp16 track the CPU's fp32 losses", "[cuda][model]") {

@@ -7,28 +7,10 @@
 #include "core/rng.h"
 #include "cpu/cpu_backend.h"
 #include "model/gpt.h"
+#include "tests/model/model_test_util.h"
 
-namespace {
-
-lmt::GPTConfig small_config() {
-  lmt::GPTConfig cfg;
-  cfg.max_seq_len = 16;
-  cfg.vocab_size = 37;
-  cfg.padded_vocab_size = 64;
-  cfg.num_layers = 2;
-  cfg.num_heads = 2;
-  cfg.channels = 24;
-  return cfg;
-}
-
-std::vector<int32_t> random_tokens(size_t n, int vocab, uint64_t seed) {
-  lmt::Rng rng(seed);
-  std::vector<int32_t> out(n);
-  for (auto& t : out) t = static_cast<int32_t>(rng.below(vocab));
-  return out;
-}
-
-}  // namespace
+using lmt::testing::random_tokens;
+using lmt::testing::small_config;
 
 TEST_CASE("two half batches with grad_scale 1/2 accumulate the gradient of the full batch", "[model]") {
   auto backend = lmt::cpu::make_cpu_backend(1);
