@@ -300,10 +300,15 @@ std::vector<float> GPT::generate_step(const int32_t* tokens, int Tn) {
   backend_.copy_to_device(act(aInputs), tokens, static_cast<size_t>(B) * Tn * sizeof(int32_t));
   forward_trunk(B, Tn, gen_pos_);
   gen_pos_ += Tn;
-  // The LM head only for each sequence's last new position: one row per sequence.
-  for (int b = 0; b < B; ++b) {
-    const size_t row = static_cast<size_t>(b) * Tn + (Tn - 1);
-    backend_.matmul_forward(act(aLogits, b * Vp), act(aLnf, row * C), param(kWte), nullptr, 1, C, Vp);
+  // The LM head only for each sequence's last new position. For one new token those rows are
+  // the B rows of lnf: one GEMM reads wte once. After a prefill they are Tn apart: one row each.
+  if (Tn == 1) {
+    backend_.matmul_forward(act(aLogits), act(aLnf), param(kWte), nullptr, B, C, Vp);
+  } else {
+    for (int b = 0; b < B; ++b) {
+      const size_t row = static_cast<size_t>(b) * Tn + (Tn - 1);
+      backend_.matmul_forward(act(aLogits, b * Vp), act(aLnf, row * C), param(kWte), nullptr, 1, C, Vp);
+    }
   }
   std::vector<char> raw(static_cast<size_t>(B) * Vp * dtype_size(dtype_));
   backend_.copy_to_host(raw.data(), act(aLogits), raw.size());

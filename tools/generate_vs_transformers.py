@@ -49,7 +49,7 @@ def load_hf_model(step_dir, torch, transformers):
         sd[p + "ln_2.weight"], sd[p + "ln_2.bias"] = tensors["ln2w"][l], tensors["ln2b"][l]
         sd[p + "mlp.c_fc.weight"], sd[p + "mlp.c_fc.bias"] = tensors["fcw"][l].T, tensors["fcb"][l]
         sd[p + "mlp.c_proj.weight"], sd[p + "mlp.c_proj.bias"] = tensors["fcprojw"][l].T, tensors["fcprojb"][l]
-    sd = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in sd.items()}
+    sd = {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in sd.items()}
     missing, unexpected = model.load_state_dict(sd, strict=False)
     missing = [k for k in missing if not k.endswith("attn.bias") and not k.endswith("masked_bias") and k != "lm_head.weight"]
     if missing or unexpected:
@@ -91,6 +91,10 @@ def main():
     args = ap.parse_args()
     import torch
     import transformers
+    import transformers.generation.utils
+    # Debian's torch 1.13 cannot import torch.distributed.fsdp on Python 3.11 (a dataclass with a
+    # mutable default), which generate() imports only to ask whether the model is FSDP-wrapped.
+    transformers.generation.utils.is_fsdp_managed_module = lambda module: False
     torch.set_num_threads(args.threads)
     model, state = load_hf_model(args.checkpoint, torch, transformers)
     rng = np.random.default_rng(0)
