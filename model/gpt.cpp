@@ -153,8 +153,9 @@ std::vector<float> GPT::get_gradients() const {
   return host;
 }
 
-std::vector<float> GPT::get_logits() const {
-  const size_t rows = static_cast<size_t>(last_B_) * last_T_;
+std::vector<float> GPT::get_logits() const { return logits_rows(static_cast<size_t>(last_B_) * last_T_); }
+
+std::vector<float> GPT::logits_rows(size_t rows) const {
   const size_t Vp = cfg_.padded_vocab_size, V = cfg_.vocab_size;
   std::vector<char> raw(rows * Vp * dtype_size(dtype_));
   backend_.copy_to_host(raw.data(), act_ptrs_[aLogits], raw.size());
@@ -296,7 +297,7 @@ std::vector<float> GPT::generate_step(const int32_t* tokens, int Tn) {
   ensure_activations(B, Tn);
   last_B_ = B;
   last_T_ = Tn;
-  const size_t C = cfg_.channels, Vp = cfg_.padded_vocab_size, V = cfg_.vocab_size;
+  const size_t C = cfg_.channels, Vp = cfg_.padded_vocab_size;
   backend_.copy_to_device(act(aInputs), tokens, static_cast<size_t>(B) * Tn * sizeof(int32_t));
   forward_trunk(B, Tn, gen_pos_);
   gen_pos_ += Tn;
@@ -310,14 +311,7 @@ std::vector<float> GPT::generate_step(const int32_t* tokens, int Tn) {
       backend_.matmul_forward(act(aLogits, b * Vp), act(aLnf, row * C), param(kWte), nullptr, 1, C, Vp);
     }
   }
-  std::vector<char> raw(static_cast<size_t>(B) * Vp * dtype_size(dtype_));
-  backend_.copy_to_host(raw.data(), act(aLogits), raw.size());
-  std::vector<float> padded(static_cast<size_t>(B) * Vp);
-  convert_to_f32(padded.data(), raw.data(), dtype_, padded.size());
-  std::vector<float> logits(static_cast<size_t>(B) * V);
-  for (int b = 0; b < B; ++b)
-    std::copy(padded.begin() + b * Vp, padded.begin() + b * Vp + V, logits.begin() + b * V);
-  return logits;
+  return logits_rows(static_cast<size_t>(B));
 }
 
 void GPT::run_backward(int B, int T) {

@@ -76,6 +76,8 @@ class GPT {
   BlockTensors<float*> block_grads(size_t l);
   BlockActivations block_activations(size_t l) const;
   void ensure_activations(int B, int T);
+  // The first `rows` rows of the logits buffer on the host: fp32, without the padding columns.
+  std::vector<float> logits_rows(size_t rows) const;
   // Embedding, blocks and final layernorm of (B, T) tokens already in act(aInputs). With
   // cache_pos < 0 the blocks use training's attention (saving lse for backward); else the
   // cached attention with the tokens at positions cache_pos...

@@ -95,4 +95,11 @@ BackendChoice make_backend(const BackendRequest& request) {
   return choice;
 }
 
+BackendChoice make_inference_backend(const Recipe& recipe, const GPTConfig& cfg, DeviceKind device,
+                                     const std::string& where) {
+  BackendRequest request = backend_request(recipe, cfg, device, 0, where);
+  if (device != DeviceKind::kCuda) request.dtype = DType::kF32;
+  return make_backend(request);
+}
+
 }  // namespace lmt

@@ -38,6 +38,11 @@ BackendChoice make_backend(const BackendRequest& request);
 BackendRequest backend_request(const Recipe& recipe, const GPTConfig& cfg, std::optional<DeviceKind> device_override,
                                int local_rank, const std::string& where);
 
+// The backend to run a checkpoint's model on (eval, generate). The checkpoint holds fp32 master
+// weights: a bf16/fp16 run runs in fp32 unless --device cuda asks for its own precision.
+BackendChoice make_inference_backend(const Recipe& recipe, const GPTConfig& cfg, DeviceKind device,
+                                     const std::string& where);
+
 // "no CUDA driver", "2 x NVIDIA H100 ...", or "CUDA support not compiled in".
 std::string describe_cuda_devices();
 

@@ -47,17 +47,13 @@ double evaluate_distributed(GPT& model, const data::TokenDataset& val, int64_t n
 }
 
 EvalReport evaluate_checkpoint(const EvalOptions& options) {
-  auto dir = resolve_checkpoint(options.checkpoint, options.checkpoint);
-  const std::string recipe_path = (std::filesystem::path(*dir) / "recipe.yaml").string();
-  LoadedRecipe loaded = parse_recipe_text(read_file_bytes(recipe_path, "checkpoint recipe"), recipe_path);
-  validate_recipe(loaded, 1);
-  const Recipe& r = loaded.recipe;
-  const GPTConfig cfg = checkpoint_model_config(*dir);
-  LoadedCheckpoint checkpoint = load_checkpoint(*dir, cfg, /*model_only=*/true);
+  const InferenceCheckpoint ck = open_for_inference(options.checkpoint);
+  const Recipe& r = ck.recipe.recipe;
+  const GPTConfig& cfg = ck.cfg;
 
   EvalReport report;
-  report.checkpoint_dir = *dir;
-  report.step = checkpoint.state.step;
+  report.checkpoint_dir = ck.dir;
+  report.step = ck.checkpoint.state.step;
   report.batch_size = r.run.micro_batch_size;
   report.seq_len = options.seq_len > 0 ? options.seq_len : r.run.seq_len;
   const int64_t batches = options.batches > 0 ? options.batches : r.eval.batches;
@@ -85,13 +81,9 @@ EvalReport evaluate_checkpoint(const EvalOptions& options) {
       }
   }
 
-  // The checkpoint holds fp32 master weights: a bf16/fp16 run is scored in fp32 unless a GPU was
-  // asked for, where it runs in its own precision.
-  BackendRequest request = backend_request(r, cfg, options.device, 0, report.checkpoint_dir);
-  if (options.device != DeviceKind::kCuda) request.dtype = DType::kF32;
-  BackendChoice choice = make_backend(request);
+  BackendChoice choice = make_inference_backend(r, cfg, options.device, ck.dir);
   GPT model(*choice.backend, cfg);
-  model.set_parameters(checkpoint.tensors.params);
+  model.set_parameters(ck.checkpoint.tensors.params);
   for (size_t i = 0; i < sets.size(); ++i) {
     EvalSetResult result;
     result.name = sets[i].first;

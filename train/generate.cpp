@@ -54,15 +54,11 @@ std::vector<GeneratedSample> generate_from_checkpoint(const GenerateOptions& opt
                                                       const std::function<void(const std::string&)>& write,
                                                       const std::function<void(const std::string&)>& notice) {
   check_options(options);
-  const auto dir = resolve_checkpoint(options.checkpoint, options.checkpoint);
-  const std::string recipe_path = (fs::path(*dir) / "recipe.yaml").string();
-  LoadedRecipe loaded = parse_recipe_text(read_file_bytes(recipe_path, "checkpoint recipe"), recipe_path);
-  validate_recipe(loaded, 1);
-  const GPTConfig cfg = checkpoint_model_config(*dir);
-  LoadedCheckpoint checkpoint = load_checkpoint(*dir, cfg, /*model_only=*/true);
+  const InferenceCheckpoint ck = open_for_inference(options.checkpoint);
+  const GPTConfig& cfg = ck.cfg;
 
   std::vector<std::string> looked;
-  const std::optional<data::Tokenizer> tokenizer = find_tokenizer(options, *dir, loaded.recipe, looked);
+  const std::optional<data::Tokenizer> tokenizer = find_tokenizer(options, ck.dir, ck.recipe.recipe, looked);
   std::vector<int32_t> prompt;
   if (options.prompt_ids) {
     prompt = *options.prompt_ids;
@@ -84,12 +80,10 @@ std::vector<GeneratedSample> generate_from_checkpoint(const GenerateOptions& opt
     prompt.erase(prompt.begin(), prompt.end() - cfg.max_seq_len);
   }
 
-  BackendRequest request = backend_request(loaded.recipe, cfg, options.device, 0, *dir);
-  if (options.device != DeviceKind::kCuda) request.dtype = DType::kF32;
-  BackendChoice choice = make_backend(request);
+  BackendChoice choice = make_inference_backend(ck.recipe.recipe, cfg, options.device, ck.dir);
   if (!choice.notice.empty()) notice(choice.notice);
   GPT model(*choice.backend, cfg);
-  model.set_parameters(checkpoint.tensors.params);
+  model.set_parameters(ck.checkpoint.tensors.params);
 
   const int B = static_cast<int>(options.num_samples);
   const bool stream = B == 1 && !options.json;
