@@ -97,6 +97,7 @@ struct ModelConfig {
   int64_t vocab_size = 0;  // 0: from the data (tokenizer or synthetic corpus)
   int64_t vocab_pad_to = 128;
   double init_std = 0.02;
+  std::string init_from;  // empty: random initialization
 
   void validate(ConfigCheck& c) const;  // this section's own rules
 
@@ -109,6 +110,9 @@ struct ModelConfig {
     v.field("vocab_size", vocab_size, "vocabulary size (V); 0 = take it from the data");
     v.field("vocab_pad_to", vocab_pad_to, "pad the embedding rows to a multiple of this for the GEMMs");
     v.field("init_std", init_std, "std of the normal initialization of weights");
+    v.field("init_from", init_from,
+            "start from pretrained weights (fine-tuning: step 0, fresh optimizer): hf:DIR (a Hugging Face GPT-2 "
+            "directory) or an lmtrain checkpoint; empty = random initialization");
   }
 };
 

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "core/dtype.h"
 #include "core/error.h"
 #include "core/file_io.h"
 
@@ -33,6 +34,23 @@ std::vector<float> SafeTensor::as_f32() const {
   if (dtype != "F32") throw Error(fmt::format("expected an F32 tensor, got {}", dtype));
   std::vector<float> out(numel());
   std::memcpy(out.data(), bytes.data(), out.size() * sizeof(float));
+  return out;
+}
+
+std::vector<float> SafeTensor::to_f32() const {
+  if (dtype == "F32") return as_f32();
+  std::vector<float> out(numel());
+  if (dtype == "F16" || dtype == "BF16") {
+    convert_to_f32(out.data(), bytes.data(), dtype == "F16" ? DType::kF16 : DType::kBF16, out.size());
+  } else if (dtype == "F64") {
+    for (size_t i = 0; i < out.size(); ++i) {
+      double value;
+      std::memcpy(&value, bytes.data() + i * sizeof(double), sizeof(double));
+      out[i] = static_cast<float>(value);
+    }
+  } else {
+    throw Error(fmt::format("expected a floating-point tensor (F32, F16, BF16 or F64), got {}", dtype));
+  }
   return out;
 }
 

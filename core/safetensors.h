@@ -15,6 +15,9 @@ struct SafeTensor {
   std::vector<uint8_t> bytes;   // raw data
   size_t numel() const;
   std::vector<float> as_f32() const;    // requires dtype F32
+  // F32, F16, BF16 or F64 converted to fp32 (F16/BF16 exactly, F64 rounded); lmt::Error
+  // naming the dtype otherwise.
+  std::vector<float> to_f32() const;
   std::vector<int32_t> as_i32() const;  // requires dtype I32
 };
 

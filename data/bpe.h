@@ -119,6 +119,12 @@ class BpeModel {
   // and the line or entry.
   static BpeModel load_gpt2(const std::string& vocab_json_path, const std::string& merges_txt_path);
 
+  // GPT-2's two files for this model, the inverse of load_gpt2: vocab.json maps each token's
+  // bytes in GPT-2's byte alphabet to its id (in id order); merges.txt is a "#version: 0.2"
+  // line, then "left right" per merge in rank order.
+  std::string gpt2_vocab_json() const;
+  std::string gpt2_merges_txt() const;
+
   // The "pretokenizer", "tokens", "merges" and "special_tokens" members of the lmtrain
   // tokenizer JSON (see data/tokenizer.h). Errors name `source` and the entry.
   static BpeModel from_json(const nlohmann::json& json, const std::string& source);

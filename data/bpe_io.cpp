@@ -183,6 +183,23 @@ BpeModel BpeModel::load_gpt2(const std::string& vocab_json_path, const std::stri
   return BpeModel(std::move(tokens), merges, std::move(specials), vocab_json_path);
 }
 
+std::string BpeModel::gpt2_vocab_json() const {
+  nlohmann::ordered_json vocab = nlohmann::ordered_json::object();
+  for (size_t id = 0; id < tokens_.size(); ++id) vocab[bytes_to_gpt2_text(tokens_[id])] = id;
+  return vocab.dump() + "\n";
+}
+
+std::string BpeModel::gpt2_merges_txt() const {
+  std::string out = "#version: 0.2\n";
+  for (const auto& [left, right] : merges_) {
+    out += bytes_to_gpt2_text(tokens_[static_cast<size_t>(left)]);
+    out += ' ';
+    out += bytes_to_gpt2_text(tokens_[static_cast<size_t>(right)]);
+    out += '\n';
+  }
+  return out;
+}
+
 namespace {
 
 // The member `key`, or null; unlike json.value() it does not copy (tokens and merges are large).

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -131,6 +132,24 @@ void check_close(const std::vector<A>& actual, const std::vector<E>& expected, d
           << static_cast<double>(expected[worst_index]);
   INFO(message.str());
   CHECK(num_failures == 0);
+}
+
+// The Python of the test environment (tools/setup-test-env.sh): $LMTRAIN_TEST_PYTHON, else
+// .venv-test/bin/python in the source tree, provided it imports every module in `modules`
+// ("torch, transformers"). Empty otherwise, with `why` saying what is missing, for a SKIPPED line.
+inline std::string test_python(const std::string& modules, std::string& why) {
+  const char* env = std::getenv("LMTRAIN_TEST_PYTHON");
+  const std::string python = env && *env ? env : (source_dir() / ".venv-test" / "bin" / "python").string();
+  if (!std::filesystem::exists(python)) {
+    why = python + " not found (run tools/setup-test-env.sh, or set LMTRAIN_TEST_PYTHON)";
+    return {};
+  }
+  const std::string command = "'" + python + "' -c 'import " + modules + "' >/dev/null 2>&1";
+  if (std::system(command.c_str()) != 0) {
+    why = python + " cannot import " + modules + " (run tools/setup-test-env.sh)";
+    return {};
+  }
+  return python;
 }
 
 }  // namespace lmt::testing

@@ -200,19 +200,6 @@ GPTConfig checkpoint_model_config(const std::string& dir) {
   }
 }
 
-InferenceCheckpoint open_for_inference(const std::string& which) {
-  InferenceCheckpoint out;
-  const std::optional<std::string> dir = resolve_checkpoint(which, which);
-  if (!dir) throw Error(fmt::format("--checkpoint {}: there is no checkpoint there yet", which));
-  out.dir = *dir;
-  const std::string recipe_path = (fs::path(out.dir) / kRecipeFile).string();
-  out.recipe = parse_recipe_text(read_file_bytes(recipe_path, "checkpoint recipe"), recipe_path);
-  validate_recipe(out.recipe, 1);
-  out.cfg = checkpoint_model_config(out.dir);
-  out.checkpoint = load_checkpoint(out.dir, out.cfg, /*model_only=*/true);
-  return out;
-}
-
 LoadedCheckpoint load_checkpoint(const std::string& dir, const GPTConfig& expected, bool model_only) {
   const fs::path root(dir);
   const fs::path manifest_path = root / kManifestFile;

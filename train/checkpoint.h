@@ -66,15 +66,4 @@ GPTConfig checkpoint_model_config(const std::string& dir);
 // (eval, generate).
 LoadedCheckpoint load_checkpoint(const std::string& dir, const GPTConfig& expected, bool model_only = false);
 
-// A checkpoint opened to use its model (eval, generate): `which` is a step directory or a
-// checkpoint root holding `latest`; its recipe is parsed and validated, its shape read, and the
-// model verified and loaded (not the optimizer state).
-struct InferenceCheckpoint {
-  std::string dir;
-  LoadedRecipe recipe;
-  GPTConfig cfg;
-  LoadedCheckpoint checkpoint;
-};
-InferenceCheckpoint open_for_inference(const std::string& which);
-
 }  // namespace lmt

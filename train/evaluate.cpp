@@ -10,7 +10,7 @@
 #include "core/recipe.h"
 #include "data/sampler.h"
 #include "parallel/process_group.h"
-#include "train/checkpoint.h"
+#include "train/model_source.h"
 #include "train/device.h"
 #include "train/train_data.h"
 
@@ -64,6 +64,9 @@ EvalReport evaluate_checkpoint(const EvalOptions& options) {
   const int B = static_cast<int>(report.batch_size), T = static_cast<int>(report.seq_len);
   std::vector<std::pair<std::string, data::TokenDataset>> sets;
   if (options.data.empty()) {
+    if (ck.hf)
+      throw Error(fmt::format("--checkpoint {}: a Hugging Face model has no validation set of its own; pass --data SHARD",
+                              options.checkpoint));
     TrainData data = load_train_data(r.data, r.eval, cfg.vocab_size, T);
     if (!data.val && data.extra_val.empty())
       throw Error(fmt::format("the checkpoint's recipe has no validation set (data.val or eval.sets); pass --data SHARD"));

@@ -4,36 +4,17 @@
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
 #include <numeric>
 
 #include "core/error.h"
 #include "core/file_io.h"
 #include "data/tokenizer.h"
-#include "train/checkpoint.h"
 #include "train/device.h"
+#include "train/model_source.h"
 
 namespace lmt {
 
 namespace {
-
-namespace fs = std::filesystem;
-
-// The tokenizer the run trained with: --tokenizer, else tokenizer.json in the checkpoint, its
-// run directory or the directory of the recipe's data.train. nullopt for synthetic data.
-std::optional<data::Tokenizer> find_tokenizer(const GenerateOptions& options, const std::string& step_dir,
-                                              const Recipe& recipe, std::vector<std::string>& looked) {
-  if (!options.tokenizer.empty()) return data::Tokenizer::load(options.tokenizer);
-  const fs::path step(step_dir);
-  std::vector<fs::path> candidates = {step / "tokenizer.json", step.parent_path().parent_path() / "tokenizer.json"};
-  if (recipe.data.source == DataSource::kShards)
-    candidates.push_back(fs::path(recipe.data.train).parent_path() / "tokenizer.json");
-  for (const auto& path : candidates) {
-    looked.push_back(path.string());
-    if (fs::is_regular_file(path)) return data::Tokenizer::load(path.string());
-  }
-  return std::nullopt;
-}
 
 void check_options(const GenerateOptions& o) {
   const int prompts = (o.prompt ? 1 : 0) + (o.prompt_file ? 1 : 0) + (o.prompt_ids ? 1 : 0);
@@ -58,7 +39,7 @@ std::vector<GeneratedSample> generate_from_checkpoint(const GenerateOptions& opt
   const GPTConfig& cfg = ck.cfg;
 
   std::vector<std::string> looked;
-  const std::optional<data::Tokenizer> tokenizer = find_tokenizer(options, ck.dir, ck.recipe.recipe, looked);
+  const std::optional<data::Tokenizer> tokenizer = find_model_tokenizer(ck, options.tokenizer, looked);
   std::vector<int32_t> prompt;
   if (options.prompt_ids) {
     prompt = *options.prompt_ids;

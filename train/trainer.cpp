@@ -24,6 +24,7 @@
 #include "train/device.h"
 #include "train/evaluate.h"
 #include "train/lr_schedule.h"
+#include "train/model_source.h"
 #include "train/seq_len_schedule.h"
 #include "train/step.h"
 #include "train/metrics.h"
@@ -145,6 +146,8 @@ struct Trainer::Run {
   data::WindowSampler sampler;
   const std::string run_dir, metrics_path, checkpoint_root;
   std::optional<LoadedCheckpoint> resumed;
+  std::vector<float> pretrained;  // model.init_from, fitted to cfg; empty: random initialization
+  std::string pretrained_notice;
 
   BackendChoice choice;
   std::unique_ptr<ProfilingBackend> profiler;  // profile_ops: wraps choice.backend
@@ -200,6 +203,9 @@ Trainer::Run::Run(const LoadedRecipe& loaded_recipe, const TrainOptions& train_o
       restore_data_position(sampler, data.train, resumed->state.data, *dir);
     }
   }
+  // Fine-tuning starts from model.init_from, unless a resume continues the fine-tuning run.
+  if (!resumed && !r.model.init_from.empty() && !options.benchmark)
+    pretrained = fit_pretrained(load_pretrained(r.model.init_from), cfg, loaded.path, pretrained_notice);
   if (std::filesystem::exists(metrics_path) && !options.overwrite && !resumed && !options.benchmark)
     throw Error(fmt::format("run directory '{}' already holds a run (metrics.jsonl); resume it with "
                             "--resume auto, pass --overwrite to replace it, or choose another name "
@@ -271,6 +277,9 @@ void Trainer::Run::build_model() {
     optimizer->set_state(owned(resumed->tensors.adam_m), owned(resumed->tensors.adam_v),
                          resumed->state.optimizer_step);
     start_step = resumed->state.step;
+  } else if (!pretrained.empty()) {
+    model->set_parameters(pretrained);
+    pretrained = {};
   } else {
     model->init_weights(static_cast<uint64_t>(r.run.seed), r.model.init_std);
   }
@@ -315,6 +324,10 @@ void Trainer::Run::announce() {
       reporter.notice(fmt::format("  note: run.seed {} differs from the checkpoint's {}; the data order changes",
                                   r.run.seed, resumed->state.seed));
   }
+  if (!resumed && !r.model.init_from.empty() && !options.benchmark) {
+    reporter.notice(fmt::format("init_from: weights of {} (step 0, fresh optimizer and schedule)", r.model.init_from));
+    if (!pretrained_notice.empty()) reporter.notice(pretrained_notice);
+  }
   reporter.notice(fmt::format("lmtrain {} | run {} | backend {}", LMTRAIN_VERSION, run_dir, choice.backend->name()));
   reporter.notice(fmt::format("model: {} layers, {} heads, {} channels, vocab {} (padded {}), {} parameters",
                               cfg.num_layers, cfg.num_heads, cfg.channels, cfg.vocab_size, cfg.padded_vocab_size,
@@ -331,6 +344,7 @@ void Trainer::Run::announce() {
                   {"parameters", parameter_count(cfg)},
                   {"tokens_per_step", tokens_per_step},
                   {"steps", r.run.steps},
+                  {"init_from", r.model.init_from.empty() || resumed ? nlohmann::json() : nlohmann::json(r.model.init_from)},
                   {"loss_floor", data.loss_floor ? nlohmann::json(*data.loss_floor) : nlohmann::json()}},
                  ""});
 }
@@ -394,6 +408,7 @@ void Trainer::reset_op_timings() {
   if (run_->profiler) run_->profiler->reset();
 }
 const GPTConfig& Trainer::model_config() const { return run_->cfg; }
+std::vector<float> Trainer::parameters() const { return run_->model->get_parameters(); }
 
 StepResult Trainer::step(StepPhases* phases) {
   Run& s = *run_;

@@ -108,6 +108,8 @@ class Trainer {
   std::vector<OpTiming> op_timings() const;
   void reset_op_timings();
   const GPTConfig& model_config() const;
+  // The fp32 master weights, arena order (parameter_layout), copied to the host.
+  std::vector<float> parameters() const;
 
  private:
   struct Run;

@@ -1,4 +1,4 @@
-// lmtrain eval --checkpoint DIR [--data GLOB]... [--batches N] [--seq-len T] [--json]
+// lmtrain eval --checkpoint DIR|hf:DIR [--data GLOB]... [--batches N] [--seq-len T] [--json]
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -12,7 +12,7 @@ Action add_eval_command(CLI::App& app) {
   auto options = std::make_shared<EvalOptions>();
   auto as_json = std::make_shared<bool>(false);
   cmd->add_option("--checkpoint", options->checkpoint,
-                  "a step_* directory, or a checkpoint folder holding `latest`")
+                  "a step_* directory, a checkpoint folder holding `latest`, or hf:DIR (a Hugging Face GPT-2)")
       ->required();
   cmd->add_option("--data", options->data, "validation shard or glob (repeatable); default: the run's val set")
       ->take_all()

@@ -1,4 +1,4 @@
-// lmtrain generate --checkpoint DIR (--prompt TEXT | --prompt-file F | --prompt-ids 1,2,3)
+// lmtrain generate --checkpoint DIR|hf:DIR (--prompt TEXT | --prompt-file F | --prompt-ids 1,2,3)
 //   [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--num-samples N]
 //   [--stop TEXT] [--tokenizer FILE] [--json] [--device cpu|cuda|auto] [--no-kv-cache]
 #include <fmt/format.h>
@@ -44,7 +44,8 @@ Action add_generate_command(CLI::App& app) {
     bool no_cache = false;
   };
   auto flags = std::make_shared<Flags>();
-  cmd->add_option("--checkpoint", options->checkpoint, "a step_* directory, or a checkpoint folder holding `latest`")
+  cmd->add_option("--checkpoint", options->checkpoint,
+                  "a step_* directory, a checkpoint folder holding `latest`, or hf:DIR (a Hugging Face GPT-2)")
       ->required();
   auto* prompt = cmd->add_option("--prompt", flags->prompt, "the text to continue");
   auto* prompt_file = cmd->add_option("--prompt-file", flags->prompt_file, "a file holding the text to continue");

@@ -31,6 +31,7 @@ Action add_data_command(CLI::App& app);
 Action add_tokenizer_command(CLI::App& data);  // `data tokenizer ...`, added to the `data` subcommand
 Action add_eval_command(CLI::App& app);
 Action add_generate_command(CLI::App& app);
+Action add_export_command(CLI::App& app);
 Action add_bench_command(CLI::App& app);
 Action add_launch_command(CLI::App& app);
 Action add_launch_agent_command(CLI::App& app);

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   add(lmt::app::add_doctor_command(app));
   add(lmt::app::add_eval_command(app));
   add(lmt::app::add_generate_command(app));
+  add(lmt::app::add_export_command(app));
   add(lmt::app::add_bench_command(app));
   add(lmt::app::add_data_command(app));
   add(lmt::app::add_launch_command(app));
