@@ -7,4 +7,4 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   ca-certificates cmake g++ make pkg-config git \
   libyaml-cpp-dev libcli11-dev libfmt-dev nlohmann-json3-dev catch2 \
-  libopenblas-dev libgloo-dev openssh-client openssh-server
+  libopenblas-dev libgloo-dev libprotobuf-dev protobuf-compiler openssh-client openssh-server
