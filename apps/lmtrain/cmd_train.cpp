@@ -30,7 +30,8 @@ Action add_train_command(CLI::App& app) {
   cmd->add_option("--resume", args->resume,
                   "auto (the latest checkpoint if any, else start fresh), latest, or a checkpoint path");
   cmd->add_option("--tensorboard", args->tensorboard,
-                  "also write TensorBoard event files to DIR (log.tensorboard writes them to <run directory>/tensorboard)");
+                  "also write TensorBoard event files to DIR (log.tensorboard writes them to <run directory>/tensorboard)")
+      ->type_name("DIR");
   return [args] {
     DistEnv env = read_dist_env();
     LoadedRecipe loaded = load_recipe(args->recipe);
