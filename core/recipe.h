@@ -265,6 +265,7 @@ struct EvalConfig {
 struct LogConfig {
   int64_t every = 10;
   double peak_tflops = 0.0;
+  bool tensorboard = false;
 
   void validate(ConfigCheck& c) const;  // this section's own rules
 
@@ -272,6 +273,7 @@ struct LogConfig {
   void visit(V& v) {
     v.field("every", every, "print and record a metrics line every N steps");
     v.field("peak_tflops", peak_tflops, "peak TFLOP/s of one device for MFU; 0 = unknown");
+    v.field("tensorboard", tensorboard, "also write the metrics as TensorBoard scalars to <run directory>/tensorboard");
   }
 };
 

@@ -18,7 +18,7 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   ca-certificates cmake g++ make pkg-config git \
   libyaml-cpp-dev libcli11-dev libfmt-dev nlohmann-json3-dev catch2 \
-  libopenblas-dev libgloo-dev openssh-client openssh-server
+  libopenblas-dev libgloo-dev libprotobuf-dev protobuf-compiler openssh-client openssh-server
 if [ "$tests" = 1 ]; then
   apt-get install -y -qq --no-install-recommends python3 python3-venv python3-torch libopenblas0-pthread
   bash "$(dirname "$0")/setup-test-env.sh"

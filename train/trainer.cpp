@@ -26,6 +26,7 @@
 #include "train/lr_schedule.h"
 #include "train/model_source.h"
 #include "train/seq_len_schedule.h"
+#include "train/tensorboard.h"
 #include "train/step.h"
 #include "train/metrics.h"
 #include "train/op_profiler.h"
@@ -258,6 +259,13 @@ void Trainer::Run::open_run_directory() {
   write_file_atomic((std::filesystem::path(run_dir) / "recipe.yaml").string(), recipe_yaml);
   if (options.print_progress) reporter.add_sink(make_console_sink());
   reporter.add_sink(make_jsonl_sink(metrics_path, /*append=*/resumed.has_value()));
+  if (r.log.tensorboard || !options.tensorboard_dir.empty()) {
+    const std::string dir = options.tensorboard_dir.empty()
+                                ? (std::filesystem::path(run_dir) / "tensorboard").string()
+                                : options.tensorboard_dir;
+    reporter.add_sink(make_tensorboard_sink(
+        dir, resumed ? std::optional<int64_t>(resumed->state.step) : std::nullopt));
+  }
 }
 
 void Trainer::Run::build_model() {

@@ -37,6 +37,9 @@ struct TrainOptions {
   int64_t local_rank = 0;  // picks the GPU (device index LOCAL_RANK)
   bool print_progress = true;
   std::string resume;  // "", "auto", "latest" or a checkpoint path
+  // TensorBoard event files go here (`lmtrain train --tensorboard DIR`); set, it turns them on
+  // whatever log.tensorboard says. Empty: <run directory>/tensorboard when log.tensorboard is on.
+  std::string tensorboard_dir;
   // A benchmark (`lmtrain bench`): nothing is written (no run directory, metrics or
   // checkpoints) and nothing is resumed; only step() is meant to be called.
   bool benchmark = false;

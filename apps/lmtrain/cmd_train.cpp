@@ -1,4 +1,4 @@
-// lmtrain train RECIPE [--set key=value]... [--device cpu|cuda|auto] [--overwrite]
+// lmtrain train RECIPE [--set key=value]... [--device cpu|cuda|auto] [--overwrite] [--resume WHICH] [--tensorboard DIR]
 #include <csignal>
 
 #include "apps/lmtrain/commands.h"
@@ -18,6 +18,7 @@ Action add_train_command(CLI::App& app) {
     std::optional<DeviceKind> device;
     bool overwrite = false;
     std::string resume;
+    std::string tensorboard;
   };
   auto args = std::make_shared<Args>();
   cmd->add_option("recipe", args->recipe, "YAML recipe")->required();
@@ -28,6 +29,9 @@ Action add_train_command(CLI::App& app) {
   cmd->add_flag("--overwrite", args->overwrite, "replace a run directory that already holds a run");
   cmd->add_option("--resume", args->resume,
                   "auto (the latest checkpoint if any, else start fresh), latest, or a checkpoint path");
+  cmd->add_option("--tensorboard", args->tensorboard,
+                  "also write TensorBoard event files to DIR (log.tensorboard writes them to <run directory>/tensorboard)")
+      ->type_name("DIR");
   return [args] {
     DistEnv env = read_dist_env();
     LoadedRecipe loaded = load_recipe(args->recipe);
@@ -37,6 +41,7 @@ Action add_train_command(CLI::App& app) {
     options.device = args->device;
     options.overwrite = args->overwrite;
     options.resume = args->resume;
+    options.tensorboard_dir = args->tensorboard;
     options.world_size = env.world_size;
     options.rank = env.rank;
     options.local_rank = env.local_rank;

@@ -70,17 +70,10 @@ struct RunResult {
   std::string output;
 };
 
-// Runs `lmtrain ARGS` in `dir` with stdout and stderr captured together. Job-launcher variables
-// of the calling environment are removed so every case is a single process unless it says otherwise.
-// `wrapper` runs in front of the binary (e.g. "timeout -s INT 1").
-inline RunResult run_lmtrain(const TempDir& dir, const std::string& args, const std::string& env = "",
-                             const std::string& wrapper = "") {
-  const std::string command = "cd " + quoted(dir.path().string()) +
-                              " && env -u RANK -u WORLD_SIZE -u LOCAL_RANK -u LOCAL_WORLD_SIZE "
-                              "-u SLURM_PROCID -u SLURM_NTASKS -u SLURM_LOCALID " +
-                              env + " " + wrapper + " " + quoted(lmtrain_binary()) + " " + args + " 2>&1";
+// Runs a shell command in `dir` with stdout and stderr captured together.
+inline RunResult run_shell(const TempDir& dir, const std::string& command) {
   RunResult result;
-  std::FILE* pipe = ::popen(command.c_str(), "r");
+  std::FILE* pipe = ::popen(("cd " + quoted(dir.path().string()) + " && " + command + " 2>&1").c_str(), "r");
   REQUIRE(pipe != nullptr);
   char buffer[4096];
   size_t n = 0;
@@ -90,6 +83,15 @@ inline RunResult run_lmtrain(const TempDir& dir, const std::string& args, const 
   return result;
 }
 
+// Runs `lmtrain ARGS` in `dir` with stdout and stderr captured together. Job-launcher variables
+// of the calling environment are removed so every case is a single process unless it says otherwise.
+// `wrapper` runs in front of the binary (e.g. "timeout -s INT 1").
+inline RunResult run_lmtrain(const TempDir& dir, const std::string& args, const std::string& env = "",
+                             const std::string& wrapper = "") {
+  return run_shell(dir, "env -u RANK -u WORLD_SIZE -u LOCAL_RANK -u LOCAL_WORLD_SIZE "
+                        "-u SLURM_PROCID -u SLURM_NTASKS -u SLURM_LOCALID " +
+                            env + " " + wrapper + " " + quoted(lmtrain_binary()) + " " + args);
+}
 
 inline std::vector<nlohmann::json> read_jsonl(const fs::path& path) {
   std::vector<nlohmann::json> records;

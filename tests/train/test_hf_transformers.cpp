@@ -21,17 +21,10 @@ namespace {
 std::string reference_script() { return (source_dir() / "tools" / "hf_reference.py").string(); }
 
 // Runs the reference script; its output is shown when it fails.
-void run_reference(const std::string& python, const std::string& args) {
-  const std::string command = quoted(python) + " " + quoted(reference_script()) + " " + args + " 2>&1";
-  std::string output;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  char buffer[4096];
-  size_t n = 0;
-  while ((n = std::fread(buffer, 1, sizeof(buffer), pipe)) > 0) output.append(buffer, n);
-  const int status = ::pclose(pipe);
-  INFO(command << "\n" << output);
-  REQUIRE(status == 0);
+void run_reference(const TempDir& dir, const std::string& python, const std::string& args) {
+  const RunResult result = run_shell(dir, quoted(python) + " " + quoted(reference_script()) + " " + args);
+  INFO(args << "\n" << result.output);
+  REQUIRE(result.status == 0);
 }
 
 // lmtrain's logits (T, V) for `ids` from a model source, on the CPU in fp32: the code eval and
@@ -102,10 +95,10 @@ TEST_CASE("hf import: a random GPT2LMHeadModel saved by transformers gives trans
     DYNAMIC_SECTION(dtype) {
       const std::string hf = (dir.path() / ("hf_" + dtype)).string();
       const std::string ref = (dir.path() / ("ref_" + dtype + ".safetensors")).string();
-      run_reference(python, fmt::format("random --out {} --seed 3 --layers 2 --heads 4 --embd 64 --vocab 101 "
+      run_reference(dir, python, fmt::format("random --out {} --seed 3 --layers 2 --heads 4 --embd 64 --vocab 101 "
                                         "--positions 64 --dtype {}",
                                         quoted(hf), dtype));
-      run_reference(python, fmt::format("run --model {} --ids {} --new-tokens 24 --out {}", quoted(hf), id_list(ids),
+      run_reference(dir, python, fmt::format("run --model {} --ids {} --new-tokens 24 --out {}", quoted(hf), id_list(ids),
                                         quoted(ref)));
       const SafeTensorsFile expected = read_safetensors(ref);
       const std::vector<float> ours = lmtrain_logits("hf:" + hf, ids);
@@ -156,7 +149,7 @@ TEST_CASE("hf export: transformers loads an exported run and gives lmtrain's log
   const nlohmann::json sample = last_json_line(gen.output);
   const std::vector<int32_t> prompt_ids = sample["prompt_ids"].get<std::vector<int32_t>>();
   const std::string ref = (dir.path() / "ref.safetensors").string();
-  run_reference(python, fmt::format("run --model {} --ids {} --new-tokens 64 --text {} --out {}",
+  run_reference(dir, python, fmt::format("run --model {} --ids {} --new-tokens 64 --text {} --out {}",
                                     quoted((dir.path() / "hf").string()), id_list(prompt_ids), quoted(prompt),
                                     quoted(ref)));
   const SafeTensorsFile expected = read_safetensors(ref);
