@@ -155,6 +155,12 @@ std::vector<float> GPT::get_gradients() const {
 
 std::vector<float> GPT::get_logits() const { return logits_rows(static_cast<size_t>(last_B_) * last_T_); }
 
+std::vector<float> GPT::get_losses() const {
+  std::vector<float> losses(static_cast<size_t>(last_B_) * last_T_);
+  backend_.copy_to_host(losses.data(), stat(aLosses), losses.size() * sizeof(float));
+  return losses;
+}
+
 std::vector<float> GPT::logits_rows(size_t rows) const {
   const size_t Vp = cfg_.padded_vocab_size, V = cfg_.vocab_size;
   std::vector<char> raw(rows * Vp * dtype_size(dtype_));

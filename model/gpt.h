@@ -32,6 +32,8 @@ class GPT {
   std::vector<float> get_gradients() const;
   // Logits of the last forward, (B, T, V) without padding. Only valid after forward().
   std::vector<float> get_logits() const;
+  // Each position's loss (-log p of its target) in the last forward, (B, T) fp32.
+  std::vector<float> get_losses() const;
 
   // Mean loss over the batch; inputs/targets are host arrays of B*T token ids (< vocab_size).
   float forward(const int32_t* inputs, const int32_t* targets, int B, int T);

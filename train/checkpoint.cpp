@@ -162,8 +162,9 @@ std::string save_checkpoint(const std::string& root, const CheckpointState& stat
   return final_dir.string();
 }
 
-std::optional<std::string> resolve_checkpoint(const std::string& root, const std::string& which) {
-  auto from_latest = [](const fs::path& dir, bool required) -> std::optional<std::string> {
+std::optional<std::string> resolve_checkpoint(const std::string& root, const std::string& which,
+                                              const std::string& flag) {
+  auto from_latest = [&flag](const fs::path& dir, bool required) -> std::optional<std::string> {
     const fs::path latest = dir / "latest";
     if (!fs::exists(latest)) {
       if (!required) return std::nullopt;
@@ -175,8 +176,8 @@ std::optional<std::string> resolve_checkpoint(const std::string& root, const std
     name.erase(name.find_last_not_of(" \n\r\t") + 1);
     const fs::path target = dir / name;
     if (name.empty() || !fs::is_directory(target))
-      throw Error(fmt::format("'{}' names '{}', which is not a checkpoint directory; point --resume "
-                              "at a step_* directory instead", latest.string(), name));
+      throw Error(fmt::format("'{}' names '{}', which is not a checkpoint directory; point {} "
+                              "at a step_* directory instead", latest.string(), name, flag));
     return target.string();
   };
   if (which == "auto") return from_latest(root, false);
@@ -184,8 +185,8 @@ std::optional<std::string> resolve_checkpoint(const std::string& root, const std
   const fs::path path(which);
   if (fs::exists(path / kManifestFile)) return path.string();
   if (fs::exists(path / "latest")) return from_latest(path, true);
-  throw Error(fmt::format("--resume {}: not a checkpoint directory (no {}) and no 'latest' in it",
-                          which, kManifestFile));
+  throw Error(fmt::format("{} {}: not a checkpoint directory (no {}) and no 'latest' in it", flag, which,
+                          kManifestFile));
 }
 
 GPTConfig checkpoint_model_config(const std::string& dir) {

@@ -48,8 +48,9 @@ std::string save_checkpoint(const std::string& root, const CheckpointState& stat
 
 // `which`: "latest" (root/latest), "auto" (latest if there is one, else nullopt) or a path to
 // a step directory or to a root holding `latest`. Throws lmt::Error when a named checkpoint is
-// missing or incomplete.
-std::optional<std::string> resolve_checkpoint(const std::string& root, const std::string& which);
+// missing or incomplete; `flag` names where `which` came from in the messages.
+std::optional<std::string> resolve_checkpoint(const std::string& root, const std::string& which,
+                                              const std::string& flag = "--resume");
 
 struct LoadedCheckpoint {
   std::string dir;

@@ -47,6 +47,8 @@ double evaluate_distributed(GPT& model, const data::TokenDataset& val, int64_t n
 }
 
 EvalReport evaluate_checkpoint(const EvalOptions& options) {
+  if (options.limit > 0 || !options.tokenizer.empty())
+    throw Error("--limit and --tokenizer apply to --task hellaswag only");
   const InferenceCheckpoint ck = open_for_inference(options.checkpoint);
   const Recipe& r = ck.recipe.recipe;
   const GPTConfig& cfg = ck.cfg;

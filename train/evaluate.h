@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/named_enum.h"
 #include "data/dataset.h"
 #include "model/gpt.h"
 
@@ -20,9 +21,18 @@ class ProcessGroup;
 double evaluate_distributed(GPT& model, const data::TokenDataset& val, int64_t num_batches, int B, int T,
                             ProcessGroup& group);
 
+// What eval measures: the loss on token shards, or multiple-choice accuracy (train/hellaswag.h).
+enum class EvalTask { kLoss, kHellaswag };
+inline constexpr EnumName<EvalTask> kEvalTaskNames[] = {{EvalTask::kLoss, "loss"}, {EvalTask::kHellaswag, "hellaswag"}};
+constexpr const auto& enum_names(EvalTask) { return kEvalTaskNames; }
+
 struct EvalOptions {
-  std::string checkpoint;             // a step directory or a checkpoint root holding `latest`
-  std::vector<std::string> data;      // shard paths or globs; empty: the recipe's validation set
+  std::string checkpoint;             // a step directory, a checkpoint root holding `latest`, or hf:DIR
+  EvalTask task = EvalTask::kLoss;
+  std::vector<std::string> data;      // loss: shard paths or globs, empty = the recipe's validation set;
+                                      // hellaswag: one jsonl file
+  int64_t limit = 0;                  // hellaswag: only the first N examples; 0 = all
+  std::string tokenizer;              // hellaswag: tokenizer.json; empty = the run's
   int64_t batches = 0;                // 0: the recipe's eval.batches
   int64_t seq_len = 0;                // 0: the recipe's run.seq_len
   DeviceKind device = DeviceKind::kCpu;

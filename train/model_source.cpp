@@ -46,7 +46,7 @@ InferenceCheckpoint open_hf(const std::string& dir) {
 InferenceCheckpoint open_for_inference(const std::string& which) {
   if (is_hf_spec(which)) return open_hf(which.substr(kHfPrefix.size()));
   InferenceCheckpoint out;
-  const std::optional<std::string> dir = resolve_checkpoint(which, which);
+  const std::optional<std::string> dir = resolve_checkpoint(which, which, "--checkpoint");
   if (!dir) throw Error(fmt::format("--checkpoint {}: there is no checkpoint there yet", which));
   out.dir = *dir;
   const std::string recipe_path = (fs::path(out.dir) / "recipe.yaml").string();
@@ -91,7 +91,7 @@ PretrainedWeights load_pretrained(const std::string& spec) {
     out.params = std::move(hf.params);
     return out;
   }
-  const std::optional<std::string> dir = resolve_checkpoint(spec, spec);
+  const std::optional<std::string> dir = resolve_checkpoint(spec, spec, "model.init_from");
   if (!dir) throw Error(fmt::format("model.init_from {}: there is no checkpoint there yet", spec));
   out.dir = *dir;
   out.cfg = checkpoint_model_config(out.dir);

@@ -161,6 +161,34 @@ TEST_CASE("hf export: transformers loads an exported run and gives lmtrain's log
   CHECK(diff <= 1e-4);
   CHECK(sample["ids"].get<std::vector<int32_t>>() == expected.at("greedy").as_i32());
 
+  // HellaSwag-style scoring: lmtrain's eval and the same scoring in transformers on the export.
+  std::string jsonl;
+  const char* endings[][4] = {{"go to London", "horse is fair", "king said that", "lord with words"},
+                              {"night falls on my lord", "the the the", "fair and gentle", "we shall go"},
+                              {"said", "London where night falls", "a horse", "gentle words to the king"}};
+  const char* contexts[] = {"the king said that we shall", "where night falls on", "a fair horse is"};
+  for (int i = 0; i < 3; ++i)
+    jsonl += nlohmann::json{{"ctx", contexts[i]}, {"endings", endings[i]}, {"label", i % 4}}.dump() + "\n";
+  write_file(dir.path() / "hs.jsonl", jsonl);
+  const RunResult hs = run_lmtrain(dir, "eval --checkpoint runs/bpe/checkpoints --task hellaswag --data hs.jsonl --json");
+  INFO(hs.output);
+  REQUIRE(hs.status == 0);
+  const nlohmann::json ours_hs = last_json_line(hs.output);
+  run_reference(dir, python, "hellaswag --model " + quoted((dir.path() / "hf").string()) + " --data hs.jsonl --out hs.json");
+  const nlohmann::json theirs_hs = nlohmann::json::parse(read_file(dir.path() / "hs.json"));
+  CHECK(ours_hs["acc"] == theirs_hs["acc"]);
+  CHECK(ours_hs["acc_norm"] == theirs_hs["acc_norm"]);
+  for (size_t i = 0; i < 3; ++i) {
+    const auto& a = ours_hs["scores"][i];
+    const auto& b = theirs_hs["predictions"][i];
+    CHECK(a["pred"] == b["pred"]);
+    CHECK(a["pred_norm"] == b["pred_norm"]);
+    for (size_t e = 0; e < 4; ++e) {
+      CHECK(std::abs(a["sum_losses"][e].get<double>() - b["sum_losses"][e].get<double>()) <= 1e-4);
+      CHECK(std::abs(a["mean_losses"][e].get<double>() - b["mean_losses"][e].get<double>()) <= 1e-4);
+    }
+  }
+
   // And lmtrain reads its own export back with the same tokenizer and weights.
   const RunResult again = run_lmtrain(dir, "generate --checkpoint hf:hf --prompt " + quoted(prompt) +
                                                " --max-new-tokens 64 --temperature 0 --json");
