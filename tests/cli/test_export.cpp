@@ -11,29 +11,10 @@
 using namespace lmt::testing;
 using Catch::Matchers::Contains;
 
-namespace {
-
-void train_char(const TempDir& dir) {
-  std::string text;
-  for (int i = 0; i < 200; ++i) text += fmt::format("ROMEO: line {} of the play.\nJULIET: an answer.\n", i % 13);
-  write_file(dir.path() / "corpus.txt", text);
-  REQUIRE(run_lmtrain(dir, "data prepare --input corpus.txt --tokenizer char --out prepared --quiet").status == 0);
-  write_file(dir.path() / "char.yaml",
-             "run: {name: char, out_dir: runs, steps: 20, seq_len: 32, micro_batch_size: 4, device: cpu, threads: 1}\n"
-             "model: {n_layer: 1, n_head: 2, n_embd: 32, max_seq_len: 32}\n"
-             "optimizer: {lr: 3e-3}\n"
-             "data: {source: shards, train: prepared/train_*.bin, val: prepared/val_*.bin}\n");
-  const RunResult train = run_lmtrain(dir, "train char.yaml");
-  INFO(train.output);
-  REQUIRE(train.status == 0);
-}
-
-}  // namespace
-
 TEST_CASE("export: a char run exported and read back as hf:DIR generates the same text and scores the same",
           "[cli][export]") {
   TempDir dir;
-  train_char(dir);
+  train_char_model(dir);
   const RunResult exported = run_lmtrain(dir, "export --checkpoint runs/char/checkpoints --out hf");
   INFO(exported.output);
   REQUIRE(exported.status == 0);
@@ -68,7 +49,7 @@ TEST_CASE("export: a char run exported and read back as hf:DIR generates the sam
 TEST_CASE("export, hf:DIR, hellaswag and init_from: bad input is exit 2 naming the flag, file or key",
           "[cli][export]") {
   TempDir dir;
-  train_char(dir);
+  train_char_model(dir);
   struct Case {
     std::string args, message;
   };

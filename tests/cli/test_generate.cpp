@@ -11,25 +11,6 @@ using namespace lmt::testing;
 using Catch::Matchers::Contains;
 using Catch::Matchers::StartsWith;
 
-namespace {
-
-// A char-tokenized corpus, a tiny model trained on it for a few steps (context 32).
-void train_char_model(const TempDir& dir) {
-  std::string text;
-  for (int i = 0; i < 300; ++i) text += fmt::format("ROMEO: line {} of the play.\nJULIET: an answer.\n", i % 17);
-  write_file(dir.path() / "corpus.txt", text);
-  REQUIRE(run_lmtrain(dir, "data prepare --input corpus.txt --tokenizer char --out prepared --quiet").status == 0);
-  write_file(dir.path() / "char.yaml",
-             "run: {name: char, out_dir: runs, steps: 30, seq_len: 32, micro_batch_size: 4, device: cpu, threads: 1}\n"
-             "model: {n_layer: 1, n_head: 2, n_embd: 32, max_seq_len: 32}\n"
-             "optimizer: {lr: 3e-3}\n"
-             "data: {source: shards, train: prepared/train_*.bin, val: prepared/val_*.bin}\n");
-  RunResult train = run_lmtrain(dir, "train char.yaml");
-  INFO(train.output);
-  REQUIRE(train.status == 0);
-}
-
-}  // namespace
 
 TEST_CASE("generate: streams text after the prompt with the run's tokenizer", "[cli][generate]") {
   TempDir dir;

@@ -77,16 +77,20 @@ std::string training_text() {
   return text;
 }
 
+// The test environment's Python with transformers, or empty after a visible SKIPPED line.
+std::string transformers_python() {
+  std::string why;
+  const std::string python = test_python("torch, transformers, safetensors", why);
+  if (python.empty()) WARN("SKIPPED: " << why);
+  return python;
+}
+
 }  // namespace
 
 TEST_CASE("hf import: a random GPT2LMHeadModel saved by transformers gives transformers' logits and greedy tokens",
           "[hf][transformers]") {
-  std::string why;
-  const std::string python = test_python("torch, transformers, safetensors", why);
-  if (python.empty()) {
-    WARN("SKIPPED: " << why);
-    return;
-  }
+  const std::string python = transformers_python();
+  if (python.empty()) return;
   TempDir dir;
   const std::vector<int32_t> ids = {5, 17, 99, 0, 42, 42, 7, 63, 100, 1, 28, 77, 3, 64, 12, 90, 31, 8, 55, 2};
   // fp32 as saved, and bf16/fp16 weights, which lmtrain converts (transformers' reference runs
@@ -117,12 +121,8 @@ TEST_CASE("hf import: a random GPT2LMHeadModel saved by transformers gives trans
 
 TEST_CASE("hf export: transformers loads an exported run and gives lmtrain's logits, tokens and greedy continuation",
           "[hf][transformers]") {
-  std::string why;
-  const std::string python = test_python("torch, transformers, safetensors", why);
-  if (python.empty()) {
-    WARN("SKIPPED: " << why);
-    return;
-  }
+  const std::string python = transformers_python();
+  if (python.empty()) return;
   TempDir dir;
   write_file(dir.path() / "text.txt", training_text());
   REQUIRE(run_lmtrain(dir, "data tokenizer train --input text.txt --vocab-size 300 --out tok.json").status == 0);
