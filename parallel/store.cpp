@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
+#include <list>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -28,7 +29,6 @@ using Clock = std::chrono::steady_clock;
 constexpr char kMagic[8] = {'L', 'M', 'T', 'S', 'T', 'O', 'R', 'E'};
 constexpr uint32_t kVersion = 1;
 constexpr uint32_t kMaxSecretBytes = 1024;
-constexpr uint64_t kMaxValueBytes = uint64_t{1} << 30;
 enum Op : uint8_t { kSet = 1, kGet = 2, kAdd = 3, kCheck = 4 };
 enum Status : uint8_t { kOk = 0, kRefused = 1, kBadRequest = 2 };
 
@@ -94,17 +94,30 @@ std::string describe_errno(int err) { return std::strerror(err); }
 
 struct StoreServer::State {
   std::string secret;
+  StoreLimits limits;
   int listen_fd = -1;
   int port = 0;
   std::mutex mutex;
   std::condition_variable changed;
   std::map<std::string, std::string> data;
   std::atomic<bool> stopping{false};
-  std::vector<std::thread> threads;
-  std::vector<int> connections;
+  // One thread per connection; finished ones are joined and closed by the acceptor, so a
+  // stranger's connections cost neither file descriptors nor threads once they end.
+  struct Connection {
+    int fd = -1;
+    std::thread thread;
+    std::atomic<bool> done{false};
+    std::atomic<bool> authenticated{false};
+  };
+  std::list<Connection> connections;  // guarded by mutex
   std::thread acceptor;
+  std::atomic<int64_t> refused{0};    // connections closed for a limit, a deadline or bad bytes
 
-  void serve(int fd);
+  void accept_loop();
+  void reap_finished();  // caller holds mutex
+  int unauthenticated() const;  // caller holds mutex
+  void serve(Connection& c);
+  bool handshake(int fd);
   bool handle(int fd, uint8_t op, const std::string& key, const std::string& value);
 };
 
@@ -153,32 +166,111 @@ bool StoreServer::State::handle(int fd, uint8_t op, const std::string& key, cons
   return write_all(fd, answer);
 }
 
-void StoreServer::State::serve(int fd) {
+// The hello and the secret, within the handshake deadline.
+bool StoreServer::State::handshake(int fd) {
+  const auto deadline = Clock::now() + limits.handshake_timeout;
   unsigned char hello[16];
-  if (!read_all(fd, hello, sizeof(hello), nullptr) || std::memcmp(hello, kMagic, 8) != 0 ||
+  if (!read_all(fd, hello, sizeof(hello), &deadline) || std::memcmp(hello, kMagic, 8) != 0 ||
       get_le(hello + 8, 4) != kVersion || get_le(hello + 12, 4) > kMaxSecretBytes)
-    return;
+    return false;
   std::string presented(get_le(hello + 12, 4), '\0');
-  if (!read_all(fd, presented.data(), presented.size(), nullptr)) return;
+  if (!read_all(fd, presented.data(), presented.size(), &deadline)) return false;
   const bool accepted = secrets_equal(presented, secret);
-  if (!write_all(fd, std::string(1, static_cast<char>(accepted ? kOk : kRefused))) || !accepted) return;
+  return write_all(fd, std::string(1, static_cast<char>(accepted ? kOk : kRefused))) && accepted;
+}
+
+void StoreServer::State::serve(Connection& c) {
+  const int fd = c.fd;
+  if (!handshake(fd)) {
+    refused++;
+    return;
+  }
+  c.authenticated = true;
   while (!stopping) {
-    unsigned char header[5];
-    if (!read_all(fd, header, sizeof(header), nullptr)) return;
-    std::string key(get_le(header + 1, 4), '\0');
-    if (key.size() > kMaxValueBytes || !read_all(fd, key.data(), key.size(), nullptr)) return;
+    // Between requests a client may wait as long as it likes (ranks idle while they train);
+    // once a request has started, the rest of it must arrive within the message deadline.
+    unsigned char op = 0;
+    if (!read_all(fd, &op, 1, nullptr)) return;
+    const auto deadline = Clock::now() + limits.message_timeout;
+    unsigned char key_length[4];
+    if (!read_all(fd, key_length, sizeof(key_length), &deadline)) return;
+    if (get_le(key_length, 4) > limits.max_key_bytes) return;
+    std::string key(get_le(key_length, 4), '\0');
+    if (!read_all(fd, key.data(), key.size(), &deadline)) return;
     unsigned char length[8];
-    if (!read_all(fd, length, sizeof(length), nullptr)) return;
+    if (!read_all(fd, length, sizeof(length), &deadline)) return;
     const uint64_t value_bytes = get_le(length, 8);
-    if (value_bytes > kMaxValueBytes) return;
+    if (value_bytes > limits.max_value_bytes) return;
     std::string value(value_bytes, '\0');
-    if (!read_all(fd, value.data(), value.size(), nullptr)) return;
-    if (!handle(fd, header[0], key, value)) return;
+    if (!read_all(fd, value.data(), value.size(), &deadline)) return;
+    if (!handle(fd, op, key, value)) return;
   }
 }
 
-StoreServer::StoreServer(const std::string& host, int port, std::string secret) : state_(std::make_unique<State>()) {
+void StoreServer::State::reap_finished() {
+  for (auto it = connections.begin(); it != connections.end();) {
+    if (!it->done) {
+      ++it;
+      continue;
+    }
+    it->thread.join();
+    ::close(it->fd);
+    it = connections.erase(it);
+  }
+}
+
+int StoreServer::State::unauthenticated() const {
+  int count = 0;
+  for (const auto& c : connections) count += !c.done && !c.authenticated;
+  return count;
+}
+
+void StoreServer::State::accept_loop() {
+  while (!stopping) {
+    // Wake up now and then to reap finished connections even when nobody connects.
+    pollfd p{listen_fd, POLLIN, 0};
+    const int ready = ::poll(&p, 1, 200);
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      reap_finished();
+    }
+    if (ready <= 0) continue;
+    const int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (stopping || errno == EBADF || errno == EINVAL) return;  // the listening socket was shut down
+      // EMFILE, ENFILE, ENOBUFS, ENOMEM, ECONNABORTED, EINTR: transient; keep serving.
+      if (errno != EINTR && errno != ECONNABORTED && errno != EAGAIN)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      continue;
+    }
+    const int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    std::lock_guard<std::mutex> lock(mutex);
+    if (stopping) {
+      ::close(fd);
+      return;
+    }
+    // Strangers may hold at most max_unauthenticated handshakes at once; the rest are closed at
+    // once (a client of this job retries until its timeout).
+    if (unauthenticated() >= limits.max_unauthenticated) {
+      ::close(fd);
+      refused++;
+      continue;
+    }
+    Connection& c = connections.emplace_back();
+    c.fd = fd;
+    c.thread = std::thread([this, &c] {
+      serve(c);
+      ::shutdown(c.fd, SHUT_RDWR);
+      c.done = true;
+    });
+  }
+}
+
+StoreServer::StoreServer(const std::string& host, int port, std::string secret, StoreLimits limits)
+    : state_(std::make_unique<State>()) {
   state_->secret = std::move(secret);
+  state_->limits = limits;
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -212,39 +304,26 @@ StoreServer::StoreServer(const std::string& host, int port, std::string secret) 
   state_->port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
                                                    : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
   State* s = state_.get();
-  s->acceptor = std::thread([s] {
-    while (!s->stopping) {
-      const int fd = ::accept4(s->listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
-      if (fd < 0) {
-        if (errno == EINTR || errno == ECONNABORTED) continue;
-        return;  // the listening socket was shut down
-      }
-      const int one = 1;
-      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-      std::lock_guard<std::mutex> lock(s->mutex);
-      if (s->stopping) {
-        ::close(fd);
-        return;
-      }
-      s->connections.push_back(fd);
-      s->threads.emplace_back([s, fd] { s->serve(fd); });
-    }
-  });
+  s->acceptor = std::thread([s] { s->accept_loop(); });
 }
 
 int StoreServer::port() const { return state_->port; }
+
+int64_t StoreServer::refused_connections() const { return state_->refused; }
 
 StoreServer::~StoreServer() {
   {
     std::lock_guard<std::mutex> lock(state_->mutex);
     state_->stopping = true;
-    for (int fd : state_->connections) ::shutdown(fd, SHUT_RDWR);
+    for (auto& c : state_->connections) ::shutdown(c.fd, SHUT_RDWR);
     state_->changed.notify_all();
   }
   ::shutdown(state_->listen_fd, SHUT_RDWR);
   if (state_->acceptor.joinable()) state_->acceptor.join();
-  for (auto& t : state_->threads) t.join();
-  for (int fd : state_->connections) ::close(fd);
+  for (auto& c : state_->connections) {
+    c.thread.join();
+    ::close(c.fd);
+  }
   ::close(state_->listen_fd);
 }
 
@@ -284,35 +363,46 @@ StoreClient::StoreClient(const std::string& host, int port, const std::string& s
                          std::chrono::milliseconds timeout)
     : where_(fmt::format("{}:{}", host, port)), timeout_(timeout) {
   const auto deadline = Clock::now() + timeout;
-  int last_error = 0;
-  while (fd_ < 0) {
-    fd_ = try_connect(host, port);
-    if (fd_ >= 0) break;
-    last_error = errno;
-    if (Clock::now() >= deadline)
-      throw Error(fmt::format("cannot reach the rendezvous store at {} within {} s ({}); check MASTER_ADDR and "
-                              "MASTER_PORT, and that rank 0 or the launcher is running",
-                              where_, timeout.count() / 1000.0, describe_errno(last_error)));
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  const int one = 1;
-  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   std::string hello(kMagic, sizeof(kMagic));
   put_u32(hello, kVersion);
   put_u32(hello, static_cast<uint32_t>(secret.size()));
   hello += secret;
-  unsigned char status = 255;
-  bool timed_out = false;
-  if (!write_all(fd_, hello) || !read_all(fd_, &status, 1, &deadline, &timed_out)) {
-    ::close(fd_);
-    throw Error(fmt::format("rendezvous store at {} {} during the handshake; is that port another service?",
-                            where_, timed_out ? "did not answer" : "closed the connection"));
-  }
-  if (status != kOk) {
-    ::close(fd_);
-    throw Error(fmt::format("rendezvous store at {} refused this process: wrong job secret "
-                            "(LMTRAIN_JOB_SECRET). Another job is using this address; pick another --master-port",
-                            where_));
+  int last_error = 0;
+  bool closed_in_handshake = false;
+  while (true) {
+    fd_ = try_connect(host, port);
+    if (fd_ >= 0) {
+      const int one = 1;
+      ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+      unsigned char status = 255;
+      bool timed_out = false;
+      if (write_all(fd_, hello) && read_all(fd_, &status, 1, &deadline, &timed_out)) {
+        if (status == kOk) return;
+        ::close(fd_);
+        fd_ = -1;
+        throw Error(fmt::format("rendezvous store at {} refused this process: wrong job secret "
+                                "(LMTRAIN_JOB_SECRET). Another job is using this address; pick another --master-port",
+                                where_));
+      }
+      ::close(fd_);
+      fd_ = -1;
+      if (timed_out)
+        throw Error(fmt::format("rendezvous store at {} did not answer during the handshake; is that port another "
+                                "service?", where_));
+      // Closed before answering: a server at its limit of strangers' handshakes does that; retry.
+      closed_in_handshake = true;
+    } else {
+      last_error = errno;
+    }
+    if (Clock::now() >= deadline) {
+      if (closed_in_handshake)
+        throw Error(fmt::format("rendezvous store at {} closed the connection during the handshake until the "
+                                "timeout; is that port another service?", where_));
+      throw Error(fmt::format("cannot reach the rendezvous store at {} within {} s ({}); check MASTER_ADDR and "
+                              "MASTER_PORT, and that rank 0 or the launcher is running",
+                              where_, timeout.count() / 1000.0, describe_errno(last_error)));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
 }
 
@@ -321,6 +411,11 @@ StoreClient::~StoreClient() {
 }
 
 std::string StoreClient::request(uint8_t op, const std::string& key, const std::string& value) {
+  const StoreLimits limits;
+  if (key.size() > limits.max_key_bytes || value.size() > limits.max_value_bytes)
+    throw Error(fmt::format("rendezvous store: key '{}' ({} bytes) with a {}-byte value exceeds the store's limits "
+                            "({} and {} bytes)",
+                            key.substr(0, 64), key.size(), value.size(), limits.max_key_bytes, limits.max_value_bytes));
   std::string message(1, static_cast<char>(op));
   put_u32(message, static_cast<uint32_t>(key.size()));
   message += key;

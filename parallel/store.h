@@ -9,6 +9,12 @@
 // Wire format (little-endian): the client sends "LMTSTORE" u32 version, u32 secret length,
 // secret; the server answers one status byte (0 = accepted, 1 = wrong secret). Then requests:
 // u8 op, u32 key length, key, u64 value length, value; answers: u8 status, u64 length, payload.
+//
+// The server is reachable by anyone on the network, so a stranger's connection must cost the
+// job nothing: each connection's thread and descriptor are released when it ends, the handshake
+// must complete within a deadline, strangers hold a bounded number of handshakes at once, a
+// started request must arrive whole within a deadline, and sizes are capped before anything is
+// allocated. A connection that breaks a rule is closed; the job's own clients never do.
 #pragma once
 #include <chrono>
 #include <cstdint>
@@ -18,16 +24,26 @@
 
 namespace lmt {
 
+struct StoreLimits {
+  std::chrono::milliseconds handshake_timeout{5000};  // hello + secret, from the connect
+  std::chrono::milliseconds message_timeout{30000};   // the rest of a request once it started
+  int max_unauthenticated = 64;                       // handshakes in progress at once
+  uint64_t max_key_bytes = 4096;
+  uint64_t max_value_bytes = uint64_t{64} << 20;      // 64 MiB
+};
+
 class StoreServer {
  public:
   // Listens on host:port (port 0: any free port; see port()). Throws lmt::Error naming host and
   // port when the address is in use or cannot be bound.
-  StoreServer(const std::string& host, int port, std::string secret);
+  StoreServer(const std::string& host, int port, std::string secret, StoreLimits limits = {});
   ~StoreServer();  // stops accepting and closes every connection
   StoreServer(const StoreServer&) = delete;
   StoreServer& operator=(const StoreServer&) = delete;
 
   int port() const;
+  // Connections closed for a wrong secret, bad bytes, a deadline or the handshake limit.
+  int64_t refused_connections() const;
 
  private:
   struct State;
@@ -36,8 +52,9 @@ class StoreServer {
 
 class StoreClient {
  public:
-  // Connects, retrying until `timeout` (the server may start after the client), then presents
-  // the secret. Throws lmt::Error naming host and port on timeout or a refused secret.
+  // Connects, retrying until `timeout` (the server may start after the client, or be closing
+  // strangers' connections at its limit), then presents the secret. Throws lmt::Error naming
+  // host and port on timeout or a refused secret.
   StoreClient(const std::string& host, int port, const std::string& secret,
               std::chrono::milliseconds timeout = std::chrono::seconds(60));
   ~StoreClient();

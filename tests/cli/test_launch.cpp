@@ -12,13 +12,16 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <fmt/format.h>
+#include <atomic>
 #include <fstream>
+#include <future>
 #include <functional>
 #include <map>
 #include <sstream>
 #include <thread>
 
 #include "tests/cli/cli_util.h"
+#include "tests/hostile_client.h"
 
 using namespace lmt::testing;
 using Catch::Matchers::Contains;
@@ -331,4 +334,30 @@ TEST_CASE("launch: when the launcher is killed, its workers checkpoint and exit"
     CHECK(gone);
   }
   CHECK(fs::exists(dir.path() / "runs" / "tiny" / "checkpoints" / "latest"));
+}
+
+TEST_CASE("launch: a stranger attacking the rendezvous store changes nothing in a 2-rank run", "[cli][launch][hostile]") {
+  TempDir dir;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  const std::string args = "-- train tiny.yaml --set run.steps=20 " + batch_args(2);
+  RunResult calm = run_lmtrain(dir, fmt::format("launch --nproc-per-node 2 --master-port {} {} --set run.name=calm",
+                                                free_loopback_port(), args));
+  INFO(calm.output);
+  REQUIRE(calm.status == 0);
+  // The attacker starts before the launcher listens and keeps going until the job has ended:
+  // random bytes, 4 GiB lengths, hanging handshakes, wrong secrets, bursts of 500 connections.
+  const int port = free_loopback_port();
+  std::atomic<bool> stop{false};
+  auto attacker = std::async(std::launch::async, [&] { return attack_store(port, stop); });
+  RunResult attacked = run_lmtrain(dir, fmt::format("launch --nproc-per-node 2 --master-port {} {} --set run.name=attacked",
+                                                    port, args), "", "timeout 180");
+  stop = true;
+  const int64_t opened = attacker.get();
+  INFO(attacked.output);
+  REQUIRE(attacked.status == 0);  // timeout(1) would give 124
+  CHECK(opened > 500);
+  const auto a = steps_of(dir.path() / "runs" / "calm" / "metrics.jsonl");
+  const auto b = steps_of(dir.path() / "runs" / "attacked" / "metrics.jsonl");
+  REQUIRE(a.size() == 20);
+  check_same_steps(b, a, 0.0);
 }

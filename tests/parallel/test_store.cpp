@@ -1,11 +1,17 @@
+#include <sys/resource.h>
+
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <future>
+#include <random>
 #include <thread>
 
 #include "parallel/store.h"
+#include "tests/hostile_client.h"
 #include "tests/test_util.h"
 
 using namespace lmt;
+using namespace lmt::testing;
 using Catch::Matchers::Contains;
 using lmt::testing::error_message;
 using namespace std::chrono_literals;
@@ -86,4 +92,117 @@ TEST_CASE("store: a wrong secret is refused, and every failure names host and po
     gone.reset();
     CHECK_THAT(pending.get(), Contains("lost the connection"));
   }
+}
+
+namespace {
+
+size_t open_descriptors() {
+  size_t n = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+  return n;
+}
+
+// The store still works for the job: a fresh client sets and gets a key.
+void job_still_served(int port, const std::string& secret) {
+  StoreClient client("127.0.0.1", port, secret, 10s);
+  client.set("still", "here");
+  CHECK(client.get("still") == "here");
+}
+
+}  // namespace
+
+TEST_CASE("store: strangers cost the job nothing", "[parallel][store][hostile]") {
+  const std::string secret = make_job_secret();
+  StoreLimits limits;
+  limits.handshake_timeout = 300ms;
+  limits.message_timeout = 300ms;
+  StoreServer server("127.0.0.1", 0, secret, limits);
+  const int port = server.port();
+  StoreClient job("127.0.0.1", port, secret, 10s);  // a rank connected before the attack
+  job.set("before", "1");
+
+  SECTION("connections that come and go release their descriptors") {
+    const size_t before = open_descriptors();
+    for (int i = 0; i < 700; ++i) ::close(raw_connect(port));
+    for (int i = 0; i < 50 && open_descriptors() > before + 2; ++i) std::this_thread::sleep_for(20ms);
+    CHECK(open_descriptors() <= before + 2);
+    job_still_served(port, secret);
+  }
+  SECTION("running out of descriptors pauses accepting; it does not end it") {
+    rlimit saved{};
+    REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved) == 0);
+    rlimit low = saved;
+    low.rlim_cur = open_descriptors() + 16;
+    REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+    std::vector<int> held;  // client and accepted ends share this process's descriptors
+    for (int i = 0; i < 64; ++i)
+      if (const int fd = try_raw_connect(port); fd >= 0) held.push_back(fd);
+    std::this_thread::sleep_for(300ms);  // the server meets EMFILE accepting the rest
+    for (int fd : held) ::close(fd);
+    REQUIRE(::setrlimit(RLIMIT_NOFILE, &saved) == 0);
+    job_still_served(port, secret);
+  }
+  SECTION("random bytes, a 4 GiB length and bad magic are closed at once") {
+    std::mt19937 rng(7);
+    for (int i = 0; i < 100; ++i) {
+      const int fd = raw_connect(port);
+      std::string noise(1 + rng() % 200, '\0');
+      for (char& c : noise) c = static_cast<char>(rng());
+      send_bytes(fd, noise);
+      ::close(fd);
+    }
+    const int huge = raw_connect(port);
+    send_bytes(huge, "LMTSTORE" + le_bytes(1, 4) + le_bytes(0xffffffffu, 4));
+    CHECK(closed_by_server(huge, 2s));
+    ::close(huge);
+    job_still_served(port, secret);
+  }
+  SECTION("half a handshake, or half a request, then silence, is closed after the deadline") {
+    const int half = raw_connect(port);
+    send_bytes(half, "LMTST");
+    CHECK(closed_by_server(half, 3s));
+    ::close(half);
+    const int member = raw_connect(port);  // knows the secret, then stalls mid-request
+    send_bytes(member, store_hello(secret));
+    char status = 1;
+    REQUIRE(::recv(member, &status, 1, 0) == 1);
+    CHECK(status == 0);
+    send_bytes(member, std::string(1, '\1') + le_bytes(3, 4) + "ke");
+    CHECK(closed_by_server(member, 3s));
+    ::close(member);
+    // A request larger than the caps is closed before anything is allocated.
+    const int greedy = raw_connect(port);
+    send_bytes(greedy, store_hello(secret));
+    REQUIRE(::recv(greedy, &status, 1, 0) == 1);
+    send_bytes(greedy, std::string(1, '\1') + le_bytes(1, 4) + "k" + le_bytes(uint64_t{4} << 30, 8));
+    CHECK(closed_by_server(greedy, 2s));
+    ::close(greedy);
+    job_still_served(port, secret);
+  }
+  SECTION("a wrong secret 1000 times") {
+    for (int i = 0; i < 1000; ++i) {
+      const int fd = raw_connect(port);
+      send_bytes(fd, store_hello("guess" + std::to_string(i)));
+      char status = 0;
+      CHECK(::recv(fd, &status, 1, 0) == 1);
+      CHECK(status == 1);
+      ::close(fd);
+    }
+    // The server counts a refusal after answering it: give the last one a moment.
+    for (int i = 0; i < 100 && server.refused_connections() < 1000; ++i) std::this_thread::sleep_for(10ms);
+    CHECK(server.refused_connections() >= 1000);
+    job_still_served(port, secret);
+  }
+  SECTION("500 simultaneous connects that send nothing") {
+    std::vector<int> idle;
+    for (int i = 0; i < 500; ++i) idle.push_back(raw_connect(port));
+    // The job's own clients get through: the strangers beyond the limit are closed at once and
+    // the rest after the handshake deadline.
+    job_still_served(port, secret);
+    for (int fd : idle) ::close(fd);
+  }
+  // The rank connected before the attack is untouched.
+  CHECK(job.get("before") == "1");
+  job.set("after", "2");
+  CHECK(job.get("after") == "2");
 }
