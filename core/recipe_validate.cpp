@@ -97,6 +97,22 @@ void DataConfig::validate(ConfigCheck& c) const {
     ConfigCheck sub = c.section("synthetic");
     synthetic.validate(sub);
   }
+  // Keys of the source that is not selected would be ignored silently: a run on the synthetic
+  // corpus that was meant to read shards (or the other way round). Compared with the defaults,
+  // so resolved recipes (which list every key) pass.
+  const DataConfig defaults;
+  const char* fix = "set data.source to the source you mean, or remove the key";
+  if (source == DataSource::kSynthetic) {
+    if (!train.empty()) c.fail("train", fmt::format("is set, but source is 'synthetic', which ignores it; {}", fix));
+    if (!val.empty()) c.fail("val", fmt::format("is set, but source is 'synthetic', which ignores it; {}", fix));
+    if (format != defaults.format)
+      c.fail("format", fmt::format("is '{}', but source is 'synthetic', which ignores it; {}", name_of(format), fix));
+  } else {
+    const SyntheticConfig& d = defaults.synthetic;
+    if (synthetic.vocab_size != d.vocab_size || synthetic.order != d.order || synthetic.branching != d.branching ||
+        synthetic.seed != d.seed || synthetic.train_tokens != d.train_tokens || synthetic.val_tokens != d.val_tokens)
+      c.fail("synthetic", fmt::format("is set, but source is 'shards', which ignores it; {}", fix));
+  }
 }
 
 void OptimizerConfig::validate(ConfigCheck& c) const {

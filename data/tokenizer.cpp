@@ -281,8 +281,15 @@ Tokenizer Tokenizer::from_json(std::string_view json_text, const std::string& so
                             recreate));
   }
   const nlohmann::json kind = json.value("kind", nlohmann::json());
-  if (kind == "byte") return byte();
-  if (kind == "bpe") return Tokenizer(BpeModel::from_json(json, source));
+  // A file's vocab_size must be the vocabulary it describes: a model is sized from it.
+  auto checked = [&](Tokenizer tokenizer) {
+    if (json.contains("vocab_size") && json["vocab_size"] != static_cast<int64_t>(tokenizer.vocab_size()))
+      throw Error(fmt::format("tokenizer file '{}' (kind {}) says vocab_size {}, but its vocabulary has {} tokens; {}",
+                              source, kind.dump(), json["vocab_size"].dump(), tokenizer.vocab_size(), recreate));
+    return tokenizer;
+  };
+  if (kind == "byte") return checked(byte());
+  if (kind == "bpe") return checked(Tokenizer(BpeModel::from_json(json, source)));
   if (kind != "char") {
     throw Error(fmt::format("tokenizer file '{}' has unknown kind {} (expected \"char\", \"byte\" or \"bpe\"); {}",
                             source, kind.dump(), recreate));

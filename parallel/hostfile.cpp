@@ -1,5 +1,6 @@
 #include "parallel/hostfile.h"
 
+#include <arpa/inet.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -154,6 +155,11 @@ std::vector<HostSlots> filter_hosts(const std::vector<HostSlots>& hosts, const H
   }
   if (out.empty()) throw Error("no slots left after --include/--exclude; nothing would run");
   return out;
+}
+
+bool is_ipv4_loopback(const std::string& host) {
+  in_addr address{};
+  return ::inet_pton(AF_INET, host.c_str(), &address) == 1 && (ntohl(address.s_addr) >> 24) == 127;
 }
 
 }  // namespace lmt

@@ -23,6 +23,10 @@ struct HostSlots {
 // Hosts keep their order in the file. Throws lmt::Error.
 std::vector<HostSlots> parse_hostfile(const std::string& text, const std::string& source);
 
+// Whether `host` is an IPv4 loopback address (127.0.0.0/8 as a dotted quad). A host name that
+// merely starts with "127." (127.example.com) is not.
+bool is_ipv4_loopback(const std::string& host);
+
 struct HostFilter {
   std::string include;    // empty: no include filter
   std::string exclude;    // empty: no exclude filter

@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "parallel/hostfile.h"
 #include "parallel/launch_util.h"
 #include "parallel/launcher.h"
 #include "parallel/store.h"
@@ -51,7 +52,7 @@ std::string join(const std::vector<int>& values) {
 bool is_this_host(const std::string& host) {
   char name[256] = {};
   ::gethostname(name, sizeof(name) - 1);
-  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0 || host == name;
+  return host == "localhost" || host == "::1" || is_ipv4_loopback(host) || host == name;
 }
 
 // Runs a command to completion; returns (wait status, output).

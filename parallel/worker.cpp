@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "core/error.h"
+#include "parallel/hostfile.h"
 
 namespace lmt {
 namespace {
@@ -16,7 +17,7 @@ std::string env_or(const char* name, const std::string& fallback) {
 }
 
 bool is_loopback(const std::string& host) {
-  return host == "127.0.0.1" || host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+  return host == "127.0.0.1" || host == "localhost" || host == "::1" || is_ipv4_loopback(host);
 }
 
 }  // namespace

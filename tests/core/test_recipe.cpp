@@ -659,3 +659,18 @@ TEST_CASE("recipe_differences names each changed key with both values", "[recipe
   CHECK(changes[1] == fmt::format("schedule.decay: '{}' -> 'linear'", lmt::name_of(a.recipe.schedule.decay)));
   CHECK(lmt::recipe_differences(lmt::recipe_to_yaml(a.recipe), lmt::recipe_to_yaml(a.recipe)).empty());
 }
+
+TEST_CASE("validate_recipe: keys of the data source that is not selected are errors, not ignored",
+          "[recipe][validate]") {
+  using Catch::Matchers::Contains;
+  // The red-team case: --set data.train=... --set data.format=llmc on a synthetic recipe.
+  LoadedRecipe loaded = parse(kValidBase);
+  lmt::apply_overrides(loaded, {"data.train=data/x/train_*.bin", "data.format=llmc"});
+  const std::string message = error_message([&] { lmt::validate_recipe(loaded, 1); });
+  CHECK_THAT(message, Contains("--set data.train=data/x/train_*.bin: data.train: is set, but source is 'synthetic'") &&
+                          Contains("data.format: is 'llmc', but source is 'synthetic'"));
+  CHECK_THAT(validate_error("run: {micro_batch_size: 4}\ndata:\n  train: a.bin\n  synthetic: {vocab_size: 64}\n"),
+             Contains("data.synthetic: is set, but source is 'shards'"));
+  // A resolved recipe lists every key at its default: that passes.
+  CHECK_NOTHROW(parse_and_validate(std::string(kValidBase) + "  format: lmtrain\n  train: \"\"\n  val: \"\"\n"));
+}

@@ -1,6 +1,8 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 
+#include <nlohmann/json.hpp>
+
 #include "data/tokenizer.h"
 #include "tests/test_util.h"
 
@@ -124,4 +126,21 @@ TEST_CASE("tokenizer save and load", "[data][tokenizer]") {
     write_file(multi, R"({"format": "lmtrain-tokenizer", "version": 1, "kind": "char", "vocab": ["a", "bc"]})");
     CHECK_THAT(error_message([&] { Tokenizer::load(multi); }), Contains(multi) && Contains("entry 1"));
   }
+}
+
+TEST_CASE("tokenizer files: a vocab_size that is not the vocabulary's is an error, for every kind",
+          "[data][tokenizer]") {
+  const std::string byte = R"({"format": "lmtrain-tokenizer", "version": 1, "kind": "byte", "vocab_size": 300})";
+  CHECK_THAT(lmt::testing::error_message([&] { lmt::data::Tokenizer::from_json(byte, "b.json"); }),
+             Contains("b.json") && Contains("says vocab_size 300, but its vocabulary has 256 tokens"));
+  const std::string good = R"({"format": "lmtrain-tokenizer", "version": 1, "kind": "byte", "vocab_size": 256})";
+  CHECK(lmt::data::Tokenizer::from_json(good, "b.json").vocab_size() == 256);
+  lmt::data::BpeTrainOptions options;
+  options.vocab_size = 270;
+  options.num_threads = 1;
+  nlohmann::json bpe = nlohmann::json::parse(
+      lmt::data::Tokenizer::train_bpe_on_text("abababab cdcdcd abcd", options).to_json());
+  bpe["vocab_size"] = 9999;
+  CHECK_THAT(lmt::testing::error_message([&] { lmt::data::Tokenizer::from_json(bpe.dump(), "bpe.json"); }),
+             Contains("says vocab_size 9999"));
 }

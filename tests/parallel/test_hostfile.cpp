@@ -103,3 +103,12 @@ TEST_CASE(".lmtrain_env: KEY=VALUE lines, comments, export; errors name the line
   CHECK_THAT(error_message([] { read_env_file("1X=2\n", "e"); }), Contains("e:1"));
   CHECK_THAT(error_message([] { read_env_file("A B=2\n", "e"); }), Contains("e:1"));
 }
+
+TEST_CASE("hostfile: only 127.0.0.0/8 addresses are loopback, not names that start with 127.", "[parallel][hostfile]") {
+  CHECK(lmt::is_ipv4_loopback("127.0.0.1"));
+  CHECK(lmt::is_ipv4_loopback("127.1.2.3"));
+  CHECK_FALSE(lmt::is_ipv4_loopback("127.example.com"));
+  CHECK_FALSE(lmt::is_ipv4_loopback("127.0.0.1.nip.io"));
+  CHECK_FALSE(lmt::is_ipv4_loopback("128.0.0.1"));
+  CHECK_FALSE(lmt::is_ipv4_loopback("localhost"));  // a name: callers compare it themselves
+}
