@@ -14,15 +14,24 @@ namespace lmt {
 
 namespace fs = std::filesystem;
 
-std::string read_file_bytes(const std::string& path, std::string_view what) {
+void check_regular_file(const std::string& path, std::string_view what) {
   std::error_code ec;
   const fs::file_status status = fs::status(path, ec);
+  if (ec && ec != std::errc::no_such_file_or_directory)  // a symlink loop, a permission on the way
+    throw Error(fmt::format("{} '{}' cannot be reached: {}", what, path, ec.message()));
   if (!fs::exists(status)) {
     throw Error(fmt::format("{} '{}' does not exist; check the path", what, path));
   }
   if (fs::is_directory(status)) {
     throw Error(fmt::format("{} '{}' is a directory; pass a file", what, path));
   }
+  // A device, a FIFO or a socket would be read without end (/dev/zero) or block forever.
+  if (!fs::is_regular_file(status))
+    throw Error(fmt::format("{} '{}' is not a regular file (a device, pipe or socket); pass a file", what, path));
+}
+
+std::string read_file_bytes(const std::string& path, std::string_view what) {
+  check_regular_file(path, what);
   std::FILE* file = std::fopen(path.c_str(), "rb");
   if (file == nullptr) {
     throw Error(fmt::format("{} '{}' cannot be opened: {}; check its permissions", what, path,

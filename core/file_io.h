@@ -8,7 +8,12 @@
 
 namespace lmt {
 
-// Reads a whole file. `what` names the file's role in error messages ("input text file").
+// Throws lmt::Error unless `path` is a regular file (after symlinks): missing, a directory, a
+// device, FIFO or socket, or unreachable (a symlink loop) each get their own message naming
+// `what` (the file's role, "input text file") and the path.
+void check_regular_file(const std::string& path, std::string_view what);
+
+// Reads a whole file (check_regular_file first). `what` names the file's role in error messages.
 std::string read_file_bytes(const std::string& path, std::string_view what);
 
 // A file being written. finish() flushes it to disk (fflush + fsync) and closes it; a file that

@@ -6,11 +6,13 @@
 #include <yaml-cpp/yaml.h>
 
 #include <charconv>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
 
 #include "core/error.h"
+#include "core/file_io.h"
 #include "core/strings.h"
 
 namespace lmt {
@@ -369,11 +371,11 @@ LoadedRecipe parse_recipe_text(const std::string& text, const std::string& displ
 }
 
 LoadedRecipe load_recipe(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(fmt::format("cannot read recipe '{}': no such file or not readable", path));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return parse_recipe_text(buffer.str(), path);
+  check_regular_file(path, "recipe");
+  constexpr uintmax_t kMaxRecipeBytes = uintmax_t{16} << 20;
+  if (const uintmax_t bytes = std::filesystem::file_size(path); bytes > kMaxRecipeBytes)
+    throw Error(fmt::format("recipe '{}' is {} bytes; a recipe is a small YAML file (at most 16 MiB)", path, bytes));
+  return parse_recipe_text(read_file_bytes(path, "recipe"), path);
 }
 
 void apply_overrides(LoadedRecipe& loaded, const std::vector<std::string>& overrides) {

@@ -13,6 +13,7 @@
 #include <unordered_set>
 
 #include "core/error.h"
+#include "core/file_io.h"
 #include "data/bpe.h"
 #include "data/parallel_for.h"
 #include "data/pretokenize.h"
@@ -39,12 +40,7 @@ void add_view_counts(const ViewCounts& from, PieceCounts& counts) {
 
 }  // namespace
 
-void check_input_file(const std::string& path) {
-  std::error_code ec;
-  const std::filesystem::file_status status = std::filesystem::status(path, ec);
-  if (!std::filesystem::exists(status)) throw Error(fmt::format("input file '{}' does not exist; check the path", path));
-  if (std::filesystem::is_directory(status)) throw Error(fmt::format("input file '{}' is a directory; pass a file", path));
-}
+void check_input_file(const std::string& path) { check_regular_file(path, "input file"); }
 
 void count_pieces(std::string_view text, int num_threads, PieceCounts& counts) {
   const int max_threads = resolve_num_threads(num_threads, text.size() / kMinCountChunkBytes);

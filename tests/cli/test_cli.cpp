@@ -1,5 +1,6 @@
 // End-to-end tests of the lmtrain binary (LMTRAIN_BINARY): each case runs it in a fresh temporary
 // directory, captures stdout and stderr together and checks the exit status and the files written.
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -455,4 +456,26 @@ TEST_CASE("cli train: SIGINT, SIGTERM and SIGUSR1 stop after the current step wi
     const std::string latest = read_file(dir.path() / "runs" / "tiny" / "checkpoints" / "latest");
     CHECK(latest == fmt::format("step_{:08d}\n", summary["steps"].get<int64_t>()));
   }
+}
+
+TEST_CASE("cli: devices, FIFOs and directories as inputs are exit 2 at once, not a hang", "[cli][errors]") {
+  TempDir dir;
+  REQUIRE(::mkfifo((dir.path() / "fifo").c_str(), 0600) == 0);
+  struct Case {
+    std::string args, message;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"plan /dev/zero", "recipe '/dev/zero' is not a regular file"},
+           {"plan fifo", "recipe 'fifo' is not a regular file"},
+           {"plan .", "recipe '.' is a directory"},
+           {"data prepare --input fifo --out prepared", "'fifo' is not a regular file"},
+           {"data prepare --input /dev/zero --out prepared", "'/dev/zero' is not a regular file"},
+           {"data tokenizer train --input fifo --vocab-size 300 --out tok.json", "'fifo' is not a regular file"},
+       }) {
+    const RunResult r = run_lmtrain(dir, c.args, "", "timeout 20");
+    INFO(c.args << "\n" << r.output);
+    CHECK(r.status == 2);  // timeout(1) would give 124
+    CHECK_THAT(r.output, Contains(c.message));
+  }
+  CHECK_FALSE(fs::exists(dir.path() / "prepared"));
 }

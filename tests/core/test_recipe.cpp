@@ -1,4 +1,6 @@
 // Recipe parsing (YAML -> Recipe), validation, --set overrides and the YAML round trip.
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
@@ -301,8 +303,24 @@ TEST_CASE("parse_recipe_text: keys of a repeated section are not skipped uncheck
 
 TEST_CASE("load_recipe: a missing file is an lmt::Error naming it", "[recipe][parse][errors]") {
   const std::string msg = error_message([] { lmt::load_recipe("/nonexistent/dir/r.yaml"); });
-  CHECK_THAT(msg, Contains("/nonexistent/dir/r.yaml"));
-  CHECK_THAT(msg, Contains("cannot read recipe"));
+  CHECK_THAT(msg, Contains("recipe '/nonexistent/dir/r.yaml' does not exist"));
+}
+
+TEST_CASE("load_recipe: a directory, a device, a FIFO and a symlink loop are named as such, without reading",
+          "[recipe][parse][errors]") {
+  lmt::testing::TempDir dir;
+  CHECK_THAT(error_message([&] { lmt::load_recipe(dir.path().string()); }), Contains("is a directory"));
+  // /dev/zero would be read without end, a FIFO with no writer would block forever.
+  CHECK_THAT(error_message([] { lmt::load_recipe("/dev/zero"); }), Contains("'/dev/zero' is not a regular file"));
+  const std::string fifo = (dir.path() / "fifo").string();
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  CHECK_THAT(error_message([&] { lmt::load_recipe(fifo); }), Contains("is not a regular file"));
+  fs::create_symlink("b", dir.path() / "a");
+  fs::create_symlink("a", dir.path() / "b");
+  CHECK_THAT(error_message([&] { lmt::load_recipe((dir.path() / "a").string()); }),
+             Contains("cannot be reached: Too many levels of symbolic links"));
+  lmt::testing::write_file(dir.path() / "big.yaml", std::string((16 << 20) + 1, '#'));
+  CHECK_THAT(error_message([&] { lmt::load_recipe((dir.path() / "big.yaml").string()); }), Contains("at most 16 MiB"));
 }
 
 TEST_CASE("recipe_keys: every leaf once, in declaration order, no sections", "[recipe][keys]") {
