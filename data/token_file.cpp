@@ -7,9 +7,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
 #include <thread>
 
 #include "core/error.h"
@@ -17,15 +21,87 @@
 
 namespace lmt::data {
 
+namespace {
+
+// A shard that shrinks while it is mapped (truncated, or rewritten in place) turns the next read
+// of a vanished page into SIGBUS. The mapped regions are recorded here so that the handler can
+// name the file and end the process with exit 2 instead of a bare "Bus error". Slots are
+// claimed with atomics and read by the handler without locks; the path strings belong to the
+// mappings and stay alive while their slot is set.
+struct MappedRegion {
+  std::atomic<const char*> begin{nullptr};
+  std::atomic<const char*> end{nullptr};
+  std::atomic<const char*> path{nullptr};
+};
+std::array<MappedRegion, 4096> g_regions;
+
+void write_stderr(const char* text) {
+  size_t n = std::strlen(text);
+  while (n > 0) {
+    const ssize_t done = ::write(STDERR_FILENO, text, n);
+    if (done <= 0) return;
+    text += done;
+    n -= static_cast<size_t>(done);
+  }
+}
+
+void on_sigbus(int signal, siginfo_t* info, void*) {
+  const char* address = static_cast<const char*>(info->si_addr);
+  for (const MappedRegion& r : g_regions) {
+    const char* begin = r.begin.load();
+    if (begin != nullptr && address >= begin && address < r.end.load()) {
+      write_stderr("error: token shard '");
+      write_stderr(r.path.load());
+      write_stderr("' became shorter while it was being read (truncated or rewritten in place); restore it and "
+                   "resume from the last checkpoint with --resume auto. Write new shards to new files.\n");
+      ::_exit(2);
+    }
+  }
+  std::signal(signal, SIG_DFL);  // not a shard: the default action (a crash with a core)
+  ::raise(signal);
+}
+
+void install_sigbus_handler() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction action {};
+    action.sa_sigaction = on_sigbus;
+    action.sa_flags = SA_SIGINFO;
+    sigemptyset(&action.sa_mask);
+    ::sigaction(SIGBUS, &action, nullptr);
+  });
+}
+
+}  // namespace
+
 struct TokenFile::Storage {
   void* map = nullptr;
   size_t map_bytes = 0;
   std::vector<int32_t> owned;
+  std::string path;
+  MappedRegion* region = nullptr;  // its slot in g_regions, if one was free
   Storage() = default;
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
   ~Storage() {
+    if (region != nullptr) {
+      region->begin = nullptr;
+      region->end = nullptr;
+      region->path = nullptr;
+    }
     if (map != nullptr) ::munmap(map, map_bytes);
+  }
+  void record_region() {
+    install_sigbus_handler();
+    for (MappedRegion& r : g_regions) {
+      const char* expected = nullptr;
+      if (r.path.compare_exchange_strong(expected, path.c_str())) {
+        r.end = static_cast<const char*>(map) + map_bytes;
+        r.begin = static_cast<const char*>(map);
+        region = &r;
+        return;
+      }
+    }
   }
 };
 
@@ -119,6 +195,8 @@ std::shared_ptr<TokenFile::Storage> map_file(const std::string& path, const char
     if (map == MAP_FAILED)
       throw Error(fmt::format("{} '{}' cannot be memory-mapped: {}", what, path, std::strerror(err)));
     storage->map = map;
+    storage->path = path;
+    storage->record_region();
   } else {
     ::close(fd);
   }

@@ -116,3 +116,27 @@ TEST_CASE("train: shards named by a glob train as one dataset", "[cli][formats]"
   REQUIRE(losses.size() == 40);
   CHECK(losses.back() < 0.5 * losses.front());
 }
+
+TEST_CASE("train: a shard truncated while training ends the run with exit 2 naming it, not a bus error",
+          "[cli][formats][errors]") {
+  TempDir dir;
+  std::string text;
+  for (int i = 0; i < 400; ++i) text += fmt::format("ROMEO: line {} of the play.\nJULIET: an answer.\n", i % 17);
+  write_file(dir.path() / "corpus.txt", text);
+  REQUIRE(run_lmtrain(dir, "data prepare --input corpus.txt --tokenizer char --out prepared --quiet").status == 0);
+  write_file(dir.path() / "char.yaml",
+             "run: {name: char, out_dir: runs, steps: 1000000, seq_len: 32, micro_batch_size: 4, device: cpu, threads: 1}\n"
+             "model: {n_layer: 1, n_head: 2, n_embd: 32, max_seq_len: 32}\n"
+             "log: {every: 1}\n"
+             "data: {source: shards, train: prepared/train_*.bin}\n");
+  // Train in the background; once steps are logged, cut the training shard to nothing.
+  const RunResult r = run_shell(
+      dir, "{ " + quoted(lmtrain_binary()) + " train char.yaml > train.log 2>&1 & pid=$!; "
+           "for i in $(seq 300); do grep -q '\"loss\"' runs/char/metrics.jsonl 2>/dev/null && break; sleep 0.1; done; "
+           "for f in prepared/train_*.bin; do truncate -s 0 \"$f\"; done; "
+           "( sleep 60; kill -9 $pid 2>/dev/null ) & killer=$!; wait $pid; rc=$?; kill $killer 2>/dev/null; "
+           "echo \"rc=$rc\"; cat train.log; }");
+  INFO(r.output);
+  CHECK_THAT(r.output, Contains("rc=2"));
+  CHECK_THAT(r.output, Contains("prepared/train_") && Contains("became shorter while it was being read"));
+}
