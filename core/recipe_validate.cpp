@@ -55,6 +55,11 @@ void RunConfig::validate(ConfigCheck& c) const {
   c.at_least("grad_accum_steps", grad_accum_steps, 0);
   c.at_least("global_batch_size", global_batch_size, 0);
   c.at_least("threads", threads, 0);
+  c.in_range("divergence_factor", divergence_factor, 1.0, 1e9, true);
+  c.at_least("divergence_window", divergence_window, 1);
+  c.at_most("divergence_window", divergence_window, 100000);
+  c.at_least("divergence_warmup", divergence_warmup, 1);
+  c.at_least("divergence_max_skips", divergence_max_skips, 1);
   if (name.empty() || name.find('/') != std::string::npos) c.fail("name", "must be a non-empty name without '/'");
 }
 

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 
@@ -55,6 +56,23 @@ std::vector<float> gather(const SafeTensorsFile& file, const std::vector<ParamTe
   return arena;
 }
 
+// A checkpoint must never hold NaN or infinity (it would resume into the same blow-up, and an
+// export would carry it on): the first tensor holding one is named, with the count.
+void check_finite(const std::vector<ParamTensor>& layout, const std::string& prefix, const std::vector<float>& arena,
+                  const std::string& what, const fs::path& final_dir) {
+  for (const auto& t : layout) {
+    LMT_CHECK(t.offset + t.numel <= arena.size(), fmt::format("save_checkpoint: {} holds {} values, the layout needs more",
+                                                              what, arena.size()));
+    size_t bad = 0;
+    for (size_t i = t.offset; i < t.offset + t.numel; ++i) bad += std::isfinite(arena[i]) ? 0 : 1;
+    if (bad > 0)
+      throw Error(fmt::format("refusing to save checkpoint {}: {} tensor '{}{}' holds {} non-finite value{} (NaN or "
+                              "infinity); nothing was written and the previous checkpoint is intact. The run has "
+                              "diverged: resume from an earlier checkpoint with a lower optimizer.lr",
+                              final_dir.string(), what, prefix, t.name, bad, bad == 1 ? "" : "s"));
+  }
+}
+
 // Complete checkpoints under root, oldest first.
 std::vector<fs::path> complete_checkpoints(const fs::path& root) {
   std::vector<fs::path> dirs;
@@ -71,13 +89,23 @@ std::vector<fs::path> complete_checkpoints(const fs::path& root) {
 
 }  // namespace
 
+std::string checkpoint_step_directory(const std::string& root, int64_t step) {
+  return (fs::path(root) / step_dir_name(step)).string();
+}
+
 std::string save_checkpoint(const std::string& root, const CheckpointState& state,
                             const CheckpointTensors& tensors, int64_t keep_last, int64_t keep_every) {
   const fs::path root_path(root);
-  fs::create_directories(root_path);
   const std::string name = step_dir_name(state.step);
   const fs::path final_dir = root_path / name;
   const fs::path temp_dir = root_path / (name + ".partial");
+  {
+    const auto layout = parameter_layout(state.model);
+    check_finite(layout, "", tensors.params, "the model", final_dir);
+    check_finite(layout, "m.", tensors.adam_m, "the optimizer", final_dir);
+    check_finite(layout, "v.", tensors.adam_v, "the optimizer", final_dir);
+  }
+  fs::create_directories(root_path);
   std::error_code ec;
   // Leftovers of saves killed midway (this run is the only writer of this folder).
   for (const auto& entry : fs::directory_iterator(root_path, ec)) {

@@ -22,6 +22,7 @@
 #include "train/checkpoint.h"
 #include "train/data_parallel.h"
 #include "train/device.h"
+#include "train/divergence_guard.h"
 #include "train/evaluate.h"
 #include "train/lr_schedule.h"
 #include "train/model_source.h"
@@ -132,6 +133,9 @@ struct Trainer::Run {
   int64_t tokens_before(int64_t step) const;
   void evaluate(int64_t step);
   void save(int64_t done);
+  std::string last_good_checkpoint() const;
+  [[noreturn]] void diverged(int64_t step, double loss, double norm, const std::string& why,
+                             const DivergenceGuard::Verdict& verdict);
 
   const LoadedRecipe& loaded;
   const Recipe& r;
@@ -166,6 +170,7 @@ struct Trainer::Run {
   std::optional<LossScaler> scaler;
   std::optional<SeqLenSchedule> seq_len;
   std::optional<LrSchedule> schedule;
+  DivergenceGuard guard;
   int64_t tokens_per_step = 0;  // at the full length
   bool lr_in_tokens = false;
   double full_step_tokens = 0.0;
@@ -196,7 +201,8 @@ Trainer::Run::Run(const LoadedRecipe& loaded_recipe, const TrainOptions& train_o
       sampler(data.train, T, static_cast<uint64_t>(r.run.seed)),
       run_dir(run_directory(r)),
       metrics_path((std::filesystem::path(run_dir) / "metrics.jsonl").string()),
-      checkpoint_root(checkpoint_directory(r)) {
+      checkpoint_root(checkpoint_directory(r)),
+      guard(r.run, r.optimizer.grad_clip) {
   // A checkpoint to resume from is found and fully verified before anything is written.
   if (!options.resume.empty() && !options.benchmark) {
     if (auto dir = resolve_checkpoint(checkpoint_root, options.resume)) {
@@ -395,6 +401,31 @@ void Trainer::Run::save(int64_t done) {
   reporter.checkpoint(done, r.run.steps, dir, seconds_since(t0) * 1e3);
 }
 
+std::string Trainer::Run::last_good_checkpoint() const {
+  if (last_saved_step == 0) return "none (no checkpoint was saved before it)";
+  if (resumed && last_saved_step == resumed->state.step) return resumed->dir;
+  return checkpoint_step_directory(checkpoint_root, last_saved_step);
+}
+
+// Ends the run at `step` (0-based), whose update was not applied: the metrics' end record, then
+// the message with the figures and the checkpoint to go back to.
+void Trainer::Run::diverged(int64_t step, double loss, double norm, const std::string& why,
+                            const DivergenceGuard::Verdict& verdict) {
+  reporter.emit({"end",
+                 {{"event", "end"},
+                  {"steps", step},
+                  {"diverged", true},
+                  {"loss", std::isfinite(loss) ? nlohmann::json(loss) : nlohmann::json()},
+                  {"divergence_skipped_steps", guard.skipped_steps()}},
+                 ""});
+  throw Error(fmt::format(
+      "training diverged at step {}: {}. Loss {:.6g} (running mean {:.6g}), grad norm {:.6g} (running mean "
+      "{:.6g}); the parameters were not updated and no checkpoint was written. Last good checkpoint: {}. "
+      "Lower optimizer.lr, raise schedule.warmup_steps or set optimizer.grad_clip (run.divergence and "
+      "run.divergence_factor set this guard)",
+      step + 1, why, loss, verdict.loss_mean, norm, verdict.grad_norm_mean, last_good_checkpoint()));
+}
+
 Trainer::Trainer(const LoadedRecipe& loaded, const TrainOptions& options) {
   if (options.world_size > 1 && (options.group == nullptr || options.group->size() != options.world_size))
     throw Error(fmt::format("WORLD_SIZE={}: multi-process training needs a process group; start the "
@@ -453,13 +484,28 @@ StepResult Trainer::step(StepPhases* phases) {
     if (phases) phases->optimizer_ms += seconds_since(optimizer_start) * 1e3;
     return out;
   }
-  if (!std::isfinite(loss) || !std::isfinite(norm)) {
-    s.reporter.emit({"end", {{"event", "end"}, {"steps", step}, {"diverged", true}, {"loss", nullptr}}, ""});
-    throw Error(fmt::format(
-        "training diverged at step {}: loss {}, grad norm {}; the parameters were not updated. "
-        "Lower optimizer.lr, raise schedule.warmup_steps or set optimizer.grad_clip",
-        step + 1, loss, norm));
+  // The divergence guard (run.divergence): a runaway step is skipped like an overflow, or ends
+  // the run before its update reaches the parameters.
+  const DivergenceGuard::Verdict verdict = s.guard.judge(loss, norm);
+  if (verdict.diverged && s.guard.mode() == Divergence::kSkip) {
+    const int64_t in_a_row = s.guard.skip();
+    if (in_a_row >= s.guard.max_skips())
+      s.diverged(step, loss, norm,
+                 fmt::format("{} ({} steps skipped in a row, run.divergence_max_skips {})", verdict.why, in_a_row,
+                             s.guard.max_skips()),
+                 verdict);
+    out.applied = false;
+    s.reporter.divergence_skip(out.step, r.run.steps, loss, verdict.loss_mean, norm, verdict.grad_norm_mean,
+                               verdict.why, s.guard.skipped_steps());
+    s.tokens_seen += out.tokens;
+    out.seconds = seconds_since(t0);
+    if (phases) phases->optimizer_ms += seconds_since(optimizer_start) * 1e3;
+    return out;
   }
+  if (verdict.diverged) s.diverged(step, loss, norm, verdict.why, verdict);
+  if (!std::isfinite(loss) || !std::isfinite(norm))  // run.divergence: off
+    s.diverged(step, loss, norm, "loss or grad norm is not finite", verdict);
+  s.guard.accept(loss, norm);
   out.lr = s.schedule->at(s.lr_in_tokens ? static_cast<double>(s.tokens_seen) / s.full_step_tokens
                                          : static_cast<double>(step));
   s.optimizer->step(s.model->params(), s.model->grads(), static_cast<float>(out.lr), norm,
@@ -550,7 +596,8 @@ TrainResult Trainer::finish(bool interrupted, int stop_signal) {
       {"set_losses", result.final_set_losses},
       {"seconds", result.seconds},
       {"interrupted", result.interrupted},
-      {"skipped_steps", s.scaler->skipped_steps()}};
+      {"skipped_steps", s.scaler->skipped_steps()},
+      {"divergence_skipped_steps", s.guard.skipped_steps()}};
   s.reporter.emit({"end", summary, ""});
   write_file_atomic((std::filesystem::path(s.run_dir) / "summary.json").string(), summary.dump(2) + "\n");
   s.reporter.notice(fmt::format(
