@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include <unistd.h>
+
 #include "lmt_build_info.h"
 #include "core/error.h"
 #include "core/strings.h"
@@ -213,11 +215,12 @@ Trainer::Run::Run(const LoadedRecipe& loaded_recipe, const TrainOptions& train_o
   // Fine-tuning starts from model.init_from, unless a resume continues the fine-tuning run.
   if (!resumed && !r.model.init_from.empty() && !options.benchmark)
     pretrained = fit_pretrained(load_pretrained(r.model.init_from), cfg, loaded.path, pretrained_notice);
-  if (std::filesystem::exists(metrics_path) && !options.overwrite && !resumed && !options.benchmark)
+  if (std::filesystem::exists(metrics_path) && !options.overwrite && !resumed && !options.benchmark) {
     throw Error(fmt::format("run directory '{}' already holds a run (metrics.jsonl); resume it with "
                             "--resume auto, pass --overwrite to replace it, or choose another name "
                             "with --set run.name=...",
                             run_dir));
+  }
   open_backend();
   open_run_directory();
   build_model();
@@ -241,6 +244,17 @@ void Trainer::Run::open_backend() {
   }
   arena_group = device_group ? device_group.get() : &group;
   if (options.profile_ops) profiler = std::make_unique<ProfilingBackend>(*choice.backend);
+  if (!choice.cuda) {
+    // The same check against the host's memory: an allocation that cannot succeed would
+    // otherwise fail (or be killed) after the run directory exists.
+    const double needed = estimate_memory(cfg, B, T, r.precision.dtype).total();
+    const double host = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGE_SIZE));
+    if (host > 0 && needed > host)
+      throw Error(fmt::format("{}: this run needs about {:.1f} GiB of memory and this machine has {:.1f} GiB; lower "
+                              "run.micro_batch_size (raising run.grad_accum_steps keeps the global batch), "
+                              "run.seq_len or the model's size; `lmtrain plan {}` shows the breakdown",
+                              loaded.path, needed / (1 << 30), host / (1 << 30), loaded.path));
+  }
   if (choice.cuda) {
     // Fail before allocating (and before touching the run directory) when the model cannot fit.
     const double needed = estimate_memory(cfg, B, T, r.precision.dtype).total() + kCudaReserveBytes;

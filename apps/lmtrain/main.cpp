@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <new>
 
 #include "apps/lmtrain/commands.h"
 #include "core/error.h"
@@ -42,6 +43,11 @@ int main(int argc, char** argv) {
   } catch (const lmt::Error& e) {
     std::fflush(stdout);
     fmt::print(stderr, "error: {}\n", e.what());
+    return lmt::kUserErrorExitCode;
+  } catch (const std::bad_alloc&) {
+    std::fflush(stdout);
+    fmt::print(stderr, "error: out of memory; lower the sizes of the recipe (`lmtrain plan RECIPE` shows what a "
+                       "run needs)\n");
     return lmt::kUserErrorExitCode;
   } catch (const std::exception& e) {
     std::fflush(stdout);
