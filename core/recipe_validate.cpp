@@ -73,8 +73,9 @@ void RunConfig::validate(ConfigCheck& c) const {
   c.at_most("divergence_window", divergence_window, 100000);
   c.at_least("divergence_warmup", divergence_warmup, 1);
   c.at_least("divergence_max_skips", divergence_max_skips, 1);
-  if (name.empty() || name.find('/') != std::string::npos)
-    c.fail("name", "must be a non-empty name without '/'");
+  // The run directory is out_dir/name: a name that is a path (or . and ..) would write elsewhere.
+  if (name.empty() || name == "." || name == ".." || name.find_first_of(std::string("/\0", 2)) != std::string::npos)
+    c.fail("name", fmt::format("'{}' must be a file name: non-empty, not '.' or '..', without '/'", name));
   else if (name.size() > kMaxFileNameBytes)
     c.fail("name", fmt::format("is {} bytes long; a file name holds at most {} (the run directory is out_dir/name)",
                                name.size(), kMaxFileNameBytes));

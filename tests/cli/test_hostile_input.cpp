@@ -60,3 +60,19 @@ TEST_CASE("hostile: sizes beyond what plan can count are refused before anything
   INFO(fixed.output);
   CHECK(fixed.status == 0);
 }
+
+TEST_CASE("hostile: run.name may not leave the output directory", "[cli][hostile]") {
+  TempDir dir;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  write_file(dir.path() / "recipe.yaml", "the user's own file\n");
+  fs::create_directories(dir.path() / "runs");
+  for (const std::string name : {"..", ".", "a/b", "../escape", "''"}) {
+    RunResult r = run_lmtrain(dir, "train tiny.yaml --set run.steps=2 --set run.name=" + name);
+    INFO(name << ": " << r.output);
+    CHECK(r.status == 2);
+    CHECK_THAT(r.output, Contains("run.name") && Contains("must be a file name"));
+  }
+  CHECK(read_file(dir.path() / "recipe.yaml") == "the user's own file\n");
+  CHECK(fs::is_empty(dir.path() / "runs"));
+  CHECK_FALSE(fs::exists(dir.path() / "metrics.jsonl"));
+}
