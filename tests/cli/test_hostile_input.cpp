@@ -8,11 +8,25 @@
 #include <tuple>
 #include <vector>
 
+#include "core/checksum.h"
 #include "tests/cli/cli_util.h"
 
 using namespace lmt::testing;
 using Catch::Matchers::Contains;
 
+namespace {
+
+fs::path checkpoints(const TempDir& dir) { return dir.path() / "runs" / "tiny" / "checkpoints"; }
+
+// Rewrites a file of a checkpoint and fixes its manifest entry, as a hostile user would.
+void rewrite_checkpoint_file(const fs::path& step_dir, const std::string& name, const std::string& bytes) {
+  write_file(step_dir / name, bytes);
+  nlohmann::json manifest = nlohmann::json::parse(read_file(step_dir / "manifest.json"));
+  manifest["files"][name] = {{"bytes", bytes.size()}, {"crc32c", lmt::crc32c_file((step_dir / name).string())}};
+  write_file(step_dir / "manifest.json", manifest.dump(2));
+}
+
+}  // namespace
 
 TEST_CASE("hostile: sizes beyond what plan can count are refused before anything is written", "[cli][hostile]") {
   TempDir dir;
@@ -75,4 +89,70 @@ TEST_CASE("hostile: run.name may not leave the output directory", "[cli][hostile
   CHECK(read_file(dir.path() / "recipe.yaml") == "the user's own file\n");
   CHECK(fs::is_empty(dir.path() / "runs"));
   CHECK_FALSE(fs::exists(dir.path() / "metrics.jsonl"));
+}
+
+TEST_CASE("hostile: every field of trainer_state.json and the manifest is type- and range-checked",
+          "[cli][hostile][checkpoint]") {
+  TempDir dir;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  REQUIRE(run_lmtrain(dir, "train tiny.yaml --set run.steps=10").status == 0);
+  const fs::path step = checkpoints(dir) / "step_00000010";
+  const std::string original_state = read_file(step / "trainer_state.json");
+  const std::string original_manifest = read_file(step / "manifest.json");
+  const std::string metrics = read_file(dir.path() / "runs" / "tiny" / "metrics.jsonl");
+  struct Case {
+    const char* pointer;  // JSON pointer into trainer_state.json
+    nlohmann::json value;
+    const char* expect;
+  };
+  const std::vector<Case> cases = {
+      {"/data/epoch", -1, "data.epoch must be an integer from 0 to"},
+      {"/step", -5, "step must be an integer from 0 to"},
+      {"/step", int64_t{1000000000000000000}, "step must be an integer from 0 to"},
+      {"/optimizer/step", -100, "optimizer.step must be an integer from 0 to 10"},
+      {"/optimizer/step", 11, "optimizer.step must be an integer from 0 to 10"},
+      {"/tokens_seen", int64_t{1000000000000000000}, "tokens_seen must be an integer from 0 to"},
+      {"/data/tokens", int64_t{1000000000000000000}, "data.tokens must be an integer from 1 to"},
+      {"/data/shard", 1, "data.shard must be an integer from 0 to 0"},
+      {"/world_size", 0, "world_size must be an integer from 1"},
+      {"/data/epoch", "three", "data.epoch must be an integer"},
+      {"/step", 2.5, "step must be an integer"},
+      {"/model/n_embd", "32", "model.n_embd must be an integer"},
+      {"/data", nullptr, "data.sampler is missing"},
+      {"/loss_scaler", nlohmann::json::object({{"scale", 2.0}}), "loss_scaler.hysteresis_left is missing"},
+      {"/seed", nlohmann::json::array(), "seed must be an integer"},
+  };
+  for (const Case& c : cases) {
+    nlohmann::json state = nlohmann::json::parse(original_state);
+    state[nlohmann::json::json_pointer(c.pointer)] = c.value;
+    rewrite_checkpoint_file(step, "trainer_state.json", state.dump(2));
+    RunResult r = run_lmtrain(dir, "train tiny.yaml --set run.steps=20 --resume auto");
+    INFO(c.pointer << " = " << c.value.dump() << ": " << r.output);
+    CHECK(r.status == 2);
+    CHECK_THAT(r.output, Contains("trainer_state.json") && Contains(c.expect));
+    CHECK_FALSE(Catch::Matchers::Contains("json.exception").match(r.output));
+  }
+  {  // the manifest
+    write_file(step / "trainer_state.json", original_state);
+    for (const auto& [pointer, value, expect] :
+         std::vector<std::tuple<std::string, nlohmann::json, std::string>>{
+             {"/format_version", "1", "format_version must be an integer"},
+             {"/files/model.safetensors/bytes", "many", "files.model.safetensors.bytes must be an integer"},
+             {"/files/model.safetensors/crc32c", 5, "files.model.safetensors.crc32c must be a string"},
+             {"/files", 3, "files must be an object"}}) {
+      nlohmann::json manifest = nlohmann::json::parse(original_manifest);
+      manifest[nlohmann::json::json_pointer(pointer)] = value;
+      write_file(step / "manifest.json", manifest.dump(2));
+      RunResult r = run_lmtrain(dir, "train tiny.yaml --set run.steps=20 --resume auto");
+      INFO(pointer << ": " << r.output);
+      CHECK(r.status == 2);
+      CHECK_THAT(r.output, Contains("manifest.json") && Contains(expect));
+    }
+    write_file(step / "manifest.json", "[1, 2");
+    RunResult r = run_lmtrain(dir, "train tiny.yaml --set run.steps=20 --resume auto");
+    CHECK(r.status == 2);
+    CHECK_THAT(r.output, Contains("manifest.json") && Contains("not valid JSON"));
+  }
+  // Nothing was appended to the run's metrics by any refusal.
+  CHECK(read_file(dir.path() / "runs" / "tiny" / "metrics.jsonl") == metrics);
 }
