@@ -73,14 +73,19 @@ void check_finite(const std::vector<ParamTensor>& layout, const std::string& pre
   }
 }
 
+// "step_" and digits: the names save_checkpoint gives.
+bool is_step_dir_name(const std::string& name) {
+  return name.size() > 5 && name.size() <= 25 && name.rfind("step_", 0) == 0 &&
+         std::all_of(name.begin() + 5, name.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+}
+
 // Complete checkpoints under root, oldest first.
 std::vector<fs::path> complete_checkpoints(const fs::path& root) {
   std::vector<fs::path> dirs;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(root, ec)) {
     const std::string name = entry.path().filename().string();
-    if (entry.is_directory() && name.rfind("step_", 0) == 0 && name.find('.') == std::string::npos &&
-        fs::exists(entry.path() / kManifestFile))
+    if (entry.is_directory() && is_step_dir_name(name) && fs::exists(entry.path() / kManifestFile))
       dirs.push_back(entry.path());
   }
   std::sort(dirs.begin(), dirs.end());
@@ -88,6 +93,12 @@ std::vector<fs::path> complete_checkpoints(const fs::path& root) {
 }
 
 }  // namespace
+
+std::optional<std::string> newest_checkpoint(const std::string& root) {
+  const auto dirs = complete_checkpoints(root);
+  if (dirs.empty()) return std::nullopt;
+  return dirs.back().string();
+}
 
 std::string checkpoint_step_directory(const std::string& root, int64_t step) {
   return (fs::path(root) / step_dir_name(step)).string();
@@ -196,14 +207,24 @@ std::optional<std::string> resolve_checkpoint(const std::string& root, const std
     const fs::path latest = dir / "latest";
     if (!fs::exists(latest)) {
       if (!required) return std::nullopt;
+      if (auto newest = newest_checkpoint(dir.string()))
+        throw Error(fmt::format("'{}' does not exist, but {} holds complete checkpoints, the newest {}; "
+                                "name the one to resume: {} {}",
+                                latest.string(), dir.string(), *newest, flag, *newest));
       throw Error(fmt::format("no checkpoint to resume: '{}' does not exist (no run has saved "
-                              "into {} yet); use --resume auto to start fresh when there is none",
-                              latest.string(), dir.string()));
+                              "into {} yet); leave out {} to start a new run",
+                              latest.string(), dir.string(), flag));
     }
     std::string name = read_file_bytes(latest.string(), "checkpoint pointer");
     name.erase(name.find_last_not_of(" \n\r\t") + 1);
+    // Only a step directory beside it: `latest` is ours to write, and following a path it names
+    // elsewhere would resume (and then overwrite) another run's checkpoints.
+    if (!is_step_dir_name(name))
+      throw Error(fmt::format("'{}' names '{}', which is not a step_NNNNNNNN directory name; it may only name a "
+                              "checkpoint in {}. Point {} at a step_* directory instead",
+                              latest.string(), name.substr(0, 200), dir.string(), flag));
     const fs::path target = dir / name;
-    if (name.empty() || !fs::is_directory(target))
+    if (!fs::is_directory(target))
       throw Error(fmt::format("'{}' names '{}', which is not a checkpoint directory; point {} "
                               "at a step_* directory instead", latest.string(), name, flag));
     return target.string();

@@ -216,6 +216,16 @@ Trainer::Run::Run(const LoadedRecipe& loaded_recipe, const TrainOptions& train_o
   if (!resumed && !r.model.init_from.empty() && !options.benchmark)
     pretrained = fit_pretrained(load_pretrained(r.model.init_from), cfg, loaded.path, pretrained_notice);
   if (std::filesystem::exists(metrics_path) && !options.overwrite && !resumed && !options.benchmark) {
+    if (!options.resume.empty()) {
+      // --resume auto found no `latest`: advising --resume auto again would go round in circles.
+      const auto newest = newest_checkpoint(checkpoint_root);
+      throw Error(fmt::format(
+          "run directory '{}' already holds a run (metrics.jsonl) but {} has no 'latest' checkpoint to resume; {}"
+          "pass --overwrite to start the run over, or choose another name with --set run.name=...",
+          run_dir, checkpoint_root,
+          newest ? fmt::format("its newest complete checkpoint is {}: resume it with --resume {}, or ", *newest, *newest)
+                 : std::string()));
+    }
     throw Error(fmt::format("run directory '{}' already holds a run (metrics.jsonl); resume it with "
                             "--resume auto, pass --overwrite to replace it, or choose another name "
                             "with --set run.name=...",

@@ -156,3 +156,47 @@ TEST_CASE("hostile: every field of trainer_state.json and the manifest is type- 
   // Nothing was appended to the run's metrics by any refusal.
   CHECK(read_file(dir.path() / "runs" / "tiny" / "metrics.jsonl") == metrics);
 }
+
+TEST_CASE("hostile: latest may only name a step directory beside it", "[cli][hostile][checkpoint]") {
+  TempDir dir, other;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  write_file(other.path() / "tiny.yaml", tiny_recipe(other));
+  REQUIRE(run_lmtrain(dir, "train tiny.yaml --set run.steps=4").status == 0);
+  REQUIRE(run_lmtrain(other, "train tiny.yaml --set run.steps=6").status == 0);
+  const fs::path victim = checkpoints(other) / "step_00000006";
+  const std::string victim_model = read_file(victim / "model.safetensors");
+  const std::vector<std::string> targets = {
+      victim.string(), "../../../" + other.path().filename().string() + "/runs/tiny/checkpoints/step_00000006",
+      "step_00000004/..", "step_x", ""};
+  for (const std::string& target : targets) {
+    write_file(checkpoints(dir) / "latest", target + "\n");
+    RunResult r = run_lmtrain(dir, "train tiny.yaml --set run.steps=8 --resume latest");
+    INFO(target << ": " << r.output);
+    CHECK(r.status == 2);
+    CHECK_THAT(r.output, Contains("not a step_NNNNNNNN directory name"));
+  }
+  CHECK(read_file(victim / "model.safetensors") == victim_model);
+  CHECK(read_file(checkpoints(other) / "latest") == "step_00000006\n");
+}
+
+TEST_CASE("hostile: a missing latest names the newest checkpoint instead of going round in circles",
+          "[cli][hostile][checkpoint]") {
+  TempDir dir;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  REQUIRE(run_lmtrain(dir, "train tiny.yaml --set run.steps=4").status == 0);
+  fs::remove(checkpoints(dir) / "latest");
+  const std::string newest = (checkpoints(dir) / "step_00000004").string();
+  RunResult automatic = run_lmtrain(dir, "train tiny.yaml --set run.steps=8 --resume auto");
+  INFO(automatic.output);
+  CHECK(automatic.status == 2);
+  CHECK_THAT(automatic.output, Contains("no 'latest'") && Contains("--resume " + newest));
+  CHECK_FALSE(Catch::Matchers::Contains("resume it with --resume auto").match(automatic.output));
+  RunResult latest = run_lmtrain(dir, "train tiny.yaml --set run.steps=8 --resume latest");
+  INFO(latest.output);
+  CHECK(latest.status == 2);
+  CHECK_THAT(latest.output, Contains("does not exist") && Contains("--resume " + newest));
+  // The advice works.
+  RunResult resumed = run_lmtrain(dir, "train tiny.yaml --set run.steps=8 --resume " + newest);
+  INFO(resumed.output);
+  CHECK(resumed.status == 0);
+}
