@@ -178,6 +178,7 @@ struct Trainer::Run {
   double full_step_tokens = 0.0;
 
   int64_t start_step = 0, steps_done = 0, last_saved_step = 0, tokens_seen = 0;
+  bool already_complete = false;  // resumed at or past run.steps: nothing was built or written
   std::vector<int32_t> inputs, targets;
   TrainResult result;
   Clock::time_point start;
@@ -215,6 +216,17 @@ Trainer::Run::Run(const LoadedRecipe& loaded_recipe, const TrainOptions& train_o
   // Fine-tuning starts from model.init_from, unless a resume continues the fine-tuning run.
   if (!resumed && !r.model.init_from.empty() && !options.benchmark)
     pretrained = fit_pretrained(load_pretrained(r.model.init_from), cfg, loaded.path, pretrained_notice);
+  // A finished run resumed (a requeued job's --resume auto): nothing to train and nothing to
+  // write; summary.json stays as the run left it.
+  if (resumed && resumed->state.step >= r.run.steps) {
+    already_complete = true;
+    start_step = steps_done = last_saved_step = resumed->state.step;
+    result.run_dir = run_dir;
+    result.steps_done = start_step;
+    result.already_complete = true;
+    result.checkpoint = resumed->dir;
+    return;
+  }
   if (std::filesystem::exists(metrics_path) && !options.overwrite && !resumed && !options.benchmark) {
     if (!options.resume.empty()) {
       // --resume auto found no `latest`: advising --resume auto again would go round in circles.
@@ -461,6 +473,7 @@ Trainer::~Trainer() = default;
 
 int64_t Trainer::steps_done() const { return run_->steps_done; }
 int64_t Trainer::total_steps() const { return run_->r.run.steps; }
+bool Trainer::already_complete() const { return run_->already_complete; }
 Reporter& Trainer::reporter() { return run_->reporter; }
 
 Backend& Trainer::backend() { return run_->backend(); }
@@ -593,6 +606,7 @@ bool Trainer::stop_requested() {
 
 TrainResult Trainer::finish(bool interrupted, int stop_signal) {
   Run& s = *run_;
+  if (s.already_complete) return s.result;
   TrainResult& result = s.result;
   result.interrupted = interrupted;
   result.stop_signal = stop_signal;
@@ -634,6 +648,7 @@ TrainResult Trainer::finish(bool interrupted, int stop_signal) {
 
 TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
   Trainer trainer(loaded, options);
+  if (trainer.already_complete()) return trainer.finish(false, 0);
   StopSignalScope stop_scope;
   bool interrupted = false;
   while (trainer.steps_done() < trainer.total_steps()) {

@@ -200,3 +200,21 @@ TEST_CASE("hostile: a missing latest names the newest checkpoint instead of goin
   INFO(resumed.output);
   CHECK(resumed.status == 0);
 }
+
+TEST_CASE("hostile: --resume auto on a finished run leaves it as it was", "[cli][hostile][checkpoint]") {
+  TempDir dir;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  REQUIRE(run_lmtrain(dir, "train tiny.yaml --set run.steps=5").status == 0);
+  const fs::path run = dir.path() / "runs" / "tiny";
+  const std::string summary = read_file(run / "summary.json");
+  const std::string metrics = read_file(run / "metrics.jsonl");
+  REQUIRE(nlohmann::json::parse(summary)["loss"].get<double>() > 0.0);
+  for (const char* steps : {"5", "3"}) {
+    RunResult r = run_lmtrain(dir, std::string("train tiny.yaml --resume auto --set run.steps=") + steps);
+    INFO(r.output);
+    CHECK(r.status == 0);
+    CHECK_THAT(r.output, Contains("is already complete") && Contains("at step 5"));
+    CHECK(read_file(run / "summary.json") == summary);
+    CHECK(read_file(run / "metrics.jsonl") == metrics);
+  }
+}
