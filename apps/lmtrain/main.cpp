@@ -2,6 +2,7 @@
 // one subcommand and turns user errors into one message and exit code 2.
 #include <fmt/format.h>
 
+#include <csignal>
 #include <cstdio>
 #include <new>
 
@@ -10,6 +11,9 @@
 #include "lmt_build_info.h"
 
 int main(int argc, char** argv) {
+  // A write past the file-size limit (ulimit -f) then fails with EFBIG, which every writer
+  // reports naming its file, instead of killing the process mid-save without a word.
+  std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{"lmtrain " LMTRAIN_VERSION ": train GPT language models from a YAML recipe"};
   app.set_version_flag("--version", "lmtrain " LMTRAIN_VERSION " (" LMTRAIN_GIT_SHA ")");
   app.require_subcommand(1);

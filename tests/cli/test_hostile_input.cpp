@@ -218,3 +218,19 @@ TEST_CASE("hostile: --resume auto on a finished run leaves it as it was", "[cli]
     CHECK(read_file(run / "metrics.jsonl") == metrics);
   }
 }
+
+TEST_CASE("hostile: a checkpoint save past ulimit -f is an error naming the file, with nothing left behind",
+          "[cli][hostile][checkpoint]") {
+  TempDir dir;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  REQUIRE(run_lmtrain(dir, "train tiny.yaml --set run.steps=10").status == 0);
+  // No trap: SIGXFSZ's default action would kill the process (exit 153) mid-save.
+  RunResult full = run_lmtrain(dir, "train tiny.yaml --set run.steps=20 --resume auto", "",
+                               "bash -c 'ulimit -f 40; exec \"$@\"' limited");
+  INFO(full.output);
+  CHECK(full.status == 2);
+  CHECK_THAT(full.output, Contains("step_00000020") && Contains(".safetensors"));
+  CHECK(read_file(checkpoints(dir) / "latest") == "step_00000010\n");
+  for (const auto& entry : fs::directory_iterator(checkpoints(dir)))
+    CHECK(entry.path().filename().string().find("step_00000020") == std::string::npos);
+}
