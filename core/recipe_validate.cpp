@@ -68,6 +68,7 @@ void RunConfig::validate(ConfigCheck& c) const {
   c.at_least("global_batch_size", global_batch_size, 0);
   c.at_most("global_batch_size", global_batch_size, kMaxDimension);
   c.at_least("threads", threads, 0);
+  c.at_most("threads", threads, 1024);  // OpenMP's runtime fails (or crashes) long before 100000
   c.in_range("divergence_factor", divergence_factor, 1.0, 1e9, true);
   c.at_least("divergence_window", divergence_window, 1);
   c.at_most("divergence_window", divergence_window, 100000);

@@ -234,3 +234,30 @@ TEST_CASE("hostile: a checkpoint save past ulimit -f is an error naming the file
   for (const auto& entry : fs::directory_iterator(checkpoints(dir)))
     CHECK(entry.path().filename().string().find("step_00000020") == std::string::npos);
 }
+
+TEST_CASE("hostile: thread, worker and grace counts have bounds", "[cli][hostile][launch]") {
+  TempDir dir;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  RunResult threads = run_lmtrain(dir, "train tiny.yaml --set run.threads=100000");
+  INFO(threads.output);
+  CHECK(threads.status == 2);
+  CHECK_THAT(threads.output, Contains("run.threads: must be at most 1024 (got 100000)"));
+  RunResult nproc = run_lmtrain(dir, "launch --nproc-per-node 100000 -- train tiny.yaml");
+  INFO(nproc.output);
+  CHECK(nproc.status == 2);
+  CHECK_THAT(nproc.output, Contains("--nproc-per-node 100000 must be at least 1 and at most 1024"));
+  for (const char* slots : {"100000", "2000000000"}) {
+    write_file(dir.path() / "hosts", fmt::format("127.0.0.1 slots={}\n", slots));
+    RunResult r = run_lmtrain(dir, "launch --hostfile hosts -- train tiny.yaml");
+    INFO(r.output);
+    CHECK(r.status == 2);
+    CHECK_THAT(r.output, Contains("hosts:1") && Contains("it must be at least 1 and at most 1024"));
+  }
+  for (const char* grace : {"nan", "-1", "1e308", "inf", "ten"}) {
+    RunResult r = run_lmtrain(dir, std::string("launch --grace ") + grace + " -- train tiny.yaml");
+    INFO(r.output);
+    CHECK(r.status == 2);
+    CHECK_THAT(r.output, Contains("--grace must be"));
+  }
+  CHECK_FALSE(fs::exists(dir.path() / "runs"));
+}
