@@ -58,6 +58,13 @@ inline constexpr EnumName<SeqLenScheduleKind> kSeqLenScheduleKindNames[] = {
     {SeqLenScheduleKind::kFixedDiscrete, "fixed_discrete"}};
 constexpr const auto& enum_names(SeqLenScheduleKind) { return kSeqLenScheduleKindNames; }
 
+// What the trainer does with a step whose loss or gradient norm runs away from its recent
+// history (train/divergence_guard.h): end the run, drop the step's update, or nothing.
+enum class Divergence { kStop, kSkip, kOff };
+inline constexpr EnumName<Divergence> kDivergenceNames[] = {
+    {Divergence::kStop, "stop"}, {Divergence::kSkip, "skip"}, {Divergence::kOff, "off"}};
+constexpr const auto& enum_names(Divergence) { return kDivergenceNames; }
+
 // ---- the sections ----------------------------------------------------------------------------
 
 struct RunConfig {
@@ -71,6 +78,11 @@ struct RunConfig {
   int64_t global_batch_size = 0;  // 0: derived
   DeviceKind device = DeviceKind::kAuto;
   int64_t threads = 0;
+  Divergence divergence = Divergence::kStop;
+  double divergence_factor = 10.0;
+  int64_t divergence_window = 50;
+  int64_t divergence_warmup = 10;
+  int64_t divergence_max_skips = 5;
 
   void validate(ConfigCheck& c) const;  // this section's own rules
 
@@ -86,6 +98,16 @@ struct RunConfig {
     v.field("global_batch_size", global_batch_size, "sequences per optimizer step over all ranks; 0 = derive");
     v.field("device", device, "where to train; auto = a GPU when one can be used, else the CPU");
     v.field("threads", threads, "CPU threads; 0 = all cores");
+    v.field("divergence", divergence,
+            "a step whose loss (or, without clipping, grad norm) runs away from its running mean: stop the run, "
+            "skip its update, or off");
+    v.field("divergence_factor", divergence_factor,
+            "a loss above this x the lowest running mean of the loss (at least 1 nat), or a grad norm above this x "
+            "its running mean, diverges");
+    v.field("divergence_window", divergence_window, "steps in each running mean");
+    v.field("divergence_warmup", divergence_warmup,
+            "steps before the guard judges (counted again from a resume)");
+    v.field("divergence_max_skips", divergence_max_skips, "divergence skip: stop after this many skipped steps in a row");
   }
 };
 

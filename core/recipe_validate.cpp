@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "core/error.h"
 #include "core/recipe.h"
@@ -48,14 +49,37 @@ class ConfigCheck {
 
 // ---- each section ----------------------------------------------------------------------------
 
+// Sizes the model and the kernels hold in 32-bit integers (sequences, tokens per sequence,
+// channels, layers, vocabulary rows).
+constexpr int64_t kMaxDimension = 2147483647;
+// Elements of one tensor arena (parameters, activations): 2^48 keeps every byte count of plan's
+// arithmetic exact in 64 bits and is far beyond any machine's memory.
+constexpr double kMaxElements = 281474976710656.0;
+constexpr size_t kMaxFileNameBytes = 255;  // NAME_MAX of Linux file systems
+
 void RunConfig::validate(ConfigCheck& c) const {
   c.at_least("steps", steps, 1);
   c.at_least("seq_len", seq_len, 1);
+  c.at_most("seq_len", seq_len, kMaxDimension);
   c.at_least("micro_batch_size", micro_batch_size, 0);
+  c.at_most("micro_batch_size", micro_batch_size, kMaxDimension);
   c.at_least("grad_accum_steps", grad_accum_steps, 0);
+  c.at_most("grad_accum_steps", grad_accum_steps, kMaxDimension);
   c.at_least("global_batch_size", global_batch_size, 0);
+  c.at_most("global_batch_size", global_batch_size, kMaxDimension);
   c.at_least("threads", threads, 0);
-  if (name.empty() || name.find('/') != std::string::npos) c.fail("name", "must be a non-empty name without '/'");
+  c.at_most("threads", threads, 1024);  // OpenMP's runtime fails (or crashes) long before 100000
+  c.in_range("divergence_factor", divergence_factor, 1.0, 1e9, true);
+  c.at_least("divergence_window", divergence_window, 1);
+  c.at_most("divergence_window", divergence_window, 100000);
+  c.at_least("divergence_warmup", divergence_warmup, 1);
+  c.at_least("divergence_max_skips", divergence_max_skips, 1);
+  // The run directory is out_dir/name: a name that is a path (or . and ..) would write elsewhere.
+  if (name.empty() || name == "." || name == ".." || name.find_first_of(std::string("/\0", 2)) != std::string::npos)
+    c.fail("name", fmt::format("'{}' must be a file name: non-empty, not '.' or '..', without '/'", name));
+  else if (name.size() > kMaxFileNameBytes)
+    c.fail("name", fmt::format("is {} bytes long; a file name holds at most {} (the run directory is out_dir/name)",
+                               name.size(), kMaxFileNameBytes));
 }
 
 void ModelConfig::validate(ConfigCheck& c) const {
@@ -65,6 +89,10 @@ void ModelConfig::validate(ConfigCheck& c) const {
   c.at_least("max_seq_len", max_seq_len, 1);
   c.at_least("vocab_size", vocab_size, 0);
   c.at_least("vocab_pad_to", vocab_pad_to, 1);
+  const std::pair<const char*, int64_t> dimensions[] = {{"n_layer", n_layer},         {"n_head", n_head},
+                                                        {"n_embd", n_embd},           {"max_seq_len", max_seq_len},
+                                                        {"vocab_size", vocab_size},   {"vocab_pad_to", vocab_pad_to}};
+  for (const auto& [key, value] : dimensions) c.at_most(key, value, kMaxDimension);
   c.in_range("init_std", init_std, 0.0, 1.0, true);
   if (n_head >= 1 && n_embd >= 1 && n_embd % n_head != 0)
     c.fail("n_embd", fmt::format("{} is not divisible by {} {}", n_embd, c.key("n_head"), n_head));
@@ -197,7 +225,15 @@ void resolve_batch(RunConfig& run, int64_t world, ConfigCheck& c) {
   int64_t& g = run.global_batch_size;
   int64_t& m = run.micro_batch_size;
   int64_t& a = run.grad_accum_steps;
-  if (m < 0 || a < 0 || g < 0) return;  // reported by RunConfig::validate
+  // Out of range: reported by RunConfig::validate (and the products below stay within 64 bits).
+  if (m < 0 || a < 0 || g < 0 || m > kMaxDimension || a > kMaxDimension || g > kMaxDimension) return;
+  if (static_cast<double>(std::max<int64_t>(m, 1)) * static_cast<double>(std::max<int64_t>(a, 1)) *
+          static_cast<double>(world) > static_cast<double>(kMaxDimension)) {
+    c.fail("run.micro_batch_size",
+           fmt::format("micro_batch_size {} x grad_accum_steps {} x world size {} exceeds {} sequences per step",
+                       m, a, world, kMaxDimension));
+    return;
+  }
   if (g == 0 && m == 0) {
     c.fail("run.micro_batch_size",
            "give two of run.micro_batch_size, run.grad_accum_steps, run.global_batch_size "
@@ -244,7 +280,35 @@ void resolve_batch(RunConfig& run, int64_t world, ConfigCheck& c) {
   m = g / world;
 }
 
+// The parameter and activation counts of plan's arithmetic (model/gpt_config.h), in double so
+// that they cannot overflow here; within kMaxElements, the 64-bit counts are exact.
+void check_sizes(const Recipe& r, ConfigCheck& c) {
+  const ModelConfig& m = r.model;
+  const int64_t dims[] = {m.n_layer, m.n_head, m.n_embd, m.max_seq_len, m.vocab_size, m.vocab_pad_to,
+                          r.run.seq_len, r.run.micro_batch_size};
+  for (int64_t d : dims)
+    if (d < 0 || d > kMaxDimension) return;  // reported by the sections
+  const double L = static_cast<double>(m.n_layer), C = static_cast<double>(m.n_embd);
+  const double pad = static_cast<double>(std::max<int64_t>(m.vocab_pad_to, 1));
+  const double Vp = std::ceil(static_cast<double>(std::max<int64_t>(m.vocab_size, 65536)) / pad) * pad;
+  const double params = Vp * C + static_cast<double>(m.max_seq_len) * C + L * (12.0 * C * C + 13.0 * C) + 2.0 * C;
+  if (params > kMaxElements)
+    c.fail("model.n_embd", fmt::format("n_layer {} x n_embd {} make about {:.3g} parameters; lmtrain holds at "
+                                       "most 2^48 (2.8e14)",
+                                       m.n_layer, m.n_embd, params));
+  const double BT = static_cast<double>(r.run.micro_batch_size) * static_cast<double>(r.run.seq_len);
+  const double activations = BT * (L * (16.0 * C + 4.0) + 10.0 * C + Vp + 6.0) +
+                             L * static_cast<double>(r.run.micro_batch_size) * static_cast<double>(m.n_head) *
+                                 static_cast<double>(r.run.seq_len);
+  if (activations > kMaxElements)
+    c.fail("run.micro_batch_size",
+           fmt::format("micro_batch_size {} x seq_len {} on this model need about {:.3g} activation values; "
+                       "lmtrain holds at most 2^48 (2.8e14)",
+                       r.run.micro_batch_size, r.run.seq_len, activations));
+}
+
 void check_across_sections(const Recipe& r, ConfigCheck& c) {
+  check_sizes(r, c);
   if (r.run.seq_len > r.model.max_seq_len && r.model.max_seq_len >= 1)
     c.fail("run.seq_len", fmt::format("{} exceeds model.max_seq_len {}", r.run.seq_len, r.model.max_seq_len));
   if (r.data.source == DataSource::kShards && r.data.format != ShardFormat::kLmtrain && r.model.vocab_size == 0)

@@ -13,6 +13,11 @@
 
 namespace lmt {
 
+// Workers (GPUs) on one host: far beyond any machine, low enough that a typo cannot start
+// processes or allocate by the million.
+inline constexpr int kMaxSlotsPerHost = 1024;
+
+
 struct HostSlots {
   std::string host;
   std::vector<int> slots;  // ascending slot indices (CUDA device ordinals)

@@ -191,7 +191,9 @@ std::vector<std::pair<std::string, std::string>> read_env_file(const std::string
 namespace {
 
 void check_common(const LaunchOptions& o) {
-  if (o.nproc_per_node < 1) throw Error(fmt::format("--nproc-per-node {} must be at least 1", o.nproc_per_node));
+  if (o.nproc_per_node < 1 || o.nproc_per_node > kMaxSlotsPerHost)
+    throw Error(fmt::format("--nproc-per-node {} must be at least 1 and at most {}", o.nproc_per_node,
+                            kMaxSlotsPerHost));
   if (o.command.empty())
     throw Error("launch: no command; put the lmtrain subcommand after --, e.g. `lmtrain launch --nproc-per-node 2 -- "
                 "train recipe.yaml`");

@@ -9,6 +9,10 @@
 
 namespace lmt {
 
+// The longest --grace (SIGTERM to SIGKILL) accepted: an hour.
+inline constexpr double kMaxGraceSeconds = 3600;
+
+
 struct LaunchOptions {
   int nproc_per_node = 1;
   std::string master_addr;           // empty: 127.0.0.1, or the first host of the hostfile

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 
@@ -55,14 +56,36 @@ std::vector<float> gather(const SafeTensorsFile& file, const std::vector<ParamTe
   return arena;
 }
 
+// A checkpoint must never hold NaN or infinity (it would resume into the same blow-up, and an
+// export would carry it on): the first tensor holding one is named, with the count.
+void check_finite(const std::vector<ParamTensor>& layout, const std::string& prefix, const std::vector<float>& arena,
+                  const std::string& what, const fs::path& final_dir) {
+  for (const auto& t : layout) {
+    LMT_CHECK(t.offset + t.numel <= arena.size(), fmt::format("save_checkpoint: {} holds {} values, the layout needs more",
+                                                              what, arena.size()));
+    size_t bad = 0;
+    for (size_t i = t.offset; i < t.offset + t.numel; ++i) bad += std::isfinite(arena[i]) ? 0 : 1;
+    if (bad > 0)
+      throw Error(fmt::format("refusing to save checkpoint {}: {} tensor '{}{}' holds {} non-finite value{} (NaN or "
+                              "infinity); nothing was written and the previous checkpoint is intact. The run has "
+                              "diverged: resume from an earlier checkpoint with a lower optimizer.lr",
+                              final_dir.string(), what, prefix, t.name, bad, bad == 1 ? "" : "s"));
+  }
+}
+
+// "step_" and digits: the names save_checkpoint gives.
+bool is_step_dir_name(const std::string& name) {
+  return name.size() > 5 && name.size() <= 25 && name.rfind("step_", 0) == 0 &&
+         std::all_of(name.begin() + 5, name.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+}
+
 // Complete checkpoints under root, oldest first.
 std::vector<fs::path> complete_checkpoints(const fs::path& root) {
   std::vector<fs::path> dirs;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(root, ec)) {
     const std::string name = entry.path().filename().string();
-    if (entry.is_directory() && name.rfind("step_", 0) == 0 && name.find('.') == std::string::npos &&
-        fs::exists(entry.path() / kManifestFile))
+    if (entry.is_directory() && is_step_dir_name(name) && fs::exists(entry.path() / kManifestFile))
       dirs.push_back(entry.path());
   }
   std::sort(dirs.begin(), dirs.end());
@@ -71,13 +94,29 @@ std::vector<fs::path> complete_checkpoints(const fs::path& root) {
 
 }  // namespace
 
+std::optional<std::string> newest_checkpoint(const std::string& root) {
+  const auto dirs = complete_checkpoints(root);
+  if (dirs.empty()) return std::nullopt;
+  return dirs.back().string();
+}
+
+std::string checkpoint_step_directory(const std::string& root, int64_t step) {
+  return (fs::path(root) / step_dir_name(step)).string();
+}
+
 std::string save_checkpoint(const std::string& root, const CheckpointState& state,
                             const CheckpointTensors& tensors, int64_t keep_last, int64_t keep_every) {
   const fs::path root_path(root);
-  fs::create_directories(root_path);
   const std::string name = step_dir_name(state.step);
   const fs::path final_dir = root_path / name;
   const fs::path temp_dir = root_path / (name + ".partial");
+  {
+    const auto layout = parameter_layout(state.model);
+    check_finite(layout, "", tensors.params, "the model", final_dir);
+    check_finite(layout, "m.", tensors.adam_m, "the optimizer", final_dir);
+    check_finite(layout, "v.", tensors.adam_v, "the optimizer", final_dir);
+  }
+  fs::create_directories(root_path);
   std::error_code ec;
   // Leftovers of saves killed midway (this run is the only writer of this folder).
   for (const auto& entry : fs::directory_iterator(root_path, ec)) {
@@ -168,14 +207,24 @@ std::optional<std::string> resolve_checkpoint(const std::string& root, const std
     const fs::path latest = dir / "latest";
     if (!fs::exists(latest)) {
       if (!required) return std::nullopt;
+      if (auto newest = newest_checkpoint(dir.string()))
+        throw Error(fmt::format("'{}' does not exist, but {} holds complete checkpoints, the newest {}; "
+                                "name the one to resume: {} {}",
+                                latest.string(), dir.string(), *newest, flag, *newest));
       throw Error(fmt::format("no checkpoint to resume: '{}' does not exist (no run has saved "
-                              "into {} yet); use --resume auto to start fresh when there is none",
-                              latest.string(), dir.string()));
+                              "into {} yet); leave out {} to start a new run",
+                              latest.string(), dir.string(), flag));
     }
     std::string name = read_file_bytes(latest.string(), "checkpoint pointer");
     name.erase(name.find_last_not_of(" \n\r\t") + 1);
+    // Only a step directory beside it: `latest` is ours to write, and following a path it names
+    // elsewhere would resume (and then overwrite) another run's checkpoints.
+    if (!is_step_dir_name(name))
+      throw Error(fmt::format("'{}' names '{}', which is not a step_NNNNNNNN directory name; it may only name a "
+                              "checkpoint in {}. Point {} at a step_* directory instead",
+                              latest.string(), name.substr(0, 200), dir.string(), flag));
     const fs::path target = dir / name;
-    if (name.empty() || !fs::is_directory(target))
+    if (!fs::is_directory(target))
       throw Error(fmt::format("'{}' names '{}', which is not a checkpoint directory; point {} "
                               "at a step_* directory instead", latest.string(), name, flag));
     return target.string();
@@ -189,89 +238,171 @@ std::optional<std::string> resolve_checkpoint(const std::string& root, const std
                           kManifestFile));
 }
 
-GPTConfig checkpoint_model_config(const std::string& dir) {
-  const fs::path path = fs::path(dir) / kStateFile;
-  try {
-    const nlohmann::json model = nlohmann::json::parse(read_file_bytes(path.string(), "checkpoint state")).at("model");
-    GPTConfig cfg;
-    for (const auto& field : kGPTConfigFields) cfg.*field.member = model.at(field.name).get<int>();
-    return cfg;
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(fmt::format("checkpoint state '{}' is unreadable: {}", path.string(), e.what()));
+namespace {
+
+// Reads trainer_state.json and manifest.json: every field with its type and range, so that a
+// hand-edited or damaged file is refused naming the file and the key, before any of it is used.
+class JsonFields {
+ public:
+  JsonFields(const fs::path& path, const char* what) : path_(path.string()) {
+    try {
+      storage_ = nlohmann::json::parse(read_file_bytes(path_, what));
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(fmt::format("{} '{}' is not valid JSON ({}); resume from another checkpoint", what, path_,
+                              e.what()));
+    }
+    if (!storage_.is_object()) throw Error(fmt::format("{} '{}' is not a JSON object", what, path_));
+    root_ = &storage_;
   }
+  // The object under `parent`'s key `object_key` (one key, which may hold dots, e.g. a file name
+  // in the manifest's "files"), for keys relative to it; messages name the whole path.
+  JsonFields(const JsonFields& parent, const std::string& object_key, const std::string& name)
+      : path_(parent.path_), prefix_(parent.prefix_ + object_key + "." + name + ".") {
+    const nlohmann::json& object = parent.at(object_key);
+    if (!object.is_object() || !object.contains(name)) parent.fail(object_key + "." + name, "is missing");
+    root_ = &object[name];
+    if (!root_->is_object()) parent.fail(object_key + "." + name, "must be an object");
+  }
+  JsonFields(const JsonFields&) = delete;
+
+  bool has(const std::string& key) const { return find(key) != nullptr; }
+  // `key` is a dotted path ("data.epoch").
+  const nlohmann::json& at(const std::string& key) const {
+    const nlohmann::json* value = find(key);
+    if (!value) fail(key, "is missing");
+    return *value;
+  }
+  int64_t integer(const std::string& key, int64_t lo, int64_t hi) const {
+    const nlohmann::json& value = at(key);
+    const bool too_big = value.is_number_unsigned() && value.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX);
+    if (!value.is_number_integer() || too_big || value.get<int64_t>() < lo || value.get<int64_t>() > hi)
+      fail(key, fmt::format("must be an integer from {} to {} (got {})", lo, hi, value.dump()));
+    return value.get<int64_t>();
+  }
+  double number(const std::string& key) const {
+    const nlohmann::json& value = at(key);
+    if (!value.is_number()) fail(key, fmt::format("must be a number (got {})", value.dump()));
+    return value.get<double>();
+  }
+  std::string string(const std::string& key) const {
+    const nlohmann::json& value = at(key);
+    if (!value.is_string()) fail(key, fmt::format("must be a string (got {})", value.dump()));
+    return value.get<std::string>();
+  }
+  [[noreturn]] void fail(const std::string& key, const std::string& problem) const {
+    throw Error(fmt::format("'{}': {}{} {}; the file is damaged or was edited by hand. Resume from another checkpoint",
+                            path_, prefix_, key, problem.substr(0, 300)));
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  const nlohmann::json* find(const std::string& key) const {
+    const nlohmann::json* node = root_;
+    size_t begin = 0;
+    while (true) {
+      const size_t dot = key.find('.', begin);
+      const std::string part = key.substr(begin, dot == std::string::npos ? std::string::npos : dot - begin);
+      if (!node->is_object() || !node->contains(part)) return nullptr;
+      node = &(*node)[part];
+      if (dot == std::string::npos) return node;
+      begin = dot + 1;
+    }
+  }
+
+  std::string path_, prefix_;
+  nlohmann::json storage_;
+  const nlohmann::json* root_ = nullptr;
+};
+
+// The bounds of trainer_state.json: far beyond any real run, so that only damage reaches them.
+constexpr int64_t kMaxSteps = int64_t{1} << 40;   // 1.1e12 optimizer steps
+constexpr int64_t kMaxTokens = int64_t{1} << 53;  // 9e15 tokens (seen, or in a dataset)
+constexpr int64_t kMaxWorldSize = int64_t{1} << 20;
+constexpr int64_t kMaxDimension = 2147483647;     // what GPTConfig holds
+
+GPTConfig model_config(const JsonFields& state) {
+  GPTConfig cfg;
+  for (const auto& field : kGPTConfigFields)
+    cfg.*field.member = static_cast<int>(state.integer(std::string("model.") + field.name, 1, kMaxDimension));
+  return cfg;
+}
+
+}  // namespace
+
+GPTConfig checkpoint_model_config(const std::string& dir) {
+  return model_config(JsonFields(fs::path(dir) / kStateFile, "checkpoint state"));
 }
 
 LoadedCheckpoint load_checkpoint(const std::string& dir, const GPTConfig& expected, bool model_only) {
   const fs::path root(dir);
-  const fs::path manifest_path = root / kManifestFile;
-  nlohmann::json manifest;
-  try {
-    manifest = nlohmann::json::parse(read_file_bytes(manifest_path.string(), "checkpoint manifest"));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(fmt::format("checkpoint manifest '{}' is not valid JSON: {}", manifest_path.string(), e.what()));
-  }
-  if (manifest.value("format_version", -1) != kCheckpointFormatVersion)
-    throw Error(fmt::format("checkpoint '{}' has format version {}; this lmtrain reads version {}", dir,
-                            manifest.value("format_version", -1), kCheckpointFormatVersion));
+  const JsonFields manifest(root / kManifestFile, "checkpoint manifest");
+  const int64_t version = manifest.integer("format_version", 0, INT32_MAX);
+  if (version != kCheckpointFormatVersion)
+    throw Error(fmt::format("checkpoint '{}' has format version {}; this lmtrain reads version {}", dir, version,
+                            kCheckpointFormatVersion));
+  if (!manifest.at("files").is_object()) manifest.fail("files", "must be an object");
   // Verify everything before reading any state.
   for (const char* file : {kModelFile, kOptimizerFile, kStateFile, kRecipeFile}) {
     if (model_only && std::string_view(file) == kOptimizerFile) continue;
     const fs::path path = root / file;
-    if (!manifest["files"].contains(file))
-      throw Error(fmt::format("checkpoint manifest '{}' does not list {}", manifest_path.string(), file));
-    const auto& entry = manifest["files"][file];
+    if (!manifest.at("files").contains(file))
+      throw Error(fmt::format("checkpoint manifest '{}' does not list {}", manifest.path(), file));
+    const JsonFields entry(manifest, "files", file);
+    const int64_t expected_bytes = entry.integer("bytes", 0, INT64_MAX);
+    const std::string expected_crc = entry.string("crc32c");
     if (!fs::exists(path)) throw Error(fmt::format("checkpoint file '{}' is missing", path.string()));
     const uintmax_t bytes = fs::file_size(path);
-    if (bytes != entry.at("bytes").get<uintmax_t>())
+    if (bytes != static_cast<uintmax_t>(expected_bytes))
       throw Error(fmt::format("checkpoint file '{}' is {} bytes, the manifest says {} (truncated or "
                               "replaced); resume from an earlier checkpoint",
-                              path.string(), bytes, entry.at("bytes").get<uintmax_t>()));
+                              path.string(), bytes, expected_bytes));
     const std::string crc = crc32c_file(path.string());
-    if (crc != entry.at("crc32c").get<std::string>())
+    if (crc != expected_crc)
       throw Error(fmt::format("checkpoint file '{}' fails its checksum (crc32c {} != {}): it is "
                               "corrupted; resume from an earlier checkpoint",
-                              path.string(), crc, entry.at("crc32c").get<std::string>()));
+                              path.string(), crc, expected_crc));
   }
   LoadedCheckpoint out;
   out.dir = dir;
-  const nlohmann::json state = nlohmann::json::parse(read_file_bytes((root / kStateFile).string(), "checkpoint state"));
-  const nlohmann::json want = model_json(expected);
+  const JsonFields state(root / kStateFile, "checkpoint state");
+  const GPTConfig saved = model_config(state);
   std::vector<std::string> differing;
-  for (auto it = want.begin(); it != want.end(); ++it)
-    if (state["model"].value(it.key(), -1) != it.value().get<int>())
-      differing.push_back(fmt::format("model.{}: checkpoint {} vs recipe {}", it.key(),
-                                      state["model"].value(it.key(), -1), it.value().get<int>()));
+  for (const auto& field : kGPTConfigFields)
+    if (saved.*field.member != expected.*field.member)
+      differing.push_back(fmt::format("model.{}: checkpoint {} vs recipe {}", field.name, saved.*field.member,
+                                      expected.*field.member));
   if (!differing.empty())
     throw Error(fmt::format("checkpoint '{}' holds a different model shape than the recipe:\n  {}", dir,
                             fmt::join(differing, "\n  ")));
-  out.state.step = state.at("step").get<int64_t>();
-  out.state.tokens_seen = state.at("tokens_seen").get<int64_t>();
-  out.state.world_size = state.at("world_size").get<int64_t>();
-  out.state.seed = state.at("seed").get<int64_t>();
-  const nlohmann::json& data = state.at("data");
-  if (data.value("sampler", "") != kSamplerName)
+  out.state.step = state.integer("step", 0, kMaxSteps);
+  out.state.tokens_seen = state.integer("tokens_seen", 0, kMaxTokens);
+  out.state.world_size = state.integer("world_size", 1, kMaxWorldSize);
+  out.state.seed = state.integer("seed", INT64_MIN, INT64_MAX);
+  const std::string sampler = state.has("data.sampler") && state.at("data.sampler").is_string()
+                                  ? state.string("data.sampler")
+                                  : state.at("data.sampler").dump();
+  if (sampler != kSamplerName)
     throw Error(fmt::format("checkpoint '{}' records its data position for the sampler {} but this "
                             "lmtrain uses {}; it cannot continue that data stream. Start a new run "
                             "(or use an lmtrain of the same version)",
-                            dir, data.value("sampler", nlohmann::json()).dump(), kSamplerName));
-  out.state.data.epoch = data.at("epoch").get<uint64_t>();
-  out.state.data.shard = data.at("shard").get<uint64_t>();
-  out.state.data.window = data.at("window").get<uint64_t>();
-  out.state.data.window_tokens = data.at("window_tokens").get<int64_t>();
-  out.state.data.num_files = data.at("files").get<int64_t>();
-  out.state.data.num_tokens = data.at("tokens").get<int64_t>();
-  out.state.optimizer_step = state.at("optimizer").at("step").get<int64_t>();
-  if (state.contains("loss_scaler") && state["loss_scaler"].is_object()) {
-    const nlohmann::json& scaler = state["loss_scaler"];
+                            dir, sampler, kSamplerName));
+  auto& data = out.state.data;
+  data.num_files = state.integer("data.files", 1, INT32_MAX);
+  data.num_tokens = state.integer("data.tokens", 1, kMaxTokens);
+  data.window_tokens = state.integer("data.window_tokens", 1, kMaxDimension);
+  data.epoch = static_cast<uint64_t>(state.integer("data.epoch", 0, kMaxSteps));
+  data.shard = static_cast<uint64_t>(state.integer("data.shard", 0, data.num_files - 1));
+  data.window = static_cast<uint64_t>(state.integer("data.window", 0, data.num_tokens));
+  // AdamW's t counts the applied steps: at most the steps done (fewer after skipped steps).
+  out.state.optimizer_step = state.integer("optimizer.step", 0, out.state.step);
+  if (state.has("loss_scaler") && !state.at("loss_scaler").is_null()) {
     LossScalerState s;
-    s.scale = scaler.at("scale").get<double>();
-    s.hysteresis_left = scaler.at("hysteresis_left").get<int64_t>();
-    s.iteration = scaler.at("iteration").get<int64_t>();
-    s.last_overflow = scaler.at("last_overflow").get<int64_t>();
-    s.skipped_steps = scaler.at("skipped_steps").get<int64_t>();
-    if (!(s.scale > 0) || s.hysteresis_left < 0 || s.iteration < 0 || s.skipped_steps < 0)
-      throw Error(fmt::format("checkpoint '{}': trainer_state.json's loss_scaler is not valid ({})", dir,
-                              scaler.dump()));
+    s.scale = state.number("loss_scaler.scale");
+    s.hysteresis_left = state.integer("loss_scaler.hysteresis_left", 0, kMaxSteps);
+    s.iteration = state.integer("loss_scaler.iteration", 0, kMaxSteps);
+    s.last_overflow = state.integer("loss_scaler.last_overflow", -1, s.iteration);
+    s.skipped_steps = state.integer("loss_scaler.skipped_steps", 0, s.iteration);
+    if (!(s.scale > 0) || !std::isfinite(s.scale)) state.fail("loss_scaler.scale", "must be a positive finite number");
     out.state.loss_scaler = s;
   }
   out.state.model = expected;

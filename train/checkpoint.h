@@ -46,6 +46,12 @@ struct CheckpointTensors {
 std::string save_checkpoint(const std::string& root, const CheckpointState& state,
                             const CheckpointTensors& tensors, int64_t keep_last, int64_t keep_every);
 
+// root/step_NNNNNNNN, where save_checkpoint puts the checkpoint of `step`.
+std::string checkpoint_step_directory(const std::string& root, int64_t step);
+
+// The newest complete checkpoint (a step_* directory with its manifest) under root, if any.
+std::optional<std::string> newest_checkpoint(const std::string& root);
+
 // `which`: "latest" (root/latest), "auto" (latest if there is one, else nullopt) or a path to
 // a step directory or to a root holding `latest`. Throws lmt::Error when a named checkpoint is
 // missing or incomplete; `flag` names where `which` came from in the messages.

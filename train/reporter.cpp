@@ -72,6 +72,19 @@ void Reporter::overflow(int64_t step, int64_t total_steps, double old_scale, dou
                     total_steps, old_scale, new_scale, skipped)});
 }
 
+void Reporter::divergence_skip(int64_t step, int64_t total_steps, double loss, double loss_mean, double grad_norm,
+                               double grad_norm_mean, const std::string& why, int64_t skipped) {
+  emit({"divergence_skip",
+        {{"step", step},
+         {"event", "divergence_skip"},
+         {"loss", loss},
+         {"loss_mean", loss_mean},
+         {"grad_norm", grad_norm},
+         {"grad_norm_mean", grad_norm_mean},
+         {"divergence_skipped_steps", skipped}},
+        fmt::format("step {:>6}/{} | diverged: {}; step skipped ({} skipped)", step, total_steps, why, skipped)});
+}
+
 void Reporter::eval(int64_t step, int64_t total_steps, const std::string& set, double loss,
                     std::optional<double> loss_floor, double ms) {
   if (!set.empty()) {

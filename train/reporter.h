@@ -50,6 +50,9 @@ class Reporter {
   void notice(const std::string& line) { emit({"notice", nullptr, line}); }
   void step(const StepReport& s);
   void overflow(int64_t step, int64_t total_steps, double old_scale, double new_scale, int64_t skipped);
+  // run.divergence: skip dropped this step's update; `skipped`: the run's divergence skips so far.
+  void divergence_skip(int64_t step, int64_t total_steps, double loss, double loss_mean, double grad_norm,
+                       double grad_norm_mean, const std::string& why, int64_t skipped);
   // An evaluation: set empty for the validation split, else the name of an eval.sets entry.
   void eval(int64_t step, int64_t total_steps, const std::string& set, double loss,
             std::optional<double> loss_floor, double ms);

@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include <unistd.h>
+
 #include "lmt_build_info.h"
 #include "core/error.h"
 #include "core/strings.h"
@@ -22,6 +24,7 @@
 #include "train/checkpoint.h"
 #include "train/data_parallel.h"
 #include "train/device.h"
+#include "train/divergence_guard.h"
 #include "train/evaluate.h"
 #include "train/lr_schedule.h"
 #include "train/model_source.h"
@@ -132,6 +135,9 @@ struct Trainer::Run {
   int64_t tokens_before(int64_t step) const;
   void evaluate(int64_t step);
   void save(int64_t done);
+  std::string last_good_checkpoint() const;
+  [[noreturn]] void diverged(int64_t step, double loss, double norm, const std::string& why,
+                             const DivergenceGuard::Verdict& verdict);
 
   const LoadedRecipe& loaded;
   const Recipe& r;
@@ -166,11 +172,13 @@ struct Trainer::Run {
   std::optional<LossScaler> scaler;
   std::optional<SeqLenSchedule> seq_len;
   std::optional<LrSchedule> schedule;
+  DivergenceGuard guard;
   int64_t tokens_per_step = 0;  // at the full length
   bool lr_in_tokens = false;
   double full_step_tokens = 0.0;
 
   int64_t start_step = 0, steps_done = 0, last_saved_step = 0, tokens_seen = 0;
+  bool already_complete = false;  // resumed at or past run.steps: nothing was built or written
   std::vector<int32_t> inputs, targets;
   TrainResult result;
   Clock::time_point start;
@@ -196,7 +204,8 @@ Trainer::Run::Run(const LoadedRecipe& loaded_recipe, const TrainOptions& train_o
       sampler(data.train, T, static_cast<uint64_t>(r.run.seed)),
       run_dir(run_directory(r)),
       metrics_path((std::filesystem::path(run_dir) / "metrics.jsonl").string()),
-      checkpoint_root(checkpoint_directory(r)) {
+      checkpoint_root(checkpoint_directory(r)),
+      guard(r.run, r.optimizer.grad_clip) {
   // A checkpoint to resume from is found and fully verified before anything is written.
   if (!options.resume.empty() && !options.benchmark) {
     if (auto dir = resolve_checkpoint(checkpoint_root, options.resume)) {
@@ -207,11 +216,33 @@ Trainer::Run::Run(const LoadedRecipe& loaded_recipe, const TrainOptions& train_o
   // Fine-tuning starts from model.init_from, unless a resume continues the fine-tuning run.
   if (!resumed && !r.model.init_from.empty() && !options.benchmark)
     pretrained = fit_pretrained(load_pretrained(r.model.init_from), cfg, loaded.path, pretrained_notice);
-  if (std::filesystem::exists(metrics_path) && !options.overwrite && !resumed && !options.benchmark)
+  // A finished run resumed (a requeued job's --resume auto): nothing to train and nothing to
+  // write; summary.json stays as the run left it.
+  if (resumed && resumed->state.step >= r.run.steps) {
+    already_complete = true;
+    start_step = steps_done = last_saved_step = resumed->state.step;
+    result.run_dir = run_dir;
+    result.steps_done = start_step;
+    result.already_complete = true;
+    result.checkpoint = resumed->dir;
+    return;
+  }
+  if (std::filesystem::exists(metrics_path) && !options.overwrite && !resumed && !options.benchmark) {
+    if (!options.resume.empty()) {
+      // --resume auto found no `latest`: advising --resume auto again would go round in circles.
+      const auto newest = newest_checkpoint(checkpoint_root);
+      throw Error(fmt::format(
+          "run directory '{}' already holds a run (metrics.jsonl) but {} has no 'latest' checkpoint to resume; {}"
+          "pass --overwrite to start the run over, or choose another name with --set run.name=...",
+          run_dir, checkpoint_root,
+          newest ? fmt::format("its newest complete checkpoint is {}: resume it with --resume {}, or ", *newest, *newest)
+                 : std::string()));
+    }
     throw Error(fmt::format("run directory '{}' already holds a run (metrics.jsonl); resume it with "
                             "--resume auto, pass --overwrite to replace it, or choose another name "
                             "with --set run.name=...",
                             run_dir));
+  }
   open_backend();
   open_run_directory();
   build_model();
@@ -235,6 +266,17 @@ void Trainer::Run::open_backend() {
   }
   arena_group = device_group ? device_group.get() : &group;
   if (options.profile_ops) profiler = std::make_unique<ProfilingBackend>(*choice.backend);
+  if (!choice.cuda) {
+    // The same check against the host's memory: an allocation that cannot succeed would
+    // otherwise fail (or be killed) after the run directory exists.
+    const double needed = estimate_memory(cfg, B, T, r.precision.dtype).total();
+    const double host = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGE_SIZE));
+    if (host > 0 && needed > host)
+      throw Error(fmt::format("{}: this run needs about {:.1f} GiB of memory and this machine has {:.1f} GiB; lower "
+                              "run.micro_batch_size (raising run.grad_accum_steps keeps the global batch), "
+                              "run.seq_len or the model's size; `lmtrain plan {}` shows the breakdown",
+                              loaded.path, needed / (1 << 30), host / (1 << 30), loaded.path));
+  }
   if (choice.cuda) {
     // Fail before allocating (and before touching the run directory) when the model cannot fit.
     const double needed = estimate_memory(cfg, B, T, r.precision.dtype).total() + kCudaReserveBytes;
@@ -395,6 +437,31 @@ void Trainer::Run::save(int64_t done) {
   reporter.checkpoint(done, r.run.steps, dir, seconds_since(t0) * 1e3);
 }
 
+std::string Trainer::Run::last_good_checkpoint() const {
+  if (last_saved_step == 0) return "none (no checkpoint was saved before it)";
+  if (resumed && last_saved_step == resumed->state.step) return resumed->dir;
+  return checkpoint_step_directory(checkpoint_root, last_saved_step);
+}
+
+// Ends the run at `step` (0-based), whose update was not applied: the metrics' end record, then
+// the message with the figures and the checkpoint to go back to.
+void Trainer::Run::diverged(int64_t step, double loss, double norm, const std::string& why,
+                            const DivergenceGuard::Verdict& verdict) {
+  reporter.emit({"end",
+                 {{"event", "end"},
+                  {"steps", step},
+                  {"diverged", true},
+                  {"loss", std::isfinite(loss) ? nlohmann::json(loss) : nlohmann::json()},
+                  {"divergence_skipped_steps", guard.skipped_steps()}},
+                 ""});
+  throw Error(fmt::format(
+      "training diverged at step {}: {}. Loss {:.6g} (running mean {:.6g}), grad norm {:.6g} (running mean "
+      "{:.6g}); the parameters were not updated and no checkpoint was written. Last good checkpoint: {}. "
+      "Lower optimizer.lr, raise schedule.warmup_steps or set optimizer.grad_clip (run.divergence and "
+      "run.divergence_factor set this guard)",
+      step + 1, why, loss, verdict.loss_mean, norm, verdict.grad_norm_mean, last_good_checkpoint()));
+}
+
 Trainer::Trainer(const LoadedRecipe& loaded, const TrainOptions& options) {
   if (options.world_size > 1 && (options.group == nullptr || options.group->size() != options.world_size))
     throw Error(fmt::format("WORLD_SIZE={}: multi-process training needs a process group; start the "
@@ -406,6 +473,7 @@ Trainer::~Trainer() = default;
 
 int64_t Trainer::steps_done() const { return run_->steps_done; }
 int64_t Trainer::total_steps() const { return run_->r.run.steps; }
+bool Trainer::already_complete() const { return run_->already_complete; }
 Reporter& Trainer::reporter() { return run_->reporter; }
 
 Backend& Trainer::backend() { return run_->backend(); }
@@ -453,13 +521,28 @@ StepResult Trainer::step(StepPhases* phases) {
     if (phases) phases->optimizer_ms += seconds_since(optimizer_start) * 1e3;
     return out;
   }
-  if (!std::isfinite(loss) || !std::isfinite(norm)) {
-    s.reporter.emit({"end", {{"event", "end"}, {"steps", step}, {"diverged", true}, {"loss", nullptr}}, ""});
-    throw Error(fmt::format(
-        "training diverged at step {}: loss {}, grad norm {}; the parameters were not updated. "
-        "Lower optimizer.lr, raise schedule.warmup_steps or set optimizer.grad_clip",
-        step + 1, loss, norm));
+  // The divergence guard (run.divergence): a runaway step is skipped like an overflow, or ends
+  // the run before its update reaches the parameters.
+  const DivergenceGuard::Verdict verdict = s.guard.judge(loss, norm);
+  if (verdict.diverged && s.guard.mode() == Divergence::kSkip) {
+    const int64_t in_a_row = s.guard.skip();
+    if (in_a_row >= s.guard.max_skips())
+      s.diverged(step, loss, norm,
+                 fmt::format("{} ({} steps skipped in a row, run.divergence_max_skips {})", verdict.why, in_a_row,
+                             s.guard.max_skips()),
+                 verdict);
+    out.applied = false;
+    s.reporter.divergence_skip(out.step, r.run.steps, loss, verdict.loss_mean, norm, verdict.grad_norm_mean,
+                               verdict.why, s.guard.skipped_steps());
+    s.tokens_seen += out.tokens;
+    out.seconds = seconds_since(t0);
+    if (phases) phases->optimizer_ms += seconds_since(optimizer_start) * 1e3;
+    return out;
   }
+  if (verdict.diverged) s.diverged(step, loss, norm, verdict.why, verdict);
+  if (!std::isfinite(loss) || !std::isfinite(norm))  // run.divergence: off
+    s.diverged(step, loss, norm, "loss or grad norm is not finite", verdict);
+  s.guard.accept(loss, norm);
   out.lr = s.schedule->at(s.lr_in_tokens ? static_cast<double>(s.tokens_seen) / s.full_step_tokens
                                          : static_cast<double>(step));
   s.optimizer->step(s.model->params(), s.model->grads(), static_cast<float>(out.lr), norm,
@@ -523,6 +606,7 @@ bool Trainer::stop_requested() {
 
 TrainResult Trainer::finish(bool interrupted, int stop_signal) {
   Run& s = *run_;
+  if (s.already_complete) return s.result;
   TrainResult& result = s.result;
   result.interrupted = interrupted;
   result.stop_signal = stop_signal;
@@ -550,7 +634,8 @@ TrainResult Trainer::finish(bool interrupted, int stop_signal) {
       {"set_losses", result.final_set_losses},
       {"seconds", result.seconds},
       {"interrupted", result.interrupted},
-      {"skipped_steps", s.scaler->skipped_steps()}};
+      {"skipped_steps", s.scaler->skipped_steps()},
+      {"divergence_skipped_steps", s.guard.skipped_steps()}};
   s.reporter.emit({"end", summary, ""});
   write_file_atomic((std::filesystem::path(s.run_dir) / "summary.json").string(), summary.dump(2) + "\n");
   s.reporter.notice(fmt::format(
@@ -563,6 +648,7 @@ TrainResult Trainer::finish(bool interrupted, int stop_signal) {
 
 TrainResult train(const LoadedRecipe& loaded, const TrainOptions& options) {
   Trainer trainer(loaded, options);
+  if (trainer.already_complete()) return trainer.finish(false, 0);
   StopSignalScope stop_scope;
   bool interrupted = false;
   while (trainer.steps_done() < trainer.total_steps()) {

@@ -57,6 +57,10 @@ struct TrainResult {
   bool interrupted = false;
   int stop_signal = 0;  // SIGINT, SIGTERM or SIGUSR1 when interrupted
   std::string run_dir;
+  // Resumed from a checkpoint at or past run.steps (a finished run): nothing was trained or
+  // written (no metrics record, summary.json untouched); `checkpoint` is the one found.
+  bool already_complete = false;
+  std::string checkpoint;
 };
 
 // One optimizer step as it happened.
@@ -88,6 +92,9 @@ class Trainer {
 
   int64_t steps_done() const;
   int64_t total_steps() const;  // run.steps
+  // The resumed checkpoint is at or past run.steps: nothing was set up or written, and finish()
+  // returns at once (TrainResult::already_complete).
+  bool already_complete() const;
   // One optimizer step on the next global batch: accumulate over the micro-batches, reduce
   // over the ranks, clip, AdamW (or skip on an fp16 overflow). Throws lmt::Error when the loss
   // or the gradient norm is not finite (without fp16 scaling). Call only while

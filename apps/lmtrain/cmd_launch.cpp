@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <climits>
+#include <cmath>
 #include <cstdlib>
 #include <sstream>
 
@@ -37,6 +38,25 @@ std::vector<int> parse_list(const std::string& text, const char* flag) {
   return out;
 }
 
+// 0 to an hour: NaN, negative or astronomical delays would stop workers at once or never.
+CLI::Validator grace_check() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        double seconds = 0;
+        try {
+          size_t used = 0;
+          seconds = std::stod(text, &used);
+          if (used != text.size()) return "--grace must be a number of seconds, got '" + text + "'";
+        } catch (const std::exception&) {
+          return "--grace must be a number of seconds, got '" + text + "'";
+        }
+        if (!std::isfinite(seconds) || seconds < 0 || seconds > kMaxGraceSeconds)
+          return fmt::format("--grace must be from 0 to {} seconds, got '{}'", kMaxGraceSeconds, text);
+        return std::string();
+      },
+      "SECONDS");
+}
+
 }  // namespace
 
 Action add_launch_command(CLI::App& app) {
@@ -57,7 +77,8 @@ Action add_launch_command(CLI::App& app) {
   cmd->add_option("--log-dir", options->log_dir, "write each rank's output to DIR/rank_N.log");
   cmd->add_option("--tee", options->tee, "console output: rank0 (default), all (prefixed [rank N]) or none");
   cmd->add_option("--grace", options->grace_seconds,
-                  "seconds between SIGTERM and SIGKILL when stopping workers (default 10)");
+                  "seconds between SIGTERM and SIGKILL when stopping workers (default 10)")
+      ->check(grace_check());
   cmd->add_option("command", options->command, "the lmtrain command each worker runs (after --)")->expected(-1);
   cmd->footer("Everything after -- is the lmtrain command each worker runs, e.g.\n"
               "  lmtrain launch --nproc-per-node 2 -- train recipes/shakespeare-char.yaml");
@@ -83,7 +104,7 @@ Action add_launch_agent_command(CLI::App& app) {
   cmd->add_option("--master-addr", options->master_addr)->required();
   cmd->add_option("--master-port", options->master_port)->required();
   cmd->add_option("--host-address", options->host_address);
-  cmd->add_option("--grace", options->grace_seconds);
+  cmd->add_option("--grace", options->grace_seconds)->check(grace_check());
   cmd->add_option("command", options->command)->expected(-1);
   return [options, ranks, slots] {
     options->ranks = parse_list(*ranks, "--ranks");

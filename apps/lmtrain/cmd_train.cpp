@@ -1,4 +1,6 @@
 // lmtrain train RECIPE [--set key=value]... [--device cpu|cuda|auto] [--overwrite] [--resume WHICH] [--tensorboard DIR]
+#include <fmt/format.h>
+
 #include <csignal>
 
 #include "apps/lmtrain/commands.h"
@@ -54,6 +56,13 @@ Action add_train_command(CLI::App& app) {
       options.collective_timeout = connection->collective_timeout;
     }
     TrainResult result = train(loaded, options);
+    if (result.already_complete) {
+      if (options.rank == 0)
+        fmt::print("run {} is already complete: checkpoint {} is at step {} and run.steps is {}; nothing to do "
+                   "(summary.json is unchanged). Raise run.steps to train further\n",
+                   result.run_dir, result.checkpoint, result.steps_done, loaded.recipe.run.steps);
+      return 0;
+    }
     // A scheduler's SIGTERM or SIGUSR1 (preemption) ends with a checkpoint and exit 0 so the job
     // can be requeued; Ctrl-C keeps the shell convention 128 + SIGINT = 130.
     if (result.interrupted && result.stop_signal == SIGINT) return kInterruptedExitCode;

@@ -2,13 +2,18 @@
 // one subcommand and turns user errors into one message and exit code 2.
 #include <fmt/format.h>
 
+#include <csignal>
 #include <cstdio>
+#include <new>
 
 #include "apps/lmtrain/commands.h"
 #include "core/error.h"
 #include "lmt_build_info.h"
 
 int main(int argc, char** argv) {
+  // A write past the file-size limit (ulimit -f) then fails with EFBIG, which every writer
+  // reports naming its file, instead of killing the process mid-save without a word.
+  std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{"lmtrain " LMTRAIN_VERSION ": train GPT language models from a YAML recipe"};
   app.set_version_flag("--version", "lmtrain " LMTRAIN_VERSION " (" LMTRAIN_GIT_SHA ")");
   app.require_subcommand(1);
@@ -42,6 +47,11 @@ int main(int argc, char** argv) {
   } catch (const lmt::Error& e) {
     std::fflush(stdout);
     fmt::print(stderr, "error: {}\n", e.what());
+    return lmt::kUserErrorExitCode;
+  } catch (const std::bad_alloc&) {
+    std::fflush(stdout);
+    fmt::print(stderr, "error: out of memory; lower the sizes of the recipe (`lmtrain plan RECIPE` shows what a "
+                       "run needs)\n");
     return lmt::kUserErrorExitCode;
   } catch (const std::exception& e) {
     std::fflush(stdout);
