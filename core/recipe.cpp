@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <charconv>
 #include <filesystem>
 #include <fstream>
@@ -209,6 +210,12 @@ std::string suggest_key(const std::string& prefix, const std::string& name) {
     std::string leaf = k.substr(k.rfind('.') + 1);
     if (edit_distance(leaf, name) <= 1) return fmt::format(" (did you mean '{}'?)", k);
   }
+  // No keys under prefix: it is a value (run.steps.x), not a section.
+  if (siblings.empty()) {
+    if (std::find(idx.leaves.begin(), idx.leaves.end(), prefix) != idx.leaves.end())
+      return fmt::format("; '{}' is a value, not a section: set it as {}=...", prefix, prefix);
+    return "";
+  }
   return fmt::format("; valid keys here: {}", fmt::join(siblings, ", "));
 }
 
@@ -356,7 +363,9 @@ LoadedRecipe parse_recipe_text(const std::string& text, const std::string& displ
   try {
     root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
-    throw Error(fmt::format("{}: invalid YAML: {}", where(display_name, e.mark), e.msg));
+    // yaml-cpp's message for nesting deeper than it allows is "bad file", which says nothing.
+    const std::string why = e.msg == "bad file" ? "nested too deeply (or not YAML text at all)" : e.msg;
+    throw Error(fmt::format("{}: invalid YAML: {}", where(display_name, e.mark), why));
   }
   if (root.IsNull()) throw Error(fmt::format("{}: the recipe is empty", display_name));
   if (!root.IsMap())

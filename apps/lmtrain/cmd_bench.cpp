@@ -20,8 +20,8 @@ Action add_bench_command(CLI::App& app) {
   };
   auto args = std::make_shared<Args>();
   cmd->add_option("recipe", args->recipe, "YAML recipe")->required();
-  cmd->add_option("--steps", args->options.steps, "timed steps (default 20)")->check(CLI::PositiveNumber);
-  cmd->add_option("--warmup", args->options.warmup, "untimed steps first (default 3)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--steps", args->options.steps, "timed steps (default 20)")->check(at_least(1));
+  cmd->add_option("--warmup", args->options.warmup, "untimed steps first (default 3)")->check(at_least(0));
   add_device_option(cmd, args->options.device, "where to run (default: the recipe's run.device)");
   cmd->add_option("--set", args->sets, "override a recipe key (repeatable)")->take_all()->allow_extra_args(false);
   cmd->add_option("--json", args->json_path, "also write the results as JSON to this file");

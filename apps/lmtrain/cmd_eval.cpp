@@ -47,10 +47,10 @@ Action add_eval_command(CLI::App& app) {
       ->take_all()
       ->allow_extra_args(false);
   cmd->add_option("--batches", options->batches, "batches per set (default: the recipe's eval.batches)")
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   cmd->add_option("--seq-len", options->seq_len, "tokens per window (default: the recipe's run.seq_len)")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--limit", options->limit, "hellaswag: only the first N examples")->check(CLI::PositiveNumber);
+      ->check(at_least(1));
+  cmd->add_option("--limit", options->limit, "hellaswag: only the first N examples")->check(at_least(1));
   cmd->add_option("--tokenizer", options->tokenizer, "hellaswag: tokenizer.json (default: the run's)");
   add_device_option(cmd, options->device, "where to run (default cpu)");
   cmd->add_flag("--json", *as_json, "print one JSON object instead of text");

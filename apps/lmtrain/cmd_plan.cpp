@@ -26,7 +26,7 @@ Action add_plan_command(CLI::App& app) {
       ->take_all()
       ->allow_extra_args(false);
   cmd->add_option("--world-size", args->world_size, "ranks to plan for (default: WORLD_SIZE or 1)")
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   cmd->add_flag("--print-config", args->print_config,
                 "print the resolved recipe as YAML (it parses back to the same recipe)");
   return [args] {

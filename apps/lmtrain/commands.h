@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <charconv>
 #include <functional>
 #include <string>
 
@@ -22,6 +23,20 @@ CLI::Option* add_device_option(CLI::App* cmd, Target& target, const std::string&
           "--device", [&target](const std::string& name) { target = *enum_from_name<DeviceKind>(name); },
           fmt::format("{}: {}", enum_choices<DeviceKind>(", "), help))
       ->check(CLI::IsMember(enum_name_list<DeviceKind>()));
+}
+
+// An integer flag of at least `minimum`, with a short message ("must be at least 1 (got 0)")
+// instead of CLI11's range text, which spells out the largest double.
+inline CLI::Validator at_least(int64_t minimum) {
+  return CLI::Validator(
+      [minimum](std::string& text) -> std::string {
+        int64_t value = 0;
+        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+        if (ec != std::errc() || end != text.data() + text.size()) return fmt::format("'{}' is not an integer", text);
+        if (value < minimum) return fmt::format("must be at least {} (got {})", minimum, text);
+        return {};
+      },
+      fmt::format(">= {}", minimum));
 }
 
 Action add_train_command(CLI::App& app);

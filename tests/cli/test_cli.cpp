@@ -479,3 +479,25 @@ TEST_CASE("cli: devices, FIFOs and directories as inputs are exit 2 at once, not
   }
   CHECK_FALSE(fs::exists(dir.path() / "prepared"));
 }
+
+TEST_CASE("cli: messages for a flag below its range, a value used as a section and deep YAML say what is wrong",
+          "[cli][errors]") {
+  TempDir dir;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  write_file(dir.path() / "deep.yaml", "a: " + std::string(5000, '[') + std::string(5000, ']') + "\n");
+  struct Case {
+    std::string args, message;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"bench tiny.yaml --steps 0", "--steps: must be at least 1 (got 0)"},
+           {"plan tiny.yaml --world-size x", "'x' is not an integer"},
+           {"plan tiny.yaml --set run.steps.x=5", "'run.steps' is a value, not a section: set it as run.steps=..."},
+           {"plan deep.yaml", "invalid YAML: nested too deeply"},
+       }) {
+    const RunResult r = run_lmtrain(dir, c.args);
+    INFO(c.args << "\n" << r.output);
+    CHECK(r.status == 2);
+    CHECK_THAT(r.output, Contains(c.message));
+    CHECK(r.output.size() < 400);  // no 309-digit numbers
+  }
+}
