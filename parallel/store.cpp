@@ -90,6 +90,40 @@ std::string describe_errno(int err) { return std::strerror(err); }
 
 }  // namespace
 
+// ---- wire format, server side ------------------------------------------------------------------
+
+namespace store_wire {
+
+Parsed parse_hello(std::string_view bytes, size_t& consumed, std::string& secret) {
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  if (bytes.size() < 16) return Parsed::kIncomplete;
+  if (std::memcmp(p, kMagic, 8) != 0 || get_le(p + 8, 4) != kVersion) return Parsed::kMalformed;
+  const uint64_t secret_bytes = get_le(p + 12, 4);
+  if (secret_bytes > kMaxSecretBytes) return Parsed::kMalformed;
+  if (bytes.size() < 16 + secret_bytes) return Parsed::kIncomplete;
+  secret.assign(bytes.substr(16, secret_bytes));
+  consumed = 16 + secret_bytes;
+  return Parsed::kComplete;
+}
+
+Parsed parse_request(std::string_view bytes, size_t& consumed, Request& request) {
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  if (bytes.size() < 5) return Parsed::kIncomplete;
+  const uint64_t key_bytes = get_le(p + 1, 4);
+  if (key_bytes > kMaxValueBytes) return Parsed::kMalformed;
+  if (bytes.size() < 5 + key_bytes + 8) return Parsed::kIncomplete;
+  const uint64_t value_bytes = get_le(p + 5 + key_bytes, 8);
+  if (value_bytes > kMaxValueBytes) return Parsed::kMalformed;
+  if (bytes.size() < 13 + key_bytes + value_bytes) return Parsed::kIncomplete;
+  request.op = p[0];
+  request.key.assign(bytes.substr(5, key_bytes));
+  request.value.assign(bytes.substr(13 + key_bytes, value_bytes));
+  consumed = 13 + key_bytes + value_bytes;
+  return Parsed::kComplete;
+}
+
+}  // namespace store_wire
+
 // ---- server --------------------------------------------------------------------------------------
 
 struct StoreServer::State {
@@ -154,26 +188,39 @@ bool StoreServer::State::handle(int fd, uint8_t op, const std::string& key, cons
 }
 
 void StoreServer::State::serve(int fd) {
-  unsigned char hello[16];
-  if (!read_all(fd, hello, sizeof(hello), nullptr) || std::memcmp(hello, kMagic, 8) != 0 ||
-      get_le(hello + 8, 4) != kVersion || get_le(hello + 12, 4) > kMaxSecretBytes)
-    return;
-  std::string presented(get_le(hello + 12, 4), '\0');
-  if (!read_all(fd, presented.data(), presented.size(), nullptr)) return;
+  std::string received;
+  // Appends what the client has sent; false on EOF or error.
+  const auto receive = [&] {
+    char chunk[64 * 1024];
+    for (;;) {
+      const ssize_t got = ::recv(fd, chunk, sizeof(chunk), 0);
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) return false;
+      received.append(chunk, static_cast<size_t>(got));
+      return true;
+    }
+  };
+  size_t consumed = 0;
+  std::string presented;
+  for (;;) {
+    const store_wire::Parsed parsed = store_wire::parse_hello(received, consumed, presented);
+    if (parsed == store_wire::Parsed::kMalformed) return;
+    if (parsed == store_wire::Parsed::kComplete) break;
+    if (!receive()) return;
+  }
+  received.erase(0, consumed);
   const bool accepted = secrets_equal(presented, secret);
   if (!write_all(fd, std::string(1, static_cast<char>(accepted ? kOk : kRefused))) || !accepted) return;
   while (!stopping) {
-    unsigned char header[5];
-    if (!read_all(fd, header, sizeof(header), nullptr)) return;
-    std::string key(get_le(header + 1, 4), '\0');
-    if (key.size() > kMaxValueBytes || !read_all(fd, key.data(), key.size(), nullptr)) return;
-    unsigned char length[8];
-    if (!read_all(fd, length, sizeof(length), nullptr)) return;
-    const uint64_t value_bytes = get_le(length, 8);
-    if (value_bytes > kMaxValueBytes) return;
-    std::string value(value_bytes, '\0');
-    if (!read_all(fd, value.data(), value.size(), nullptr)) return;
-    if (!handle(fd, header[0], key, value)) return;
+    store_wire::Request request;
+    const store_wire::Parsed parsed = store_wire::parse_request(received, consumed, request);
+    if (parsed == store_wire::Parsed::kMalformed) return;
+    if (parsed == store_wire::Parsed::kIncomplete) {
+      if (!receive()) return;
+      continue;
+    }
+    received.erase(0, consumed);
+    if (!handle(fd, request.op, request.key, request.value)) return;
   }
 }
 

@@ -14,9 +14,26 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace lmt {
+
+// The server's reading of the wire format, on bytes already received, so that it is tested
+// (and fuzzed, fuzz/fuzz_store.cpp) without a socket. Each parse looks at the start of `bytes`:
+// kIncomplete asks for more bytes, kMalformed ends the connection, kComplete sets `consumed` to
+// the message's length.
+namespace store_wire {
+enum class Parsed { kIncomplete, kComplete, kMalformed };
+// The client's hello: "LMTSTORE", version, secret length (at most 1 KiB), secret.
+Parsed parse_hello(std::string_view bytes, size_t& consumed, std::string& secret);
+struct Request {
+  uint8_t op = 0;
+  std::string key, value;
+};
+// One request: op, key length, key, value length, value (each length at most 1 GiB).
+Parsed parse_request(std::string_view bytes, size_t& consumed, Request& request);
+}  // namespace store_wire
 
 class StoreServer {
  public:

@@ -87,3 +87,30 @@ TEST_CASE("store: a wrong secret is refused, and every failure names host and po
     CHECK_THAT(pending.get(), Contains("lost the connection"));
   }
 }
+
+TEST_CASE("store: the server's parser takes messages in pieces and refuses oversized lengths", "[parallel][store]") {
+  using lmt::store_wire::Parsed;
+  const auto le = [](uint64_t v, int bytes) {
+    std::string out;
+    for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
+    return out;
+  };
+  const std::string hello = "LMTSTORE" + le(1, 4) + le(3, 4) + "abc";
+  size_t consumed = 0;
+  std::string secret;
+  for (size_t n = 0; n < hello.size(); ++n) CHECK(lmt::store_wire::parse_hello(hello.substr(0, n), consumed, secret) == Parsed::kIncomplete);
+  REQUIRE(lmt::store_wire::parse_hello(hello + "rest", consumed, secret) == Parsed::kComplete);
+  CHECK(consumed == hello.size());
+  CHECK(secret == "abc");
+  CHECK(lmt::store_wire::parse_hello("HTTP/1.1" + le(1, 4) + le(0, 4), consumed, secret) == Parsed::kMalformed);
+  CHECK(lmt::store_wire::parse_hello("LMTSTORE" + le(1, 4) + le(uint64_t{1} << 31, 4), consumed, secret) == Parsed::kMalformed);
+
+  const std::string set = std::string(1, '\x01') + le(1, 4) + "k" + le(2, 8) + "vv";
+  lmt::store_wire::Request request;
+  for (size_t n = 0; n < set.size(); ++n) CHECK(lmt::store_wire::parse_request(set.substr(0, n), consumed, request) == Parsed::kIncomplete);
+  REQUIRE(lmt::store_wire::parse_request(set + set, consumed, request) == Parsed::kComplete);
+  CHECK((consumed == set.size() && request.op == 1 && request.key == "k" && request.value == "vv"));
+  // A 4 GiB value length is refused before anything is allocated for it.
+  CHECK(lmt::store_wire::parse_request(std::string(1, '\x01') + le(1, 4) + "k" + le(uint64_t{4} << 30, 8), consumed,
+                                       request) == Parsed::kMalformed);
+}
