@@ -33,7 +33,7 @@ size_t SafeTensor::numel() const {
 std::vector<float> SafeTensor::as_f32() const {
   if (dtype != "F32") throw Error(fmt::format("expected an F32 tensor, got {}", dtype));
   std::vector<float> out(numel());
-  std::memcpy(out.data(), bytes.data(), out.size() * sizeof(float));
+  if (!out.empty()) std::memcpy(out.data(), bytes.data(), out.size() * sizeof(float));  // empty: data() may be null
   return out;
 }
 
@@ -57,7 +57,7 @@ std::vector<float> SafeTensor::to_f32() const {
 std::vector<int32_t> SafeTensor::as_i32() const {
   if (dtype != "I32") throw Error(fmt::format("expected an I32 tensor, got {}", dtype));
   std::vector<int32_t> out(numel());
-  std::memcpy(out.data(), bytes.data(), out.size() * sizeof(int32_t));
+  if (!out.empty()) std::memcpy(out.data(), bytes.data(), out.size() * sizeof(int32_t));
   return out;
 }
 

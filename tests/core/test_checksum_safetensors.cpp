@@ -59,3 +59,19 @@ TEST_CASE("safetensors files round-trip and reject damage", "[core][safetensors]
                   lmt::Error);
   fs::remove(path);
 }
+
+// Found by fuzz/fuzz_safetensors.cpp (UBSan: memcpy from a null pointer): an empty tensor's
+// conversions copied zero bytes from an empty vector's data(), which may be null.
+TEST_CASE("safetensors: empty tensors read and convert to empty vectors", "[core][safetensors][fuzz]") {
+  const fs::path path = fs::temp_directory_path() / ("lmtrain-st-empty-" + std::to_string(::getpid()) + ".safetensors");
+  const std::string header = R"({"e":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},)"
+                             R"("i":{"dtype":"I32","shape":[2,0],"data_offsets":[0,0]}})";
+  std::string bytes(8, '\0');
+  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((header.size() >> (8 * i)) & 0xFF);
+  std::ofstream(path, std::ios::binary) << bytes << header;
+  const auto file = lmt::read_safetensors(path.string());
+  CHECK(file.at("e").to_f32().empty());
+  CHECK(file.at("e").as_f32().empty());
+  CHECK(file.at("i").as_i32().empty());
+  fs::remove(path);
+}
