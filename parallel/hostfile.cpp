@@ -98,6 +98,9 @@ std::vector<HostSlots> parse_hostfile(const std::string& text, const std::string
     if (slots_field.rfind("slots=", 0) != 0 || !parse_int(slots_field.substr(6), slots))
       throw Error(fmt::format("{}: expected 'slots=N' after the host name, got '{}'", where, slots_field));
     if (slots < 1) throw Error(fmt::format("{}: host '{}' has slots={}; it must be at least 1", where, host, slots));
+    if (slots > kMaxSlotsPerHost)
+      throw Error(fmt::format("{}: host '{}' has slots={}; at most {} (slots are GPUs of one host)", where, host,
+                              slots, kMaxSlotsPerHost));
     if (!extra.empty())
       throw Error(fmt::format("{}: unexpected '{}' after '{}'; one host per line: 'NAME slots=N'", where, extra, slots_field));
     for (const auto& h : hosts)

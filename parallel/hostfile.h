@@ -19,6 +19,9 @@ struct HostSlots {
   bool operator==(const HostSlots&) const = default;
 };
 
+// A host's slots are its GPUs; more than this is a typo (and would be a large allocation).
+inline constexpr int kMaxSlotsPerHost = 1024;
+
 // Parses hostfile text; `source` names the file in errors, which also give the line number.
 // Hosts keep their order in the file. Throws lmt::Error.
 std::vector<HostSlots> parse_hostfile(const std::string& text, const std::string& source);
