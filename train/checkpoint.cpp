@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 
@@ -43,15 +44,18 @@ std::vector<TensorView> tensor_views(const std::vector<ParamTensor>& layout, con
 
 std::vector<float> gather(const SafeTensorsFile& file, const std::vector<ParamTensor>& layout,
                           const std::string& prefix, size_t total) {
-  std::vector<float> arena(total);
+  // Every tensor is checked before the arena is allocated: a damaged trainer_state.json may
+  // describe a model far larger than the file.
   for (const auto& t : layout) {
     const SafeTensor& tensor = file.at(prefix + t.name);
     if (tensor.shape != t.shape || tensor.dtype != "F32")
       throw Error(fmt::format("{}: tensor '{}' has dtype {} and shape [{}], expected F32 [{}]",
                               file.path, prefix + t.name, tensor.dtype, fmt::join(tensor.shape, ", "),
                               fmt::join(t.shape, ", ")));
-    std::memcpy(arena.data() + t.offset, tensor.bytes.data(), t.numel * sizeof(float));
   }
+  std::vector<float> arena(total);
+  for (const auto& t : layout)
+    std::memcpy(arena.data() + t.offset, file.at(prefix + t.name).bytes.data(), t.numel * sizeof(float));
   return arena;
 }
 
@@ -191,15 +195,47 @@ std::optional<std::string> resolve_checkpoint(const std::string& root, const std
 
 GPTConfig checkpoint_model_config(const std::string& dir) {
   const fs::path path = fs::path(dir) / kStateFile;
+  GPTConfig cfg;
   try {
     const nlohmann::json model = nlohmann::json::parse(read_file_bytes(path.string(), "checkpoint state")).at("model");
-    GPTConfig cfg;
     for (const auto& field : kGPTConfigFields) cfg.*field.member = model.at(field.name).get<int>();
-    return cfg;
   } catch (const nlohmann::json::exception& e) {
     throw Error(fmt::format("checkpoint state '{}' is unreadable: {}", path.string(), e.what()));
   }
+  // The shape sizes every buffer that follows, so a damaged one must not get that far.
+  for (const auto& field : kGPTConfigFields)
+    if (cfg.*field.member < 1 || cfg.*field.member > (1 << 30))
+      throw Error(fmt::format("checkpoint state '{}': model.{} is {}; expected 1 to 2^30", path.string(), field.name,
+                              cfg.*field.member));
+  if (cfg.channels % cfg.num_heads != 0 || cfg.padded_vocab_size < cfg.vocab_size)
+    throw Error(fmt::format("checkpoint state '{}': model is not a valid shape (n_embd {} must be a multiple of "
+                            "n_head {}, padded_vocab_size {} at least vocab_size {})",
+                            path.string(), cfg.channels, cfg.num_heads, cfg.padded_vocab_size, cfg.vocab_size));
+  const double params = static_cast<double>(cfg.num_layers) * 12.0 * cfg.channels * cfg.channels +
+                        (static_cast<double>(cfg.padded_vocab_size) + cfg.max_seq_len) * cfg.channels;
+  if (params > 1e12)
+    throw Error(fmt::format("checkpoint state '{}': model (n_layer {}, n_embd {}, padded_vocab_size {}) would hold "
+                            "{:.3g} parameters; it is damaged",
+                            path.string(), cfg.num_layers, cfg.channels, cfg.padded_vocab_size, params));
+  return cfg;
 }
+
+namespace {
+
+// state[key] (or state[a][b]) as an integer of at least `min`, every problem naming the file.
+int64_t state_int(const nlohmann::json& object, const char* key, int64_t min, const fs::path& path,
+                  const std::string& prefix = "") {
+  if (!object.is_object() || !object.contains(key))
+    throw Error(fmt::format("checkpoint state '{}': {}{} is missing", path.string(), prefix, key));
+  const nlohmann::json& value = object[key];
+  if (!value.is_number_integer() || (value.is_number_unsigned() && value.get<uint64_t>() > INT64_MAX) ||
+      value.get<int64_t>() < min)
+    throw Error(fmt::format("checkpoint state '{}': {}{} is {}; expected an integer of at least {}", path.string(),
+                            prefix, key, value.dump(), min));
+  return value.get<int64_t>();
+}
+
+}  // namespace
 
 LoadedCheckpoint load_checkpoint(const std::string& dir, const GPTConfig& expected, bool model_only) {
   const fs::path root(dir);
@@ -210,9 +246,11 @@ LoadedCheckpoint load_checkpoint(const std::string& dir, const GPTConfig& expect
   } catch (const nlohmann::json::exception& e) {
     throw Error(fmt::format("checkpoint manifest '{}' is not valid JSON: {}", manifest_path.string(), e.what()));
   }
-  if (manifest.value("format_version", -1) != kCheckpointFormatVersion)
+  if (!manifest.is_object() || !manifest.contains("files") || !manifest["files"].is_object())
+    throw Error(fmt::format("checkpoint manifest '{}' is not an object with a \"files\" object", manifest_path.string()));
+  if (manifest.value("format_version", nlohmann::json(-1)) != kCheckpointFormatVersion)
     throw Error(fmt::format("checkpoint '{}' has format version {}; this lmtrain reads version {}", dir,
-                            manifest.value("format_version", -1), kCheckpointFormatVersion));
+                            manifest.value("format_version", nlohmann::json(-1)).dump(), kCheckpointFormatVersion));
   // Verify everything before reading any state.
   for (const char* file : {kModelFile, kOptimizerFile, kStateFile, kRecipeFile}) {
     if (model_only && std::string_view(file) == kOptimizerFile) continue;
@@ -220,59 +258,73 @@ LoadedCheckpoint load_checkpoint(const std::string& dir, const GPTConfig& expect
     if (!manifest["files"].contains(file))
       throw Error(fmt::format("checkpoint manifest '{}' does not list {}", manifest_path.string(), file));
     const auto& entry = manifest["files"][file];
+    if (!entry.is_object() || !entry.contains("bytes") || !entry["bytes"].is_number_unsigned() ||
+        !entry.contains("crc32c") || !entry["crc32c"].is_string())
+      throw Error(fmt::format("checkpoint manifest '{}': the entry of {} is {}; expected {{\"bytes\": N, \"crc32c\": "
+                              "\"hex\"}}",
+                              manifest_path.string(), file, entry.dump()));
     if (!fs::exists(path)) throw Error(fmt::format("checkpoint file '{}' is missing", path.string()));
     const uintmax_t bytes = fs::file_size(path);
-    if (bytes != entry.at("bytes").get<uintmax_t>())
+    if (bytes != entry["bytes"].get<uintmax_t>())
       throw Error(fmt::format("checkpoint file '{}' is {} bytes, the manifest says {} (truncated or "
                               "replaced); resume from an earlier checkpoint",
-                              path.string(), bytes, entry.at("bytes").get<uintmax_t>()));
+                              path.string(), bytes, entry["bytes"].get<uintmax_t>()));
     const std::string crc = crc32c_file(path.string());
-    if (crc != entry.at("crc32c").get<std::string>())
+    if (crc != entry["crc32c"].get<std::string>())
       throw Error(fmt::format("checkpoint file '{}' fails its checksum (crc32c {} != {}): it is "
                               "corrupted; resume from an earlier checkpoint",
-                              path.string(), crc, entry.at("crc32c").get<std::string>()));
+                              path.string(), crc, entry["crc32c"].get<std::string>()));
   }
   LoadedCheckpoint out;
   out.dir = dir;
-  const nlohmann::json state = nlohmann::json::parse(read_file_bytes((root / kStateFile).string(), "checkpoint state"));
-  const nlohmann::json want = model_json(expected);
-  std::vector<std::string> differing;
-  for (auto it = want.begin(); it != want.end(); ++it)
-    if (state["model"].value(it.key(), -1) != it.value().get<int>())
-      differing.push_back(fmt::format("model.{}: checkpoint {} vs recipe {}", it.key(),
-                                      state["model"].value(it.key(), -1), it.value().get<int>()));
-  if (!differing.empty())
-    throw Error(fmt::format("checkpoint '{}' holds a different model shape than the recipe:\n  {}", dir,
-                            fmt::join(differing, "\n  ")));
-  out.state.step = state.at("step").get<int64_t>();
-  out.state.tokens_seen = state.at("tokens_seen").get<int64_t>();
-  out.state.world_size = state.at("world_size").get<int64_t>();
-  out.state.seed = state.at("seed").get<int64_t>();
-  const nlohmann::json& data = state.at("data");
-  if (data.value("sampler", "") != kSamplerName)
-    throw Error(fmt::format("checkpoint '{}' records its data position for the sampler {} but this "
-                            "lmtrain uses {}; it cannot continue that data stream. Start a new run "
-                            "(or use an lmtrain of the same version)",
-                            dir, data.value("sampler", nlohmann::json()).dump(), kSamplerName));
-  out.state.data.epoch = data.at("epoch").get<uint64_t>();
-  out.state.data.shard = data.at("shard").get<uint64_t>();
-  out.state.data.window = data.at("window").get<uint64_t>();
-  out.state.data.window_tokens = data.at("window_tokens").get<int64_t>();
-  out.state.data.num_files = data.at("files").get<int64_t>();
-  out.state.data.num_tokens = data.at("tokens").get<int64_t>();
-  out.state.optimizer_step = state.at("optimizer").at("step").get<int64_t>();
-  if (state.contains("loss_scaler") && state["loss_scaler"].is_object()) {
-    const nlohmann::json& scaler = state["loss_scaler"];
-    LossScalerState s;
-    s.scale = scaler.at("scale").get<double>();
-    s.hysteresis_left = scaler.at("hysteresis_left").get<int64_t>();
-    s.iteration = scaler.at("iteration").get<int64_t>();
-    s.last_overflow = scaler.at("last_overflow").get<int64_t>();
-    s.skipped_steps = scaler.at("skipped_steps").get<int64_t>();
-    if (!(s.scale > 0) || s.hysteresis_left < 0 || s.iteration < 0 || s.skipped_steps < 0)
-      throw Error(fmt::format("checkpoint '{}': trainer_state.json's loss_scaler is not valid ({})", dir,
-                              scaler.dump()));
-    out.state.loss_scaler = s;
+  const fs::path state_path = root / kStateFile;
+  try {
+    const nlohmann::json state = nlohmann::json::parse(read_file_bytes(state_path.string(), "checkpoint state"));
+    if (!state.is_object() || !state.contains("model") || !state["model"].is_object())
+      throw Error(fmt::format("checkpoint state '{}' is not an object with a \"model\" object", state_path.string()));
+    const nlohmann::json want = model_json(expected);
+    std::vector<std::string> differing;
+    for (auto it = want.begin(); it != want.end(); ++it)
+      if (state["model"].value(it.key(), nlohmann::json(-1)) != it.value())
+        differing.push_back(fmt::format("model.{}: checkpoint {} vs recipe {}", it.key(),
+                                        state["model"].value(it.key(), nlohmann::json(-1)).dump(), it.value().dump()));
+    if (!differing.empty())
+      throw Error(fmt::format("checkpoint '{}' holds a different model shape than the recipe:\n  {}", dir,
+                              fmt::join(differing, "\n  ")));
+    out.state.step = state_int(state, "step", 0, state_path);
+    out.state.tokens_seen = state_int(state, "tokens_seen", 0, state_path);
+    out.state.world_size = state_int(state, "world_size", 1, state_path);
+    out.state.seed = state_int(state, "seed", INT64_MIN, state_path);
+    if (!state.contains("data") || !state["data"].is_object())
+      throw Error(fmt::format("checkpoint state '{}': data is missing or not an object", state_path.string()));
+    const nlohmann::json& data = state["data"];
+    if (data.value("sampler", nlohmann::json("")) != kSamplerName)
+      throw Error(fmt::format("checkpoint '{}' records its data position for the sampler {} but this "
+                              "lmtrain uses {}; it cannot continue that data stream. Start a new run "
+                              "(or use an lmtrain of the same version)",
+                              dir, data.value("sampler", nlohmann::json()).dump(), kSamplerName));
+    out.state.data.epoch = static_cast<uint64_t>(state_int(data, "epoch", 0, state_path, "data."));
+    out.state.data.shard = static_cast<uint64_t>(state_int(data, "shard", 0, state_path, "data."));
+    out.state.data.window = static_cast<uint64_t>(state_int(data, "window", 0, state_path, "data."));
+    out.state.data.window_tokens = state_int(data, "window_tokens", 0, state_path, "data.");
+    out.state.data.num_files = state_int(data, "files", 0, state_path, "data.");
+    out.state.data.num_tokens = state_int(data, "tokens", 0, state_path, "data.");
+    out.state.optimizer_step = state_int(state.value("optimizer", nlohmann::json()), "step", 0, state_path, "optimizer.");
+    if (state.contains("loss_scaler") && state["loss_scaler"].is_object()) {
+      const nlohmann::json& scaler = state["loss_scaler"];
+      LossScalerState s;
+      s.scale = scaler.at("scale").get<double>();
+      s.hysteresis_left = scaler.at("hysteresis_left").get<int64_t>();
+      s.iteration = scaler.at("iteration").get<int64_t>();
+      s.last_overflow = scaler.at("last_overflow").get<int64_t>();
+      s.skipped_steps = scaler.at("skipped_steps").get<int64_t>();
+      if (!(s.scale > 0) || s.hysteresis_left < 0 || s.iteration < 0 || s.skipped_steps < 0)
+        throw Error(fmt::format("checkpoint '{}': trainer_state.json's loss_scaler is not valid ({})", dir,
+                                scaler.dump()));
+      out.state.loss_scaler = s;
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("checkpoint state '{}' is unreadable: {}", state_path.string(), e.what()));
   }
   out.state.model = expected;
   out.state.recipe_yaml = read_file_bytes((root / kRecipeFile).string(), "checkpoint recipe");
