@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -33,7 +34,7 @@ size_t SafeTensor::numel() const {
 std::vector<float> SafeTensor::as_f32() const {
   if (dtype != "F32") throw Error(fmt::format("expected an F32 tensor, got {}", dtype));
   std::vector<float> out(numel());
-  std::memcpy(out.data(), bytes.data(), out.size() * sizeof(float));
+  if (!out.empty()) std::memcpy(out.data(), bytes.data(), out.size() * sizeof(float));  // empty: data() may be null
   return out;
 }
 
@@ -57,7 +58,7 @@ std::vector<float> SafeTensor::to_f32() const {
 std::vector<int32_t> SafeTensor::as_i32() const {
   if (dtype != "I32") throw Error(fmt::format("expected an I32 tensor, got {}", dtype));
   std::vector<int32_t> out(numel());
-  std::memcpy(out.data(), bytes.data(), out.size() * sizeof(int32_t));
+  if (!out.empty()) std::memcpy(out.data(), bytes.data(), out.size() * sizeof(int32_t));
   return out;
 }
 
@@ -113,15 +114,31 @@ SafeTensorsFile read_safetensors(const std::string& path) {
   out.path = path;
   const size_t data_start = 8 + header_len;
   const size_t data_size = file.size() - data_start;
+  if (!header.is_object()) throw Error(fmt::format("{}: header is {}, not a JSON object", path, header.type_name()));
   for (auto it = header.begin(); it != header.end(); ++it) {
     if (it.key() == "__metadata__") {
-      for (auto m = it->begin(); m != it->end(); ++m) out.metadata[m.key()] = m->get<std::string>();
+      if (!it->is_object()) throw Error(fmt::format("{}: __metadata__ is not an object of strings", path));
+      for (auto m = it->begin(); m != it->end(); ++m) {
+        if (!m->is_string())
+          throw Error(fmt::format("{}: __metadata__ key '{}' is {}; values must be strings", path, m.key(), m->dump()));
+        out.metadata[m.key()] = m->get<std::string>();
+      }
       continue;
     }
     SafeTensor t;
     try {
       t.dtype = it->at("dtype").get<std::string>();
       t.shape = it->at("shape").get<std::vector<int64_t>>();
+      // The element count is bounded by the data size as it is multiplied up, so numel() cannot
+      // overflow and pass the size check below by wrapping around. A zero dimension: empty.
+      const bool empty = std::find(t.shape.begin(), t.shape.end(), 0) != t.shape.end();
+      size_t elements = 1;
+      for (int64_t d : t.shape) {
+        if (d < 0 || (!empty && elements > data_size / static_cast<size_t>(d)))
+          throw Error(fmt::format("{}: tensor '{}' has shape [{}], larger than the file", path, it.key(),
+                                  fmt::join(t.shape, ", ")));
+        if (!empty) elements *= static_cast<size_t>(d);
+      }
       auto offsets = it->at("data_offsets").get<std::vector<size_t>>();
       if (offsets.size() != 2 || offsets[0] > offsets[1] || offsets[1] > data_size)
         throw Error(fmt::format("{}: tensor '{}' has data offsets outside the file", path, it.key()));

@@ -17,7 +17,6 @@ namespace lmt {
 // processes or allocate by the million.
 inline constexpr int kMaxSlotsPerHost = 1024;
 
-
 struct HostSlots {
   std::string host;
   std::vector<int> slots;  // ascending slot indices (CUDA device ordinals)

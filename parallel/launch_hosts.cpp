@@ -124,7 +124,9 @@ int launch_on_hosts(const LaunchOptions& options) {
   const std::string cwd = std::filesystem::current_path().string();
 
   // Pre-flight, all hosts at once: reachable, the same lmtrain, the working directory exists.
-  const auto [own_status, own_version] = capture({o.executable, "--version"});
+  // Not a structured binding: the checks' lambdas capture it, which clang 14 (the fuzz build)
+  // does not allow for bindings.
+  const std::string own_version = capture({o.executable, "--version"}).second;
   std::vector<std::string> problems(hosts.size());
   std::vector<std::thread> checks;
   for (size_t k = 0; k < hosts.size(); ++k) {

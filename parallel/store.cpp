@@ -90,6 +90,40 @@ std::string describe_errno(int err) { return std::strerror(err); }
 
 }  // namespace
 
+// ---- wire format, server side ------------------------------------------------------------------
+
+namespace store_wire {
+
+Parsed parse_hello(std::string_view bytes, size_t& consumed, std::string& secret) {
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  if (bytes.size() < 16) return Parsed::kIncomplete;
+  if (std::memcmp(p, kMagic, 8) != 0 || get_le(p + 8, 4) != kVersion) return Parsed::kMalformed;
+  const uint64_t secret_bytes = get_le(p + 12, 4);
+  if (secret_bytes > kMaxSecretBytes) return Parsed::kMalformed;
+  if (bytes.size() < 16 + secret_bytes) return Parsed::kIncomplete;
+  secret.assign(bytes.substr(16, secret_bytes));
+  consumed = 16 + secret_bytes;
+  return Parsed::kComplete;
+}
+
+Parsed parse_request(std::string_view bytes, size_t& consumed, Request& request, const StoreLimits& limits) {
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  if (bytes.size() < 5) return Parsed::kIncomplete;
+  const uint64_t key_bytes = get_le(p + 1, 4);
+  if (key_bytes > limits.max_key_bytes) return Parsed::kMalformed;
+  if (bytes.size() < 5 + key_bytes + 8) return Parsed::kIncomplete;
+  const uint64_t value_bytes = get_le(p + 5 + key_bytes, 8);
+  if (value_bytes > limits.max_value_bytes) return Parsed::kMalformed;
+  if (bytes.size() < 13 + key_bytes + value_bytes) return Parsed::kIncomplete;
+  request.op = p[0];
+  request.key.assign(bytes.substr(5, key_bytes));
+  request.value.assign(bytes.substr(13 + key_bytes, value_bytes));
+  consumed = 13 + key_bytes + value_bytes;
+  return Parsed::kComplete;
+}
+
+}  // namespace store_wire
+
 // ---- server --------------------------------------------------------------------------------------
 
 struct StoreServer::State {
@@ -117,7 +151,7 @@ struct StoreServer::State {
   void reap_finished();  // caller holds mutex
   int unauthenticated() const;  // caller holds mutex
   void serve(Connection& c);
-  bool handshake(int fd);
+  bool handshake(int fd, std::string& received);
   bool handle(int fd, uint8_t op, const std::string& key, const std::string& value);
 };
 
@@ -166,44 +200,70 @@ bool StoreServer::State::handle(int fd, uint8_t op, const std::string& key, cons
   return write_all(fd, answer);
 }
 
-// The hello and the secret, within the handshake deadline.
-bool StoreServer::State::handshake(int fd) {
+// Appends what the client has sent to `received`, waiting at most until `deadline` (nullptr:
+// as long as it takes); false on EOF, an error or the deadline.
+static bool receive_some(int fd, std::string& received, const Clock::time_point* deadline) {
+  char chunk[64 * 1024];
+  for (;;) {
+    if (deadline != nullptr) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - Clock::now()).count();
+      pollfd p{fd, POLLIN, 0};
+      const int ready = left > 0 ? ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left, 1 << 30))) : 0;
+      if (ready < 0 && errno == EINTR) continue;
+      if (ready <= 0) return false;
+    }
+    const ssize_t got = ::recv(fd, chunk, sizeof(chunk), 0);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return false;
+    received.append(chunk, static_cast<size_t>(got));
+    return true;
+  }
+}
+
+// The hello and the secret, within the handshake deadline; what follows them stays in `received`.
+bool StoreServer::State::handshake(int fd, std::string& received) {
   const auto deadline = Clock::now() + limits.handshake_timeout;
-  unsigned char hello[16];
-  if (!read_all(fd, hello, sizeof(hello), &deadline) || std::memcmp(hello, kMagic, 8) != 0 ||
-      get_le(hello + 8, 4) != kVersion || get_le(hello + 12, 4) > kMaxSecretBytes)
-    return false;
-  std::string presented(get_le(hello + 12, 4), '\0');
-  if (!read_all(fd, presented.data(), presented.size(), &deadline)) return false;
+  size_t consumed = 0;
+  std::string presented;
+  for (;;) {
+    const store_wire::Parsed parsed = store_wire::parse_hello(received, consumed, presented);
+    if (parsed == store_wire::Parsed::kMalformed) return false;
+    if (parsed == store_wire::Parsed::kComplete) break;
+    if (!receive_some(fd, received, &deadline)) return false;
+  }
+  received.erase(0, consumed);
   const bool accepted = secrets_equal(presented, secret);
   return write_all(fd, std::string(1, static_cast<char>(accepted ? kOk : kRefused))) && accepted;
 }
 
 void StoreServer::State::serve(Connection& c) {
   const int fd = c.fd;
-  if (!handshake(fd)) {
+  std::string received;
+  if (!handshake(fd, received)) {
     refused++;
     return;
   }
   c.authenticated = true;
+  // Between requests a client may wait as long as it likes (ranks idle while they train); once
+  // a request has started, the rest of it must arrive within the message deadline.
+  Clock::time_point deadline;
+  bool started = false;
   while (!stopping) {
-    // Between requests a client may wait as long as it likes (ranks idle while they train);
-    // once a request has started, the rest of it must arrive within the message deadline.
-    unsigned char op = 0;
-    if (!read_all(fd, &op, 1, nullptr)) return;
-    const auto deadline = Clock::now() + limits.message_timeout;
-    unsigned char key_length[4];
-    if (!read_all(fd, key_length, sizeof(key_length), &deadline)) return;
-    if (get_le(key_length, 4) > limits.max_key_bytes) return;
-    std::string key(get_le(key_length, 4), '\0');
-    if (!read_all(fd, key.data(), key.size(), &deadline)) return;
-    unsigned char length[8];
-    if (!read_all(fd, length, sizeof(length), &deadline)) return;
-    const uint64_t value_bytes = get_le(length, 8);
-    if (value_bytes > limits.max_value_bytes) return;
-    std::string value(value_bytes, '\0');
-    if (!read_all(fd, value.data(), value.size(), &deadline)) return;
-    if (!handle(fd, op, key, value)) return;
+    store_wire::Request request;
+    size_t consumed = 0;
+    const store_wire::Parsed parsed = store_wire::parse_request(received, consumed, request, limits);
+    if (parsed == store_wire::Parsed::kMalformed) return;
+    if (parsed == store_wire::Parsed::kIncomplete) {
+      if (!received.empty() && !started) {
+        deadline = Clock::now() + limits.message_timeout;
+        started = true;
+      }
+      if (!receive_some(fd, received, started ? &deadline : nullptr)) return;
+      continue;
+    }
+    received.erase(0, consumed);
+    started = false;
+    if (!handle(fd, request.op, request.key, request.value)) return;
   }
 }
 

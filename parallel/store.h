@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace lmt {
@@ -31,6 +32,23 @@ struct StoreLimits {
   uint64_t max_key_bytes = 4096;
   uint64_t max_value_bytes = uint64_t{64} << 20;      // 64 MiB
 };
+
+// The server's reading of the wire format, on bytes already received, so that it is tested
+// (and fuzzed, fuzz/fuzz_store.cpp) without a socket. Each parse looks at the start of `bytes`:
+// kIncomplete asks for more bytes, kMalformed ends the connection, kComplete sets `consumed` to
+// the message's length. A length beyond the limits is malformed as soon as it is read, before
+// its bytes arrive or anything is allocated.
+namespace store_wire {
+enum class Parsed { kIncomplete, kComplete, kMalformed };
+// The client's hello: "LMTSTORE", version, secret length (at most 1 KiB), secret.
+Parsed parse_hello(std::string_view bytes, size_t& consumed, std::string& secret);
+struct Request {
+  uint8_t op = 0;
+  std::string key, value;
+};
+// One request: op, key length, key, value length, value (within limits' key and value caps).
+Parsed parse_request(std::string_view bytes, size_t& consumed, Request& request, const StoreLimits& limits = {});
+}  // namespace store_wire
 
 class StoreServer {
  public:

@@ -4,7 +4,8 @@
 #   bash tools/install-deps.sh           build and train
 #   bash tools/install-deps.sh --tests   also what only the test suite needs: Debian's torch and
 #                                        a Python environment with transformers and tensorboard
-#                                        (tools/setup-test-env.sh), for the round trips with them
+#                                        (tools/setup-test-env.sh), for the round trips with them,
+#                                        and clang with libFuzzer for tools/fuzz.sh
 set -euo pipefail
 tests=0
 for arg in "$@"; do
@@ -20,6 +21,7 @@ apt-get install -y -qq --no-install-recommends \
   libyaml-cpp-dev libcli11-dev libfmt-dev nlohmann-json3-dev catch2 \
   libopenblas-dev libgloo-dev libprotobuf-dev protobuf-compiler openssh-client openssh-server
 if [ "$tests" = 1 ]; then
-  apt-get install -y -qq --no-install-recommends python3 python3-venv python3-torch libopenblas0-pthread
+  apt-get install -y -qq --no-install-recommends python3 python3-venv python3-torch libopenblas0-pthread \
+    clang libclang-rt-dev libomp-dev
   bash "$(dirname "$0")/setup-test-env.sh"
 fi

@@ -44,15 +44,18 @@ std::vector<TensorView> tensor_views(const std::vector<ParamTensor>& layout, con
 
 std::vector<float> gather(const SafeTensorsFile& file, const std::vector<ParamTensor>& layout,
                           const std::string& prefix, size_t total) {
-  std::vector<float> arena(total);
+  // Every tensor is checked before the arena is allocated: a damaged trainer_state.json may
+  // describe a model far larger than the file.
   for (const auto& t : layout) {
     const SafeTensor& tensor = file.at(prefix + t.name);
     if (tensor.shape != t.shape || tensor.dtype != "F32")
       throw Error(fmt::format("{}: tensor '{}' has dtype {} and shape [{}], expected F32 [{}]",
                               file.path, prefix + t.name, tensor.dtype, fmt::join(tensor.shape, ", "),
                               fmt::join(t.shape, ", ")));
-    std::memcpy(arena.data() + t.offset, tensor.bytes.data(), t.numel * sizeof(float));
   }
+  std::vector<float> arena(total);
+  for (const auto& t : layout)
+    std::memcpy(arena.data() + t.offset, file.at(prefix + t.name).bytes.data(), t.numel * sizeof(float));
   return arena;
 }
 
@@ -324,6 +327,12 @@ GPTConfig model_config(const JsonFields& state) {
   GPTConfig cfg;
   for (const auto& field : kGPTConfigFields)
     cfg.*field.member = static_cast<int>(state.integer(std::string("model.") + field.name, 1, kMaxDimension));
+  // The shape sizes every buffer that follows, so a damaged one must not get that far.
+  if (cfg.channels % cfg.num_heads != 0) state.fail("model.n_embd", "is not a multiple of model.n_head");
+  if (cfg.padded_vocab_size < cfg.vocab_size) state.fail("model.padded_vocab_size", "is below model.vocab_size");
+  const double params = static_cast<double>(cfg.num_layers) * 12.0 * cfg.channels * cfg.channels +
+                        (static_cast<double>(cfg.padded_vocab_size) + cfg.max_seq_len) * cfg.channels;
+  if (params > 1e12) state.fail("model", fmt::format("would hold {:.3g} parameters", params));
   return cfg;
 }
 

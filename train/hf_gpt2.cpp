@@ -257,7 +257,8 @@ HfModel read_hf_gpt2(const std::string& dir_name, int vocab_pad_to) {
                                       shape_text(slot.shape)));
     }
   }
-  for (const auto& [name, tensor] : stored) {
+  for (const auto& entry : stored) {
+    const std::string& name = entry.first;  // not a binding: clang 14 cannot capture one
     const bool known = std::any_of(slots.begin(), slots.end(), [&](const Slot& s) { return s.name == name; });
     if (!known && !is_mask_buffer(name) && name != "lm_head.weight") unexpected.push_back(name);
   }

@@ -59,3 +59,48 @@ TEST_CASE("safetensors files round-trip and reject damage", "[core][safetensors]
                   lmt::Error);
   fs::remove(path);
 }
+
+// Found by fuzz/fuzz_safetensors.cpp (UBSan: memcpy from a null pointer): an empty tensor's
+// conversions copied zero bytes from an empty vector's data(), which may be null.
+TEST_CASE("safetensors: empty tensors read and convert to empty vectors", "[core][safetensors][fuzz]") {
+  const fs::path path = fs::temp_directory_path() / ("lmtrain-st-empty-" + std::to_string(::getpid()) + ".safetensors");
+  const std::string header = R"({"e":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},)"
+                             R"("i":{"dtype":"I32","shape":[2,0],"data_offsets":[0,0]}})";
+  std::string bytes(8, '\0');
+  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((header.size() >> (8 * i)) & 0xFF);
+  std::ofstream(path, std::ios::binary) << bytes << header;
+  const auto file = lmt::read_safetensors(path.string());
+  CHECK(file.at("e").to_f32().empty());
+  CHECK(file.at("e").as_f32().empty());
+  CHECK(file.at("i").as_i32().empty());
+  fs::remove(path);
+}
+
+// Found by fuzz/fuzz_safetensors.cpp: a header that is JSON but not an object (here the number
+// 999...9 of the reproducer), or metadata that is not strings, let nlohmann::json's exceptions
+// escape; a negative or oversized dimension made numel() wrap around.
+TEST_CASE("safetensors: headers of the wrong JSON shape are errors naming the file", "[core][safetensors][fuzz]") {
+  const fs::path path = fs::temp_directory_path() / ("lmtrain-st-bad-" + std::to_string(::getpid()) + ".safetensors");
+  auto message = [&](const std::string& header, const std::string& data = "") {
+    std::string bytes(8, '\0');
+    for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((header.size() >> (8 * i)) & 0xFF);
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes << header << data;
+    try {
+      lmt::read_safetensors(path.string());
+    } catch (const lmt::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  using Catch::Matchers::Contains;
+  CHECK_THAT(message("99999999999999999999"), Contains(path.string()) && Contains("not a JSON object"));
+  CHECK_THAT(message("[1, 2]"), Contains("not a JSON object"));
+  CHECK_THAT(message(R"({"__metadata__": {"step": 3}})"), Contains("__metadata__ key 'step'"));
+  CHECK_THAT(message(R"({"__metadata__": [1]})"), Contains("__metadata__ is not an object"));
+  CHECK_THAT(message(R"({"w": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}})", "abcd"),
+             Contains("tensor 'w' has shape [-1]"));
+  // 2^62 * 4 elements of 4 bytes wrap around to 0 bytes in 64 bits.
+  CHECK_THAT(message(R"({"w": {"dtype": "F32", "shape": [4611686018427387904, 4], "data_offsets": [0, 0]}})"),
+             Contains("larger than the file"));
+  fs::remove(path);
+}

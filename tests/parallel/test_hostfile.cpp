@@ -39,6 +39,9 @@ TEST_CASE("hostfile: every malformed line is named", "[parallel][hostfile][error
   CHECK_THAT(message("a;rm slots=1\n"), Contains("h.txt:1") && Contains("not a valid host name"));
   CHECK_THAT(message("-oProxyCommand=x slots=1\n"), Contains("not a valid host name"));
   CHECK_THAT(message("# only comments\n\n"), Contains("h.txt") && Contains("no hosts"));
+  // Found by fuzz/fuzz_hostfile.cpp: slots=2000000000 allocated 8 GB of slot numbers.
+  CHECK_THAT(message("h slots=2000000000\n"), Contains("h.txt:1") && Contains("at most 1024"));
+  CHECK_THAT(message("127.0.0.1 slots=100000\n"), Contains("slots=100000"));
 }
 
 TEST_CASE("hostfile: --include keeps what it lists", "[parallel][hostfile]") {

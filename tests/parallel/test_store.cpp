@@ -206,3 +206,25 @@ TEST_CASE("store: strangers cost the job nothing", "[parallel][store][hostile]")
   job.set("after", "2");
   CHECK(job.get("after") == "2");
 }
+
+TEST_CASE("store: the server's parser takes messages in pieces and refuses oversized lengths", "[parallel][store]") {
+  using lmt::store_wire::Parsed;
+  const std::string hello = "LMTSTORE" + le_bytes(1, 4) + le_bytes(3, 4) + "abc";
+  size_t consumed = 0;
+  std::string secret;
+  for (size_t n = 0; n < hello.size(); ++n) CHECK(lmt::store_wire::parse_hello(hello.substr(0, n), consumed, secret) == Parsed::kIncomplete);
+  REQUIRE(lmt::store_wire::parse_hello(hello + "rest", consumed, secret) == Parsed::kComplete);
+  CHECK(consumed == hello.size());
+  CHECK(secret == "abc");
+  CHECK(lmt::store_wire::parse_hello("HTTP/1.1" + le_bytes(1, 4) + le_bytes(0, 4), consumed, secret) == Parsed::kMalformed);
+  CHECK(lmt::store_wire::parse_hello("LMTSTORE" + le_bytes(1, 4) + le_bytes(uint64_t{1} << 31, 4), consumed, secret) == Parsed::kMalformed);
+
+  const std::string set = std::string(1, '\x01') + le_bytes(1, 4) + "k" + le_bytes(2, 8) + "vv";
+  lmt::store_wire::Request request;
+  for (size_t n = 0; n < set.size(); ++n) CHECK(lmt::store_wire::parse_request(set.substr(0, n), consumed, request) == Parsed::kIncomplete);
+  REQUIRE(lmt::store_wire::parse_request(set + set, consumed, request) == Parsed::kComplete);
+  CHECK((consumed == set.size() && request.op == 1 && request.key == "k" && request.value == "vv"));
+  // A 4 GiB value length is refused before anything is allocated for it.
+  CHECK(lmt::store_wire::parse_request(std::string(1, '\x01') + le_bytes(1, 4) + "k" + le_bytes(uint64_t{4} << 30, 8), consumed,
+                                       request) == Parsed::kMalformed);
+}
