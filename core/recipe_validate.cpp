@@ -133,8 +133,6 @@ void DataConfig::validate(ConfigCheck& c) const {
   if (source == DataSource::kSynthetic) {
     if (!train.empty()) c.fail("train", fmt::format("is set, but source is 'synthetic', which ignores it; {}", fix));
     if (!val.empty()) c.fail("val", fmt::format("is set, but source is 'synthetic', which ignores it; {}", fix));
-    if (format != defaults.format)
-      c.fail("format", fmt::format("is '{}', but source is 'synthetic', which ignores it; {}", name_of(format), fix));
   } else {
     const SyntheticConfig& d = defaults.synthetic;
     if (synthetic.vocab_size != d.vocab_size || synthetic.order != d.order || synthetic.branching != d.branching ||
@@ -317,6 +315,11 @@ void check_across_sections(const Recipe& r, ConfigCheck& c) {
                                            name_of(r.data.format)));
   if (r.data.source == DataSource::kSynthetic)
     c.at_least("data.synthetic.train_tokens", r.data.synthetic.train_tokens, r.run.seq_len + 1);
+  // data.format also reads eval.sets, so with the synthetic corpus it is ignored only without them.
+  if (r.data.source == DataSource::kSynthetic && r.data.format != DataConfig().format && r.eval.sets.empty())
+    c.fail("data.format", fmt::format("is '{}', but source is 'synthetic' and there are no eval.sets, so nothing "
+                                      "reads it; set data.source to the source you mean, or remove the key",
+                                      name_of(r.data.format)));
   c.in_range("schedule.min_lr", r.schedule.min_lr, 0.0, r.optimizer.lr);
   if (r.schedule.warmup_steps >= r.run.steps && r.run.steps >= 1 && r.schedule.warmup_steps > 0 &&
       r.schedule.decay != LrDecay::kConstant)

@@ -689,6 +689,8 @@ TEST_CASE("validate_recipe: keys of the data source that is not selected are err
                           Contains("data.format: is 'llmc', but source is 'synthetic'"));
   CHECK_THAT(validate_error("run: {micro_batch_size: 4}\ndata:\n  train: a.bin\n  synthetic: {vocab_size: 64}\n"),
              Contains("data.synthetic: is set, but source is 'shards'"));
+  // data.format also reads eval.sets: with them it is not ignored.
+  CHECK_NOTHROW(parse_and_validate(std::string(kValidBase) + "  format: nanogpt\neval:\n  sets: {held: h.bin}\n"));
   // A resolved recipe lists every key at its default: that passes.
   CHECK_NOTHROW(parse_and_validate(std::string(kValidBase) + "  format: lmtrain\n  train: \"\"\n  val: \"\"\n"));
 }
