@@ -86,9 +86,8 @@ EvalReport evaluate_checkpoint(const EvalOptions& options) {
       }
   }
 
-  BackendChoice choice = make_inference_backend(r, cfg, options.device, ck.dir);
-  GPT model(*choice.backend, cfg);
-  model.set_parameters(ck.checkpoint.tensors.params);
+  InferenceModel inference = build_inference_model(ck, options.device);
+  GPT& model = *inference.gpt;
   for (size_t i = 0; i < sets.size(); ++i) {
     EvalSetResult result;
     result.name = sets[i].first;

@@ -61,10 +61,9 @@ std::vector<GeneratedSample> generate_from_checkpoint(const GenerateOptions& opt
     prompt.erase(prompt.begin(), prompt.end() - cfg.max_seq_len);
   }
 
-  BackendChoice choice = make_inference_backend(ck.recipe.recipe, cfg, options.device, ck.dir);
-  if (!choice.notice.empty()) notice(choice.notice);
-  GPT model(*choice.backend, cfg);
-  model.set_parameters(ck.checkpoint.tensors.params);
+  InferenceModel inference = build_inference_model(ck, options.device);
+  if (!inference.choice.notice.empty()) notice(inference.choice.notice);
+  GPT& model = *inference.gpt;
 
   const int B = static_cast<int>(options.num_samples);
   const bool stream = B == 1 && !options.json;

@@ -130,9 +130,8 @@ ChoiceReport evaluate_choices(const EvalOptions& options,
   if (tokenizer->vocab_size() > ck.cfg.vocab_size)
     throw Error(fmt::format("the tokenizer has {} tokens, the model only {}", tokenizer->vocab_size(), ck.cfg.vocab_size));
 
-  BackendChoice choice = make_inference_backend(ck.recipe.recipe, ck.cfg, options.device, ck.dir);
-  GPT model(*choice.backend, ck.cfg);
-  model.set_parameters(ck.checkpoint.tensors.params);
+  InferenceModel inference = build_inference_model(ck, options.device);
+  GPT& model = *inference.gpt;
   ChoiceReport report;
   report.checkpoint_dir = ck.dir;
   report.data = options.data[0];

@@ -57,6 +57,14 @@ InferenceCheckpoint open_for_inference(const std::string& which) {
   return out;
 }
 
+InferenceModel build_inference_model(const InferenceCheckpoint& model, DeviceKind device) {
+  InferenceModel out;
+  out.choice = make_inference_backend(model.recipe.recipe, model.cfg, device, model.dir);
+  out.gpt = std::make_unique<GPT>(*out.choice.backend, model.cfg);
+  out.gpt->set_parameters(model.checkpoint.tensors.params);
+  return out;
+}
+
 std::optional<data::Tokenizer> find_model_tokenizer(const InferenceCheckpoint& model, const std::string& explicit_path,
                                                     std::vector<std::string>& looked) {
   if (!explicit_path.empty()) return data::Tokenizer::load(explicit_path);

@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "core/recipe.h"
+#include "model/gpt.h"
+#include "train/device.h"
 #include "data/tokenizer.h"
 #include "model/gpt_config.h"
 #include "train/checkpoint.h"
@@ -25,6 +27,14 @@ struct InferenceCheckpoint {
   LoadedCheckpoint checkpoint;  // the model only (tensors.params), verified
 };
 InferenceCheckpoint open_for_inference(const std::string& which);
+
+// The opened model on the backend `device` picks (fp32 on the CPU, the run's precision on a
+// GPU), with its weights in place: what eval, hellaswag and generate run.
+struct InferenceModel {
+  BackendChoice choice;  // choice.notice: why auto fell back to the CPU, if it did
+  std::unique_ptr<GPT> gpt;
+};
+InferenceModel build_inference_model(const InferenceCheckpoint& model, DeviceKind device);
 
 // The tokenizer the model was trained with: `explicit_path` (--tokenizer) when given; else
 // tokenizer.json in the step directory, its run directory or the directory of the recipe's

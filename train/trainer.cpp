@@ -266,27 +266,21 @@ void Trainer::Run::open_backend() {
   }
   arena_group = device_group ? device_group.get() : &group;
   if (options.profile_ops) profiler = std::make_unique<ProfilingBackend>(*choice.backend);
-  if (!choice.cuda) {
-    // The same check against the host's memory: an allocation that cannot succeed would
-    // otherwise fail (or be killed) after the run directory exists.
-    const double needed = estimate_memory(cfg, B, T, r.precision.dtype).total();
-    const double host = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGE_SIZE));
-    if (host > 0 && needed > host)
-      throw Error(fmt::format("{}: this run needs about {:.1f} GiB of memory and this machine has {:.1f} GiB; lower "
-                              "run.micro_batch_size (raising run.grad_accum_steps keeps the global batch), "
-                              "run.seq_len or the model's size; `lmtrain plan {}` shows the breakdown",
-                              loaded.path, needed / (1 << 30), host / (1 << 30), loaded.path));
-  }
-  if (choice.cuda) {
-    // Fail before allocating (and before touching the run directory) when the model cannot fit.
-    const double needed = estimate_memory(cfg, B, T, r.precision.dtype).total() + kCudaReserveBytes;
-    if (needed > static_cast<double>(choice.device_memory))
-      throw Error(fmt::format("{}: this run needs about {:.1f} GiB on GPU {} ({:.1f} GiB); lower run.micro_batch_size "
-                              "(raising run.grad_accum_steps keeps the global batch) or run.seq_len; `lmtrain plan "
-                              "{}` shows the breakdown",
-                              loaded.path, needed / (1 << 30), choice.cuda_device,
-                              static_cast<double>(choice.device_memory) / (1 << 30), loaded.path));
-  }
+  // Fail before allocating (and before touching the run directory) when the run cannot fit: in
+  // the GPU's memory (less what CUDA keeps for itself), or in the host's on the CPU.
+  const double needed =
+      estimate_memory(cfg, B, T, r.precision.dtype).total() + (choice.cuda ? static_cast<double>(kCudaReserveBytes) : 0.0);
+  const double available =
+      choice.cuda ? static_cast<double>(choice.device_memory)
+                  : static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGE_SIZE));
+  if (available > 0 && needed > available)
+    throw Error(fmt::format("{}: this run needs about {:.1f} GiB {} {:.1f} GiB; lower run.micro_batch_size (raising "
+                            "run.grad_accum_steps keeps the global batch), run.seq_len or the model's size; `lmtrain "
+                            "plan {}` shows the breakdown",
+                            loaded.path, needed / (1 << 30),
+                            choice.cuda ? fmt::format("on GPU {}, which has", choice.cuda_device)
+                                        : std::string("of memory and this machine has"),
+                            available / (1 << 30), loaded.path));
 }
 
 void Trainer::Run::open_run_directory() {
@@ -511,15 +505,19 @@ StepResult Trainer::step(StepPhases* phases) {
   out.loss = loss;
   out.grad_norm = norm;
   s.steps_done = out.step;
-  if (s.scaler->enabled() && !s.scaler->update(std::isfinite(loss) && std::isfinite(scaled_norm))) {
-    // fp16 overflow: this step's update is skipped, the data it used is consumed (as in
-    // DeepSpeed) and the scale has dropped. Every rank sees the same reduced values.
-    out.applied = false;
-    s.reporter.overflow(out.step, r.run.steps, loss_scale, s.scaler->scale(), s.scaler->skipped_steps());
+  // Applied or skipped, a step consumes its data (as in DeepSpeed) and is timed.
+  auto done = [&] {
     s.tokens_seen += out.tokens;
     out.seconds = seconds_since(t0);
     if (phases) phases->optimizer_ms += seconds_since(optimizer_start) * 1e3;
     return out;
+  };
+  if (s.scaler->enabled() && !s.scaler->update(std::isfinite(loss) && std::isfinite(scaled_norm))) {
+    // fp16 overflow: this step's update is skipped and the scale has dropped. Every rank sees
+    // the same reduced values.
+    out.applied = false;
+    s.reporter.overflow(out.step, r.run.steps, loss_scale, s.scaler->scale(), s.scaler->skipped_steps());
+    return done();
   }
   // The divergence guard (run.divergence): a runaway step is skipped like an overflow, or ends
   // the run before its update reaches the parameters.
@@ -534,10 +532,7 @@ StepResult Trainer::step(StepPhases* phases) {
     out.applied = false;
     s.reporter.divergence_skip(out.step, r.run.steps, loss, verdict.loss_mean, norm, verdict.grad_norm_mean,
                                verdict.why, s.guard.skipped_steps());
-    s.tokens_seen += out.tokens;
-    out.seconds = seconds_since(t0);
-    if (phases) phases->optimizer_ms += seconds_since(optimizer_start) * 1e3;
-    return out;
+    return done();
   }
   if (verdict.diverged) s.diverged(step, loss, norm, verdict.why, verdict);
   if (!std::isfinite(loss) || !std::isfinite(norm))  // run.divergence: off
@@ -550,11 +545,8 @@ StepResult Trainer::step(StepPhases* phases) {
   s.parallel->gather_parameters(s.model->params());
   s.model->parameters_changed();
   s.backend().synchronize();
-  out.seconds = seconds_since(t0);
-  if (phases) phases->optimizer_ms += seconds_since(optimizer_start) * 1e3;
-  s.tokens_seen += out.tokens;
   s.result.final_loss = loss;
-  return out;
+  return done();
 }
 
 void Trainer::after_step(const StepResult& step) {

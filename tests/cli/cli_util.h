@@ -142,12 +142,17 @@ inline std::string tiny_recipe(const TempDir& dir, const std::string& dtype = "f
          "  every: 10\n";
 }
 
-// A char-tokenized corpus, a tiny model trained on it for a few steps (context 32).
-inline void train_char_model(const TempDir& dir) {
+// A char-tokenized corpus of `lines` play lines, prepared into dir/prepared.
+inline void prepare_char_data(const TempDir& dir, int lines = 300) {
   std::string text;
-  for (int i = 0; i < 300; ++i) text += fmt::format("ROMEO: line {} of the play.\nJULIET: an answer.\n", i % 17);
+  for (int i = 0; i < lines; ++i) text += fmt::format("ROMEO: line {} of the play.\nJULIET: an answer.\n", i % 17);
   write_file(dir.path() / "corpus.txt", text);
   REQUIRE(run_lmtrain(dir, "data prepare --input corpus.txt --tokenizer char --out prepared --quiet").status == 0);
+}
+
+// A tiny model trained for a few steps on prepare_char_data's corpus (context 32).
+inline void train_char_model(const TempDir& dir) {
+  prepare_char_data(dir);
   write_file(dir.path() / "char.yaml",
              "run: {name: char, out_dir: runs, steps: 30, seq_len: 32, micro_batch_size: 4, device: cpu, threads: 1}\n"
              "model: {n_layer: 1, n_head: 2, n_embd: 32, max_seq_len: 32}\n"

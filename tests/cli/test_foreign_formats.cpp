@@ -120,10 +120,7 @@ TEST_CASE("train: shards named by a glob train as one dataset", "[cli][formats]"
 TEST_CASE("train: a shard truncated while training ends the run with exit 2 naming it, not a bus error",
           "[cli][formats][errors]") {
   TempDir dir;
-  std::string text;
-  for (int i = 0; i < 400; ++i) text += fmt::format("ROMEO: line {} of the play.\nJULIET: an answer.\n", i % 17);
-  write_file(dir.path() / "corpus.txt", text);
-  REQUIRE(run_lmtrain(dir, "data prepare --input corpus.txt --tokenizer char --out prepared --quiet").status == 0);
+  prepare_char_data(dir, 400);
   write_file(dir.path() / "char.yaml",
              "run: {name: char, out_dir: runs, steps: 1000000, seq_len: 32, micro_batch_size: 4, device: cpu, threads: 1}\n"
              "model: {n_layer: 1, n_head: 2, n_embd: 32, max_seq_len: 32}\n"

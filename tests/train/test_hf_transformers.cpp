@@ -31,9 +31,8 @@ void run_reference(const TempDir& dir, const std::string& python, const std::str
 // generate run.
 std::vector<float> lmtrain_logits(const std::string& which, const std::vector<int32_t>& ids) {
   const InferenceCheckpoint ck = open_for_inference(which);
-  BackendChoice choice = make_inference_backend(ck.recipe.recipe, ck.cfg, DeviceKind::kCpu, ck.dir);
-  GPT model(*choice.backend, ck.cfg);
-  model.set_parameters(ck.checkpoint.tensors.params);
+  InferenceModel inference = build_inference_model(ck, DeviceKind::kCpu);
+  GPT& model = *inference.gpt;
   const std::vector<int32_t> targets(ids.size(), 0);
   model.forward(ids.data(), targets.data(), 1, static_cast<int>(ids.size()));
   return model.get_logits();
