@@ -30,6 +30,51 @@ void check_regular_file(const std::string& path, std::string_view what) {
     throw Error(fmt::format("{} '{}' is not a regular file (a device, pipe or socket); pass a file", what, path));
 }
 
+void check_directory_creatable(const std::string& path, std::string_view what) {
+  if (path.empty()) return;  // the current directory
+  std::error_code ec;
+  fs::path probe = fs::path(path);
+  // The nearest part of the path that exists decides: it must be a directory we may write to.
+  while (true) {
+    const fs::file_status status = fs::status(probe, ec);
+    // ENOTDIR: a file further up the path, which the loop reaches and names.
+    if (ec && ec != std::errc::no_such_file_or_directory && ec != std::errc::not_a_directory)
+      throw Error(fmt::format("{} '{}' cannot be created: '{}' cannot be reached: {}", what, path,
+                              probe.string(), ec.message()));
+    if (fs::exists(status)) {
+      if (!fs::is_directory(status))
+        throw Error(fmt::format("{} '{}' cannot be created: '{}' exists and is not a directory; choose "
+                                "another path",
+                                what, path, probe.string()));
+      if (::access(probe.c_str(), W_OK | X_OK) != 0)
+        throw Error(fmt::format("{} '{}' cannot be created: '{}' is not writable ({}); choose another "
+                                "path or fix its permissions",
+                                what, path, probe.string(), std::strerror(errno)));
+      return;
+    }
+    const fs::path parent = probe.parent_path();
+    if (parent == probe) return;  // the root, which exists
+    probe = parent.empty() ? fs::path(".") : parent;  // a relative path's base is the current directory
+  }
+}
+
+void create_directories_checked(const std::string& path, std::string_view what) {
+  check_directory_creatable(path, what);
+  std::error_code ec;
+  fs::create_directories(path, ec);
+  if (ec || !fs::is_directory(path, ec))
+    throw Error(fmt::format("{} '{}' cannot be created: {}; choose another path or fix its permissions",
+                            what, path, ec ? ec.message() : "it is not a directory"));
+}
+
+fs::file_type file_kind(const std::string& path, std::string_view what) {
+  std::error_code ec;
+  const fs::file_status status = fs::status(path, ec);
+  if (ec == std::errc::no_such_file_or_directory || ec == std::errc::not_a_directory) return fs::file_type::not_found;
+  if (ec) throw Error(fmt::format("{} '{}' cannot be reached: {}", what, path, ec.message()));
+  return status.type();
+}
+
 std::string read_file_bytes(const std::string& path, std::string_view what) {
   check_regular_file(path, what);
   std::FILE* file = std::fopen(path.c_str(), "rb");

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 #include <string_view>
 
@@ -12,6 +13,22 @@ namespace lmt {
 // device, FIFO or socket, or unreachable (a symlink loop) each get their own message naming
 // `what` (the file's role, "input text file") and the path.
 void check_regular_file(const std::string& path, std::string_view what);
+
+// Throws lmt::Error unless `path` is a directory this process can write into, or could be
+// created as one: the path, or its nearest existing ancestor, must be a writable directory
+// (not a file, not read-only, reachable). Creates nothing, so a command can check every
+// output location before it writes anything. `what` names the role ("run directory").
+void check_directory_creatable(const std::string& path, std::string_view what);
+
+// create_directories with the same checks and an lmt::Error naming `what`, the path and the
+// reason (instead of std::filesystem_error).
+void create_directories_checked(const std::string& path, std::string_view what);
+
+// What is at `path` after symlinks: file_type::not_found when nothing is (or a part of the path
+// is a file), the type otherwise. A path that cannot be reached (a symlink loop, a permission
+// on the way) throws lmt::Error naming `what` and the path, where std::filesystem would throw
+// filesystem_error.
+std::filesystem::file_type file_kind(const std::string& path, std::string_view what);
 
 // Reads a whole file (check_regular_file first). `what` names the file's role in error messages.
 std::string read_file_bytes(const std::string& path, std::string_view what);

@@ -94,6 +94,7 @@ void write_safetensors(const std::string& path, const std::vector<TensorView>& t
 }
 
 SafeTensorsFile read_safetensors(const std::string& path) {
+  check_regular_file(path, "safetensors file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(fmt::format("cannot open safetensors file '{}'", path));
   std::vector<uint8_t> file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

@@ -268,6 +268,8 @@ PrepareSummary prepare_data(const PrepareOptions& options) {
   validate(options);
   const auto start = Clock::now();
   const std::vector<std::string> files = input_files(options.inputs);
+  // Before a tokenizer is trained: an output folder that cannot be written is known now.
+  check_directory_creatable(options.out_dir, "data prepare: output directory");
   const Tokenizer tokenizer = make_tokenizer(options, files);
   const std::optional<int32_t> eot = tokenizer.eot_id();
 
@@ -276,15 +278,12 @@ PrepareSummary prepare_data(const PrepareOptions& options) {
   const bool single_text = files.size() == 1 && !is_jsonl(files[0]) && options.doc_separator.empty();
   const std::string split = options.split != "auto" ? options.split : single_text ? "tail" : "documents";
 
-  std::error_code ec;
-  fs::create_directories(options.out_dir, ec);
-  if (ec || !fs::is_directory(options.out_dir))
-    throw Error(fmt::format("data prepare: cannot create output directory '{}': {}", options.out_dir,
-                            ec ? ec.message() : "a file with that name exists"));
+  create_directories_checked(options.out_dir, "data prepare: output directory");
   const fs::path out_dir(options.out_dir);
   TempDir temp{out_dir / kTempDirName};
+  std::error_code ec;
   fs::remove_all(temp.path, ec);  // left by a run that was killed
-  fs::create_directories(temp.path);
+  create_directories_checked(temp.path.string(), "data prepare: the scratch folder in the output directory");
 
   const int64_t vocab_size = tokenizer.vocab_size();
   ShardSetWriter train("train", temp.path, options.shard_tokens, vocab_size);

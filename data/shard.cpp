@@ -111,17 +111,24 @@ void write_shard(const std::string& path, std::span<const int32_t> tokens, int64
   }
 }
 
+void check_shard_file(const std::string& path, std::string_view what) {
+  switch (file_kind(path, what)) {  // a symlink loop throws here
+    case fs::file_type::not_found:
+      throw Error(fmt::format("{} '{}' does not exist; check the path (globs such as data/train_*.bin "
+                              "are allowed), or create shards with `lmtrain data prepare`", what, path));
+    case fs::file_type::directory:
+      throw Error(fmt::format("{} '{}' is a directory; pass the .bin file(s) inside it, e.g. '{}/*.bin'",
+                              what, path, path));
+    default:
+      // A FIFO would block open() until a writer came; a device has no end.
+      check_regular_file(path, what);
+  }
+}
+
 ShardInfo read_shard_header(const std::string& path) {
   const std::string recreate = "re-create it with `lmtrain data prepare`";
+  check_shard_file(path, "token shard");
   std::error_code ec;
-  const fs::file_status status = fs::status(path, ec);
-  if (!fs::exists(status)) {
-    throw Error(fmt::format("token shard '{}' does not exist; check the path, or create shards "
-                            "with `lmtrain data prepare`", path));
-  }
-  if (fs::is_directory(status)) {
-    throw Error(fmt::format("token shard '{}' is a directory; pass the .bin file inside it", path));
-  }
   const uintmax_t file_bytes = fs::file_size(path, ec);
   if (ec) throw Error(fmt::format("cannot read the size of token shard '{}': {}", path, ec.message()));
 

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace lmt::data {
@@ -45,6 +46,11 @@ struct ShardInfo {
   int64_t vocab_size = 0;
 };
 ShardInfo read_shard_header(const std::string& path);
+
+// Throws lmt::Error unless `path` is a regular file that a shard reader may open: missing (with
+// the hint to run `lmtrain data prepare`), a directory (pass the .bin files inside it), a
+// symlink loop, a device, FIFO or socket each named. `what` is the file's role ("token shard").
+void check_shard_file(const std::string& path, std::string_view what);
 
 // Reads and fully validates a shard (header fields, exact size, every id < vocab_size).
 // Every problem is an lmt::Error naming `path`.

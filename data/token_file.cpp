@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/file_io.h"
 #include "data/shard.h"
 
 namespace lmt::data {
@@ -168,14 +169,7 @@ uint64_t first_bad_token(const unsigned char* tokens, int token_bytes, uint64_t 
 
 // Maps a whole file read-only. An empty file gets no mapping (mmap rejects length 0).
 std::shared_ptr<TokenFile::Storage> map_file(const std::string& path, const char* what) {
-  std::error_code ec;
-  const auto status = std::filesystem::status(path, ec);
-  if (!std::filesystem::exists(status))
-    throw Error(fmt::format("{} '{}' does not exist; check the path (globs such as data/train_*.bin "
-                            "are allowed), or create shards with `lmtrain data prepare`", what, path));
-  if (std::filesystem::is_directory(status))
-    throw Error(fmt::format("{} '{}' is a directory; pass the .bin file(s) inside it, e.g. '{}/*.bin'",
-                            what, path, path));
+  check_shard_file(path, what);
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     throw Error(fmt::format("{} '{}' cannot be opened: {}; check its permissions", what, path,

@@ -14,16 +14,7 @@
 
 namespace {
 
-lmt::GPTConfig tiny_config() {
-  lmt::GPTConfig cfg;
-  cfg.max_seq_len = 8;
-  cfg.vocab_size = 10;
-  cfg.padded_vocab_size = 16;
-  cfg.num_layers = 1;
-  cfg.num_heads = 2;
-  cfg.channels = 4;
-  return cfg;
-}
+lmt::GPTConfig tiny_config() { return lmt::fuzz::tiny_model_config(16); }
 
 struct Saved {
   std::string dir, manifest, state;

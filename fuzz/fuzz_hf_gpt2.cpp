@@ -22,13 +22,7 @@ struct Exported {
 
 const Exported& exported() {
   static const Exported out = [] {
-    lmt::GPTConfig cfg;
-    cfg.max_seq_len = 8;
-    cfg.vocab_size = 10;
-    cfg.padded_vocab_size = 128;
-    cfg.num_layers = 1;
-    cfg.num_heads = 2;
-    cfg.channels = 4;
+    const lmt::GPTConfig cfg = lmt::fuzz::tiny_model_config(128);
     std::vector<float> params(lmt::parameter_storage_count(cfg), 0.25f);
     Exported e;
     e.dir = lmt::fuzz::scratch_dir() / "hf";

@@ -14,7 +14,22 @@
 #include <string_view>
 #include <vector>
 
+#include "model/gpt_config.h"
+
 namespace lmt::fuzz {
+
+// The model of the harnesses that save one to read back (checkpoint, hf_gpt2): one layer, two
+// heads, four channels, ten tokens. The committed seeds depend on these figures.
+inline GPTConfig tiny_model_config(int padded_vocab_size) {
+  GPTConfig cfg;
+  cfg.max_seq_len = 8;
+  cfg.vocab_size = 10;
+  cfg.padded_vocab_size = padded_vocab_size;
+  cfg.num_layers = 1;
+  cfg.num_heads = 2;
+  cfg.channels = 4;
+  return cfg;
+}
 
 inline std::string_view as_text(const uint8_t* data, size_t size) {
   return {reinterpret_cast<const char*>(data), size};

@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/file_io.h"
 #include "parallel/hostfile.h"
 #include "parallel/launch_util.h"
 #include "parallel/launcher.h"
@@ -108,10 +109,7 @@ int launch_on_hosts(const LaunchOptions& options) {
   LaunchOptions o = options;
   std::vector<HostSlots> hosts;
   if (!o.hostfile.empty()) {
-    std::ifstream in(o.hostfile);
-    if (!in) throw Error(fmt::format("--hostfile '{}' cannot be read", o.hostfile));
-    hosts = parse_hostfile(std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()),
-                           o.hostfile);
+    hosts = parse_hostfile(read_file_bytes(o.hostfile, "--hostfile"), o.hostfile);
     HostFilter filter = o.filter;
     if (o.nproc_per_node > 1 && filter.nproc_per_node == 0) filter.nproc_per_node = o.nproc_per_node;
     hosts = filter_hosts(hosts, filter);
@@ -155,7 +153,7 @@ int launch_on_hosts(const LaunchOptions& options) {
   for (const auto& h : hosts) world += static_cast<int>(h.slots.size());
   std::map<int, RankInfo> ranks;
   std::mutex mutex;
-  if (!o.log_dir.empty()) std::filesystem::create_directories(o.log_dir);
+  if (!o.log_dir.empty()) create_directories_checked(o.log_dir, "--log-dir");
 
   // Variables every worker should see, sent to the agents on stdin (not on a command line).
   std::string header = secret + "\n";
@@ -166,11 +164,9 @@ int launch_on_hosts(const LaunchOptions& options) {
     if (forwarded && entry.find('\n') == std::string::npos) header += entry + "\n";
   }
   for (const std::string& path : o.env_files) {
-    std::ifstream in(path);
-    if (!in) continue;
-    for (const auto& [key, value] :
-         read_env_file(std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()), path))
-      header += key + "=" + value + "\n";
+    const std::optional<std::string> text = read_optional_env_file(path);
+    if (!text) continue;
+    for (const auto& [key, value] : read_env_file(*text, path)) header += key + "=" + value + "\n";
   }
   header += "\n";
 

@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/file_io.h"
 #include "parallel/launch_util.h"
 #include "parallel/store.h"
 
@@ -94,10 +95,9 @@ std::vector<std::string> worker_environment(const LaunchOptions& o, int index, i
     if (eq != std::string::npos) vars[entry.substr(0, eq)] = entry.substr(eq + 1);
   }
   for (const std::string& path : o.env_files) {
-    std::ifstream in(path);
-    if (!in) continue;
-    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    for (auto& [key, value] : read_env_file(text, path)) vars[key] = value;
+    const std::optional<std::string> text = read_optional_env_file(path);
+    if (!text) continue;
+    for (auto& [key, value] : read_env_file(*text, path)) vars[key] = value;
   }
   for (const auto& [key, value] : extra) vars[key] = value;
   std::string devices;
@@ -165,6 +165,12 @@ void print_table(const std::vector<std::unique_ptr<Worker>>& workers, int first_
 
 }  // namespace
 
+std::optional<std::string> read_optional_env_file(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(std::filesystem::symlink_status(path, ec))) return std::nullopt;
+  return read_file_bytes(path, "environment file");
+}
+
 std::vector<std::pair<std::string, std::string>> read_env_file(const std::string& text, const std::string& source) {
   std::vector<std::pair<std::string, std::string>> out;
   std::istringstream in(text);
@@ -201,10 +207,8 @@ void check_common(const LaunchOptions& o) {
     throw Error(fmt::format("--tee '{}' must be rank0, all or none", o.tee));
   if (o.master_port < 0 || o.master_port > 65535)
     throw Error(fmt::format("--master-port {} is outside 0..65535", o.master_port));
-  for (const std::string& path : o.env_files) {  // checked before any worker starts
-    std::ifstream in(path);
-    if (in) read_env_file(std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()), path);
-  }
+  for (const std::string& path : o.env_files)  // checked before any worker starts
+    if (const std::optional<std::string> text = read_optional_env_file(path)) read_env_file(*text, path);
 }
 
 // Agent mode: the header the launcher writes on stdin (secret, then KEY=VALUE lines, then an
@@ -224,7 +228,7 @@ int run_workers(LaunchOptions o) {
     for (int s = 0; s < static_cast<int>(o.ranks.size()); ++s) o.slots.push_back(s);
   if (o.world_size == 0) o.world_size = static_cast<int>(o.ranks.size());
   if (o.master_addr.empty()) o.master_addr = "127.0.0.1";
-  if (!o.log_dir.empty()) std::filesystem::create_directories(o.log_dir);
+  if (!o.log_dir.empty()) create_directories_checked(o.log_dir, "--log-dir");
 
   std::string secret;
   std::vector<std::pair<std::string, std::string>> extra;

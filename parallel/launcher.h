@@ -1,6 +1,7 @@
 // `lmtrain launch`: starts one worker process per slot, serves the job's rendezvous store,
 // supervises the workers and stops all of them when one fails.
 #pragma once
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -48,6 +49,10 @@ struct LaunchOptions {
 // Reads a .lmtrain_env file: KEY=VALUE lines, `#` comments and blank lines ignored, an optional
 // leading `export `. Throws lmt::Error naming file:line for anything else.
 std::vector<std::pair<std::string, std::string>> read_env_file(const std::string& text, const std::string& source);
+
+// The contents of an env file that may be absent (.lmtrain_env is optional): nullopt when
+// nothing is at `path`; lmt::Error when something is there that is not a readable file.
+std::optional<std::string> read_optional_env_file(const std::string& path);
 
 // Runs the job on this host and returns the launcher's exit code: 0 when every worker exited 0;
 // otherwise the first failing worker's exit code (128 + signal when it was killed). On a

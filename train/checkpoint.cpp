@@ -88,7 +88,8 @@ std::vector<fs::path> complete_checkpoints(const fs::path& root) {
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(root, ec)) {
     const std::string name = entry.path().filename().string();
-    if (entry.is_directory() && is_step_dir_name(name) && fs::exists(entry.path() / kManifestFile))
+    std::error_code entry_ec;  // an entry that cannot be reached (a symlink loop) is no checkpoint
+    if (is_step_dir_name(name) && entry.is_directory(entry_ec) && fs::exists(entry.path() / kManifestFile, entry_ec))
       dirs.push_back(entry.path());
   }
   std::sort(dirs.begin(), dirs.end());
@@ -119,7 +120,7 @@ std::string save_checkpoint(const std::string& root, const CheckpointState& stat
     check_finite(layout, "m.", tensors.adam_m, "the optimizer", final_dir);
     check_finite(layout, "v.", tensors.adam_v, "the optimizer", final_dir);
   }
-  fs::create_directories(root_path);
+  create_directories_checked(root_path.string(), "checkpoint directory");
   std::error_code ec;
   // Leftovers of saves killed midway (this run is the only writer of this folder).
   for (const auto& entry : fs::directory_iterator(root_path, ec)) {
@@ -128,7 +129,7 @@ std::string save_checkpoint(const std::string& root, const CheckpointState& stat
         (entry_name.ends_with(".partial") || entry_name.ends_with(".old")))
       fs::remove_all(entry.path(), ec);
   }
-  fs::create_directories(temp_dir);
+  create_directories_checked(temp_dir.string(), "checkpoint directory");
   try {
     const auto layout = parameter_layout(state.model);
     write_safetensors((temp_dir / kModelFile).string(), tensor_views(layout, "", tensors.params),
@@ -208,7 +209,7 @@ std::optional<std::string> resolve_checkpoint(const std::string& root, const std
                                               const std::string& flag) {
   auto from_latest = [&flag](const fs::path& dir, bool required) -> std::optional<std::string> {
     const fs::path latest = dir / "latest";
-    if (!fs::exists(latest)) {
+    if (file_kind(latest.string(), "checkpoint pointer") == fs::file_type::not_found) {
       if (!required) return std::nullopt;
       if (auto newest = newest_checkpoint(dir.string()))
         throw Error(fmt::format("'{}' does not exist, but {} holds complete checkpoints, the newest {}; "
@@ -227,7 +228,7 @@ std::optional<std::string> resolve_checkpoint(const std::string& root, const std
                               "checkpoint in {}. Point {} at a step_* directory instead",
                               latest.string(), name.substr(0, 200), dir.string(), flag));
     const fs::path target = dir / name;
-    if (!fs::is_directory(target))
+    if (file_kind(target.string(), "checkpoint") != fs::file_type::directory)
       throw Error(fmt::format("'{}' names '{}', which is not a checkpoint directory; point {} "
                               "at a step_* directory instead", latest.string(), name, flag));
     return target.string();
@@ -235,8 +236,9 @@ std::optional<std::string> resolve_checkpoint(const std::string& root, const std
   if (which == "auto") return from_latest(root, false);
   if (which == "latest") return from_latest(root, true);
   const fs::path path(which);
-  if (fs::exists(path / kManifestFile)) return path.string();
-  if (fs::exists(path / "latest")) return from_latest(path, true);
+  if (file_kind((path / kManifestFile).string(), "checkpoint") != fs::file_type::not_found) return path.string();
+  if (file_kind((path / "latest").string(), "checkpoint pointer") != fs::file_type::not_found)
+    return from_latest(path, true);
   throw Error(fmt::format("{} {}: not a checkpoint directory (no {}) and no 'latest' in it", flag, which,
                           kManifestFile));
 }
@@ -359,7 +361,9 @@ LoadedCheckpoint load_checkpoint(const std::string& dir, const GPTConfig& expect
     const JsonFields entry(manifest, "files", file);
     const int64_t expected_bytes = entry.integer("bytes", 0, INT64_MAX);
     const std::string expected_crc = entry.string("crc32c");
-    if (!fs::exists(path)) throw Error(fmt::format("checkpoint file '{}' is missing", path.string()));
+    if (file_kind(path.string(), "checkpoint file") == fs::file_type::not_found)
+      throw Error(fmt::format("checkpoint file '{}' is missing", path.string()));
+    check_regular_file(path.string(), "checkpoint file");
     const uintmax_t bytes = fs::file_size(path);
     if (bytes != static_cast<uintmax_t>(expected_bytes))
       throw Error(fmt::format("checkpoint file '{}' is {} bytes, the manifest says {} (truncated or "

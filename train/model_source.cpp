@@ -68,13 +68,17 @@ InferenceModel build_inference_model(const InferenceCheckpoint& model, DeviceKin
 std::optional<data::Tokenizer> find_model_tokenizer(const InferenceCheckpoint& model, const std::string& explicit_path,
                                                     std::vector<std::string>& looked) {
   if (!explicit_path.empty()) return data::Tokenizer::load(explicit_path);
+  // A candidate that cannot be reached (a symlink loop) is an error, not a tokenizer skipped.
+  auto is_tokenizer_file = [](const fs::path& path) {
+    return file_kind(path.string(), "tokenizer file") == fs::file_type::regular;
+  };
   const fs::path dir(model.dir);
   if (model.hf) {
     looked.push_back((dir / kHfLmtrainTokenizerFile).string());
-    if (fs::is_regular_file(dir / kHfLmtrainTokenizerFile))
+    if (is_tokenizer_file(dir / kHfLmtrainTokenizerFile))
       return data::Tokenizer::load((dir / kHfLmtrainTokenizerFile).string());
     looked.push_back((dir / "vocab.json").string() + " with merges.txt");
-    if (fs::is_regular_file(dir / "vocab.json") && fs::is_regular_file(dir / "merges.txt"))
+    if (is_tokenizer_file(dir / "vocab.json") && is_tokenizer_file(dir / "merges.txt"))
       return data::Tokenizer::load_gpt2((dir / "vocab.json").string(), (dir / "merges.txt").string());
     return std::nullopt;
   }
@@ -84,7 +88,7 @@ std::optional<data::Tokenizer> find_model_tokenizer(const InferenceCheckpoint& m
     candidates.push_back(fs::path(recipe.data.train).parent_path() / "tokenizer.json");
   for (const auto& path : candidates) {
     looked.push_back(path.string());
-    if (fs::is_regular_file(path)) return data::Tokenizer::load(path.string());
+    if (is_tokenizer_file(path)) return data::Tokenizer::load(path.string());
   }
   return std::nullopt;
 }
@@ -150,7 +154,7 @@ std::vector<float> fit_pretrained(const PretrainedWeights& weights, const GPTCon
 
 HfExportResult export_model(const ExportOptions& options) {
   if (options.out.empty()) throw Error("--out is required: the directory to create");
-  if (fs::exists(options.out))
+  if (file_kind(options.out, "--out") != fs::file_type::not_found)
     throw Error(fmt::format("--out '{}' already exists; export writes a new directory (remove it or choose another)",
                             options.out));
   const InferenceCheckpoint model = open_for_inference(options.checkpoint);

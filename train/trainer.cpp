@@ -243,6 +243,11 @@ Trainer::Run::Run(const LoadedRecipe& loaded_recipe, const TrainOptions& train_o
                             "with --set run.name=...",
                             run_dir));
   }
+  // Output locations that cannot be created fail here, before a byte is written anywhere.
+  if (leader && !options.benchmark) {
+    check_directory_creatable(run_dir, "run directory");
+    check_directory_creatable(checkpoint_root, "checkpoint directory");
+  }
   open_backend();
   open_run_directory();
   build_model();
@@ -289,7 +294,7 @@ void Trainer::Run::open_run_directory() {
   // Every rank has checked the run directory before rank 0 writes into it.
   group.barrier();
   if (!leader) return;
-  std::filesystem::create_directories(run_dir);
+  create_directories_checked(run_dir, "run directory");
   // A replaced run must not leave its old summary next to the new metrics.
   std::filesystem::remove(std::filesystem::path(run_dir) / "summary.json");
   write_file_atomic((std::filesystem::path(run_dir) / "recipe.yaml").string(), recipe_yaml);

@@ -261,3 +261,80 @@ TEST_CASE("hostile: thread, worker and grace counts have bounds", "[cli][hostile
   }
   CHECK_FALSE(fs::exists(dir.path() / "runs"));
 }
+
+TEST_CASE("hostile: outputs that cannot be created, directories given as files and symlink loops are exit 2",
+          "[cli][hostile]") {
+  TempDir dir;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  write_file(dir.path() / "afile", "not a directory\n");
+  write_file(dir.path() / "text.txt", std::string(2000, 'a') + "\n");
+  fs::create_directory(dir.path() / "hostdir");
+  struct Case {
+    std::string args, message;
+  };
+  // Root may write into a read-only directory, but nobody may create directories in /proc.
+  for (const Case& c : std::vector<Case>{
+           {"launch --hostfile hostdir -- train tiny.yaml", "--hostfile 'hostdir' is a directory"},
+           {"launch --log-dir afile/logs -- train tiny.yaml",
+            "--log-dir 'afile/logs' cannot be created: 'afile' exists and is not a directory"},
+           {"launch --log-dir /proc/lmtrain-logs -- train tiny.yaml", "--log-dir '/proc/lmtrain-logs' cannot be created"},
+           {"train tiny.yaml --set run.out_dir=afile/runs",
+            "run directory 'afile/runs/tiny' cannot be created: 'afile' exists and is not a directory"},
+           {"train tiny.yaml --set run.out_dir=/proc/lmtrain-runs", "run directory '/proc/lmtrain-runs/tiny' cannot be created"},
+           {"train tiny.yaml --set checkpoint.dir=afile/ck",
+            "checkpoint directory 'afile/ck' cannot be created: 'afile' exists and is not a directory"},
+           {"data prepare --input text.txt --tokenizer char --out afile/prepared",
+            "output directory 'afile/prepared' cannot be created: 'afile' exists and is not a directory"},
+           {"data prepare --input text.txt --tokenizer char --out /proc", "'/proc/.prepare.partial' cannot be created"},
+       }) {
+    const RunResult r = run_lmtrain(dir, c.args, "", "timeout 60");
+    INFO(c.args << "\n" << r.output);
+    CHECK(r.status == 2);
+    CHECK_THAT(r.output, Contains(c.message));
+  }
+  CHECK_FALSE(fs::exists(dir.path() / "runs"));
+  CHECK(read_file(dir.path() / "afile") == "not a directory\n");
+
+  // A .lmtrain_env that is a directory is named, not read as one.
+  fs::create_directory(dir.path() / ".lmtrain_env");
+  const RunResult env = run_lmtrain(dir, "launch -- train tiny.yaml", "", "timeout 60");
+  INFO(env.output);
+  CHECK(env.status == 2);
+  CHECK_THAT(env.output, Contains("environment file '.lmtrain_env' is a directory"));
+  fs::remove(dir.path() / ".lmtrain_env");
+
+  // Symlink loops where a checkpoint, its pointer or a file of it is expected.
+  REQUIRE(run_lmtrain(dir, "train tiny.yaml --set run.steps=4").status == 0);
+  const fs::path ck = checkpoints(dir);
+  fs::create_symlink("loop_b", ck / "loop_a");
+  fs::create_symlink("loop_a", ck / "loop_b");
+  const std::string loop = (ck / "loop_a").string();
+  for (const Case& c : std::vector<Case>{
+           {"train tiny.yaml --set run.steps=8 --resume " + loop, "loop_a/manifest.json' cannot be reached"},
+           {"eval --checkpoint " + loop, "loop_a/manifest.json' cannot be reached"},
+           {"generate --checkpoint " + loop + " --prompt-ids 1 --max-new-tokens 2", "loop_a/manifest.json' cannot be reached"},
+           {"export --checkpoint " + (ck / "step_00000004").string() + " --format hf --out " + loop,
+            "--out '" + loop + "' cannot be reached"},
+       }) {
+    const RunResult r = run_lmtrain(dir, c.args, "", "timeout 60");
+    INFO(c.args << "\n" << r.output);
+    CHECK(r.status == 2);
+    CHECK_THAT(r.output, Contains(c.message) && Contains("symbolic links"));
+  }
+  fs::remove(ck / "latest");
+  fs::create_symlink("loop_a", ck / "latest");
+  const RunResult latest = run_lmtrain(dir, "train tiny.yaml --set run.steps=8 --resume auto");
+  INFO(latest.output);
+  CHECK(latest.status == 2);
+  CHECK_THAT(latest.output, Contains("checkpoint pointer '" + (ck / "latest").string() + "' cannot be reached"));
+  fs::remove(ck / "latest");
+  write_file(ck / "latest", "step_00000004\n");
+  const fs::path step = ck / "step_00000004";
+  fs::rename(step / "optimizer.safetensors", step / "optimizer.real");
+  fs::create_symlink("loop_o", step / "optimizer.safetensors");
+  fs::create_symlink("optimizer.safetensors", step / "loop_o");
+  const RunResult file = run_lmtrain(dir, "train tiny.yaml --set run.steps=8 --resume auto");
+  INFO(file.output);
+  CHECK(file.status == 2);
+  CHECK_THAT(file.output, Contains("optimizer.safetensors' cannot be reached"));
+}

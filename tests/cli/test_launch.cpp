@@ -273,7 +273,7 @@ TEST_CASE("workers started by torchrun or srun variables join without lmtrain la
   RunResult one = run_lmtrain(dir, "train tiny.yaml --set run.name=w1 " + batch_args(1));
   REQUIRE(one.status == 0);
   const auto expected = steps_of(dir.path() / "runs" / "w1" / "metrics.jsonl");
-  const int port = free_loopback_port();
+  const int port = free_loopback_port(), slurm_port = free_loopback_port();
   struct Style {
     std::string name;
     std::function<std::string(int)> vars;
@@ -289,7 +289,7 @@ TEST_CASE("workers started by torchrun or srun variables join without lmtrain la
        [&](int rank) {
          return fmt::format("SLURM_PROCID={} SLURM_LOCALID={} SLURM_NTASKS=2 SLURM_JOB_ID=4242 "
                             "SLURM_JOB_NODELIST=localhost MASTER_PORT={}",
-                            rank, rank, port + 2);
+                            rank, rank, slurm_port);
        }},
   };
   for (const auto& style : styles) {

@@ -1,4 +1,7 @@
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <filesystem>
 #include <catch2/catch.hpp>
 #include <map>
 #include <numeric>
@@ -252,4 +255,20 @@ TEST_CASE("memory-mapped shards read like the file, and every id is checked on a
                Contains("big.bin") && Contains("index 2999990 is 1000") && Contains("vocabulary size is 1000"));
   }
   CHECK_THAT(error_message([&] { TokenFile::open(dir.path().string(), lmt::ShardFormat::kLmtrain, 0); }), Contains("directory"));
+}
+
+TEST_CASE("TokenFile: a FIFO, a device and a symlink loop are refused before open() could block", "[data][errors]") {
+  TempDir dir;
+  const std::string fifo = dir.file("fifo.bin");
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);  // no writer: open() would wait forever
+  CHECK_THAT(error_message([&] { TokenFile::open(fifo, lmt::ShardFormat::kLmtrain, 0); }),
+             Contains("fifo.bin") && Contains("is not a regular file"));
+  CHECK_THAT(error_message([&] { TokenFile::open("/dev/zero", lmt::ShardFormat::kLlmc, 65); }),
+             Contains("'/dev/zero' is not a regular file"));
+  std::filesystem::create_symlink("loop_b.bin", dir.file("loop_a.bin"));
+  std::filesystem::create_symlink("loop_a.bin", dir.file("loop_b.bin"));
+  const std::string loop_message =
+      error_message([&] { TokenFile::open(dir.file("loop_a.bin"), lmt::ShardFormat::kNanogpt, 65); });
+  CHECK_THAT(loop_message, Contains("loop_a.bin' cannot be reached") && Contains("symbolic links"));
+  CHECK_FALSE(Catch::Matchers::Contains("does not exist").match(loop_message));
 }
