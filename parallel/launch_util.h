@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -69,5 +70,10 @@ class LaunchSignals {
 
 // Runs the job with one agent per host of the hostfile (launch_hosts.cpp).
 int launch_on_hosts(const LaunchOptions& o);
+
+// Runs `attempt` and, while it ends in a failure that a restart can cure and o.max_restarts
+// allows, runs it again with the command resuming from the latest checkpoint
+// (launch_restarts.cpp). Returns the last attempt's exit code.
+int run_with_restarts(const LaunchOptions& o, const std::function<int(const LaunchOptions&)>& attempt);
 
 }  // namespace lmt

@@ -205,6 +205,8 @@ void check_common(const LaunchOptions& o) {
                 "train recipe.yaml`");
   if (o.tee != "rank0" && o.tee != "all" && o.tee != "none")
     throw Error(fmt::format("--tee '{}' must be rank0, all or none", o.tee));
+  if (o.max_restarts < 0 || o.max_restarts > kMaxRestarts)
+    throw Error(fmt::format("--max-restarts {} must be from 0 to {}", o.max_restarts, kMaxRestarts));
   if (o.master_port < 0 || o.master_port > 65535)
     throw Error(fmt::format("--master-port {} is outside 0..65535", o.master_port));
   for (const std::string& path : o.env_files)  // checked before any worker starts
@@ -351,8 +353,12 @@ int run_workers(LaunchOptions o) {
 
 int launch(const LaunchOptions& o) {
   check_common(o);
-  if (!o.agent && (!o.hostfile.empty() || o.force_ssh)) return launch_on_hosts(o);
-  return run_workers(o);
+  if (o.agent) return run_workers(o);
+  const auto attempt = [](const LaunchOptions& a) {
+    return !a.hostfile.empty() || a.force_ssh ? launch_on_hosts(a) : run_workers(a);
+  };
+  if (o.max_restarts == 0) return attempt(o);
+  return run_with_restarts(o, attempt);
 }
 
 }  // namespace lmt

@@ -12,6 +12,8 @@ namespace lmt {
 
 // The longest --grace (SIGTERM to SIGKILL) accepted: an hour.
 inline constexpr double kMaxGraceSeconds = 3600;
+// The most --max-restarts accepted.
+inline constexpr int kMaxRestarts = 100;
 
 
 struct LaunchOptions {
@@ -21,6 +23,10 @@ struct LaunchOptions {
   std::string log_dir;               // per-rank logs rank_N.log; empty: none
   std::string tee = "rank0";         // console: rank0 | all (prefixed "[rank N]") | none
   double grace_seconds = 10;         // SIGTERM -> SIGKILL delay when stopping workers
+  // Restarts after a worker crashed or was killed (not after exit 2, a user error, nor after a
+  // signal to the launcher): every worker is stopped and the job started again with
+  // `--resume auto`. The command must be a `train` whose recipe saves checkpoints (the CLI checks).
+  int max_restarts = 0;
   std::string executable;            // the lmtrain binary the workers run
   std::vector<std::string> command;  // its arguments, e.g. {"train", "recipe.yaml"}
   // KEY=VALUE files applied to every worker's environment, later files winning (the launcher
@@ -61,5 +67,14 @@ std::optional<std::string> read_optional_env_file(const std::string& path);
 // to the launcher is passed on to the workers as SIGTERM (they save a checkpoint and exit);
 // a second SIGINT kills them. Throws lmt::Error for bad options before anything starts.
 int launch(const LaunchOptions& options);
+
+// The environment variable that tells each worker which attempt of the job it belongs to (0 for
+// the first; `lmtrain launch --max-restarts` counts up). The trainer records it in the start or
+// resume record of metrics.jsonl.
+inline constexpr const char* kRestartCountVariable = "LMTRAIN_RESTART";
+
+// `command` with any --resume and --overwrite removed and `--resume auto --overwrite` appended:
+// what a restarted attempt runs (the latest checkpoint, or the start of the run without one).
+std::vector<std::string> command_resuming_auto(const std::vector<std::string>& command);
 
 }  // namespace lmt

@@ -394,6 +394,7 @@ void Trainer::Run::announce() {
                   {"tokens_per_step", tokens_per_step},
                   {"steps", r.run.steps},
                   {"init_from", r.model.init_from.empty() || resumed ? nlohmann::json() : nlohmann::json(r.model.init_from)},
+                  {"restart", options.restart},
                   {"loss_floor", data.loss_floor ? nlohmann::json(*data.loss_floor) : nlohmann::json()}},
                  ""});
 }

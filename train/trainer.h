@@ -37,6 +37,9 @@ struct TrainOptions {
   int64_t local_rank = 0;  // picks the GPU (device index LOCAL_RANK)
   bool print_progress = true;
   std::string resume;  // "", "auto", "latest" or a checkpoint path
+  // Which attempt of a restarted job this is (`lmtrain launch --max-restarts`; 0 = the first),
+  // recorded in the start or resume record.
+  int restart = 0;
   // TensorBoard event files go here (`lmtrain train --tensorboard DIR`); set, it turns them on
   // whatever log.tensorboard says. Empty: <run directory>/tensorboard when log.tensorboard is on.
   std::string tensorboard_dir;

@@ -1,6 +1,6 @@
 // lmtrain launch [--hostfile F [--include S | --exclude S] [--num-nodes N]] [--nproc-per-node N]
 //                [--master-addr A] [--master-port P] [--ssh-port P] [--ssh-config F] [--force-ssh]
-//                [--log-dir DIR] [--tee rank0|all|none] [--grace S] -- <lmtrain subcommand ...>
+//                [--log-dir DIR] [--tee rank0|all|none] [--grace S] [--max-restarts N] -- <lmtrain subcommand ...>
 // lmtrain launch-agent ...: one host's share of a job, started by `lmtrain launch` (hidden)
 #include <fmt/format.h>
 #include <unistd.h>
@@ -79,10 +79,15 @@ Action add_launch_command(CLI::App& app) {
   cmd->add_option("--grace", options->grace_seconds,
                   "seconds between SIGTERM and SIGKILL when stopping workers (default 10)")
       ->check(grace_check());
+  cmd->add_option("--max-restarts", options->max_restarts,
+                  "when a worker crashes or is killed, start the job again from its latest checkpoint, up to N "
+                  "times (default 0; the command must be a train that saves checkpoints)")
+      ->check(CLI::Range(0, kMaxRestarts));
   cmd->add_option("command", options->command, "the lmtrain command each worker runs (after --)")->expected(-1);
   cmd->footer("Everything after -- is the lmtrain command each worker runs, e.g.\n"
               "  lmtrain launch --nproc-per-node 2 -- train recipes/shakespeare-char.yaml");
   return [options] {
+    if (options->max_restarts > 0) check_restartable_train_command(options->command);
     options->executable = own_executable();
     if (const char* home = std::getenv("HOME")) options->env_files.push_back(std::string(home) + "/.lmtrain_env");
     options->env_files.push_back(".lmtrain_env");

@@ -1,39 +1,86 @@
 // lmtrain train RECIPE [--set key=value]... [--device cpu|cuda|auto] [--overwrite] [--resume WHICH] [--tensorboard DIR]
 #include <fmt/format.h>
 
+#include <charconv>
 #include <csignal>
+#include <cstdlib>
+#include <cstring>
 
 #include "apps/lmtrain/commands.h"
 #include "core/error.h"
 #include "core/recipe.h"
 #include "parallel/dist_env.h"
+#include "parallel/launcher.h"
 #include "parallel/worker.h"
 #include "train/trainer.h"
 
 namespace lmt::app {
 
-Action add_train_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("train", "train a GPT from a recipe");
-  struct Args {
-    std::string recipe;
-    std::vector<std::string> sets;
-    std::optional<DeviceKind> device;
-    bool overwrite = false;
-    std::string resume;
-    std::string tensorboard;
-  };
-  auto args = std::make_shared<Args>();
-  cmd->add_option("recipe", args->recipe, "YAML recipe")->required();
-  cmd->add_option("--set", args->sets, "override a recipe key: --set model.n_layer=6 (repeatable)")
+namespace {
+
+struct TrainArgs {
+  std::string recipe;
+  std::vector<std::string> sets;
+  std::optional<DeviceKind> device;
+  bool overwrite = false;
+  std::string resume;
+  std::string tensorboard;
+};
+
+void add_train_options(CLI::App* cmd, TrainArgs& args) {
+  cmd->add_option("recipe", args.recipe, "YAML recipe")->required();
+  cmd->add_option("--set", args.sets, "override a recipe key: --set model.n_layer=6 (repeatable)")
       ->take_all()
       ->allow_extra_args(false);
-  add_device_option(cmd, args->device, "where to train (default: the recipe's run.device)");
-  cmd->add_flag("--overwrite", args->overwrite, "replace a run directory that already holds a run");
-  cmd->add_option("--resume", args->resume,
+  add_device_option(cmd, args.device, "where to train (default: the recipe's run.device)");
+  cmd->add_flag("--overwrite", args.overwrite, "replace a run directory that already holds a run");
+  cmd->add_option("--resume", args.resume,
                   "auto (the latest checkpoint if any, else start fresh), latest, or a checkpoint path");
-  cmd->add_option("--tensorboard", args->tensorboard,
+  cmd->add_option("--tensorboard", args.tensorboard,
                   "also write TensorBoard event files to DIR (log.tensorboard writes them to <run directory>/tensorboard)")
       ->type_name("DIR");
+}
+
+// LMTRAIN_RESTART, set by `lmtrain launch --max-restarts`: which attempt this worker belongs to.
+int restart_count() {
+  const char* text = std::getenv(kRestartCountVariable);
+  if (text == nullptr || *text == '\0') return 0;
+  int value = 0;
+  const auto [end, ec] = std::from_chars(text, text + std::strlen(text), value);
+  if (ec != std::errc() || *end != '\0' || value < 0)
+    throw Error(fmt::format("{}='{}' must be a count of restarts (0 or more)", kRestartCountVariable, text));
+  return value;
+}
+
+}  // namespace
+
+void check_restartable_train_command(const std::vector<std::string>& command) {
+  if (command.empty() || command[0] != "train")
+    throw Error(fmt::format("--max-restarts restarts a training run from its latest checkpoint; the command after -- "
+                            "is '{}', not train",
+                            command.empty() ? "" : command[0]));
+  CLI::App app("the command after --");
+  TrainArgs args;
+  add_train_options(app.add_subcommand("train"), args);
+  std::vector<std::string> reversed(command.rbegin(), command.rend());  // CLI11 parses a reversed vector
+  try {
+    app.parse(reversed);
+  } catch (const CLI::ParseError& e) {
+    throw Error(fmt::format("launch: the command after -- is not a valid train command: {}", e.what()));
+  }
+  LoadedRecipe loaded = load_recipe(args.recipe);
+  apply_overrides(loaded, args.sets);
+  if (loaded.recipe.checkpoint.every <= 0)
+    throw Error(fmt::format("--max-restarts needs a run that saves checkpoints while it trains, or a restart would "
+                            "start over: {} has checkpoint.every: {} (only at the end). Set it, e.g. "
+                            "--set checkpoint.every=100",
+                            loaded.path, loaded.recipe.checkpoint.every));
+}
+
+Action add_train_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("train", "train a GPT from a recipe");
+  auto args = std::make_shared<TrainArgs>();
+  add_train_options(cmd, *args);
   return [args] {
     DistEnv env = read_dist_env();
     LoadedRecipe loaded = load_recipe(args->recipe);
@@ -44,6 +91,7 @@ Action add_train_command(CLI::App& app) {
     options.overwrite = args->overwrite;
     options.resume = args->resume;
     options.tensorboard_dir = args->tensorboard;
+    options.restart = restart_count();
     options.world_size = env.world_size;
     options.rank = env.rank;
     options.local_rank = env.local_rank;

@@ -7,6 +7,7 @@
 #include <charconv>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "core/recipe.h"
 
@@ -40,6 +41,9 @@ inline CLI::Validator at_least(int64_t minimum) {
 }
 
 Action add_train_command(CLI::App& app);
+// `lmtrain launch --max-restarts`: throws lmt::Error unless `command` is `train RECIPE ...` whose
+// recipe (with its --set overrides) saves checkpoints while it trains.
+void check_restartable_train_command(const std::vector<std::string>& command);
 Action add_plan_command(CLI::App& app);
 Action add_doctor_command(CLI::App& app);
 Action add_data_command(CLI::App& app);

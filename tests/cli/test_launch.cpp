@@ -17,6 +17,7 @@
 #include <future>
 #include <functional>
 #include <map>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -360,4 +361,116 @@ TEST_CASE("launch: a stranger attacking the rendezvous store changes nothing in 
   const auto b = steps_of(dir.path() / "runs" / "attacked" / "metrics.jsonl");
   REQUIRE(a.size() == 20);
   check_same_steps(b, a, 0.0);
+}
+
+TEST_CASE("launch --max-restarts: a worker killed mid-run, and the job finishes by itself with the model bytes of "
+          "an uninterrupted run", "[cli][launch][kill][restart]") {
+  TempDir dir;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  const std::vector<std::string> train = {"train", "tiny.yaml", "--set", "run.steps=1200", "--set", "checkpoint.every=100",
+                                          "--set", "log.every=100", "--set", "eval.every=0"};
+  auto launch_args = [&](const std::string& name, bool restarts) {
+    std::vector<std::string> args = {"launch", "--nproc-per-node", "2", "--master-port", "0", "--grace", "3"};
+    if (restarts) args.insert(args.end(), {"--max-restarts", "2"});
+    args.push_back("--");
+    args.insert(args.end(), train.begin(), train.end());
+    args.insert(args.end(), {"--set", "run.name=" + name});
+    return args;
+  };
+  const pid_t straight = spawn_lmtrain(dir, launch_args("straight", false), "straight");
+  const int straight_status = wait_for(straight, 120s);
+  INFO(read_file(dir.path() / "straight.out"));
+  REQUIRE(straight_status == 0);
+
+  const pid_t launcher = spawn_lmtrain(dir, launch_args("restarted", true), "restarted");
+  // Once a checkpoint exists (and well before the end), SIGKILL rank 1.
+  const fs::path latest = dir.path() / "runs" / "restarted" / "checkpoints" / "latest";
+  std::map<int, pid_t> workers;
+  for (int i = 0; i < 1000 && !(fs::exists(latest) && workers.size() == 2); ++i) {
+    std::this_thread::sleep_for(10ms);
+    workers = workers_of(launcher);
+  }
+  REQUIRE(workers.size() == 2);
+  REQUIRE(fs::exists(latest));
+  REQUIRE(::kill(workers[1], SIGKILL) == 0);
+  const int status = wait_for(launcher, 120s);
+  const std::string output = read_file(dir.path() / "restarted.out");
+  INFO(output);
+  REQUIRE(status != -1);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK_THAT(output, Contains("rank 1 failed first") && Contains("restart 1 of 2") &&
+                         Contains("the job finished after 1 restart"));
+  // The resume record says which attempt it is.
+  const auto records = read_jsonl(dir.path() / "runs" / "restarted" / "metrics.jsonl");
+  int resumes = 0;
+  for (const auto& r : records)
+    if (r.value("event", "") == "resume") {
+      ++resumes;
+      CHECK(r["restart"] == 1);
+    }
+  CHECK(resumes == 1);
+  const fs::path end = fs::path("checkpoints") / "step_00001200" / "model.safetensors";
+  CHECK(read_file(dir.path() / "runs" / "restarted" / end) == read_file(dir.path() / "runs" / "straight" / end));
+  CHECK(read_file(dir.path() / "runs" / "restarted" / "checkpoints" / "step_00001200" / "optimizer.safetensors") ==
+        read_file(dir.path() / "runs" / "straight" / "checkpoints" / "step_00001200" / "optimizer.safetensors"));
+}
+
+TEST_CASE("launch --max-restarts: a failure that repeats gives up after N restarts, naming each attempt",
+          "[cli][launch][kill][restart]") {
+  TempDir dir;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  const pid_t launcher = spawn_lmtrain(
+      dir, {"launch", "--nproc-per-node", "2", "--master-port", "0", "--grace", "3", "--max-restarts", "1", "--",
+            "train", "tiny.yaml", "--set", "run.steps=10000000", "--set", "checkpoint.every=50", "--set", "log.every=1000"},
+      "launch");
+  // Kill rank 1 of every attempt as soon as it runs: the same failure each time.
+  std::set<pid_t> killed;
+  int status = -1;
+  for (int i = 0; i < 6000 && status == -1; ++i) {
+    std::this_thread::sleep_for(10ms);
+    const auto workers = workers_of(launcher);
+    if (workers.count(1) && !killed.count(workers.at(1)) && killed.size() < 2) {
+      std::this_thread::sleep_for(300ms);
+      if (::kill(workers.at(1), SIGKILL) == 0) killed.insert(workers.at(1));
+    }
+    int s = 0;
+    if (::waitpid(launcher, &s, WNOHANG) == launcher) status = s;
+  }
+  const std::string output = read_file(dir.path() / "launch.out");
+  INFO(output);
+  REQUIRE(status != -1);
+  CHECK(killed.size() == 2);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 128 + SIGKILL);
+  CHECK_THAT(output, Contains("giving up after 1 restart (--max-restarts 1)") &&
+                         Contains("attempt 1: exit 137 (signal 9, KILL)") && Contains("attempt 2: exit 137 (signal 9, KILL)"));
+}
+
+TEST_CASE("launch --max-restarts: exit 2 is not restarted, and commands that cannot resume are refused",
+          "[cli][launch][restart][errors]") {
+  TempDir dir;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  // A user error in every worker: restarting would repeat it.
+  RunResult bad = run_lmtrain(dir, "launch --nproc-per-node 2 --master-port 0 --max-restarts 3 -- train tiny.yaml "
+                                   "--set checkpoint.every=5 --set data.source=shards --set data.train=missing.bin");
+  INFO(bad.output);
+  CHECK(bad.status == 2);
+  CHECK_THAT(bad.output, Contains("not restarting: exit 2"));
+  CHECK_FALSE(Catch::Matchers::Contains("restart 1 of").match(bad.output));
+  struct Case {
+    std::string args, message;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"launch --max-restarts 2 -- train tiny.yaml", "tiny.yaml has checkpoint.every: 0"},
+           {"launch --max-restarts 2 -- eval --checkpoint runs/tiny", "the command after -- is 'eval', not train"},
+           {"launch --max-restarts 2 -- train tiny.yaml --bogus", "not a valid train command"},
+           {"launch --max-restarts 101 -- train tiny.yaml", "--max-restarts: Value 101 not in range 0 to 100"},
+       }) {
+    const RunResult r = run_lmtrain(dir, c.args);
+    INFO(c.args << "\n" << r.output);
+    CHECK(r.status == 2);
+    CHECK_THAT(r.output, Contains(c.message));
+  }
+  CHECK_FALSE(fs::exists(dir.path() / "runs" / "tiny" / "checkpoints"));
 }
