@@ -83,6 +83,7 @@ struct RunConfig {
   int64_t divergence_window = 50;
   int64_t divergence_warmup = 10;
   int64_t divergence_max_skips = 5;
+  double heartbeat_timeout = 60;
 
   void validate(ConfigCheck& c) const;  // this section's own rules
 
@@ -108,6 +109,8 @@ struct RunConfig {
     v.field("divergence_warmup", divergence_warmup,
             "steps before the guard judges (counted again from a resume)");
     v.field("divergence_max_skips", divergence_max_skips, "divergence skip: stop after this many skipped steps in a row");
+    v.field("heartbeat_timeout", heartbeat_timeout,
+            "several ranks: seconds without a heartbeat from a rank (stopped, hung, cut off) before the job stops; 0 = off");
   }
 };
 

@@ -74,6 +74,8 @@ void RunConfig::validate(ConfigCheck& c) const {
   c.at_most("divergence_window", divergence_window, 100000);
   c.at_least("divergence_warmup", divergence_warmup, 1);
   c.at_least("divergence_max_skips", divergence_max_skips, 1);
+  if (heartbeat_timeout != 0 && !(heartbeat_timeout >= 1 && heartbeat_timeout <= 86400))
+    c.fail("heartbeat_timeout", fmt::format("must be 0 (off) or from 1 to 86400 seconds (got {})", heartbeat_timeout));
   // The run directory is out_dir/name: a name that is a path (or . and ..) would write elsewhere.
   if (name.empty() || name == "." || name == ".." || name.find_first_of(std::string("/\0", 2)) != std::string::npos)
     c.fail("name", fmt::format("'{}' must be a file name: non-empty, not '.' or '..', without '/'", name));

@@ -22,7 +22,7 @@ bool is_loopback(const std::string& host) {
 
 }  // namespace
 
-std::unique_ptr<WorkerConnection> connect_worker(const DistEnv& env) {
+std::unique_ptr<WorkerConnection> connect_worker(const DistEnv& env, std::chrono::milliseconds heartbeat_timeout) {
   std::string secret = env_or("LMTRAIN_JOB_SECRET", "");
   const bool own_launcher = !secret.empty();
   if (!own_launcher) {
@@ -64,6 +64,17 @@ std::unique_ptr<WorkerConnection> connect_worker(const DistEnv& env) {
                                                     std::min(timeout, std::chrono::milliseconds(120'000)));
   connection->group = make_gloo_group(*connection->store, static_cast<int>(env.rank),
                                       static_cast<int>(env.world_size), "gloo/", own_address, timeout);
+  if (heartbeat_timeout.count() > 0) {
+    HeartbeatOptions beat;
+    beat.store_host = env.master_addr;
+    beat.store_port = store_port;
+    beat.secret = secret;
+    beat.rank = static_cast<int>(env.rank);
+    beat.world_size = static_cast<int>(env.world_size);
+    beat.host = own_address == hostname ? own_address : fmt::format("{} ({})", hostname, own_address);
+    beat.timeout = heartbeat_timeout;
+    connection->heartbeat = std::make_unique<Heartbeat>(std::move(beat));
+  }
   return connection;
 }
 

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "parallel/dist_env.h"
+#include "parallel/heartbeat.h"
 #include "parallel/process_group.h"
 #include "parallel/store.h"
 
@@ -17,6 +18,8 @@ struct WorkerConnection {
   // How long a collective may wait for the other ranks (LMTRAIN_TIMEOUT_S): the Gloo group's, and
   // the bound for any other group the worker builds (NCCL).
   std::chrono::milliseconds collective_timeout{300'000};
+  // Declared last, so destroyed first: it says "done" while the store is still there.
+  std::unique_ptr<Heartbeat> heartbeat;
 };
 
 // Connects rank env.rank of env.world_size to the job's rendezvous store and builds a Gloo
@@ -28,7 +31,10 @@ struct WorkerConnection {
 // users of the cluster. The address
 // other ranks dial is LMTRAIN_HOST (set per host by the launcher), else 127.0.0.1 when the
 // master is local, else this host's name. Collectives time out after LMTRAIN_TIMEOUT_S seconds
-// (default 300), so a lost rank ends the job instead of hanging it. Throws lmt::Error.
-std::unique_ptr<WorkerConnection> connect_worker(const DistEnv& env);
+// (default 300), so a lost rank ends the job instead of hanging it. With a heartbeat_timeout
+// above zero (run.heartbeat_timeout), a Heartbeat ends the process within about that long
+// when a watched rank stops answering or the store cannot be reached. Throws lmt::Error.
+std::unique_ptr<WorkerConnection> connect_worker(const DistEnv& env,
+                                                 std::chrono::milliseconds heartbeat_timeout = {});
 
 }  // namespace lmt

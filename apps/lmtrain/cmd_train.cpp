@@ -98,7 +98,8 @@ Action add_train_command(CLI::App& app) {
     // Several ranks: join the job's rendezvous store and process group before any work.
     std::unique_ptr<WorkerConnection> connection;
     if (env.world_size > 1) {
-      connection = connect_worker(env);
+      connection = connect_worker(env, std::chrono::milliseconds(static_cast<int64_t>(
+                                           loaded.recipe.run.heartbeat_timeout * 1000)));
       options.group = connection->group.get();
       options.store = connection->store.get();
       options.collective_timeout = connection->collective_timeout;

@@ -474,3 +474,51 @@ TEST_CASE("launch --max-restarts: exit 2 is not restarted, and commands that can
   }
   CHECK_FALSE(fs::exists(dir.path() / "runs" / "tiny" / "checkpoints"));
 }
+
+TEST_CASE("launch: a worker frozen with SIGSTOP stops the job within run.heartbeat_timeout, naming its rank and host",
+          "[cli][launch][kill][heartbeat]") {
+  TempDir dir;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  const pid_t launcher = spawn_lmtrain(
+      dir, {"launch", "--nproc-per-node", "2", "--master-port", "0", "--grace", "2", "--", "train", "tiny.yaml", "--set",
+            "run.steps=10000000", "--set", "log.every=1000", "--set", "run.heartbeat_timeout=3"},
+      "launch");
+  std::map<int, pid_t> workers;
+  for (int i = 0; i < 200 && workers.size() < 2; ++i) {
+    std::this_thread::sleep_for(50ms);
+    workers = workers_of(launcher);
+  }
+  REQUIRE(workers.size() == 2);
+  std::this_thread::sleep_for(1500ms);  // well into training
+  const auto frozen_at = std::chrono::steady_clock::now();
+  REQUIRE(::kill(workers[1], SIGSTOP) == 0);
+  // 3 s without a heartbeat, then the launcher's 2 s of grace before SIGKILL; far below the
+  // collectives' 300 s timeout.
+  const int status = wait_for(launcher, 30s);
+  const auto took = std::chrono::steady_clock::now() - frozen_at;
+  if (status == -1) ::kill(workers[1], SIGKILL);
+  const std::string output = read_file(dir.path() / "launch.out");
+  INFO(output);
+  REQUIRE(status != -1);
+  CHECK(took < 12s);
+  CHECK(took > 2s);
+  CHECK_THAT(output, Contains("rank 0 of 2: rank 1 on host") && Contains("sent no heartbeat for") &&
+                         Contains("run.heartbeat_timeout is 3 s"));
+  CHECK_THAT(output, Contains("rank 1 failed first"));
+  for (const auto& [rank, pid] : workers) {
+    INFO("rank " << rank);
+    CHECK_FALSE(process_exists(pid));
+  }
+}
+
+TEST_CASE("launch: run.heartbeat_timeout is range-checked", "[cli][launch][heartbeat][errors]") {
+  TempDir dir;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  for (const char* value : {"-1", "0.5", "nan", "100000"}) {
+    const RunResult r = run_lmtrain(dir, std::string("plan tiny.yaml --set run.heartbeat_timeout=") + value);
+    INFO(value << ": " << r.output);
+    CHECK(r.status == 2);
+    CHECK_THAT(r.output, Contains("run.heartbeat_timeout: must be 0 (off) or from 1 to 86400 seconds"));
+  }
+  CHECK(run_lmtrain(dir, "plan tiny.yaml --set run.heartbeat_timeout=0").status == 0);
+}
