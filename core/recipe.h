@@ -321,6 +321,8 @@ struct CheckpointConfig {
 
 struct DistributedConfig {
   int64_t zero_stage = 0;
+  bool overlap_comm = true;
+  double bucket_mb = 25;
 
   void validate(ConfigCheck& c) const;  // this section's own rules
 
@@ -328,6 +330,9 @@ struct DistributedConfig {
   void visit(V& v) {
     v.field("zero_stage", zero_stage,
             "0: every rank holds the whole optimizer state; 1: AdamW moments (and master weights) sharded over the ranks (ZeRO-1)");
+    v.field("overlap_comm", overlap_comm,
+            "zero_stage 0 on the CPU: average each gradient bucket while the backward pass computes the rest");
+    v.field("bucket_mb", bucket_mb, "size of a gradient bucket in MB (fp32 gradients)");
   }
 };
 

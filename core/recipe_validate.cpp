@@ -214,6 +214,7 @@ void CheckpointConfig::validate(ConfigCheck& c) const {
 void DistributedConfig::validate(ConfigCheck& c) const {
   if (zero_stage < 0 || zero_stage > 1)
     c.fail("zero_stage", fmt::format("must be 0 or 1 (got {}); ZeRO stages 2 and 3 are not implemented", zero_stage));
+  c.in_range("bucket_mb", bucket_mb, 0.0, 65536.0, true);
 }
 
 namespace {

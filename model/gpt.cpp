@@ -332,6 +332,7 @@ void GPT::run_backward(int B, int T) {
   backend_.matmul_backward(dln, grad(kWte), nullptr, act(aLogits), act(aLnf), param(kWte), BT, C, Vp);
   backend_.layernorm_backward(dresidual, grad(kLnfw), grad(kLnfb), dln, block_activations(L - 1).residual3,
                               param(kLnfw), stat(aLnfMean), stat(aLnfRstd), BT, C);
+  if (backward_hook_) backward_hook_(0);
   for (size_t l = L; l-- > 0;) {
     const BlockTensors<const void*> p = block_params(l);
     const BlockTensors<float*> g = block_grads(l);
@@ -346,8 +347,10 @@ void GPT::run_backward(int B, int T) {
     backend_.attention_backward(act(aDqkv), act(aDatty), a.qkv, a.atty, a.att_lse, B, T, C, NH);
     backend_.matmul_backward(dln, g.qkvw, g.qkvb, act(aDqkv), a.ln1, p.qkvw, BT, C, 3 * C);
     backend_.layernorm_backward(dresidual, g.ln1w, g.ln1b, dln, a.input, p.ln1w, a.ln1_mean, a.ln1_rstd, BT, C);
+    if (backward_hook_) backward_hook_(static_cast<int>(L - l));
   }
   backend_.encoder_backward(grad(kWte), grad(kWpe), dresidual, tokens, B, T, C);
+  if (backward_hook_) backward_hook_(static_cast<int>(L + 1));
 }
 
 }  // namespace lmt

@@ -3,6 +3,7 @@
 // here, against the op interface (core/ops.h); the backend decides where they run.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "core/ops.h"
@@ -46,6 +47,11 @@ class GPT {
                              float grad_scale);
   void backward();
   void zero_grad();
+  // Called by backward() each time it has issued the last op that writes a group of gradients
+  // (train/grad_buckets.h: 0 the final layernorm, 1..L the blocks from the last, L+1 the
+  // embeddings), with the group's index. On a synchronous backend (the CPU) those gradients are
+  // then final. Empty: nothing is called.
+  void set_backward_hook(std::function<void(int group)> hook) { backward_hook_ = std::move(hook); }
 
   // Generation with a key/value cache: the same blocks as training, with each layer's keys and
   // values of the positions seen so far kept, so a new token costs one row of every GEMM and
@@ -105,6 +111,7 @@ class GPT {
   float* params_ = nullptr;
   void* params_compute_ = nullptr;  // == params_ in fp32
   float* grads_ = nullptr;
+  std::function<void(int group)> backward_hook_;
   // Activations are planned for the largest (B, T) seen; smaller batches reuse them.
   int act_B_ = 0, act_T_ = 0;
   int last_B_ = 0, last_T_ = 0;

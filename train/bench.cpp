@@ -47,10 +47,15 @@ BenchReport run_bench(const LoadedRecipe& loaded, const BenchOptions& options) {
   train_options.print_progress = false;
   train_options.benchmark = true;
   train_options.profile_ops = options.ops;
+  train_options.rank = options.rank;
+  train_options.local_rank = options.local_rank;
+  train_options.world_size = options.world_size;
+  train_options.group = options.group;
+  train_options.store = options.store;
   Trainer trainer(bench_recipe, train_options);
   const int T = static_cast<int>(r.run.seq_len);
 
-  std::vector<double> data_ms, forward_ms, backward_ms, optimizer_ms, total_ms;
+  std::vector<double> data_ms, forward_ms, backward_ms, optimizer_ms, comm_ms, comm_wait_ms, total_ms;
   for (int64_t step = 0; step < options.warmup + options.steps; ++step) {
     StepPhases phases;
     const auto step_start = Clock::now();
@@ -64,6 +69,8 @@ BenchReport run_bench(const LoadedRecipe& loaded, const BenchOptions& options) {
     forward_ms.push_back(phases.forward_ms);
     backward_ms.push_back(phases.backward_ms);
     optimizer_ms.push_back(phases.optimizer_ms);
+    comm_ms.push_back(phases.comm_ms);
+    comm_wait_ms.push_back(phases.comm_wait_ms);
     total_ms.push_back(total);
   }
   BenchReport report;
@@ -77,6 +84,11 @@ BenchReport run_bench(const LoadedRecipe& loaded, const BenchOptions& options) {
                    {"forward", summarize(forward_ms)},
                    {"backward", summarize(backward_ms)},
                    {"optimizer", summarize(optimizer_ms)}};
+  report.world_size = options.world_size;
+  if (options.world_size > 1) {
+    report.phases.push_back({"comm", summarize(comm_ms)});
+    report.phases.push_back({"comm_wait", summarize(comm_wait_ms)});
+  }
   report.total = summarize(total_ms);
   report.tokens_per_s = static_cast<double>(report.tokens_per_step) / (report.total.median_ms / 1e3);
   report.gflops = report.flops_per_step / (report.total.median_ms / 1e3) / 1e9;

@@ -12,11 +12,18 @@
 
 namespace lmt {
 
+class ProcessGroup;
+class StoreClient;
+
 struct BenchOptions {
   int64_t steps = 20;
   int64_t warmup = 3;
   std::optional<DeviceKind> device;  // overrides run.device when set
   bool ops = false;    // also time every backend op (train/op_profiler.h)
+  // Several ranks (`lmtrain launch -- bench`): this worker's place in the job.
+  int64_t rank = 0, local_rank = 0, world_size = 1;
+  ProcessGroup* group = nullptr;
+  StoreClient* store = nullptr;
 };
 
 struct OpReport {
@@ -36,7 +43,10 @@ struct BenchReport {
   int64_t steps = 0, warmup = 0;
   int64_t tokens_per_step = 0;
   double flops_per_step = 0;
-  std::vector<std::pair<std::string, PhaseTiming>> phases;  // data, forward, backward, optimizer
+  // data, forward, backward, optimizer; with several ranks also comm (the gradients'
+  // collectives, overlapped or not) and comm_wait (what the step waited for after the backward).
+  std::vector<std::pair<std::string, PhaseTiming>> phases;
+  int64_t world_size = 1;
   PhaseTiming total;
   double tokens_per_s = 0;  // at the median step time
   double gflops = 0;        // achieved, at the median step time

@@ -1,7 +1,17 @@
 #include "train/data_parallel.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <thread>
+
+#include "core/error.h"
 
 namespace lmt {
 
@@ -19,9 +29,117 @@ DataParallel::DataParallel(ProcessGroup& group, int zero_stage, size_t num_param
   end_ = sharded_ ? std::min(n_, begin_ + shard_size_) : n_;
 }
 
+namespace {
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+}  // namespace
+
+// The communication thread: reduces the buckets handed over, in order, one at a time.
+struct DataParallel::Overlap {
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::deque<size_t> queue;
+  size_t handed = 0, reduced = 0;
+  bool stop = false;
+  double comm_ms = 0;
+  std::exception_ptr error;  // a failed collective, rethrown on the training thread
+  float* grads = nullptr;
+  std::thread thread;
+};
+
 DataParallel::~DataParallel() {
+  if (overlap_) {
+    {
+      std::lock_guard<std::mutex> lock(overlap_->mutex);
+      overlap_->stop = true;
+    }
+    overlap_->changed.notify_all();
+    overlap_->thread.join();
+  }
   if (padded_) backend_.free(padded_);
   if (shard_) backend_.free(shard_);
+  if (staging_) backend_.free(staging_);
+}
+
+void DataParallel::use_buckets(std::vector<GradBucket> buckets, bool overlap) {
+  if (sharded_ || group_.size() == 1) return;
+  buckets_ = std::move(buckets);
+  size_t staging = 0;
+  staging_offset_.assign(buckets_.size(), 0);
+  for (size_t i = 0; i < buckets_.size(); ++i)
+    if (buckets_[i].slices.size() > 1) {
+      staging_offset_[i] = staging;
+      staging += buckets_[i].numel;
+    }
+  if (staging > 0) staging_ = static_cast<float*>(backend_.alloc(staging * sizeof(float)));
+  if (!overlap) return;
+  overlap_ = std::make_unique<Overlap>();
+  Overlap* o = overlap_.get();
+  o->thread = std::thread([this, o] {
+    std::unique_lock<std::mutex> lock(o->mutex);
+    while (true) {
+      o->changed.wait(lock, [o] { return o->stop || !o->queue.empty(); });
+      if (o->stop) return;
+      const size_t i = o->queue.front();
+      o->queue.pop_front();
+      lock.unlock();
+      const auto t = Clock::now();
+      std::exception_ptr error;
+      try {
+        if (!o->error) reduce_bucket(i, o->grads);
+      } catch (...) {
+        error = std::current_exception();
+      }
+      const double ms = ms_since(t);
+      lock.lock();
+      if (error && !o->error) o->error = error;
+      o->comm_ms += ms;
+      ++o->reduced;
+      o->changed.notify_all();
+    }
+  });
+}
+
+std::function<void(int)> DataParallel::backward_hook(float* grads) {
+  if (!overlap_) return {};
+  {
+    std::lock_guard<std::mutex> lock(overlap_->mutex);
+    overlap_->grads = grads;
+    overlap_->comm_ms = 0;
+  }
+  return [this, grads](int group) {
+    for (size_t i = overlap_->handed; i < buckets_.size() && buckets_[i].ready_group <= group; ++i) {
+      pack(i, grads);  // on this (the training) thread, before the backward pass goes on
+      std::lock_guard<std::mutex> lock(overlap_->mutex);
+      overlap_->queue.push_back(i);
+      overlap_->handed = i + 1;
+      overlap_->changed.notify_all();
+    }
+  };
+}
+
+void DataParallel::pack(size_t i, float* grads) {
+  const GradBucket& b = buckets_[i];
+  if (b.slices.size() == 1) return;
+  float* out = staging_ + staging_offset_[i];
+  for (const GradSlice& s : b.slices) {
+    backend_.copy(out, grads + s.offset, s.count * sizeof(float));
+    out += s.count;
+  }
+}
+
+void DataParallel::reduce_bucket(size_t i, float* grads) {
+  const GradBucket& b = buckets_[i];
+  if (b.slices.size() == 1) {
+    arena_group_.all_reduce(grads + b.slices[0].offset, b.numel, ReduceOp::kAvg);
+    return;
+  }
+  float* packed = staging_ + staging_offset_[i];
+  arena_group_.all_reduce(packed, b.numel, ReduceOp::kAvg);
+  for (const GradSlice& s : b.slices) {
+    backend_.copy(grads + s.offset, packed, s.count * sizeof(float));
+    packed += s.count;
+  }
 }
 
 void DataParallel::ensure_buffers() {
@@ -34,9 +152,38 @@ void DataParallel::ensure_buffers() {
 double DataParallel::reduce_gradients(float* grads) {
   if (group_.size() == 1) return std::sqrt(backend_.sum_squares(grads, n_));
   // The collectives may run on another stream than the backward pass (NCCL).
+  if (!sharded_ && overlap_) {
+    const auto t = Clock::now();
+    std::unique_lock<std::mutex> lock(overlap_->mutex);
+    LMT_CHECK(overlap_->handed == buckets_.size(),
+              fmt::format("backward pass handed over {} of {} gradient buckets", overlap_->handed, buckets_.size()));
+    overlap_->changed.wait(lock, [this] { return overlap_->reduced == buckets_.size(); });
+    comm_times_ = {overlap_->comm_ms, ms_since(t)};
+    overlap_->handed = overlap_->reduced = 0;
+    if (overlap_->error) {
+      std::exception_ptr error = overlap_->error;
+      overlap_->error = nullptr;
+      std::rethrow_exception(error);
+    }
+    lock.unlock();
+    return std::sqrt(backend_.sum_squares(grads, n_));
+  }
+  if (!sharded_ && !buckets_.empty()) {
+    const auto t = Clock::now();
+    backend_.synchronize();
+    for (size_t i = 0; i < buckets_.size(); ++i) {
+      pack(i, grads);
+      backend_.synchronize();
+      reduce_bucket(i, grads);
+    }
+    comm_times_ = {ms_since(t), ms_since(t)};
+    return std::sqrt(backend_.sum_squares(grads, n_));
+  }
   if (!sharded_) {
+    const auto t = Clock::now();
     backend_.synchronize();
     arena_group_.all_reduce(grads, n_, ReduceOp::kAvg);
+    comm_times_ = {ms_since(t), ms_since(t)};
     return std::sqrt(backend_.sum_squares(grads, n_));
   }
   ensure_buffers();

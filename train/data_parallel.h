@@ -8,10 +8,13 @@
 // Both give the same update as one rank, up to float rounding.
 #pragma once
 #include <cstddef>
+#include <functional>
+#include <memory>
 #include <vector>
 
 #include "core/ops.h"
 #include "parallel/process_group.h"
+#include "train/grad_buckets.h"
 
 namespace lmt {
 
@@ -30,9 +33,28 @@ class DataParallel {
   size_t shard_begin() const { return begin_; }
   size_t shard_end() const { return end_; }
 
+  // Stage 0 of several ranks: average the gradients bucket by bucket (train/grad_buckets.h)
+  // instead of in one collective. With overlap, each bucket is averaged on a communication
+  // thread as soon as the last micro-batch's backward pass has finished it (backward_hook);
+  // only for gradients in host memory, whose ops are done when the hook runs. With or without
+  // overlap the same buckets go through the same collectives in the same order, so the result
+  // is bit-identical. Ignored at stage 1 and alone.
+  void use_buckets(std::vector<GradBucket> buckets, bool overlap);
+  // For GPT::set_backward_hook on the last micro-batch; empty when not overlapping.
+  std::function<void(int group)> backward_hook(float* grads);
+
   // Averages the step's gradients over the ranks (grads: the whole arena; at stage 1 only the
-  // owned range is valid afterwards) and returns the global L2 norm.
+  // owned range is valid afterwards) and returns the global L2 norm. When overlapping, waits
+  // for the buckets the backward pass handed over.
   double reduce_gradients(float* grads);
+
+  // Of the last reduce_gradients: time spent in the gradients' collectives (on the
+  // communication thread when overlapping), and how much of it the step waited for after the
+  // backward pass. Hidden = comm_ms - wait_ms.
+  struct CommTimes {
+    double comm_ms = 0, wait_ms = 0;
+  };
+  CommTimes last_comm_times() const { return comm_times_; }
   // The mean of a per-rank value (the loss).
   double average(double value);
   // Stage 1, after the optimizer step: every rank receives every shard of the parameters.
@@ -44,6 +66,11 @@ class DataParallel {
  private:
   // Stage 1's buffers in the backend's memory: the padded arena and one shard.
   void ensure_buffers();
+  // Packs bucket i (several slices) into its staging space, or nothing for one slice.
+  void pack(size_t i, float* grads);
+  // The collective of bucket i, then the unpack.
+  void reduce_bucket(size_t i, float* grads);
+  struct Overlap;
 
   ProcessGroup& group_;
   ProcessGroup& arena_group_;
@@ -52,6 +79,11 @@ class DataParallel {
   bool sharded_;
   float* padded_ = nullptr;  // shard_size * ranks
   float* shard_ = nullptr;   // shard_size
+  std::vector<GradBucket> buckets_;
+  std::vector<size_t> staging_offset_;  // per bucket, into staging_ (buckets of several slices)
+  float* staging_ = nullptr;
+  std::unique_ptr<Overlap> overlap_;
+  CommTimes comm_times_;
 };
 
 }  // namespace lmt

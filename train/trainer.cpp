@@ -23,6 +23,7 @@
 #include "model/loss_scaler.h"
 #include "train/checkpoint.h"
 #include "train/data_parallel.h"
+#include "train/grad_buckets.h"
 #include "train/device.h"
 #include "train/divergence_guard.h"
 #include "train/evaluate.h"
@@ -314,6 +315,13 @@ void Trainer::Run::build_model() {
   model = std::make_unique<GPT>(backend, cfg);
   parallel = std::make_unique<DataParallel>(group, static_cast<int>(r.distributed.zero_stage),
                                             model->num_param_storage(), backend, arena_group);
+  // Host gradients (the CPU) are averaged in buckets, while the backward pass runs when
+  // overlap_comm says so. A GPU's stay one NCCL collective after the backward pass (overlap
+  // there needs a second stream and events: not done yet).
+  if (!choice.cuda) {
+    const auto bucket_numel = static_cast<size_t>(std::max(1.0, r.distributed.bucket_mb * 1e6 / sizeof(float)));
+    parallel->use_buckets(plan_grad_buckets(cfg, bucket_numel), r.distributed.overlap_comm);
+  }
   optimizer = std::make_unique<AdamW>(backend, r.optimizer, model->layout(), model->num_param_storage(), parallel->shard_begin(),
                                       parallel->shard_end());
   if (resumed) {
@@ -502,10 +510,14 @@ StepResult Trainer::step(StepPhases* phases) {
   double loss = accumulate_gradients(*s.model, s.data.train,
                                      data::rank_slice(windows, static_cast<int>(s.options.rank), s.group.size()),
                                      s.accum, s.B, out.seq_len, s.inputs, s.targets, phases,
-                                     static_cast<float>(loss_scale));
+                                     static_cast<float>(loss_scale), s.parallel->backward_hook(s.model->grads()));
   const auto optimizer_start = Clock::now();
   // The mean over ranks of each rank's mean gradient is the global batch's mean gradient.
   const double scaled_norm = s.parallel->reduce_gradients(s.model->grads());
+  if (phases) {
+    phases->comm_ms += s.parallel->last_comm_times().comm_ms;
+    phases->comm_wait_ms += s.parallel->last_comm_times().wait_ms;
+  }
   const double norm = scaled_norm / loss_scale;
   loss = s.parallel->average(loss);
   out.loss = loss;

@@ -1,11 +1,17 @@
 // lmtrain bench RECIPE [--steps N] [--warmup N] [--device D] [--set k=v]... [--json FILE] [--ops]
 #include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "apps/lmtrain/commands.h"
 #include "core/file_io.h"
 #include "core/recipe.h"
 #include "core/strings.h"
+#include "parallel/dist_env.h"
+#include "parallel/worker.h"
 #include "train/bench.h"
 
 namespace lmt::app {
@@ -30,8 +36,22 @@ Action add_bench_command(CLI::App& app) {
   return [args] {
     LoadedRecipe loaded = load_recipe(args->recipe);
     apply_overrides(loaded, args->sets);
-    validate_recipe(loaded, 1);
-    const BenchReport report = run_bench(loaded, args->options);
+    // Under `lmtrain launch`, torchrun or srun: every rank runs the steps, rank 0 reports.
+    const DistEnv env = read_dist_env();
+    validate_recipe(loaded, env.world_size);
+    BenchOptions options = args->options;
+    std::unique_ptr<WorkerConnection> connection;
+    if (env.world_size > 1) {
+      connection = connect_worker(env, std::chrono::milliseconds(static_cast<int64_t>(
+                                           loaded.recipe.run.heartbeat_timeout * 1000)));
+      options.rank = env.rank;
+      options.local_rank = env.local_rank;
+      options.world_size = env.world_size;
+      options.group = connection->group.get();
+      options.store = connection->store.get();
+    }
+    const BenchReport report = run_bench(loaded, options);
+    if (env.rank != 0) return 0;
     fmt::print("bench {}: backend {}, {} timed steps after {} warmup, {} tokens/step\n", args->recipe,
                report.backend, report.steps, report.warmup, with_commas(report.tokens_per_step));
     fmt::print("  {:<10} {:>10} {:>10} {:>10} {:>7}\n", "phase", "median ms", "p10 ms", "p90 ms", "share");
@@ -43,6 +63,14 @@ Action add_bench_command(CLI::App& app) {
     }
     fmt::print("  {:<10} {:>10.2f} {:>10.2f} {:>10.2f}\n", "step", report.total.median_ms, report.total.p10_ms,
                report.total.p90_ms);
+    if (report.world_size > 1) {
+      const double comm = report.phases[report.phases.size() - 2].second.median_ms;
+      const double wait = report.phases.back().second.median_ms;
+      fmt::print("  {} ranks: gradient collectives {:.2f} ms per step, {:.2f} ms of it after the backward pass: "
+                 "{:.2f} ms ({:.0f}%) hidden behind it (distributed.overlap_comm)\n",
+                 report.world_size, comm, wait, std::max(0.0, comm - wait),
+                 comm > 0 ? 100.0 * std::max(0.0, comm - wait) / comm : 0.0);
+    }
     fmt::print("  {} tokens/s, {:.1f} GFLOP/s achieved (6N + 6LCT per token){}\n", human_count(report.tokens_per_s),
                report.gflops,
                report.mfu > 0 ? fmt::format(", MFU {:.1f}% of log.peak_tflops", 100.0 * report.mfu) : "");
@@ -68,6 +96,7 @@ Action add_bench_command(CLI::App& app) {
                             {"steps", report.steps},
                             {"warmup", report.warmup},
                             {"tokens_per_step", report.tokens_per_step},
+                            {"world_size", report.world_size},
                             {"flops_per_step", report.flops_per_step},
                             {"phases", phases},
                             {"step", {{"median_ms", report.total.median_ms},

@@ -522,3 +522,41 @@ TEST_CASE("launch: run.heartbeat_timeout is range-checked", "[cli][launch][heart
   }
   CHECK(run_lmtrain(dir, "plan tiny.yaml --set run.heartbeat_timeout=0").status == 0);
 }
+
+TEST_CASE("launch: gradients averaged during the backward pass (distributed.overlap_comm) give the bytes of averaging "
+          "them after it", "[cli][launch][overlap]") {
+  TempDir dir;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  RunResult one = run_lmtrain(dir, "train tiny.yaml --set run.name=w1 " + batch_args(1));
+  INFO(one.output);
+  REQUIRE(one.status == 0);
+  const auto expected = steps_of(dir.path() / "runs" / "w1" / "metrics.jsonl");
+  // Tiny buckets (several per step, some packed from slices of several tensors), with gradient
+  // accumulation: only the last micro-batch's backward pass hands buckets over.
+  for (int world : {2, 3}) {
+    std::map<std::string, std::string> model_bytes;
+    for (const char* overlap : {"true", "false"}) {
+      const std::string name = fmt::format("w{}_{}", world, overlap);
+      RunResult r = run_lmtrain(dir, fmt::format("launch --nproc-per-node {} --master-port 0 -- train tiny.yaml "
+                                                 "--set run.name={} --set distributed.overlap_comm={} "
+                                                 "--set distributed.bucket_mb=0.004 {}",
+                                                 world, name, overlap, batch_args(world)));
+      INFO(name << ": " << r.output);
+      REQUIRE(r.status == 0);
+      check_same_steps(steps_of(dir.path() / "runs" / name / "metrics.jsonl"), expected, 1e-5);
+      model_bytes[overlap] = read_file(dir.path() / "runs" / name / "checkpoints" / "step_00000030" / "model.safetensors");
+    }
+    INFO("world " << world);
+    CHECK(model_bytes["true"] == model_bytes["false"]);
+  }
+  // lmtrain bench on 2 ranks says how much of the collectives the backward pass hid.
+  RunResult bench = run_lmtrain(dir, "launch --nproc-per-node 2 --master-port 0 -- bench tiny.yaml --steps 3 --warmup 1 "
+                                     "--set distributed.bucket_mb=0.004 --json bench.json");
+  INFO(bench.output);
+  REQUIRE(bench.status == 0);
+  CHECK_THAT(bench.output, Contains("2 ranks: gradient collectives") && Contains("hidden behind it"));
+  const auto report = nlohmann::json::parse(read_file(dir.path() / "bench.json"));
+  CHECK(report["world_size"] == 2);
+  CHECK(report["phases"].contains("comm"));
+  CHECK(report["phases"].contains("comm_wait"));
+}

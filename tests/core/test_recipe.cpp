@@ -327,7 +327,7 @@ TEST_CASE("recipe_keys: every leaf once, in declaration order, no sections", "[r
   const auto keys = lmt::recipe_keys();
   REQUIRE(keys.size() >= 40);
   CHECK(keys.front().first == "run.name");
-  CHECK(keys.back().first == "distributed.zero_stage");
+  CHECK(keys.back().first == "distributed.bucket_mb");
   std::set<std::string> unique;
   for (const auto& [key, help] : keys) {
     INFO(key);
