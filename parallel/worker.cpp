@@ -53,10 +53,13 @@ std::unique_ptr<WorkerConnection> connect_worker(const DistEnv& env) {
   int store_port = static_cast<int>(env.master_port);
   if (!own_launcher) {
     const std::string explicit_port = env_or("LMTRAIN_STORE_PORT", "");
-    store_port = !explicit_port.empty() ? std::atoi(explicit_port.c_str())
-                                        : store_port + (env.source == "torchrun" ? 1 : 0);
+    store_port = !explicit_port.empty() ? std::atoi(explicit_port.c_str()) : static_cast<int>(env.store_port);
     if (store_port <= 0 || store_port > 65535)
-      throw Error(fmt::format("LMTRAIN_STORE_PORT='{}' is not a port number", explicit_port));
+      throw Error(!explicit_port.empty()
+                      ? fmt::format("LMTRAIN_STORE_PORT='{}' is not a port number", explicit_port)
+                      : fmt::format("MASTER_PORT={} leaves no port for lmtrain's rendezvous store (torchrun's own "
+                                    "store holds MASTER_PORT, lmtrain takes the next one); use a lower MASTER_PORT "
+                                    "or set LMTRAIN_STORE_PORT", env.master_port));
     // Rank 0 listens on every interface: MASTER_ADDR names this host as the others see it.
     if (env.rank == 0) connection->server = std::make_unique<StoreServer>("", store_port, secret);
   }
