@@ -47,6 +47,8 @@ Action add_train_command(CLI::App& app) {
     options.world_size = env.world_size;
     options.rank = env.rank;
     options.local_rank = env.local_rank;
+    options.torchrun_restart = env.restart_count;
+    options.torchrun_max_restarts = env.max_restarts;
     // Several ranks: join the job's rendezvous store and process group before any work.
     std::unique_ptr<WorkerConnection> connection;
     if (env.world_size > 1) {
