@@ -6,6 +6,7 @@
 #include "apps/lmtrain/commands.h"
 #include "core/error.h"
 #include "core/recipe.h"
+#include "parallel/agent_death.h"
 #include "parallel/dist_env.h"
 #include "parallel/worker.h"
 #include "train/trainer.h"
@@ -36,6 +37,8 @@ Action add_train_command(CLI::App& app) {
       ->type_name("DIR");
   return [args] {
     DistEnv env = read_dist_env();
+    if (!stop_with_torchrun_agent(env))
+      throw Error("the torchrun agent that started this worker has already exited; nothing was started");
     LoadedRecipe loaded = load_recipe(args->recipe);
     apply_overrides(loaded, args->sets);
     validate_recipe(loaded, env.world_size);

@@ -310,3 +310,50 @@ TEST_CASE("torchrun: a user error (exit 2) is restarted too, and torchrun's summ
   CHECK_THAT(failed.output, Contains("exitcode  : 2"));
   CHECK_THAT(failed.output, Contains("traceback : lmtrain exited 2: recipe 'no-such-recipe.yaml' does not exist"));
 }
+
+TEST_CASE("torchrun: workers of a killed torchrun agent save a checkpoint and stop", "[cli][torchrun][kill]") {
+  SKIP_WITHOUT_TORCHRUN();
+  TempDir dir;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  // Far more steps than the test waits for: only the agent's death can end this run in time.
+  ReapOnExit agent{spawn_shell(
+      dir, torchrun_command(fmt::format("--nproc_per_node 2 --master_addr 127.0.0.1 --master_port {}", free_port_pair()),
+                            "train tiny.yaml --set run.name=orphans --set run.steps=1000000 --set checkpoint.every=50 " +
+                                batch_args(2) + " --set log.every=100",
+                            false) +
+               " > agent.out 2>&1")};
+  const fs::path run_dir = dir.path() / "runs" / "orphans";
+  const auto started = std::chrono::steady_clock::now();
+  while (!fs::exists(run_dir / "checkpoints" / "latest") && std::chrono::steady_clock::now() < started + 60s)
+    std::this_thread::sleep_for(10ms);
+  const auto workers = workers_of(agent.pid, 0);
+  INFO(read_file(dir.path() / "agent.out"));
+  REQUIRE(workers.size() == 2);
+  REQUIRE(::kill(agent.pid, SIGKILL) == 0);
+  REQUIRE(wait_for(agent.pid, 30s) != -1);
+  agent.reaped = true;
+  // Reparented away from this test, the workers cannot be waited for: poll until both are gone,
+  // and kill what is left at the deadline so that a failure leaves nothing running.
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  const auto running = [](pid_t pid) {  // a zombie has exited, whether or not its reaper has run yet
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    if (!std::getline(stat, line)) return false;
+    const size_t close = line.rfind(')');
+    return close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z';
+  };
+  const auto alive = [&] {
+    int count = 0;
+    for (const auto& [rank, pid] : workers) count += running(pid) ? 1 : 0;
+    return count;
+  };
+  while (alive() > 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(20ms);
+  const int left = alive();
+  for (const auto& [rank, pid] : workers)
+    if (running(pid)) ::kill(pid, SIGKILL);
+  CHECK(left == 0);
+  // SIGTERM from the kernel (PR_SET_PDEATHSIG): they stopped together and rank 0 saved.
+  const auto summary = nlohmann::json::parse(read_file(run_dir / "summary.json"));
+  CHECK(summary["interrupted"] == true);
+  CHECK(fs::exists(run_dir / "checkpoints" / fmt::format("step_{:08d}", summary["steps"].get<int64_t>())));
+}
