@@ -70,7 +70,7 @@ DistEnv read_dist_env(const EnvLookup& lookup) {
     // by hand) assume its store holds MASTER_PORT, which is never wrong, only one port more.
     const std::string agent_store = lookup("TORCHELASTIC_USE_AGENT_STORE").value_or("True");
     const bool workers_own_port = agent_store == "False" || agent_store == "false" || agent_store == "0";
-    if (!workers_own_port && env.master_port > 0) env.store_port = env.master_port + 1;
+    if (!workers_own_port && env.master_port > 0 && env.master_port <= 65535) env.store_port = env.master_port + 1;
   }
   return env;
 }

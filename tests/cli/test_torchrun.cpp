@@ -357,3 +357,17 @@ TEST_CASE("torchrun: workers of a killed torchrun agent save a checkpoint and st
   CHECK(summary["interrupted"] == true);
   CHECK(fs::exists(run_dir / "checkpoints" / fmt::format("step_{:08d}", summary["steps"].get<int64_t>())));
 }
+
+TEST_CASE("torchrun variables: a MASTER_PORT that leaves lmtrain no store port is exit 2 naming it",
+          "[cli][torchrun][errors]") {
+  TempDir dir;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  const std::string vars = "RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 TORCHELASTIC_RUN_ID=x ";
+  RunResult last = run_lmtrain(dir, "train tiny.yaml", vars + "MASTER_PORT=65535");
+  CHECK(last.status == 2);
+  CHECK_THAT(last.output, Contains("MASTER_PORT=65535 leaves no port for lmtrain's rendezvous store"));
+  RunResult huge = run_lmtrain(dir, "train tiny.yaml", vars + "MASTER_PORT=4294996796");  // 2^32 + 29500
+  CHECK(huge.status == 2);
+  CHECK_THAT(huge.output, Contains("MASTER_PORT=4294996796 is not a port number (1 to 65535)"));
+  CHECK(!fs::exists(dir.path() / "runs"));
+}

@@ -190,6 +190,10 @@ TEST_CASE("dist_env: under torchrun the store port depends on whose store holds 
   Vars c10d = torchrun;
   c10d["TORCHELASTIC_USE_AGENT_STORE"] = "False";
   CHECK(read(c10d).store_port == 29500);
+  // No overflow past the largest integer (the port itself is refused when the worker connects).
+  Vars huge = torchrun;
+  huge["MASTER_PORT"] = "9223372036854775807";
+  CHECK(read(huge).store_port == 9223372036854775807);
   // Slurm has no store of its own.
   CHECK(read({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"MASTER_PORT", "4000"}}).store_port == 4000);
 }
