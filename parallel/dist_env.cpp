@@ -61,6 +61,16 @@ DistEnv read_dist_env(const EnvLookup& lookup) {
     if (auto step = lookup("SLURM_STEP_ID")) env.job_id += "." + *step;
   } else if (env.source == "torchrun") {
     env.job_id = lookup("TORCHELASTIC_RUN_ID").value_or("");
+    env.restart_count = parse_int(lookup, "TORCHELASTIC_RESTART_COUNT", -1, 0);
+    env.max_restarts = parse_int(lookup, "TORCHELASTIC_MAX_RESTARTS", -1, 0);
+  }
+  env.store_port = env.master_port;
+  if (env.source == "torchrun") {
+    // torchrun writes Python's str(bool); without the variable (older torchrun, variables set
+    // by hand) assume its store holds MASTER_PORT, which is never wrong, only one port more.
+    const std::string agent_store = lookup("TORCHELASTIC_USE_AGENT_STORE").value_or("True");
+    const bool workers_own_port = agent_store == "False" || agent_store == "false" || agent_store == "0";
+    if (!workers_own_port && env.master_port > 0 && env.master_port <= 65535) env.store_port = env.master_port + 1;
   }
   return env;
 }

@@ -18,6 +18,15 @@ struct DistEnv {
   int64_t master_port = 0;
   std::string source = "none";  // "torchrun", "slurm" or "none"
   std::string job_id;           // SLURM_JOB_ID, or torchrun's TORCHELASTIC_RUN_ID; may be empty
+  // Where rank 0 serves the job's rendezvous store unless LMTRAIN_STORE_PORT says otherwise.
+  // Slurm: MASTER_PORT. torchrun: MASTER_PORT when TORCHELASTIC_USE_AGENT_STORE=False (c10d
+  // rendezvous: the agent picked a free port for the workers' store), else MASTER_PORT + 1
+  // (static rendezvous: torchrun's own store listens on MASTER_PORT).
+  int64_t store_port = 0;
+  // torchrun's worker-group restarts so far and their limit (TORCHELASTIC_RESTART_COUNT,
+  // TORCHELASTIC_MAX_RESTARTS); -1 when not started by a torchrun agent.
+  int64_t restart_count = -1;
+  int64_t max_restarts = -1;
 };
 
 // The first host of a Slurm node list: "node[07-09,12],gpu1" -> "node07". Throws lmt::Error

@@ -37,6 +37,8 @@ std::unique_ptr<WorkerConnection> connect_worker(const DistEnv& env, std::chrono
     throw Error(fmt::format("MASTER_ADDR and MASTER_PORT must be set for a multi-process job ({} variables); "
                             "`lmtrain launch` and torchrun set them, under Slurm export MASTER_ADDR or "
                             "SLURM_JOB_NODELIST", env.source));
+  if (env.master_port > 65535)
+    throw Error(fmt::format("MASTER_PORT={} is not a port number (1 to 65535)", env.master_port));
   int timeout_s = 300;
   try {
     timeout_s = std::stoi(env_or("LMTRAIN_TIMEOUT_S", "300"));
@@ -50,24 +52,27 @@ std::unique_ptr<WorkerConnection> connect_worker(const DistEnv& env, std::chrono
 
   auto connection = std::make_unique<WorkerConnection>();
   connection->collective_timeout = timeout;
-  int store_port = static_cast<int>(env.master_port);
+  int64_t store_port = env.master_port;
   if (!own_launcher) {
     const std::string explicit_port = env_or("LMTRAIN_STORE_PORT", "");
-    store_port = !explicit_port.empty() ? std::atoi(explicit_port.c_str())
-                                        : store_port + (env.source == "torchrun" ? 1 : 0);
+    store_port = !explicit_port.empty() ? std::atoi(explicit_port.c_str()) : env.store_port;
     if (store_port <= 0 || store_port > 65535)
-      throw Error(fmt::format("LMTRAIN_STORE_PORT='{}' is not a port number", explicit_port));
+      throw Error(!explicit_port.empty()
+                      ? fmt::format("LMTRAIN_STORE_PORT='{}' is not a port number", explicit_port)
+                      : fmt::format("MASTER_PORT={} leaves no port for lmtrain's rendezvous store (torchrun's own "
+                                    "store holds MASTER_PORT, lmtrain takes the next one); use a lower MASTER_PORT "
+                                    "or set LMTRAIN_STORE_PORT", env.master_port));
     // Rank 0 listens on every interface: MASTER_ADDR names this host as the others see it.
-    if (env.rank == 0) connection->server = std::make_unique<StoreServer>("", store_port, secret);
+    if (env.rank == 0) connection->server = std::make_unique<StoreServer>("", static_cast<int>(store_port), secret);
   }
-  connection->store = std::make_unique<StoreClient>(env.master_addr, store_port, secret,
+  connection->store = std::make_unique<StoreClient>(env.master_addr, static_cast<int>(store_port), secret,
                                                     std::min(timeout, std::chrono::milliseconds(120'000)));
   connection->group = make_gloo_group(*connection->store, static_cast<int>(env.rank),
                                       static_cast<int>(env.world_size), "gloo/", own_address, timeout);
   if (heartbeat_timeout.count() > 0) {
     HeartbeatOptions beat;
     beat.store_host = env.master_addr;
-    beat.store_port = store_port;
+    beat.store_port = static_cast<int>(store_port);
     beat.secret = secret;
     beat.rank = static_cast<int>(env.rank);
     beat.world_size = static_cast<int>(env.world_size);

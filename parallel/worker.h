@@ -25,8 +25,8 @@ struct WorkerConnection {
 // Connects rank env.rank of env.world_size to the job's rendezvous store and builds a Gloo
 // group. Under `lmtrain launch` (LMTRAIN_JOB_SECRET set) the launcher serves the store at
 // MASTER_ADDR:MASTER_PORT. Under torchrun or Slurm rank 0 serves it, at LMTRAIN_STORE_PORT if
-// set, else MASTER_PORT + 1 for torchrun (whose own store holds MASTER_PORT) and MASTER_PORT for
-// Slurm (default 29500), and the secret is derived from the job id (TORCHELASTIC_RUN_ID,
+// set, else env.store_port (MASTER_PORT, or MASTER_PORT + 1 where torchrun's own store holds
+// MASTER_PORT; Slurm's default is 29500), and the secret is derived from the job id (TORCHELASTIC_RUN_ID,
 // SLURM_JOB_ID.SLURM_STEP_ID), which keeps other jobs out but is not a secret from other
 // users of the cluster. The address
 // other ranks dial is LMTRAIN_HOST (set per host by the launcher), else 127.0.0.1 when the

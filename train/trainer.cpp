@@ -395,16 +395,23 @@ void Trainer::Run::announce() {
     reporter.notice(fmt::format("seq_len_schedule: {} from {} to {} tokens (evaluation at {})",
                                 name_of(r.seq_len_schedule.type), seq_len->at(0), T, T));
   reporter.notice(fmt::format("data: {}", data.description));
-  reporter.emit({resumed ? "resume" : "start",
-                 {{"event", resumed ? "resume" : "start"},
-                  {"step", start_step},
-                  {"parameters", parameter_count(cfg)},
-                  {"tokens_per_step", tokens_per_step},
-                  {"steps", r.run.steps},
-                  {"init_from", r.model.init_from.empty() || resumed ? nlohmann::json() : nlohmann::json(r.model.init_from)},
-                  {"restart", options.restart},
-                  {"loss_floor", data.loss_floor ? nlohmann::json(*data.loss_floor) : nlohmann::json()}},
-                 ""});
+  nlohmann::json start_record = {
+      {"event", resumed ? "resume" : "start"},
+      {"step", start_step},
+      {"parameters", parameter_count(cfg)},
+      {"tokens_per_step", tokens_per_step},
+      {"steps", r.run.steps},
+      {"init_from", r.model.init_from.empty() || resumed ? nlohmann::json() : nlohmann::json(r.model.init_from)},
+      {"restart", options.restart},
+      {"loss_floor", data.loss_floor ? nlohmann::json(*data.loss_floor) : nlohmann::json()}};
+  // Under torchrun every restart of the worker group starts every worker again; the record says
+  // which attempt wrote what follows it.
+  if (options.torchrun_restart >= 0) {
+    reporter.notice(fmt::format("torchrun: restart {} of at most {} (TORCHELASTIC_RESTART_COUNT)",
+                                options.torchrun_restart, options.torchrun_max_restarts));
+    start_record["torchrun_restart"] = options.torchrun_restart;
+  }
+  reporter.emit({resumed ? "resume" : "start", start_record, ""});
 }
 
 // The validation split and every eval.sets entry; a collective (every rank evaluates its part).

@@ -35,6 +35,10 @@ struct TrainOptions {
   // The bound on a collective's wait for the other ranks (LMTRAIN_TIMEOUT_S), for the NCCL group.
   std::chrono::milliseconds collective_timeout{300'000};
   int64_t local_rank = 0;  // picks the GPU (device index LOCAL_RANK)
+  // TORCHELASTIC_RESTART_COUNT and TORCHELASTIC_MAX_RESTARTS of a worker started by torchrun,
+  // for the start record; -1 otherwise.
+  int64_t torchrun_restart = -1;
+  int64_t torchrun_max_restarts = -1;
   bool print_progress = true;
   std::string resume;  // "", "auto", "latest" or a checkpoint path
   // Which attempt of a restarted job this is (`lmtrain launch --max-restarts`; 0 = the first),

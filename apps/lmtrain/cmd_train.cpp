@@ -9,6 +9,7 @@
 #include "apps/lmtrain/commands.h"
 #include "core/error.h"
 #include "core/recipe.h"
+#include "parallel/agent_death.h"
 #include "parallel/dist_env.h"
 #include "parallel/launcher.h"
 #include "parallel/worker.h"
@@ -83,6 +84,8 @@ Action add_train_command(CLI::App& app) {
   add_train_options(cmd, *args);
   return [args] {
     DistEnv env = read_dist_env();
+    if (!stop_with_torchrun_agent(env))
+      throw Error("the torchrun agent that started this worker has already exited; nothing was started");
     LoadedRecipe loaded = load_recipe(args->recipe);
     apply_overrides(loaded, args->sets);
     validate_recipe(loaded, env.world_size);
@@ -95,6 +98,8 @@ Action add_train_command(CLI::App& app) {
     options.world_size = env.world_size;
     options.rank = env.rank;
     options.local_rank = env.local_rank;
+    options.torchrun_restart = env.restart_count;
+    options.torchrun_max_restarts = env.max_restarts;
     // Several ranks: join the job's rendezvous store and process group before any work.
     std::unique_ptr<WorkerConnection> connection;
     if (env.world_size > 1) {

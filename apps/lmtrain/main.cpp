@@ -9,6 +9,7 @@
 #include "apps/lmtrain/commands.h"
 #include "core/error.h"
 #include "lmt_build_info.h"
+#include "parallel/elastic_error_file.h"
 
 int main(int argc, char** argv) {
   // A write past the file-size limit (ulimit -f) then fails with EFBIG, which every writer
@@ -43,10 +44,12 @@ int main(int argc, char** argv) {
   } catch (const lmt::PeerLostError& e) {
     std::fflush(stdout);
     fmt::print(stderr, "error: {}\n", e.what());
+    lmt::write_torchelastic_error_file(e.what(), lmt::kPeerLostExitCode);
     return lmt::kPeerLostExitCode;
   } catch (const lmt::Error& e) {
     std::fflush(stdout);
     fmt::print(stderr, "error: {}\n", e.what());
+    lmt::write_torchelastic_error_file(e.what(), lmt::kUserErrorExitCode);
     return lmt::kUserErrorExitCode;
   } catch (const std::bad_alloc&) {
     std::fflush(stdout);
@@ -56,6 +59,7 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     std::fflush(stdout);
     fmt::print(stderr, "fatal: {}\n", e.what());
+    lmt::write_torchelastic_error_file(e.what(), 1);
     return 1;
   }
 }

@@ -178,3 +178,34 @@ TEST_CASE("dist_env: Slurm's first node becomes MASTER_ADDR, the job id is kept"
   CHECK(env.job_id == "77.3");
   CHECK(read({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"TORCHELASTIC_RUN_ID", "x"}}).job_id == "x");
 }
+
+TEST_CASE("dist_env: under torchrun the store port depends on whose store holds MASTER_PORT", "[parallel][dist_env]") {
+  const Vars torchrun = {{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "node1"}, {"MASTER_PORT", "29500"}};
+  // Static rendezvous (and torchrun variables set by hand): torchrun's store listens on MASTER_PORT.
+  CHECK(read(torchrun).store_port == 29501);
+  Vars static_rdzv = torchrun;
+  static_rdzv["TORCHELASTIC_USE_AGENT_STORE"] = "True";
+  CHECK(read(static_rdzv).store_port == 29501);
+  // c10d rendezvous: MASTER_PORT is a free port the agent chose for the workers' own store.
+  Vars c10d = torchrun;
+  c10d["TORCHELASTIC_USE_AGENT_STORE"] = "False";
+  CHECK(read(c10d).store_port == 29500);
+  // No overflow past the largest integer (the port itself is refused when the worker connects).
+  Vars huge = torchrun;
+  huge["MASTER_PORT"] = "9223372036854775807";
+  CHECK(read(huge).store_port == 9223372036854775807);
+  // Slurm has no store of its own.
+  CHECK(read({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"MASTER_PORT", "4000"}}).store_port == 4000);
+}
+
+TEST_CASE("dist_env: torchrun's restart count and limit are kept", "[parallel][dist_env]") {
+  CHECK(read({{"RANK", "0"}, {"WORLD_SIZE", "2"}}).restart_count == -1);
+  const lmt::DistEnv env = read({{"RANK", "1"},
+                                 {"WORLD_SIZE", "2"},
+                                 {"TORCHELASTIC_RESTART_COUNT", "1"},
+                                 {"TORCHELASTIC_MAX_RESTARTS", "3"}});
+  CHECK(env.restart_count == 1);
+  CHECK(env.max_restarts == 3);
+  CHECK_THAT(error_of({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"TORCHELASTIC_RESTART_COUNT", "x"}}),
+             Contains("TORCHELASTIC_RESTART_COUNT='x'"));
+}
