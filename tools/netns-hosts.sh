@@ -7,7 +7,8 @@
 #   tools/netns-hosts.sh up N DIR [--subnet A.B.C] [--no-loopback]
 #       N namespaces (1..50) and everything under DIR (a new or empty folder):
 #         DIR/hostfile      "A.B.C.K slots=1" per host (K = 2 .. N+1)
-#         DIR/ssh_config    for ssh -F / lmtrain launch --ssh-config
+#         DIR/ssh_config    for ssh -F / lmtrain launch --ssh-config; it also knows each host by
+#                           its namespace name (an ssh alias: NETNS_K in DIR/state)
 #         DIR/state         KEY=VALUE lines (NETNS_K, ADDR_K, VETH_K, LAUNCHER_ADDR, ...)
 #       --subnet: the /24 to use (default: the first 10.213.X.0/24, X in 1..254, that no
 #       interface of this machine uses; taken under a lock, so parallel runs get different ones).
@@ -137,7 +138,7 @@ up() {
 
   mkdir -p /run/sshd
   ssh-keygen -q -t ed25519 -N '' -f "$dir/client_key" <<<y >/dev/null
-  local k addresses=""
+  local k
   : >"$dir/hostfile"
   for ((k = 1; k <= num_hosts; k++)); do
     local ns="$id-h$k" veth="${id}v$k" addr="$subnet.$((k + 1))" hdir="$dir/h$k"
@@ -172,10 +173,14 @@ MaxStartups 100
 EOF
     ip netns exec "$ns" /usr/sbin/sshd -f "$hdir/sshd_config" -E "$hdir/sshd.log"
     echo "$addr slots=1" >>"$dir/hostfile"
-    addresses="$addresses $addr"
   done
-  cat >"$dir/ssh_config" <<EOF
-Host$addresses
+  # Each host also by its namespace name, an ssh alias as many hostfiles use (no DNS knows it).
+  : >"$dir/ssh_config"
+  for ((k = 1; k <= num_hosts; k++)); do
+    printf 'Host %s\n  HostName %s\n' "$id-h$k" "$subnet.$((k + 1))" >>"$dir/ssh_config"
+  done
+  cat >>"$dir/ssh_config" <<EOF
+Host *
   User root
   Port 22
   IdentityFile $dir/client_key

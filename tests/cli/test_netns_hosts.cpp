@@ -1,0 +1,172 @@
+// `lmtrain launch --hostfile` across hosts that are really separate: network namespaces joined by
+// a bridge (tools/netns-hosts.sh), each with its own address and sshd. The launcher runs in the
+// root namespace, which is on the bridge too; ssh, the rendezvous store and Gloo can only use
+// the namespace addresses, and with `lo` DOWN in every namespace no connection there can use
+// loopback at all.
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+#include <map>
+#include <sstream>
+
+#include "tests/cli/cli_util.h"
+#include "tests/cli/launch_steps.h"
+
+using namespace lmt::testing;
+using Catch::Matchers::Contains;
+
+namespace {
+
+// tools/netns-hosts.sh up N in dir/netns, and down again when the object goes, also when a
+// check failed. `skip` says why there are none (not root, no iproute2, no sshd, no namespaces).
+class NetnsHosts {
+ public:
+  NetnsHosts(const TempDir& dir, int num_hosts, bool loopback)
+      : dir_(dir), folder_(dir.path() / "netns"), script_((source_dir() / "tools" / "netns-hosts.sh").string()) {
+    if (::geteuid() != 0) {
+      skip = "network namespaces need root";
+      return;
+    }
+    if (!fs::exists(script_)) {
+      skip = script_ + " is not here (a test bundle without the source tree)";
+      return;
+    }
+    if (run_shell(dir_, "command -v ip").status != 0) {
+      skip = "'ip' is not installed (apt-get install iproute2)";
+      return;
+    }
+    if (!fs::exists("/usr/sbin/sshd")) {
+      skip = "sshd is not installed (apt-get install openssh-server)";
+      return;
+    }
+    const std::string probe = fmt::format("lmtprobe{}", ::getpid());
+    const RunResult can = run_shell(dir_, "ip netns add " + probe + " && ip netns del " + probe);
+    if (can.status != 0) {
+      skip = "cannot create a network namespace here: " + can.output;
+      return;
+    }
+    const RunResult up = run_shell(dir_, fmt::format("bash {} up {} {}{}", lmt::testing::quoted(script_), num_hosts,
+                                                     lmt::testing::quoted(folder_.string()), loopback ? "" : " --no-loopback"));
+    up_ = true;
+    INFO(up.output);
+    REQUIRE(up.status == 0);
+    std::istringstream lines(read_file(folder_ / "state"));
+    for (std::string line; std::getline(lines, line);) {
+      const size_t eq = line.find('=');
+      if (eq != std::string::npos) state_[line.substr(0, eq)] = line.substr(eq + 1);
+    }
+    for (int k = 1; k <= num_hosts; ++k) {
+      addresses.push_back(state_.at(fmt::format("ADDR_{}", k)));
+      aliases.push_back(state_.at(fmt::format("NETNS_{}", k)));
+    }
+    launcher_address = state_.at("LAUNCHER_ADDR");
+  }
+  ~NetnsHosts() {
+    if (up_) run_shell(dir_, fmt::format("bash {} down {}", lmt::testing::quoted(script_), lmt::testing::quoted(folder_.string())));
+  }
+  NetnsHosts(const NetnsHosts&) = delete;
+  NetnsHosts& operator=(const NetnsHosts&) = delete;
+
+  std::string hostfile() const { return (folder_ / "hostfile").string(); }
+  std::string ssh_config() const { return (folder_ / "ssh_config").string(); }
+  // Runs `command` (a shell command line) in host k's namespace (k from 1).
+  RunResult in_host(int k, const std::string& command) const {
+    return run_shell(dir_, fmt::format("bash {} exec {} {} sh -c {}", lmt::testing::quoted(script_), lmt::testing::quoted(folder_.string()), k,
+                                       lmt::testing::quoted(command)));
+  }
+  // `netns-hosts.sh COMMAND DIR HOST` (cut, restore, pids).
+  RunResult harness(const std::string& command, const std::string& host) const {
+    return run_shell(dir_, fmt::format("bash {} {} {} {}", lmt::testing::quoted(script_), command, lmt::testing::quoted(folder_.string()),
+                                       lmt::testing::quoted(host)));
+  }
+
+  std::string skip;
+  std::vector<std::string> addresses;  // host k+1's address
+  std::vector<std::string> aliases;    // and its name in ssh_config() only (no DNS knows it)
+  std::string launcher_address;        // the root namespace's, on the bridge
+
+ private:
+  const TempDir& dir_;
+  fs::path folder_;
+  std::string script_;
+  std::map<std::string, std::string> state_;
+  bool up_ = false;
+};
+
+// A failing run should not wait out the default 300 s for a store that cannot be reached.
+const char* kTimeout = "LMTRAIN_TIMEOUT_S=30";
+
+}  // namespace
+
+TEST_CASE("launch --hostfile across 3 network namespaces with loopback down trains like one rank",
+          "[cli][launch][ssh][netns]") {
+  TempDir dir;
+  NetnsHosts hosts(dir, 3, /*loopback=*/false);
+  if (!hosts.skip.empty()) {
+    WARN("SKIPPED: " << hosts.skip);
+    return;
+  }
+  for (int k = 1; k <= 3; ++k) CHECK_THAT(hosts.in_host(k, "ip -br link show lo").output, Contains("DOWN"));
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  RunResult one = run_lmtrain(dir, "train tiny.yaml --set run.name=one " + batch_args(1));
+  REQUIRE(one.status == 0);
+  // No --force-ssh and no --master-addr: the hosts are not this one, and the launcher finds the
+  // address they reach it at (the bridge's) by itself.
+  RunResult r = run_lmtrain(dir, "launch --hostfile " + lmt::testing::quoted(hosts.hostfile()) + " --ssh-config " +
+                                     lmt::testing::quoted(hosts.ssh_config()) + " --master-port 0 --log-dir logs -- train tiny.yaml "
+                                     "--set run.name=netns " + batch_args(3),
+                            kTimeout);
+  INFO(r.output);
+  REQUIRE(r.status == 0);
+  CHECK_THAT(r.output, Contains("x 3 rank"));
+  CHECK_THAT(r.output, Contains("rendezvous store at " + hosts.launcher_address + ":"));
+  for (size_t k = 0; k < hosts.addresses.size(); ++k)
+    CHECK_THAT(r.output, Contains(fmt::format("host {} (ranks {}): workers reachable at {}", hosts.addresses[k], k,
+                                              hosts.addresses[k])));
+  check_same_steps(steps_of(dir.path() / "runs" / "netns" / "metrics.jsonl"),
+                   steps_of(dir.path() / "runs" / "one" / "metrics.jsonl"), 1e-5);
+  for (int k = 1; k <= 3; ++k) CHECK_THAT(hosts.in_host(k, "ip -br link show lo").output, Contains("DOWN"));
+}
+
+TEST_CASE("launch --hostfile across 2 network namespaces named by ssh aliases, 2 workers each, trains "
+          "like one rank; the harness cuts and restores a host's link",
+          "[cli][launch][ssh][netns]") {
+  TempDir dir;
+  NetnsHosts hosts(dir, 2, /*loopback=*/true);
+  if (!hosts.skip.empty()) {
+    WARN("SKIPPED: " << hosts.skip);
+    return;
+  }
+  // Two workers per host: they reach each other at their host's address, not 127.0.0.1. The
+  // hosts by their ssh aliases: the launcher must find their addresses through ssh's config.
+  write_file(dir.path() / "hosts", fmt::format("{} slots=2\n{} slots=2\n", hosts.aliases[0], hosts.aliases[1]));
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  RunResult one = run_lmtrain(dir, "train tiny.yaml --set run.name=one " + batch_args(1));
+  REQUIRE(one.status == 0);
+  // The global batch of 12 over 4 ranks: micro 3 x accum 1 x 4 (batch_args divides 6 by the world).
+  RunResult r = run_lmtrain(dir, "launch --hostfile hosts --ssh-config " + lmt::testing::quoted(hosts.ssh_config()) +
+                                     " --master-port 0 -- train tiny.yaml --set run.name=netns " + batch_args(2) +
+                                     " --set run.grad_accum_steps=1 --set run.micro_batch_size=3",
+                            kTimeout);
+  INFO(r.output);
+  REQUIRE(r.status == 0);
+  CHECK_THAT(r.output, Contains("x 4 rank"));
+  CHECK_THAT(r.output, Contains("rendezvous store at " + hosts.launcher_address + ":"));
+  CHECK_THAT(r.output, Contains(fmt::format("host {} (ranks 0,1): workers reachable at {}", hosts.aliases[0],
+                                            hosts.addresses[0])));
+  CHECK_THAT(r.output, Contains(fmt::format("host {} (ranks 2,3): workers reachable at {}", hosts.aliases[1],
+                                            hosts.addresses[1])));
+  check_same_steps(steps_of(dir.path() / "runs" / "netns" / "metrics.jsonl"),
+                   steps_of(dir.path() / "runs" / "one" / "metrics.jsonl"), 1e-5);
+
+  // The fault tests' tools: a cut link stops ssh to that host, restoring it brings it back.
+  const std::string ssh = "ssh -F " + lmt::testing::quoted(hosts.ssh_config()) + " -o BatchMode=yes -o ConnectTimeout=2 ";
+  REQUIRE(hosts.harness("cut", "2").status == 0);
+  CHECK(run_shell(dir, ssh + hosts.addresses[1] + " true").status != 0);
+  CHECK(run_shell(dir, ssh + hosts.addresses[0] + " true").status == 0);
+  REQUIRE(hosts.harness("restore", hosts.addresses[1]).status == 0);
+  CHECK(run_shell(dir, "for i in $(seq 50); do " + ssh + hosts.addresses[1] + " true && exit 0; sleep 0.1; done; exit 1")
+            .status == 0);
+  CHECK(hosts.harness("cut", "9").status == 2);
+}
