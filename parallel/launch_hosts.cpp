@@ -168,7 +168,9 @@ int launch_on_hosts(const LaunchOptions& options) {
       if (failed(status))
         problems[k] = fmt::format("host {}: cannot run {} in {} over ssh ({}): {}", host, o.executable, cwd,
                                   describe_status(status), output.empty() ? "no output" : output);
-      else if (output != own_version)
+      // The version is the last line: a login banner or a chatty shell start-up file on the
+      // host may print before it.
+      else if (output.substr(output.rfind('\n') + 1) != own_version)
         problems[k] = fmt::format("host {}: '{}' there, '{}' here; install the same lmtrain on every host", host,
                                   output, own_version);
     });

@@ -226,8 +226,10 @@ case "$command" in
     k=$(host_index "$2")
     ns_var="NETNS_$k"
     for pid in $(ip netns pids "${!ns_var}"); do
-      rank=$(tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | sed -n 's/^RANK=//p' || true)
-      if [ -n "$rank" ] && tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -q '^LMTRAIN_JOB_SECRET='; then
+      # A process may end while we look: its environ is gone, and it is no worker any more.
+      environment=$({ tr '\0' '\n' <"/proc/$pid/environ"; } 2>/dev/null || true)
+      rank=$(sed -n 's/^RANK=//p' <<<"$environment")
+      if [ -n "$rank" ] && grep -q '^LMTRAIN_JOB_SECRET=' <<<"$environment"; then
         echo "$pid $rank"
       fi
     done

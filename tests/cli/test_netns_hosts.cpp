@@ -3,18 +3,24 @@
 // root namespace, which is on the bridge too; ssh, the rendezvous store and Gloo can only use
 // the namespace addresses, and with `lo` DOWN in every namespace no connection there can use
 // loopback at all.
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <fmt/format.h>
 #include <map>
+#include <set>
 #include <sstream>
+#include <thread>
 
 #include "tests/cli/cli_util.h"
 #include "tests/cli/launch_steps.h"
 
 using namespace lmt::testing;
 using Catch::Matchers::Contains;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -69,6 +75,8 @@ class NetnsHosts {
   NetnsHosts& operator=(const NetnsHosts&) = delete;
 
   std::string hostfile() const { return (folder_ / "hostfile").string(); }
+  // Host k's sshd reads this for every login (k from 1).
+  fs::path authorized_keys(int k) const { return folder_ / fmt::format("h{}", k) / "authorized_keys"; }
   std::string ssh_config() const { return (folder_ / "ssh_config").string(); }
   // Runs `command` (a shell command line) in host k's namespace (k from 1).
   RunResult in_host(int k, const std::string& command) const {
@@ -93,6 +101,33 @@ class NetnsHosts {
   std::map<std::string, std::string> state_;
   bool up_ = false;
 };
+
+// Starts the shell command line `command` in dir, output to dir/name.out; returns its pid.
+pid_t start_shell(const TempDir& dir, const std::string& command, const std::string& name) {
+  const std::string line = "cd " + lmt::testing::quoted(dir.path().string()) + " && exec " + command + " > " +
+                           lmt::testing::quoted(dir.file(name + ".out")) + " 2>&1";
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::execl("/bin/sh", "sh", "-c", line.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  return pid;
+}
+
+// The exit status of child `pid`, or -1 (and the child killed) when it runs longer than `limit`.
+int wait_for(pid_t pid, std::chrono::seconds limit) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  int status = 0;
+  while (::waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > until) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      return -1;
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  return status;
+}
 
 // A failing run should not wait out the default 300 s for a store that cannot be reached.
 const char* kTimeout = "LMTRAIN_TIMEOUT_S=30";
@@ -129,8 +164,9 @@ TEST_CASE("launch --hostfile across 3 network namespaces with loopback down trai
   for (int k = 1; k <= 3; ++k) CHECK_THAT(hosts.in_host(k, "ip -br link show lo").output, Contains("DOWN"));
 }
 
-TEST_CASE("launch --hostfile across 2 network namespaces named by ssh aliases, 2 workers each, trains "
-          "like one rank; the harness cuts and restores a host's link",
+TEST_CASE("launch --hostfile across 2 network namespaces named by ssh aliases, 2 workers each, one host "
+          "printing before every command, trains like one rank and stops cleanly on SIGTERM; the harness "
+          "finds a host's workers and cuts and restores its link",
           "[cli][launch][ssh][netns]") {
   TempDir dir;
   NetnsHosts hosts(dir, 2, /*loopback=*/true);
@@ -141,6 +177,10 @@ TEST_CASE("launch --hostfile across 2 network namespaces named by ssh aliases, 2
   // Two workers per host: they reach each other at their host's address, not 127.0.0.1. The
   // hosts by their ssh aliases: the launcher must find their addresses through ssh's config.
   write_file(dir.path() / "hosts", fmt::format("{} slots=2\n{} slots=2\n", hosts.aliases[0], hosts.aliases[1]));
+  // Host 1 prints a line before every command, as a chatty shell start-up file or a login banner
+  // does: pre-flight must still read the version there.
+  write_file(hosts.authorized_keys(1),
+             "command=\"echo welcome to host 1; eval \\\"$SSH_ORIGINAL_COMMAND\\\"\" " + read_file(hosts.authorized_keys(1)));
   write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
   RunResult one = run_lmtrain(dir, "train tiny.yaml --set run.name=one " + batch_args(1));
   REQUIRE(one.status == 0);
@@ -152,6 +192,7 @@ TEST_CASE("launch --hostfile across 2 network namespaces named by ssh aliases, 2
   INFO(r.output);
   REQUIRE(r.status == 0);
   CHECK_THAT(r.output, Contains("x 4 rank"));
+  CHECK_THAT(r.output, Contains("welcome to host 1"));
   CHECK_THAT(r.output, Contains("rendezvous store at " + hosts.launcher_address + ":"));
   CHECK_THAT(r.output, Contains(fmt::format("host {} (ranks 0,1): workers reachable at {}", hosts.aliases[0],
                                             hosts.addresses[0])));
@@ -160,7 +201,37 @@ TEST_CASE("launch --hostfile across 2 network namespaces named by ssh aliases, 2
   check_same_steps(steps_of(dir.path() / "runs" / "netns" / "metrics.jsonl"),
                    steps_of(dir.path() / "runs" / "one" / "metrics.jsonl"), 1e-5);
 
-  // The fault tests' tools: a cut link stops ssh to that host, restoring it brings it back.
+  // The fault tests' tools. `pids` finds a host's workers while a job runs (here a long one,
+  // stopped with SIGTERM once they are found) ...
+  const pid_t launcher = start_shell(dir, std::string("env ") + kTimeout + " " +
+                                              lmt::testing::quoted(lmtrain_binary()) + " launch --hostfile hosts" +
+                                              " --ssh-config " + lmt::testing::quoted(hosts.ssh_config()) +
+                                              " --master-port 0 -- train tiny.yaml --set run.name=long"
+                                              " --set run.steps=10000000 --set log.every=1000",
+                                     "long");
+  std::set<std::string> ranks_found;
+  std::string listing;
+  for (int i = 0; i < 300 && ranks_found.size() < 2; ++i) {
+    std::this_thread::sleep_for(100ms);
+    listing = hosts.harness("pids", hosts.aliases[1]).output;
+    ranks_found.clear();
+    std::istringstream lines(listing);
+    for (std::string pid, rank; lines >> pid >> rank;)
+      if (read_file(fs::path("/proc") / pid / "cmdline").find("train") != std::string::npos) ranks_found.insert(rank);
+  }
+  CHECK(ranks_found == std::set<std::string>{"2", "3"});
+  // SIGTERM once training runs (rank 0's first step printed): a worker still starting up has
+  // nothing to save yet and simply dies of it.
+  for (int i = 0; i < 300 && read_file(dir.path() / "long.out").find("step      1/") == std::string::npos; ++i)
+    std::this_thread::sleep_for(100ms);
+  ::kill(launcher, SIGTERM);
+  const int stopped = wait_for(launcher, 60s);
+  INFO(read_file(dir.path() / "long.out"));
+  CHECK(stopped == 0);
+  CHECK(hosts.harness("pids", hosts.aliases[1]).output.empty());
+  CHECK(fs::exists(dir.path() / "runs" / "long" / "checkpoints" / "latest"));
+
+  // ... and a cut link stops ssh to that host; restoring it brings it back.
   const std::string ssh = "ssh -F " + lmt::testing::quoted(hosts.ssh_config()) + " -o BatchMode=yes -o ConnectTimeout=2 ";
   REQUIRE(hosts.harness("cut", "2").status == 0);
   CHECK(run_shell(dir, ssh + hosts.addresses[1] + " true").status != 0);
