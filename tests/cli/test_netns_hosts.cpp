@@ -78,10 +78,13 @@ class NetnsHosts {
   // Host k's sshd reads this for every login (k from 1).
   fs::path authorized_keys(int k) const { return folder_ / fmt::format("h{}", k) / "authorized_keys"; }
   std::string ssh_config() const { return (folder_ / "ssh_config").string(); }
-  // Runs `command` (a shell command line) in host k's namespace (k from 1).
+  // What runs the command after it in host k's namespace (k from 1).
+  std::string exec_in(int k) const {
+    return fmt::format("bash {} exec {} {} ", lmt::testing::quoted(script_), lmt::testing::quoted(folder_.string()), k);
+  }
+  // Runs `command` (a shell command line) in host k's namespace.
   RunResult in_host(int k, const std::string& command) const {
-    return run_shell(dir_, fmt::format("bash {} exec {} {} sh -c {}", lmt::testing::quoted(script_), lmt::testing::quoted(folder_.string()), k,
-                                       lmt::testing::quoted(command)));
+    return run_shell(dir_, exec_in(k) + "sh -c " + lmt::testing::quoted(command));
   }
   // `netns-hosts.sh COMMAND DIR HOST` (cut, restore, pids).
   RunResult harness(const std::string& command, const std::string& host) const {
@@ -200,6 +203,26 @@ TEST_CASE("launch --hostfile across 2 network namespaces named by ssh aliases, 2
                                             hosts.addresses[1])));
   check_same_steps(steps_of(dir.path() / "runs" / "netns" / "metrics.jsonl"),
                    steps_of(dir.path() / "runs" / "one" / "metrics.jsonl"), 1e-5);
+
+  // Workers of another launcher (torchrun's variables), one per host, without LMTRAIN_HOST: each
+  // must offer the others its namespace address, not its host name (127.0.0.1 in /etc/hosts
+  // here, the same file in every namespace). MASTER_PORT may be fixed: host 1's ports are its own.
+  std::string torchrun = "(";
+  for (int rank : {0, 1})
+    torchrun += hosts.exec_in(rank + 1) + fmt::format("env -u LMTRAIN_HOST RANK={} LOCAL_RANK=0 WORLD_SIZE=2 "
+                                                      "LOCAL_WORLD_SIZE=1 MASTER_ADDR={} MASTER_PORT=29500 "
+                                                      "TORCHELASTIC_RUN_ID=netns {} {} ",
+                                                      rank, hosts.addresses[0], kTimeout,
+                                                      lmt::testing::quoted(lmtrain_binary())) +
+                "train tiny.yaml --set run.name=torchrun " + batch_args(2) + fmt::format(" > torchrun{0}.out 2>&1 & p{0}=$!; ", rank);
+  torchrun += "wait $p0; a=$?; wait $p1; b=$?; exit $((a + b)))";
+  RunResult t = run_shell(dir, torchrun);
+  {
+    INFO(read_file(dir.path() / "torchrun0.out") << read_file(dir.path() / "torchrun1.out"));
+    CHECK(t.status == 0);
+    check_same_steps(steps_of(dir.path() / "runs" / "torchrun" / "metrics.jsonl"),
+                     steps_of(dir.path() / "runs" / "one" / "metrics.jsonl"), 1e-5);
+  }
 
   // The fault tests' tools. `pids` finds a host's workers while a job runs (here a long one,
   // stopped with SIGTERM once they are found) ...
