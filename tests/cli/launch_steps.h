@@ -1,8 +1,9 @@
 // Comparing a data-parallel run with a 1-rank run: the training steps of metrics.jsonl and the
 // recipe overrides that keep the global batch at 12 sequences for any world size.
 #pragma once
-#include <catch2/catch.hpp>
 #include <fmt/format.h>
+
+#include <catch2/catch.hpp>
 #include <string>
 #include <vector>
 
@@ -34,9 +35,10 @@ inline void check_same_steps(const std::vector<Step>& a, const std::vector<Step>
 
 // The tiny recipe with a global batch of 12 sequences: micro 2 x accum (6 / world) x world.
 inline std::string batch_args(int world) {
-  return fmt::format("--set run.micro_batch_size=2 --set run.grad_accum_steps={} --set run.global_batch_size=12 "
-                     "--set log.every=1 --set eval.every=10 --set eval.batches=6",
-                     6 / world);
+  return fmt::format(
+      "--set run.micro_batch_size=2 --set run.grad_accum_steps={} --set run.global_batch_size=12 "
+      "--set log.every=1 --set eval.every=10 --set eval.batches=6",
+      6 / world);
 }
 
 }  // namespace lmt::testing

@@ -3,13 +3,13 @@
 // root namespace, which is on the bridge too; ssh, the rendezvous store and Gloo can only use
 // the namespace addresses, and with `lo` DOWN in every namespace no connection there can use
 // loopback at all.
+#include <fmt/format.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <chrono>
-#include <fmt/format.h>
 #include <map>
 #include <set>
 #include <sstream>
@@ -23,6 +23,9 @@ using Catch::Matchers::Contains;
 using namespace std::chrono_literals;
 
 namespace {
+
+// The shell quoting of cli_util.h (a plain `quoted(std::string)` would find std::quoted).
+std::string shq(const std::string& s) { return lmt::testing::quoted(s); }
 
 // tools/netns-hosts.sh up N in dir/netns, and down again when the object goes, also when a
 // check failed. `skip` says why there are none (not root, no iproute2, no sshd, no namespaces).
@@ -52,8 +55,8 @@ class NetnsHosts {
       skip = "cannot create a network namespace here: " + can.output;
       return;
     }
-    const RunResult up = run_shell(dir_, fmt::format("bash {} up {} {}{}", lmt::testing::quoted(script_), num_hosts,
-                                                     lmt::testing::quoted(folder_.string()), loopback ? "" : " --no-loopback"));
+    const RunResult up = run_shell(dir_, fmt::format("bash {} up {} {}{}", shq(script_), num_hosts,
+                                                     shq(folder_.string()), loopback ? "" : " --no-loopback"));
     up_ = true;
     INFO(up.output);
     REQUIRE(up.status == 0);
@@ -69,7 +72,7 @@ class NetnsHosts {
     launcher_address = state_.at("LAUNCHER_ADDR");
   }
   ~NetnsHosts() {
-    if (up_) run_shell(dir_, fmt::format("bash {} down {}", lmt::testing::quoted(script_), lmt::testing::quoted(folder_.string())));
+    if (up_) run_shell(dir_, fmt::format("bash {} down {}", shq(script_), shq(folder_.string())));
   }
   NetnsHosts(const NetnsHosts&) = delete;
   NetnsHosts& operator=(const NetnsHosts&) = delete;
@@ -80,16 +83,15 @@ class NetnsHosts {
   std::string ssh_config() const { return (folder_ / "ssh_config").string(); }
   // What runs the command after it in host k's namespace (k from 1).
   std::string exec_in(int k) const {
-    return fmt::format("bash {} exec {} {} ", lmt::testing::quoted(script_), lmt::testing::quoted(folder_.string()), k);
+    return fmt::format("bash {} exec {} {} ", shq(script_), shq(folder_.string()), k);
   }
   // Runs `command` (a shell command line) in host k's namespace.
   RunResult in_host(int k, const std::string& command) const {
-    return run_shell(dir_, exec_in(k) + "sh -c " + lmt::testing::quoted(command));
+    return run_shell(dir_, exec_in(k) + "sh -c " + shq(command));
   }
   // `netns-hosts.sh COMMAND DIR HOST` (cut, restore, pids).
   RunResult harness(const std::string& command, const std::string& host) const {
-    return run_shell(dir_, fmt::format("bash {} {} {} {}", lmt::testing::quoted(script_), command, lmt::testing::quoted(folder_.string()),
-                                       lmt::testing::quoted(host)));
+    return run_shell(dir_, fmt::format("bash {} {} {} {}", shq(script_), command, shq(folder_.string()), shq(host)));
   }
 
   std::string skip;
@@ -107,8 +109,8 @@ class NetnsHosts {
 
 // Starts the shell command line `command` in dir, output to dir/name.out; returns its pid.
 pid_t start_shell(const TempDir& dir, const std::string& command, const std::string& name) {
-  const std::string line = "cd " + lmt::testing::quoted(dir.path().string()) + " && exec " + command + " > " +
-                           lmt::testing::quoted(dir.file(name + ".out")) + " 2>&1";
+  const std::string line =
+      "cd " + shq(dir.path().string()) + " && exec " + command + " > " + shq(dir.file(name + ".out")) + " 2>&1";
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::execl("/bin/sh", "sh", "-c", line.c_str(), static_cast<char*>(nullptr));
@@ -151,9 +153,11 @@ TEST_CASE("launch --hostfile across 3 network namespaces with loopback down trai
   REQUIRE(one.status == 0);
   // No --force-ssh and no --master-addr: the hosts are not this one, and the launcher finds the
   // address they reach it at (the bridge's) by itself.
-  RunResult r = run_lmtrain(dir, "launch --hostfile " + lmt::testing::quoted(hosts.hostfile()) + " --ssh-config " +
-                                     lmt::testing::quoted(hosts.ssh_config()) + " --master-port 0 --log-dir logs -- train tiny.yaml "
-                                     "--set run.name=netns " + batch_args(3),
+  RunResult r = run_lmtrain(dir,
+                            "launch --hostfile " + shq(hosts.hostfile()) + " --ssh-config " + shq(hosts.ssh_config()) +
+                                " --master-port 0 --log-dir logs -- train tiny.yaml "
+                                "--set run.name=netns " +
+                                batch_args(3),
                             kTimeout);
   INFO(r.output);
   REQUIRE(r.status == 0);
@@ -167,10 +171,11 @@ TEST_CASE("launch --hostfile across 3 network namespaces with loopback down trai
   for (int k = 1; k <= 3; ++k) CHECK_THAT(hosts.in_host(k, "ip -br link show lo").output, Contains("DOWN"));
 }
 
-TEST_CASE("launch --hostfile across 2 network namespaces named by ssh aliases, 2 workers each, one host "
-          "printing before every command, trains like one rank and stops cleanly on SIGTERM; the harness "
-          "finds a host's workers and cuts and restores its link",
-          "[cli][launch][ssh][netns]") {
+TEST_CASE(
+    "launch --hostfile across 2 network namespaces named by ssh aliases, 2 workers each, one host "
+    "printing before every command, trains like one rank and stops cleanly on SIGTERM; the harness "
+    "finds a host's workers and cuts and restores its link",
+    "[cli][launch][ssh][netns]") {
   TempDir dir;
   NetnsHosts hosts(dir, 2, /*loopback=*/true);
   if (!hosts.skip.empty()) {
@@ -182,15 +187,16 @@ TEST_CASE("launch --hostfile across 2 network namespaces named by ssh aliases, 2
   write_file(dir.path() / "hosts", fmt::format("{} slots=2\n{} slots=2\n", hosts.aliases[0], hosts.aliases[1]));
   // Host 1 prints a line before every command, as a chatty shell start-up file or a login banner
   // does: pre-flight must still read the version there.
-  write_file(hosts.authorized_keys(1),
-             "command=\"echo welcome to host 1; eval \\\"$SSH_ORIGINAL_COMMAND\\\"\" " + read_file(hosts.authorized_keys(1)));
+  write_file(hosts.authorized_keys(1), "command=\"echo welcome to host 1; eval \\\"$SSH_ORIGINAL_COMMAND\\\"\" " +
+                                           read_file(hosts.authorized_keys(1)));
   write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
   RunResult one = run_lmtrain(dir, "train tiny.yaml --set run.name=one " + batch_args(1));
   REQUIRE(one.status == 0);
   // The global batch of 12 over 4 ranks: micro 3 x accum 1 x 4 (batch_args divides 6 by the world).
-  RunResult r = run_lmtrain(dir, "launch --hostfile hosts --ssh-config " + lmt::testing::quoted(hosts.ssh_config()) +
-                                     " --master-port 0 -- train tiny.yaml --set run.name=netns " + batch_args(2) +
-                                     " --set run.grad_accum_steps=1 --set run.micro_batch_size=3",
+  RunResult r = run_lmtrain(dir,
+                            "launch --hostfile hosts --ssh-config " + shq(hosts.ssh_config()) +
+                                " --master-port 0 -- train tiny.yaml --set run.name=netns " + batch_args(2) +
+                                " --set run.grad_accum_steps=1 --set run.micro_batch_size=3",
                             kTimeout);
   INFO(r.output);
   REQUIRE(r.status == 0);
@@ -209,12 +215,14 @@ TEST_CASE("launch --hostfile across 2 network namespaces named by ssh aliases, 2
   // here, the same file in every namespace). MASTER_PORT may be fixed: host 1's ports are its own.
   std::string torchrun = "(";
   for (int rank : {0, 1})
-    torchrun += hosts.exec_in(rank + 1) + fmt::format("env -u LMTRAIN_HOST RANK={} LOCAL_RANK=0 WORLD_SIZE=2 "
-                                                      "LOCAL_WORLD_SIZE=1 MASTER_ADDR={} MASTER_PORT=29500 "
-                                                      "TORCHELASTIC_RUN_ID=netns {} {} ",
-                                                      rank, hosts.addresses[0], kTimeout,
-                                                      lmt::testing::quoted(lmtrain_binary())) +
-                "train tiny.yaml --set run.name=torchrun " + batch_args(2) + fmt::format(" > torchrun{0}.out 2>&1 & p{0}=$!; ", rank);
+    torchrun += hosts.exec_in(rank + 1) +
+                fmt::format(
+                    "env -u LMTRAIN_HOST RANK={} LOCAL_RANK=0 WORLD_SIZE=2 "
+                    "LOCAL_WORLD_SIZE=1 MASTER_ADDR={} MASTER_PORT=29500 "
+                    "TORCHELASTIC_RUN_ID=netns {} {} ",
+                    rank, hosts.addresses[0], kTimeout, shq(lmtrain_binary())) +
+                "train tiny.yaml --set run.name=torchrun " + batch_args(2) +
+                fmt::format(" > torchrun{0}.out 2>&1 & p{0}=$!; ", rank);
   torchrun += "wait $p0; a=$?; wait $p1; b=$?; exit $((a + b)))";
   RunResult t = run_shell(dir, torchrun);
   {
@@ -226,11 +234,11 @@ TEST_CASE("launch --hostfile across 2 network namespaces named by ssh aliases, 2
 
   // The fault tests' tools. `pids` finds a host's workers while a job runs (here a long one,
   // stopped with SIGTERM once they are found) ...
-  const pid_t launcher = start_shell(dir, std::string("env ") + kTimeout + " " +
-                                              lmt::testing::quoted(lmtrain_binary()) + " launch --hostfile hosts" +
-                                              " --ssh-config " + lmt::testing::quoted(hosts.ssh_config()) +
-                                              " --master-port 0 -- train tiny.yaml --set run.name=long"
-                                              " --set run.steps=10000000 --set log.every=1000",
+  const pid_t launcher = start_shell(dir,
+                                     std::string("env ") + kTimeout + " " + shq(lmtrain_binary()) +
+                                         " launch --hostfile hosts" + " --ssh-config " + shq(hosts.ssh_config()) +
+                                         " --master-port 0 -- train tiny.yaml --set run.name=long"
+                                         " --set run.steps=10000000 --set log.every=1000",
                                      "long");
   std::set<std::string> ranks_found;
   std::string listing;
@@ -255,12 +263,13 @@ TEST_CASE("launch --hostfile across 2 network namespaces named by ssh aliases, 2
   CHECK(fs::exists(dir.path() / "runs" / "long" / "checkpoints" / "latest"));
 
   // ... and a cut link stops ssh to that host; restoring it brings it back.
-  const std::string ssh = "ssh -F " + lmt::testing::quoted(hosts.ssh_config()) + " -o BatchMode=yes -o ConnectTimeout=2 ";
+  const std::string ssh = "ssh -F " + shq(hosts.ssh_config()) + " -o BatchMode=yes -o ConnectTimeout=2 ";
   REQUIRE(hosts.harness("cut", "2").status == 0);
   CHECK(run_shell(dir, ssh + hosts.addresses[1] + " true").status != 0);
   CHECK(run_shell(dir, ssh + hosts.addresses[0] + " true").status == 0);
   REQUIRE(hosts.harness("restore", hosts.addresses[1]).status == 0);
-  CHECK(run_shell(dir, "for i in $(seq 50); do " + ssh + hosts.addresses[1] + " true && exit 0; sleep 0.1; done; exit 1")
-            .status == 0);
+  CHECK(
+      run_shell(dir, "for i in $(seq 50); do " + ssh + hosts.addresses[1] + " true && exit 0; sleep 0.1; done; exit 1")
+          .status == 0);
   CHECK(hosts.harness("cut", "9").status == 2);
 }

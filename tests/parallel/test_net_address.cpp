@@ -1,7 +1,7 @@
 // local_address_towards: the address of this machine that a host on the route sees.
+#include <arpa/inet.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
-#include <arpa/inet.h>
 
 #include <catch2/catch.hpp>
 #include <string>
