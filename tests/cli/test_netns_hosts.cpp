@@ -173,7 +173,7 @@ TEST_CASE("launch --hostfile across 3 network namespaces with loopback down trai
 
 TEST_CASE(
     "launch --hostfile across 2 network namespaces named by ssh aliases, 2 workers each, one host "
-    "printing before every command, trains like one rank and stops cleanly on SIGTERM; the harness "
+    "printing before every command, trains like one rank and stops cleanly on SIGTERM, and the harness "
     "finds a host's workers and cuts and restores its link",
     "[cli][launch][ssh][netns]") {
   TempDir dir;
