@@ -26,6 +26,7 @@
 #include "parallel/hostfile.h"
 #include "parallel/launch_util.h"
 #include "parallel/launcher.h"
+#include "parallel/net_address.h"
 #include "parallel/store.h"
 
 extern char** environ;
@@ -83,6 +84,38 @@ std::vector<std::string> ssh_command(const LaunchOptions& o, const std::string& 
   return args;
 }
 
+// The address ssh dials for `host`: its HostName in the ssh configuration (an alias in the
+// hostfile is common), else the name itself.
+std::string ssh_hostname(const LaunchOptions& o, const std::string& host) {
+  std::vector<std::string> args = {"ssh", "-G"};
+  if (!o.ssh_config.empty()) args.insert(args.end(), {"-F", o.ssh_config});
+  args.push_back(host);
+  const auto [status, output] = capture(args);
+  if (failed(status)) return host;
+  std::istringstream lines(output);
+  for (std::string line; std::getline(lines, line);)
+    if (line.rfind("hostname ", 0) == 0) return line.substr(9);
+  return host;
+}
+
+// What the workers dial for the store this process serves (MASTER_ADDR): this machine's address
+// on the route to the first host that is not this one, so the launcher need not be the first
+// host of the hostfile, nor its name resolve elsewhere; this machine's name when there is no
+// route.
+std::string store_address(const LaunchOptions& o, const std::vector<HostSlots>& hosts) {
+  const HostSlots* target = &hosts.front();
+  for (const auto& h : hosts)
+    if (!is_this_host(h.host)) {
+      target = &h;
+      break;
+    }
+  const std::string name = is_this_host(target->host) ? target->host : ssh_hostname(o, target->host);
+  if (const std::optional<std::string> address = local_address_towards(name)) return *address;
+  char own_name[256] = {};
+  ::gethostname(own_name, sizeof(own_name) - 1);
+  return own_name;
+}
+
 struct RankInfo {
   std::string host;
   std::deque<std::string> tail;
@@ -118,7 +151,6 @@ int launch_on_hosts(const LaunchOptions& options) {
     for (int s = 0; s < o.nproc_per_node; ++s) local.slots.push_back(s);
     hosts.push_back(local);
   }
-  if (o.master_addr.empty()) o.master_addr = hosts.front().host;
   const std::string cwd = std::filesystem::current_path().string();
 
   // Pre-flight, all hosts at once: reachable, the same lmtrain, the working directory exists.
@@ -136,7 +168,9 @@ int launch_on_hosts(const LaunchOptions& options) {
       if (failed(status))
         problems[k] = fmt::format("host {}: cannot run {} in {} over ssh ({}): {}", host, o.executable, cwd,
                                   describe_status(status), output.empty() ? "no output" : output);
-      else if (output != own_version)
+      // The version is the last line: a login banner or a chatty shell start-up file on the
+      // host may print before it.
+      else if (output.substr(output.rfind('\n') + 1) != own_version)
         problems[k] = fmt::format("host {}: '{}' there, '{}' here; install the same lmtrain on every host", host,
                                   output, own_version);
     });
@@ -147,6 +181,7 @@ int launch_on_hosts(const LaunchOptions& options) {
     if (!p.empty()) report += "\n  " + p;
   if (!report.empty()) throw Error("launch: pre-flight failed, nothing was started:" + report);
 
+  if (o.master_addr.empty()) o.master_addr = store_address(o, hosts);
   const std::string secret = make_job_secret();
   StoreServer store("", o.master_port, secret);  // every interface: remote agents dial master_addr
   int world = 0;
@@ -154,6 +189,8 @@ int launch_on_hosts(const LaunchOptions& options) {
   std::map<int, RankInfo> ranks;
   std::mutex mutex;
   if (!o.log_dir.empty()) create_directories_checked(o.log_dir, "--log-dir");
+  std::fprintf(stderr, "lmtrain launch: %d workers on %zu hosts, rendezvous store at %s:%d\n", world, hosts.size(),
+               o.master_addr.c_str(), store.port());
 
   // Variables every worker should see, sent to the agents on stdin (not on a command line).
   std::string header = secret + "\n";
@@ -191,7 +228,7 @@ int launch_on_hosts(const LaunchOptions& options) {
                                      join(hosts[k].slots), "--world-size", std::to_string(world), "--cross-rank",
                                      std::to_string(k), "--cross-size", std::to_string(hosts.size()),
                                      "--master-addr", o.master_addr, "--master-port", std::to_string(store.port()),
-                                     "--host-address", agent->host, "--grace", fmt::format("{}", o.grace_seconds),
+                                     "--grace", fmt::format("{}", o.grace_seconds),
                                      "--"};
     args.insert(args.end(), o.command.begin(), o.command.end());
     if (agent->remote) {
@@ -217,6 +254,9 @@ int launch_on_hosts(const LaunchOptions& options) {
           ranks[rank].status = value;
         } else if (std::sscanf(line.c_str(), "@@lmtrain-first %d", &rank) == 1) {
           raw->first_failed = rank;
+        } else if (line.rfind("@@lmtrain-address ", 0) == 0) {
+          std::fprintf(stderr, "lmtrain launch: host %s (ranks %s): workers reachable at %s\n", raw->host.c_str(),
+                       join(raw->ranks).c_str(), line.substr(18).c_str());
         } else if (std::sscanf(line.c_str(), "[rank %d]%c", &rank, &rest_start) == 2 && ranks.count(rank)) {
           const size_t close = line.find("] ");
           const std::string text = close == std::string::npos ? std::string() : line.substr(close + 2);

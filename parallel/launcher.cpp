@@ -24,6 +24,7 @@
 #include "core/error.h"
 #include "core/file_io.h"
 #include "parallel/launch_util.h"
+#include "parallel/net_address.h"
 #include "parallel/store.h"
 
 extern char** environ;
@@ -242,6 +243,11 @@ int run_workers(LaunchOptions o) {
     for (std::string line = read_line_fd(STDIN_FILENO); !line.empty(); line = read_line_fd(STDIN_FILENO))
       for (auto& kv : read_env_file(line, "launcher")) extra.push_back(kv);
     o.tee = "all";  // every line goes back to the launcher, tagged with its rank
+    // Other hosts dial this host's workers at its address on the route to the store's host:
+    // the interface that host is reached through, never a name that may resolve to loopback.
+    if (o.host_address.empty()) o.host_address = local_address_towards(o.master_addr).value_or(o.master_addr);
+    fmt::print("@@lmtrain-address {}\n", o.host_address);
+    std::fflush(stdout);
   } else {
     secret = make_job_secret();
     store = std::make_unique<StoreServer>(o.master_addr, o.master_port, secret);

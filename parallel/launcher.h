@@ -18,7 +18,8 @@ inline constexpr int kMaxRestarts = 100;
 
 struct LaunchOptions {
   int nproc_per_node = 1;
-  std::string master_addr;           // empty: 127.0.0.1, or the first host of the hostfile
+  std::string master_addr;           // empty: 127.0.0.1; with a hostfile this machine's address
+                                     // on the route to the first other host
   int master_port = 29500;           // 0: any free port
   std::string log_dir;               // per-rank logs rank_N.log; empty: none
   std::string tee = "rank0";         // console: rank0 | all (prefixed "[rank N]") | none
@@ -49,7 +50,8 @@ struct LaunchOptions {
   std::vector<int> slots;   // their devices (default 0 .. nproc-1)
   int world_size = 0;       // default nproc_per_node
   int cross_rank = 0, cross_size = 1;
-  std::string host_address; // what other ranks dial (LMTRAIN_HOST); default master_addr
+  std::string host_address; // what other ranks dial (LMTRAIN_HOST); default master_addr, and for
+                            // an agent this host's address on the route to master_addr
 };
 
 // Reads a .lmtrain_env file: KEY=VALUE lines, `#` comments and blank lines ignored, an optional

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "parallel/hostfile.h"
+#include "parallel/net_address.h"
 
 namespace lmt {
 namespace {
@@ -48,7 +49,13 @@ std::unique_ptr<WorkerConnection> connect_worker(const DistEnv& env, std::chrono
   const std::chrono::milliseconds timeout(static_cast<int64_t>(timeout_s) * 1000);
   char hostname[256] = {};
   ::gethostname(hostname, sizeof(hostname) - 1);
-  const std::string own_address = env_or("LMTRAIN_HOST", is_loopback(env.master_addr) ? "127.0.0.1" : hostname);
+  // Without the launcher's LMTRAIN_HOST (torchrun, Slurm): the address on the route to the
+  // store's host. The host name is the last resort: Debian maps it to 127.0.1.1, which the
+  // other hosts cannot dial.
+  const std::string own_address =
+      env_or("LMTRAIN_HOST", is_loopback(env.master_addr)
+                                 ? "127.0.0.1"
+                                 : local_address_towards(env.master_addr).value_or(hostname));
 
   auto connection = std::make_unique<WorkerConnection>();
   connection->collective_timeout = timeout;

@@ -30,7 +30,8 @@ struct WorkerConnection {
 // SLURM_JOB_ID.SLURM_STEP_ID), which keeps other jobs out but is not a secret from other
 // users of the cluster. The address
 // other ranks dial is LMTRAIN_HOST (set per host by the launcher), else 127.0.0.1 when the
-// master is local, else this host's name. Collectives time out after LMTRAIN_TIMEOUT_S seconds
+// master is a loopback address, else this host's address on the route to MASTER_ADDR (its
+// name when there is none). Collectives time out after LMTRAIN_TIMEOUT_S seconds
 // (default 300), so a lost rank ends the job instead of hanging it. With a heartbeat_timeout
 // above zero (run.heartbeat_timeout), a Heartbeat ends the process within about that long
 // when a watched rank stops answering or the store cannot be reached. Throws lmt::Error.

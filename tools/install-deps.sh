@@ -5,7 +5,8 @@
 #   bash tools/install-deps.sh --tests   also what only the test suite needs: Debian's torch and
 #                                        a Python environment with transformers and tensorboard
 #                                        (tools/setup-test-env.sh), for the round trips with them,
-#                                        and clang with libFuzzer for tools/fuzz.sh
+#                                        and clang with libFuzzer for tools/fuzz.sh, and
+#                                        iproute2 for the network-namespace hosts
 set -euo pipefail
 tests=0
 for arg in "$@"; do
@@ -24,4 +25,6 @@ if [ "$tests" = 1 ]; then
   apt-get install -y -qq --no-install-recommends python3 python3-venv python3-torch libopenblas0-pthread \
     clang libclang-rt-dev libomp-dev
   bash "$(dirname "$0")/setup-test-env.sh"
+  # Separate hosts as network namespaces (tools/netns-hosts.sh, tests/cli/test_netns_hosts.cpp).
+  apt-get install -y -qq --no-install-recommends iproute2
 fi

@@ -69,7 +69,8 @@ Action add_launch_command(CLI::App& app) {
   cmd->add_option("--nproc-per-node", options->nproc_per_node,
                   "workers per host (default: 1 without a hostfile, else each host's slots)");
   cmd->add_option("--master-addr", options->master_addr,
-                  "address of the rendezvous store (default 127.0.0.1, or the first host of the hostfile)");
+                  "address of the rendezvous store (default 127.0.0.1; with a hostfile, this machine's "
+                  "address on the route to the hosts)");
   cmd->add_option("--master-port", options->master_port, "its port (default 29500; 0 = any free port)");
   cmd->add_option("--ssh-port", options->ssh_port, "ssh port of the hosts (default: ssh's)");
   cmd->add_option("--ssh-config", options->ssh_config, "ssh configuration file (ssh -F)");

@@ -110,6 +110,13 @@ Action add_train_command(CLI::App& app) {
       options.collective_timeout = connection->collective_timeout;
     }
     TrainResult result = train(loaded, options);
+    // The ranks agree on a stop at a step boundary, so a rank whose agent hears of the stop later
+    // (another host, over ssh) can be done before that agent's SIGTERM arrives. Training is over:
+    // it has nothing left to stop, and must not die of it while leaving the process group.
+    if (env.world_size > 1) {
+      std::signal(SIGTERM, SIG_IGN);
+      std::signal(SIGUSR1, SIG_IGN);
+    }
     if (result.already_complete) {
       if (options.rank == 0)
         fmt::print("run {} is already complete: checkpoint {} is at step {} and run.steps is {}; nothing to do "
