@@ -20,9 +20,10 @@ struct DistEnv {
   std::string job_id;           // SLURM_JOB_ID, or torchrun's TORCHELASTIC_RUN_ID; may be empty
 };
 
-// The first host of a Slurm node list: "node[07-09,12],gpu1" -> "node07". Throws lmt::Error
-// for a malformed list.
-std::string first_slurm_host(const std::string& nodelist);
+// The first host of a Slurm node list: "node[07-09,12],gpu1" -> "node07", as the first line of
+// `scontrol show hostnames` (expand_slurm_hostlist). Throws lmt::Error for a malformed list,
+// naming `variable`.
+std::string first_slurm_host(const std::string& nodelist, const std::string& variable = "SLURM_JOB_NODELIST");
 
 // getenv is injectable so tests need not touch the process environment.
 using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
