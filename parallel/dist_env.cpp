@@ -60,7 +60,10 @@ DistEnv read_dist_env(const EnvLookup& lookup) {
     if (env.master_addr.empty() && nodelist) env.master_addr = first_slurm_host(*nodelist, list_name);
     if (env.master_port == 0) env.master_port = 29500;
     env.job_id = lookup("SLURM_JOB_ID").value_or("");
-    if (auto step = lookup("SLURM_STEP_ID")) env.job_id += "." + *step;
+    if (auto step = lookup("SLURM_STEP_ID")) {
+      env.job_id += "." + *step;
+      env.slurm_step = true;
+    }
   } else if (env.source == "torchrun") {
     env.job_id = lookup("TORCHELASTIC_RUN_ID").value_or("");
   }

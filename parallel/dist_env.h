@@ -18,6 +18,9 @@ struct DistEnv {
   int64_t master_port = 0;
   std::string source = "none";  // "torchrun", "slurm" or "none"
   std::string job_id;           // SLURM_JOB_ID, or torchrun's TORCHELASTIC_RUN_ID; may be empty
+  // Slurm only: SLURM_STEP_ID is set, so this process is a task of an srun step and not the
+  // batch script itself (which sees SLURM_PROCID=0 and the job's SLURM_NTASKS too).
+  bool slurm_step = false;
 };
 
 // The first host of a Slurm node list: "node[07-09,12],gpu1" -> "node07", as the first line of

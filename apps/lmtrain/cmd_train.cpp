@@ -38,7 +38,14 @@ Action add_train_command(CLI::App& app) {
     DistEnv env = read_dist_env();
     LoadedRecipe loaded = load_recipe(args->recipe);
     apply_overrides(loaded, args->sets);
-    validate_recipe(loaded, env.world_size);
+    try {
+      validate_recipe(loaded, env.world_size);
+    } catch (const Error& e) {
+      if (env.source == "none") throw;
+      // The batch relation names "world size N": say which launcher's variable gave it.
+      throw Error(fmt::format("{}\n(world size {} = {} of this {} job)", e.what(), env.world_size,
+                              env.source == "slurm" ? "SLURM_NTASKS" : "WORLD_SIZE", env.source));
+    }
     TrainOptions options;
     options.device = args->device;
     options.overwrite = args->overwrite;
