@@ -43,8 +43,9 @@ Action add_train_command(CLI::App& app) {
     } catch (const Error& e) {
       if (env.source == "none") throw;
       // The batch relation names "world size N": say which launcher's variable gave it.
-      throw Error(fmt::format("{}\n(world size {} = {} of this {} job)", e.what(), env.world_size,
-                              env.source == "slurm" ? "SLURM_NTASKS" : "WORLD_SIZE", env.source));
+      throw Error(fmt::format("{}\n(the world size {} is {})", e.what(), env.world_size,
+                              env.source == "slurm" ? "SLURM_NTASKS, the number of srun tasks"
+                                                    : "WORLD_SIZE, set by the launcher"));
     }
     TrainOptions options;
     options.device = args->device;

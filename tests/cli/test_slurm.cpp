@@ -157,7 +157,7 @@ TEST_CASE("slurm: srun -n2 and the sbatch script of the docs train with the loss
   INFO(fixed.output);
   CHECK(fixed.status == 2);
   CHECK_THAT(fixed.output, Contains("12 contradicts micro_batch_size 2 x grad_accum_steps 6 x world size 2 = 24"));
-  CHECK_THAT(fixed.output, Contains("world size 2 = SLURM_NTASKS of this slurm job"));
+  CHECK_THAT(fixed.output, Contains("(the world size 2 is SLURM_NTASKS, the number of srun tasks)"));
   CHECK_FALSE(fs::exists(dir.path() / "runs" / "fixed" / "metrics.jsonl"));
 
   // lmtrain started by the batch script itself (no srun) sees SLURM_NTASKS=2 and SLURM_PROCID=0:
