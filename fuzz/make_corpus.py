@@ -57,7 +57,8 @@ def env_files():
 
 def dist_env():
     for i, nodes in enumerate(["node[07-09,12],gpu1", "gpu1,node[1-2]", "single", "n[3]", "n[1-2", "a[01-02]",
-                               "x[9999999999999999999-1]", "[]", "a[2-1]"]):
+                               "x[9999999999999999999-1]", "[]", "a[2-1]",
+                               "rack[1-2]-node[01-02]", "n[098-100],a[1-2],b3", "a[0-999]b[0-999]"]):
         put("dist_env", f"nodelist-{i}", nodes)
     put("dist_env", "slurm", "SLURM_PROCID=1\nSLURM_NTASKS=2\nSLURM_JOB_NODELIST=a[01-02]\nSLURM_JOB_ID=77\nSLURM_STEP_ID=3\n")
     put("dist_env", "torchrun", "RANK=1\nLOCAL_RANK=1\nWORLD_SIZE=2\nLOCAL_WORLD_SIZE=2\nMASTER_ADDR=127.0.0.1\nMASTER_PORT=29500\n")

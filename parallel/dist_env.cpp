@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "core/error.h"
+#include "parallel/slurm_hostlist.h"
 
 namespace lmt {
 namespace {
@@ -54,11 +55,15 @@ DistEnv read_dist_env(const EnvLookup& lookup) {
   env.master_port = parse_int(lookup, "MASTER_PORT", 0, 0);
   if (env.source == "slurm") {
     // srun sets no MASTER_*: rank 0 runs on the first node of the allocation.
-    const auto nodelist = lookup("SLURM_JOB_NODELIST") ? lookup("SLURM_JOB_NODELIST") : lookup("SLURM_NODELIST");
-    if (env.master_addr.empty() && nodelist) env.master_addr = first_slurm_host(*nodelist);
+    const char* list_name = lookup("SLURM_JOB_NODELIST") ? "SLURM_JOB_NODELIST" : "SLURM_NODELIST";
+    const auto nodelist = lookup(list_name);
+    if (env.master_addr.empty() && nodelist) env.master_addr = first_slurm_host(*nodelist, list_name);
     if (env.master_port == 0) env.master_port = 29500;
     env.job_id = lookup("SLURM_JOB_ID").value_or("");
-    if (auto step = lookup("SLURM_STEP_ID")) env.job_id += "." + *step;
+    if (auto step = lookup("SLURM_STEP_ID")) {
+      env.job_id += "." + *step;
+      env.slurm_step = true;
+    }
   } else if (env.source == "torchrun") {
     env.job_id = lookup("TORCHELASTIC_RUN_ID").value_or("");
     env.restart_count = parse_int(lookup, "TORCHELASTIC_RESTART_COUNT", -1, 0);
@@ -75,19 +80,8 @@ DistEnv read_dist_env(const EnvLookup& lookup) {
   return env;
 }
 
-std::string first_slurm_host(const std::string& nodelist) {
-  const size_t bracket = nodelist.find('[');
-  const size_t comma = nodelist.find(',');
-  if (bracket == std::string::npos || (comma != std::string::npos && comma < bracket))
-    return nodelist.substr(0, comma);
-  const size_t close = nodelist.find(']', bracket);
-  if (close == std::string::npos)
-    throw Error(fmt::format("SLURM_JOB_NODELIST '{}' has an unclosed '['", nodelist));
-  const std::string ranges = nodelist.substr(bracket + 1, close - bracket - 1);
-  const std::string first = ranges.substr(0, ranges.find_first_of(",-"));
-  if (first.empty() || first.find_first_not_of("0123456789") != std::string::npos)
-    throw Error(fmt::format("SLURM_JOB_NODELIST '{}': cannot read the first host", nodelist));
-  return nodelist.substr(0, bracket) + first;  // keeps the zero padding of "07"
+std::string first_slurm_host(const std::string& nodelist, const std::string& variable) {
+  return expand_slurm_hostlist(nodelist, variable).front();  // never empty: an empty list is an error
 }
 
 DistEnv read_dist_env() {

@@ -27,11 +27,15 @@ struct DistEnv {
   // TORCHELASTIC_MAX_RESTARTS); -1 when not started by a torchrun agent.
   int64_t restart_count = -1;
   int64_t max_restarts = -1;
+  // Slurm only: SLURM_STEP_ID is set, so this process is a task of an srun step and not the
+  // batch script itself (which sees SLURM_PROCID=0 and the job's SLURM_NTASKS too).
+  bool slurm_step = false;
 };
 
-// The first host of a Slurm node list: "node[07-09,12],gpu1" -> "node07". Throws lmt::Error
-// for a malformed list.
-std::string first_slurm_host(const std::string& nodelist);
+// The first host of a Slurm node list: "node[07-09,12],gpu1" -> "node07", as the first line of
+// `scontrol show hostnames` (expand_slurm_hostlist). Throws lmt::Error for a malformed list,
+// naming `variable`.
+std::string first_slurm_host(const std::string& nodelist, const std::string& variable = "SLURM_JOB_NODELIST");
 
 // getenv is injectable so tests need not touch the process environment.
 using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;

@@ -32,6 +32,11 @@ std::unique_ptr<WorkerConnection> connect_worker(const DistEnv& env, std::chrono
                               "and no LMTRAIN_JOB_SECRET: start the job with `lmtrain launch`, torchrun or srun, "
                               "or set LMTRAIN_JOB_SECRET to the same value on every rank",
                               env.world_size, env.source));
+    if (env.source == "slurm" && !env.slurm_step)
+      throw Error(fmt::format("SLURM_NTASKS={} but SLURM_STEP_ID is not set: this is the batch script of Slurm job {} "
+                              "itself, not one of its {} tasks; start the workers with `srun lmtrain train ...` "
+                              "inside the script",
+                              env.world_size, env.job_id.empty() ? "?" : env.job_id, env.world_size));
     secret = "job-" + env.job_id;
   }
   if (env.master_addr.empty() || env.master_port <= 0)

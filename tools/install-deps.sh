@@ -5,8 +5,9 @@
 #   bash tools/install-deps.sh --tests   also what only the test suite needs: Debian's torch and
 #                                        a Python environment with transformers and tensorboard
 #                                        (tools/setup-test-env.sh), for the round trips with them,
-#                                        and clang with libFuzzer for tools/fuzz.sh, and
-#                                        iproute2 for the network-namespace hosts
+#                                        clang with libFuzzer for tools/fuzz.sh, iproute2 for
+#                                        the network-namespace hosts, and slurm-wlm with munge
+#                                        for the Slurm tests
 set -euo pipefail
 tests=0
 for arg in "$@"; do
@@ -24,6 +25,9 @@ apt-get install -y -qq --no-install-recommends \
 if [ "$tests" = 1 ]; then
   apt-get install -y -qq --no-install-recommends python3 python3-venv python3-torch libopenblas0-pthread \
     clang libclang-rt-dev libomp-dev
+  # A one-node Slurm cluster for tests/cli/test_slurm.cpp (tools/slurm-local.sh starts it; the
+  # packages' own services are not started: no systemd here, and the test's cluster is private).
+  apt-get install -y -qq --no-install-recommends slurm-wlm munge
   bash "$(dirname "$0")/setup-test-env.sh"
   # Separate hosts as network namespaces (tools/netns-hosts.sh, tests/cli/test_netns_hosts.cpp).
   apt-get install -y -qq --no-install-recommends iproute2

@@ -88,7 +88,15 @@ Action add_train_command(CLI::App& app) {
       throw Error("the torchrun agent that started this worker has already exited; nothing was started");
     LoadedRecipe loaded = load_recipe(args->recipe);
     apply_overrides(loaded, args->sets);
-    validate_recipe(loaded, env.world_size);
+    try {
+      validate_recipe(loaded, env.world_size);
+    } catch (const Error& e) {
+      if (env.source == "none") throw;
+      // The batch relation names "world size N": say which launcher's variable gave it.
+      throw Error(fmt::format("{}\n(the world size {} is {})", e.what(), env.world_size,
+                              env.source == "slurm" ? "SLURM_NTASKS, the number of srun tasks"
+                                                    : "WORLD_SIZE, set by the launcher"));
+    }
     TrainOptions options;
     options.device = args->device;
     options.overwrite = args->overwrite;

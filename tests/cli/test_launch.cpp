@@ -260,7 +260,7 @@ TEST_CASE("workers started by torchrun or srun variables join without lmtrain la
        }},
       {"slurm",
        [&](int rank) {
-         return fmt::format("SLURM_PROCID={} SLURM_LOCALID={} SLURM_NTASKS=2 SLURM_JOB_ID=4242 "
+         return fmt::format("SLURM_PROCID={} SLURM_LOCALID={} SLURM_NTASKS=2 SLURM_JOB_ID=4242 SLURM_STEP_ID=0 "
                             "SLURM_JOB_NODELIST=localhost MASTER_PORT={}",
                             rank, rank, slurm_port);
        }},

@@ -176,6 +176,8 @@ TEST_CASE("dist_env: Slurm's first node becomes MASTER_ADDR, the job id is kept"
   CHECK(env.master_addr == "a01");
   CHECK(env.master_port == 29500);
   CHECK(env.job_id == "77.3");
+  CHECK(env.slurm_step);  // a task of srun's step 3; the batch script has no SLURM_STEP_ID
+  CHECK_FALSE(read({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"SLURM_JOB_ID", "77"}}).slurm_step);
   CHECK(read({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"TORCHELASTIC_RUN_ID", "x"}}).job_id == "x");
 }
 
