@@ -273,3 +273,55 @@ TEST_CASE(
           .status == 0);
   CHECK(hosts.harness("cut", "9").status == 2);
 }
+
+TEST_CASE("launch --hostfile: a host whose link is cut mid-run stops the job within run.heartbeat_timeout, naming "
+          "the host, and nothing of the job is left on any host",
+          "[cli][launch][ssh][netns][heartbeat]") {
+  TempDir dir;
+  NetnsHosts hosts(dir, 2, /*loopback=*/true);
+  if (!hosts.skip.empty()) {
+    WARN("SKIPPED: " << hosts.skip);
+    return;
+  }
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  const std::string marker = fmt::format("linkcut-{}", ::getpid());
+  // Collectives would wait 300 s for the lost rank; the heartbeat bound is 5 s.
+  const pid_t launcher = start_shell(dir,
+                                     shq(lmtrain_binary()) + " launch --hostfile " + shq(hosts.hostfile()) +
+                                         " --ssh-config " + shq(hosts.ssh_config()) +
+                                         " --master-port 0 --grace 3 -- train tiny.yaml --set run.name=" + marker +
+                                         " --set run.steps=10000000 --set log.every=1000"
+                                         " --set run.heartbeat_timeout=5",
+                                     "cut");
+  for (int i = 0; i < 300 && read_file(dir.path() / "cut.out").find("step      1/") == std::string::npos; ++i)
+    std::this_thread::sleep_for(100ms);
+  REQUIRE_THAT(read_file(dir.path() / "cut.out"), Contains("step      1/"));
+  std::this_thread::sleep_for(1s);
+  const auto cut_at = std::chrono::steady_clock::now();
+  REQUIRE(hosts.harness("cut", hosts.aliases[1]).status == 0);
+  const int status = wait_for(launcher, 90s);
+  const auto took = std::chrono::steady_clock::now() - cut_at;
+  const std::string output = read_file(dir.path() / "cut.out");
+  INFO(output);
+  REQUIRE(status != -1);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) != 0);
+  CHECK(took < 40s);
+  // Rank 0 names the silent rank and its host.
+  CHECK_THAT(output, Contains("rank 1 on host") && Contains(hosts.addresses[1]) && Contains("sent no heartbeat"));
+  // The cut-off host's worker ends itself: nothing of the job is left there (or anywhere), even
+  // before the link comes back.
+  bool left = true;
+  for (int i = 0; i < 200 && left; ++i) {
+    left = false;
+    for (const auto& entry : fs::directory_iterator("/proc")) {
+      const std::string pid = entry.path().filename().string();
+      if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+      const std::string cmdline = read_file(entry.path() / "cmdline");
+      if (cmdline.find(marker) != std::string::npos && cmdline.find("lmtrain") != std::string::npos) left = true;
+    }
+    if (left) std::this_thread::sleep_for(100ms);
+  }
+  CHECK_FALSE(left);
+  hosts.harness("restore", hosts.aliases[1]);
+}
