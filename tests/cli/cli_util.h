@@ -49,19 +49,23 @@ inline std::string lmtrain_binary() {
 // torchrun-style MASTER_PORT). Drawn below Linux's ephemeral range (32768-60999): a port the
 // kernel handed out would soon be another connection's source port, and the tests that open
 // hundreds of connections (the store under attack) run beside this one.
+inline bool loopback_port_is_free(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  const bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  ::close(fd);
+  return free;
+}
+
 inline int free_loopback_port() {
   static std::mt19937 rng(static_cast<unsigned>(::getpid()) * 2654435761u ^
                           static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count()));
   for (int attempt = 0; attempt < 1000; ++attempt) {
     const int port = 20000 + static_cast<int>(rng() % 12000);
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    const bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-    ::close(fd);
-    if (free) return port;
+    if (loopback_port_is_free(port)) return port;
   }
   throw std::runtime_error("free_loopback_port: no free port in 20000-31999");
 }

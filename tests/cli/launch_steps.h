@@ -23,7 +23,19 @@ inline std::vector<Step> steps_of(const fs::path& metrics) {
   return out;
 }
 
+// The training records from the last start or resume record on: what the attempt that finished
+// a restarted run wrote.
+inline std::vector<Step> steps_of_last_attempt(const fs::path& metrics) {
+  std::vector<Step> out;
+  for (const auto& r : read_jsonl(metrics)) {
+    if (r.value("event", "") == "resume") out.clear();
+    if (is_training_record(r)) out.push_back({r["step"], r["loss"], r["grad_norm"]});
+  }
+  return out;
+}
+
 inline void check_same_steps(const std::vector<Step>& a, const std::vector<Step>& b, double rel) {
+  REQUIRE(!a.empty());
   REQUIRE(a.size() == b.size());
   for (size_t i = 0; i < a.size(); ++i) {
     INFO("step " << a[i].step);

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "tests/cli/cli_util.h"
+#include "tests/cli/launch_steps.h"
 
 using namespace lmt::testing;
 using Catch::Matchers::Contains;
@@ -14,35 +15,6 @@ using Catch::Matchers::Contains;
 extern char** environ;
 
 namespace {
-
-struct Step {
-  int64_t step;
-  double loss, grad_norm;
-};
-
-std::vector<Step> steps_of(const fs::path& metrics) {
-  std::vector<Step> out;
-  for (const auto& r : read_jsonl(metrics))
-    if (is_training_record(r)) out.push_back({r["step"], r["loss"], r["grad_norm"]});
-  return out;
-}
-
-void check_same_steps(const std::vector<Step>& a, const std::vector<Step>& b, double rel) {
-  REQUIRE(a.size() == b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    INFO("step " << a[i].step);
-    CHECK(a[i].step == b[i].step);
-    CHECK(a[i].loss == Approx(b[i].loss).epsilon(rel));
-    CHECK(a[i].grad_norm == Approx(b[i].grad_norm).epsilon(rel));
-  }
-}
-
-// The tiny recipe with a global batch of 12 sequences: micro 2 x accum (6 / world) x world.
-std::string batch_args(int world) {
-  return fmt::format("--set run.micro_batch_size=2 --set run.grad_accum_steps={} --set run.global_batch_size=12 "
-                     "--set log.every=1 --set eval.every=10 --set eval.batches=6",
-                     6 / world);
-}
 
 // `env -u` for every job-launcher variable of this process's environment, so that a suite run
 // inside a Slurm job (or torchrun) does not hand that job's ids to the test cluster.

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "tests/cli/cli_util.h"
+#include "tests/cli/launch_steps.h"
 
 using namespace lmt::testing;
 using Catch::Matchers::Contains;
@@ -55,56 +56,11 @@ std::string torchrun_missing() {
     }                                           \
   } while (0)
 
-struct Step {
-  int64_t step;
-  double loss, grad_norm;
-};
-
-// The training records of metrics.jsonl from the last start or resume record on: what the
-// attempt that finished the run wrote.
-std::vector<Step> steps_of(const fs::path& metrics) {
-  std::vector<Step> out;
-  for (const auto& r : read_jsonl(metrics)) {
-    if (r.value("event", "") == "resume") out.clear();
-    if (is_training_record(r)) out.push_back({r["step"], r["loss"], r["grad_norm"]});
-  }
-  return out;
-}
-
-void check_same_steps(const std::vector<Step>& a, const std::vector<Step>& b, double rel) {
-  REQUIRE(!a.empty());
-  REQUIRE(a.size() == b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    INFO("step " << a[i].step);
-    CHECK(a[i].step == b[i].step);
-    CHECK(a[i].loss == Approx(b[i].loss).epsilon(rel));
-    CHECK(a[i].grad_norm == Approx(b[i].grad_norm).epsilon(rel));
-  }
-}
-
-// The tiny recipe with a global batch of 12 sequences: micro 2 x accum (6 / world) x world.
-std::string batch_args(int world) {
-  return fmt::format("--set run.micro_batch_size=2 --set run.grad_accum_steps={} --set run.global_batch_size=12 "
-                     "--set log.every=1 --set eval.every=10 --set eval.batches=6",
-                     6 / world);
-}
-
-bool port_is_free(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  const bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-  ::close(fd);
-  return free;
-}
-
 // A MASTER_PORT for static rendezvous: torchrun's store takes it and lmtrain's the next one.
 int free_port_pair() {
   for (int attempt = 0; attempt < 100; ++attempt) {
     const int port = free_loopback_port();
-    if (port_is_free(port + 1)) return port;
+    if (loopback_port_is_free(port + 1)) return port;
   }
   throw std::runtime_error("free_port_pair: no two free ports in a row");
 }
@@ -199,7 +155,7 @@ TEST_CASE("torchrun: one node, two processes train with the losses of one rank",
   INFO(two.output);
   REQUIRE(two.status == 0);
   const fs::path metrics = dir.path() / "runs" / "w2" / "metrics.jsonl";
-  check_same_steps(steps_of(metrics), steps_of(dir.path() / "runs" / "w1" / "metrics.jsonl"), 1e-5);
+  check_same_steps(steps_of_last_attempt(metrics), steps_of_last_attempt(dir.path() / "runs" / "w1" / "metrics.jsonl"), 1e-5);
   CHECK(first_record(metrics)["torchrun_restart"] == 0);
   CHECK_THAT(two.output, Contains("[default0]:done: 30 steps"));
   CHECK_THAT(two.output, !Contains("[default1]:"));  // rank 1 prints nothing
@@ -225,8 +181,8 @@ TEST_CASE("torchrun: two agents meeting through c10d rendezvous train with the l
                                               agent));
   INFO(read_file(dir.path() / "agent0.out") << read_file(dir.path() / "agent1.out"));
   REQUIRE(both.status == 0);
-  check_same_steps(steps_of(dir.path() / "runs" / "c10d" / "metrics.jsonl"),
-                   steps_of(dir.path() / "runs" / "w1" / "metrics.jsonl"), 1e-5);
+  check_same_steps(steps_of_last_attempt(dir.path() / "runs" / "c10d" / "metrics.jsonl"),
+                   steps_of_last_attempt(dir.path() / "runs" / "w1" / "metrics.jsonl"), 1e-5);
   CHECK(first_record(dir.path() / "runs" / "c10d" / "metrics.jsonl")["torchrun_restart"] == 0);
 }
 
@@ -276,9 +232,9 @@ TEST_CASE("torchrun: --max_restarts brings a killed job back from its latest che
   CHECK(resume["step"].get<int64_t>() < 400);
   CHECK_THAT(output, Contains("torchrun: restart 1 of at most 1"));
   // Same world size, same order of every sum: the resumed run continues bit for bit.
-  const auto resumed_steps = steps_of(metrics);
+  const auto resumed_steps = steps_of_last_attempt(metrics);
   std::vector<Step> expected;
-  for (const auto& s : steps_of(dir.path() / "runs" / "straight" / "metrics.jsonl"))
+  for (const auto& s : steps_of_last_attempt(dir.path() / "runs" / "straight" / "metrics.jsonl"))
     if (s.step > resume["step"].get<int64_t>()) expected.push_back(s);
   check_same_steps(resumed_steps, expected, 0.0);
   const auto final_checkpoint = [&](const std::string& name) {
