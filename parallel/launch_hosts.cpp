@@ -6,10 +6,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -179,7 +181,27 @@ int launch_on_hosts(const LaunchOptions& options) {
   std::string report;
   for (const auto& p : problems)
     if (!p.empty()) report += "\n  " + p;
-  if (!report.empty()) throw Error("launch: pre-flight failed, nothing was started:" + report);
+  if (o.min_nodes > static_cast<int>(hosts.size()))
+    throw Error(fmt::format("--min-nodes {} but the hostfile gives {} host{}", o.min_nodes, hosts.size(),
+                            hosts.size() == 1 ? "" : "s"));
+  const auto failing = static_cast<int>(std::count_if(problems.begin(), problems.end(),
+                                                      [](const std::string& p) { return !p.empty(); }));
+  const int passing = static_cast<int>(hosts.size()) - failing;
+  if (failing > 0 && o.restarting && o.min_nodes > 0 && passing >= o.min_nodes) {
+    // A restart after a host was lost: go on without the hosts that do not answer.
+    std::fprintf(stderr, "lmtrain launch: dropping %d host%s that failed the pre-flight (%d remain, --min-nodes %d):%s\n",
+                 failing, failing == 1 ? "" : "s", passing, o.min_nodes, report.c_str());
+    std::vector<HostSlots> kept;
+    for (size_t k = 0; k < hosts.size(); ++k)
+      if (problems[k].empty()) kept.push_back(hosts[k]);
+    hosts = std::move(kept);
+  } else if (!report.empty()) {
+    if (o.restarting && o.min_nodes > 0)
+      throw Error(fmt::format("launch: pre-flight failed on restart and only {} host{} answer, fewer than --min-nodes "
+                              "{}; nothing was started:{}",
+                              passing, passing == 1 ? "" : "s", o.min_nodes, report));
+    throw Error("launch: pre-flight failed, nothing was started:" + report);
+  }
 
   if (o.master_addr.empty()) o.master_addr = store_address(o, hosts);
   const std::string secret = make_job_secret();

@@ -83,6 +83,7 @@ int run_with_restarts(const LaunchOptions& o, const std::function<int(const Laun
                endings.back(), restart + 1, o.max_restarts);
     std::fflush(stderr);
     current.command = command_resuming_auto(o.command);
+    current.restarting = true;
   }
 }
 

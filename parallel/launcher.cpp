@@ -208,6 +208,10 @@ void check_common(const LaunchOptions& o) {
     throw Error(fmt::format("--tee '{}' must be rank0, all or none", o.tee));
   if (o.max_restarts < 0 || o.max_restarts > kMaxRestarts)
     throw Error(fmt::format("--max-restarts {} must be from 0 to {}", o.max_restarts, kMaxRestarts));
+  if (o.min_nodes < 0) throw Error(fmt::format("--min-nodes {} must be at least 0", o.min_nodes));
+  if (o.min_nodes > 0 && !o.agent && (o.hostfile.empty() || o.max_restarts == 0))
+    throw Error("--min-nodes drops hosts of a --hostfile that fail the pre-flight when the job restarts; it needs "
+                "--hostfile and --max-restarts");
   if (o.master_port < 0 || o.master_port > 65535)
     throw Error(fmt::format("--master-port {} is outside 0..65535", o.master_port));
   for (const std::string& path : o.env_files)  // checked before any worker starts

@@ -28,6 +28,11 @@ struct LaunchOptions {
   // signal to the launcher): every worker is stopped and the job started again with
   // `--resume auto`. The command must be a `train` whose recipe saves checkpoints (the CLI checks).
   int max_restarts = 0;
+  // With a hostfile and max_restarts: on a restart, hosts that fail the pre-flight are dropped
+  // as long as at least min_nodes remain, and the job goes on at the smaller world size (the
+  // recipe's global batch then takes more accumulation). 0: every host must pass.
+  int min_nodes = 0;
+  bool restarting = false;  // set by the restart loop for every attempt after the first
   std::string executable;            // the lmtrain binary the workers run
   std::vector<std::string> command;  // its arguments, e.g. {"train", "recipe.yaml"}
   // KEY=VALUE files applied to every worker's environment, later files winning (the launcher

@@ -1,6 +1,6 @@
 // lmtrain launch [--hostfile F [--include S | --exclude S] [--num-nodes N]] [--nproc-per-node N]
 //                [--master-addr A] [--master-port P] [--ssh-port P] [--ssh-config F] [--force-ssh]
-//                [--log-dir DIR] [--tee rank0|all|none] [--grace S] [--max-restarts N] -- <lmtrain subcommand ...>
+//                [--log-dir DIR] [--tee rank0|all|none] [--grace S] [--max-restarts N [--min-nodes M]] -- <lmtrain subcommand ...>
 // lmtrain launch-agent ...: one host's share of a job, started by `lmtrain launch` (hidden)
 #include <fmt/format.h>
 #include <unistd.h>
@@ -84,6 +84,10 @@ Action add_launch_command(CLI::App& app) {
                   "when a worker crashes or is killed, start the job again from its latest checkpoint, up to N "
                   "times (default 0; the command must be a train that saves checkpoints)")
       ->check(CLI::Range(0, kMaxRestarts));
+  cmd->add_option("--min-nodes", options->min_nodes,
+                  "with --hostfile and --max-restarts: on a restart, drop hosts that fail the pre-flight while at "
+                  "least N remain (default 0: every host must pass)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("command", options->command, "the lmtrain command each worker runs (after --)")->expected(-1);
   cmd->footer("Everything after -- is the lmtrain command each worker runs, e.g.\n"
               "  lmtrain launch --nproc-per-node 2 -- train recipes/shakespeare-char.yaml");

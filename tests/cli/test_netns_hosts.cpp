@@ -325,3 +325,55 @@ TEST_CASE("launch --hostfile: a host whose link is cut mid-run stops the job wit
   CHECK_FALSE(left);
   hosts.harness("restore", hosts.aliases[1]);
 }
+
+TEST_CASE("launch --max-restarts --min-nodes: a host lost for good is dropped on the restart and training goes on "
+          "at the smaller world size with the same global batch",
+          "[cli][launch][ssh][netns][restart]") {
+  TempDir dir;
+  NetnsHosts hosts(dir, 3, /*loopback=*/true);
+  if (!hosts.skip.empty()) {
+    WARN("SKIPPED: " << hosts.skip);
+    return;
+  }
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  // Micro-batches of 2 and 12 sequences a step: 2 accumulation steps on 3 ranks, 3 on 2.
+  const pid_t launcher = start_shell(
+      dir,
+      std::string("env ") + kTimeout + " " + shq(lmtrain_binary()) + " launch --hostfile " + shq(hosts.hostfile()) +
+          " --ssh-config " + shq(hosts.ssh_config()) +
+          " --master-port 0 --grace 3 --max-restarts 2 --min-nodes 2 -- train tiny.yaml --set run.name=shrink"
+          " --set run.steps=3000 --set log.every=500 --set checkpoint.every=100 --set run.micro_batch_size=2"
+          " --set run.global_batch_size=12 --set run.heartbeat_timeout=5",
+      "shrink");
+  const fs::path latest = dir.path() / "runs" / "shrink" / "checkpoints" / "latest";
+  for (int i = 0; i < 600 && !fs::exists(latest); ++i) std::this_thread::sleep_for(50ms);
+  REQUIRE(fs::exists(latest));
+  // Host 3 goes away for good: its worker dies and its link is cut, so it fails the restart's
+  // pre-flight.
+  const std::string listing = hosts.harness("pids", hosts.aliases[2]).output;
+  std::istringstream lines(listing);
+  std::string pid, rank;
+  REQUIRE(static_cast<bool>(lines >> pid >> rank));
+  REQUIRE(hosts.harness("cut", hosts.aliases[2]).status == 0);
+  ::kill(std::stoi(pid), SIGKILL);
+  const int status = wait_for(launcher, 150s);
+  const std::string output = read_file(dir.path() / "shrink.out");
+  INFO(output);
+  hosts.harness("restore", hosts.aliases[2]);
+  REQUIRE(status != -1);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK_THAT(output, Contains("restart 1 of 2") && Contains("dropping 1 host that failed the pre-flight") &&
+                         Contains("(2 remain, --min-nodes 2)") && Contains("the job finished after 1 restart"));
+  CHECK_THAT(output, Contains("2 seq x 16 tokens x 3 accum x 2 rank"));
+  const auto records = read_jsonl(dir.path() / "runs" / "shrink" / "metrics.jsonl");
+  int resumes = 0;
+  for (const auto& r : records)
+    if (r.value("event", "") == "resume") {
+      ++resumes;
+      CHECK(r["restart"] == 1);
+      CHECK(r["tokens_per_step"] == 12 * 16);
+    }
+  CHECK(resumes == 1);
+  CHECK(fs::exists(dir.path() / "runs" / "shrink" / "checkpoints" / "step_00003000" / "model.safetensors"));
+}
