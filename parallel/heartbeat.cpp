@@ -79,6 +79,11 @@ struct Heartbeat::State {
           } else if (seen - w.changed > o.timeout) {
             const size_t space = value.find(' ');
             const std::string host = space == std::string::npos ? "?" : value.substr(space + 1);
+            try {
+              if (!client->check(kHeartbeatLostKey)) client->set(kHeartbeatLostKey, fmt::format("{} {}", r, host));
+            } catch (const Error&) {
+              // The store is going too: the message below still names the rank.
+            }
             lost(fmt::format("rank {} of {}: rank {} on host {} sent no heartbeat for {:.1f} s (stopped, hung or "
                              "cut off from the network; run.heartbeat_timeout is {:.0f} s); stopping the job",
                              o.rank, o.world_size, r, host, seconds(seen - w.changed), seconds(o.timeout)));

@@ -8,7 +8,10 @@
 // whose own writes have failed for `timeout` has lost the store (its host is cut off, or the
 // store's host is gone). Either ends the process through on_lost (by default: the message on
 // stderr, then exit code 3, kPeerLostExitCode), so that the launcher stops the job and names
-// what happened. A rank that ends normally writes "done", and its silence afterwards is no loss.
+// what happened. A watcher that finds a lost rank first writes it under kHeartbeatLostKey
+// ("RANK HOST"), so that the launcher, which serves the store, blames that rank and not the
+// ranks it had to kill. A rank that ends normally writes "done", and its silence afterwards is
+// no loss.
 #pragma once
 #include <chrono>
 #include <functional>
@@ -16,6 +19,8 @@
 #include <string>
 
 namespace lmt {
+
+inline constexpr const char* kHeartbeatLostKey = "hb/lost";
 
 struct HeartbeatOptions {
   std::string store_host;  // the job's rendezvous store, as the worker dials it

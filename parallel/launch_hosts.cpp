@@ -384,11 +384,22 @@ int launch_on_hosts(const LaunchOptions& options) {
       first = r;
       found = true;
     }
+  // A rank a heartbeat found silent (stopped, hung, cut off) is the cause, not the ranks that
+  // noticed or that had to be killed.
+  const std::optional<HeartbeatLoss> loss = heartbeat_loss("127.0.0.1", store.port(), secret);
+  const bool silent = loss && ranks.count(loss->rank) > 0;
+  if (silent) first = loss->rank;
   const RankInfo& first_info = ranks[first];
   const int code = first_info.reported ? exit_code_of(first_info.status) : exit_code_of(first_failed_agent->status);
-  std::fprintf(stderr, "\nlmtrain launch: rank %d on %s failed first (%s); every other worker was stopped\n", first,
-               first_info.host.c_str(),
-               first_info.reported ? describe_status(first_info.status).c_str() : "its agent was lost");
+  const std::string first_exit = first_info.reported ? describe_status(first_info.status) : "its agent was lost";
+  if (silent)
+    std::fprintf(stderr,
+                 "\nlmtrain launch: rank %d on %s stopped answering (no heartbeat: stopped, hung or cut off; then %s); "
+                 "every other worker was stopped\n",
+                 first, first_info.host.c_str(), first_exit.c_str());
+  else
+    std::fprintf(stderr, "\nlmtrain launch: rank %d on %s failed first (%s); every other worker was stopped\n", first,
+                 first_info.host.c_str(), first_exit.c_str());
   std::fprintf(stderr, "  %-12s %4s  %-18s %s\n", "host", "rank", "exit", "last output");
   for (const auto& [r, info] : ranks) {
     std::string exit = info.reported ? describe_status(info.status) : std::string("lost");

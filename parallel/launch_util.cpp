@@ -8,6 +8,8 @@
 #include <cerrno>
 
 #include "core/error.h"
+#include "parallel/heartbeat.h"
+#include "parallel/store.h"
 
 extern char** environ;
 
@@ -79,6 +81,21 @@ int LaunchSignals::last() { return g_last.load(); }
 void LaunchSignals::raise(int signum) {
   g_last.store(signum);
   g_count.fetch_add(1);
+}
+
+std::optional<HeartbeatLoss> heartbeat_loss(const std::string& host, int port, const std::string& secret) {
+  try {
+    StoreClient client(host, port, secret, std::chrono::milliseconds(2000));
+    if (!client.check(kHeartbeatLostKey)) return std::nullopt;
+    const std::string value = client.get(kHeartbeatLostKey);
+    const size_t space = value.find(' ');
+    HeartbeatLoss loss;
+    loss.rank = std::stoi(value.substr(0, space));
+    loss.host = space == std::string::npos ? "" : value.substr(space + 1);
+    return loss;
+  } catch (const std::exception&) {
+    return std::nullopt;  // no answer: blame as without a heartbeat
+  }
 }
 
 }  // namespace lmt

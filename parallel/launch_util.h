@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -70,6 +71,14 @@ class LaunchSignals {
 
 // Runs the job with one agent per host of the hostfile (launch_hosts.cpp).
 int launch_on_hosts(const LaunchOptions& o);
+
+// After a failed job: the rank a heartbeat found silent (stopped, hung or cut off) and its host,
+// from the job's store at host:port (parallel/heartbeat.h), if any rank reported one.
+struct HeartbeatLoss {
+  int rank = -1;
+  std::string host;
+};
+std::optional<HeartbeatLoss> heartbeat_loss(const std::string& host, int port, const std::string& secret);
 
 // Runs `attempt` and, while it ends in a failure that a restart can cure and o.max_restarts
 // allows, runs it again with the command resuming from the latest checkpoint

@@ -145,13 +145,20 @@ void signal_alive(std::vector<std::unique_ptr<Worker>>& workers, int signum) {
     if (!w->exited && w->pid > 0) ::kill(w->pid, signum);  // by pid, never by name
 }
 
-void print_table(const std::vector<std::unique_ptr<Worker>>& workers, int first_failed, const std::string& host) {
+// `silent`: the rank was found silent by a heartbeat (stopped, hung), and its exit is the kill
+// that ended it.
+void print_table(const std::vector<std::unique_ptr<Worker>>& workers, int first_failed, const std::string& host,
+                 bool silent) {
   std::lock_guard<std::mutex> lock(g_console);
   int first_status = 0;
   for (const auto& w : workers)
     if (w->rank == first_failed) first_status = w->status;
-  fmt::print(stderr, "\nlmtrain launch: rank {} failed first ({}); every other worker was stopped\n", first_failed,
-             describe_status(first_status));
+  if (silent)
+    fmt::print(stderr, "\nlmtrain launch: rank {} stopped answering (no heartbeat: stopped or hung; then {}); every "
+                       "other worker was stopped\n", first_failed, describe_status(first_status));
+  else
+    fmt::print(stderr, "\nlmtrain launch: rank {} failed first ({}); every other worker was stopped\n", first_failed,
+               describe_status(first_status));
   fmt::print(stderr, "  {:<12} {:>4}  {:<18} {}\n", "host", "rank", "exit", "last output");
   for (const auto& w : workers) {
     std::lock_guard<std::mutex> tail_lock(w->mutex);
@@ -350,7 +357,16 @@ int run_workers(LaunchOptions o) {
     std::fflush(stdout);
   }
   if (first_failed >= 0) {
-    if (!o.agent) print_table(workers, first_failed, o.master_addr);
+    // A rank a heartbeat found silent is the cause, not the ranks that noticed or were killed.
+    bool silent = false;
+    if (!o.agent)
+      if (const std::optional<HeartbeatLoss> loss = heartbeat_loss(o.master_addr, port, secret))
+        for (const auto& w : workers)
+          if (w->rank == loss->rank) {
+            first_failed = loss->rank;
+            silent = true;
+          }
+    if (!o.agent) print_table(workers, first_failed, o.master_addr, silent);
     for (const auto& w : workers)
       if (w->rank == first_failed) return exit_code_of(w->status);
   }

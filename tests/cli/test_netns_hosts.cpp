@@ -309,6 +309,8 @@ TEST_CASE("launch --hostfile: a host whose link is cut mid-run stops the job wit
   CHECK(took < 40s);
   // Rank 0 names the silent rank and its host.
   CHECK_THAT(output, Contains("rank 1 on host") && Contains(hosts.addresses[1]) && Contains("sent no heartbeat"));
+  // The launcher's table blames it too: its agent is unreachable, so its exit is unknown.
+  CHECK_THAT(output, Contains("rank 1 on " + hosts.addresses[1] + " stopped answering (no heartbeat"));
   // The cut-off host's worker ends itself: nothing of the job is left there (or anywhere), even
   // before the link comes back.
   bool left = true;
@@ -366,6 +368,7 @@ TEST_CASE("launch --max-restarts --min-nodes: a host lost for good is dropped on
   CHECK_THAT(output, Contains("restart 1 of 2") && Contains("dropping 1 host that failed the pre-flight") &&
                          Contains("(2 remain, --min-nodes 2)") && Contains("the job finished after 1 restart"));
   CHECK_THAT(output, Contains("2 seq x 16 tokens x 3 accum x 2 rank"));
+  CHECK_THAT(output, Contains("rank 2 on " + hosts.addresses[2] + " stopped answering"));
   const auto records = read_jsonl(dir.path() / "runs" / "shrink" / "metrics.jsonl");
   int resumes = 0;
   for (const auto& r : records)
