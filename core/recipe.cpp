@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -38,14 +39,17 @@ std::string parse_scalar(const std::string& text, int64_t& out) {
     out = value;
     return "";
   }
-  // Accept integral floats written as 1e6 or 2.0, refuse 2.5.
+  // Accept integral floats written as 1e6 or 2.0, refuse 2.5. The range is checked before the
+  // conversion: a double beyond int64's range does not convert (undefined behaviour).
   double d = 0;
   auto [dptr, dec] = std::from_chars(text.data(), text.data() + text.size(), d);
-  if (dec == std::errc() && dptr == text.data() + text.size() && !text.empty() &&
-      d == static_cast<double>(static_cast<int64_t>(d)) && std::abs(d) < 9e15) {
+  const bool is_number = dec == std::errc() && dptr == text.data() + text.size() && !text.empty();
+  if (is_number && std::abs(d) < 9e15 && d == std::trunc(d)) {
     out = static_cast<int64_t>(d);
     return "";
   }
+  if (ec == std::errc::result_out_of_range || (is_number && std::abs(d) >= 9e15 && d == std::trunc(d)))
+    return fmt::format("'{}' is too large for an integer here (at most 9e15)", text.substr(0, 40));
   return fmt::format("expected an integer, got '{}'", text);
 }
 

@@ -301,6 +301,7 @@ void TokenFile::read(uint64_t begin, size_t count, int32_t* out) const {
   if (begin > num_tokens_ || count > num_tokens_ - begin)
     throw Error(fmt::format("TokenFile::read: tokens [{}, {}) are outside '{}' ({} tokens)", begin,
                             begin + count, path_, num_tokens_));
+  if (count == 0) return;  // an empty file has no mapping, and `out` may be null (empty vector)
   if (token_bytes_ == 4) {
     std::memcpy(out, tokens_ + begin * 4, count * 4);
     return;

@@ -199,7 +199,7 @@ TEST_CASE("parse_recipe_text: integers refuse fractions but accept integral floa
   SECTION("1e3 is 1000") { CHECK(parse("run:\n  steps: 1e3\n").recipe.run.steps == 1000); }
   SECTION("2.0 is 2") { CHECK(parse("model:\n  n_layer: 2.0\n").recipe.model.n_layer == 2); }
   SECTION("a huge float is refused rather than overflowing") {
-    CHECK_THAT(parse_error("run:\n  steps: 1e30\n"), Contains("expected an integer, got '1e30'"));
+    CHECK_THAT(parse_error("run:\n  steps: 1e30\n"), Contains("run.steps: '1e30' is too large for an integer here"));
   }
   SECTION("a word for a float") {
     CHECK_THAT(parse_error("optimizer:\n  lr: fast\n"),
@@ -693,4 +693,17 @@ TEST_CASE("validate_recipe: keys of the data source that is not selected are err
   CHECK_NOTHROW(parse_and_validate(std::string(kValidBase) + "  format: nanogpt\neval:\n  sets: {held: h.bin}\n"));
   // A resolved recipe lists every key at its default: that passes.
   CHECK_NOTHROW(parse_and_validate(std::string(kValidBase) + "  format: lmtrain\n  train: \"\"\n  val: \"\"\n"));
+}
+
+TEST_CASE("parse_recipe_text: an integer too large for int64 is an error, not a float conversion out of range",
+          "[recipe][parse][errors][fuzz]") {
+  // fuzz_recipe found n_head: 5555...4 (70 digits) converted from double to int64 (UBSan).
+  for (const std::string value : {std::string(70, '5'), std::string("1e300"), std::string("-1e19"),
+                                  std::string("inf")}) {
+    INFO(value);
+    CHECK_THAT(error_message([&] { parse("model:\n  n_head: " + value + "\n"); }),
+               Contains("model.n_head") && Contains("too large for an integer here"));
+  }
+  CHECK_THAT(error_message([&] { parse("model:\n  n_head: 2.5\n"); }), Contains("expected an integer, got '2.5'"));
+  CHECK(parse("model:\n  n_head: 4e0\n").recipe.model.n_head == 4);
 }

@@ -272,3 +272,16 @@ TEST_CASE("TokenFile: a FIFO, a device and a symlink loop are refused before ope
   CHECK_THAT(loop_message, Contains("loop_a.bin' cannot be reached") && Contains("symbolic links"));
   CHECK_FALSE(Catch::Matchers::Contains("does not exist").match(loop_message));
 }
+
+TEST_CASE("TokenFile: reading nothing from an empty 4-byte shard touches no memory", "[data][fuzz]") {
+  // fuzz_shard found read(0, 0, nullptr) on a 4-byte shard of no tokens: memcpy from the unmapped
+  // (null) file into an empty vector's null data, undefined behaviour for UBSan even at length 0.
+  TempDir dir;
+  const std::vector<int32_t> none;
+  lmt::data::write_shard(dir.file("empty.bin"), none, 100000);  // more than 65535 ids: 4-byte tokens
+  const TokenFile file = TokenFile::open(dir.file("empty.bin"), lmt::ShardFormat::kLmtrain, 0);
+  CHECK(file.size() == 0);
+  std::vector<int32_t> out;
+  file.read(0, 0, out.data());
+  CHECK(file.read_all().empty());
+}
