@@ -10,12 +10,14 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 
 #include "core/error.h"
 #include "core/file_io.h"
 #include "core/strings.h"
+#include "core/utf8.h"
 
 namespace lmt {
 namespace {
@@ -27,6 +29,17 @@ std::string join_path(const std::string& prefix, const std::string& name) {
 std::string where(const std::string& file, const YAML::Mark& mark) {
   if (mark.line < 0) return file;
   return fmt::format("{}:{}:{}", file, mark.line + 1, mark.column + 1);
+}
+
+// The offset of the first byte that is not part of valid UTF-8, if any.
+std::optional<size_t> first_invalid_utf8(std::string_view text) {
+  char32_t code_point = 0;
+  for (size_t offset = 0; offset < text.size();) {
+    const int length = decode_utf8(text, offset, code_point);
+    if (length == 0) return offset;
+    offset += static_cast<size_t>(length);
+  }
+  return std::nullopt;
 }
 
 // ---- scalar conversion -------------------------------------------------------------------------
@@ -363,6 +376,15 @@ void throw_if_errors(const std::vector<std::string>& errors, const std::string& 
 LoadedRecipe parse_recipe_text(const std::string& text, const std::string& display_name) {
   LoadedRecipe loaded;
   loaded.path = display_name;
+  // YAML is Unicode text. Other bytes would not survive the run's recipe.yaml: yaml-cpp reads
+  // them as they are but writes them back as escapes that load as other characters.
+  if (const std::optional<size_t> bad = first_invalid_utf8(text)) {
+    const size_t line_start = text.rfind('\n', *bad == 0 ? 0 : *bad - 1);
+    const size_t line = static_cast<size_t>(std::count(text.begin(), text.begin() + static_cast<long>(*bad), '\n')) + 1;
+    const size_t column = *bad - (line_start == std::string::npos || *bad == 0 ? 0 : line_start + 1) + 1;
+    throw Error(fmt::format("{}:{}:{}: byte 0x{:02X} is not UTF-8 text; a recipe is a UTF-8 YAML file",
+                            display_name, line, column, static_cast<unsigned char>(text[*bad])));
+  }
   YAML::Node root;
   try {
     root = YAML::Load(text);
@@ -402,6 +424,11 @@ void apply_overrides(LoadedRecipe& loaded, const std::vector<std::string>& overr
     }
     std::string key = item.substr(0, eq);
     std::string text = item.substr(eq + 1);
+    if (first_invalid_utf8(item)) {
+      errors.push_back(fmt::format("--set {}: not UTF-8 text; recipe keys and values are UTF-8",
+                                   item.substr(0, std::min<size_t>(item.size(), 60))));
+      continue;
+    }
     YAML::Node value;
     try {
       value = YAML::Load(text);

@@ -17,7 +17,7 @@
 #include "data/bpe.h"
 #include "data/parallel_for.h"
 #include "data/pretokenize.h"
-#include "data/utf8.h"
+#include "core/utf8.h"
 
 namespace lmt::data {
 

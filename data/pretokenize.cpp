@@ -4,7 +4,7 @@
 #include <array>
 
 #include "data/unicode_classes.h"
-#include "data/utf8.h"
+#include "core/utf8.h"
 
 namespace lmt::data {
 

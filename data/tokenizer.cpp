@@ -10,7 +10,7 @@
 #include "core/error.h"
 #include "core/file_io.h"
 #include "data/parallel_for.h"
-#include "data/utf8.h"
+#include "core/utf8.h"
 
 namespace lmt::data {
 

@@ -6,7 +6,7 @@
 #include "core/error.h"
 #include "data/pretokenize.h"
 #include "data/tokenizer.h"
-#include "data/utf8.h"
+#include "core/utf8.h"
 #include "fuzz/fuzz_util.h"
 
 namespace {
@@ -42,11 +42,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   lmt::fuzz::require(lmt::data::last_safe_split_point(text) <= text.size(), "last_safe_split_point in range");
 
   const std::optional<size_t> invalid = lmt::data::find_invalid_utf8(text);
-  lmt::fuzz::require(invalid.has_value() != lmt::data::is_valid_utf8(text), "find_invalid_utf8 == !is_valid_utf8");
+  lmt::fuzz::require(invalid.has_value() != lmt::is_valid_utf8(text), "find_invalid_utf8 == !is_valid_utf8");
   size_t offset = 0;
   while (offset < text.size()) {
     char32_t code_point = 0;
-    const int length = lmt::data::decode_utf8(text, offset, code_point);
+    const int length = lmt::decode_utf8(text, offset, code_point);
     if (length <= 0) break;
     offset += static_cast<size_t>(length);
   }

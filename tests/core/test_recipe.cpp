@@ -707,3 +707,16 @@ TEST_CASE("parse_recipe_text: an integer too large for int64 is an error, not a 
   CHECK_THAT(error_message([&] { parse("model:\n  n_head: 2.5\n"); }), Contains("expected an integer, got '2.5'"));
   CHECK(parse("model:\n  n_head: 4e0\n").recipe.model.n_head == 4);
 }
+
+TEST_CASE("parse_recipe_text and --set: bytes that are not UTF-8 are refused with their position", "[recipe][parse][errors][fuzz]") {
+  // fuzz_recipe found run.name with 0xFF bytes: accepted, but recipe_to_yaml wrote them as
+  // escapes that load back as other characters (and a name too long), so a run's recipe.yaml
+  // was not the recipe it trained.
+  CHECK_THAT(error_message([] { parse("run:\n  name: quic\xff\xffkstart\n"); }),
+             Contains("x.yaml:2:13: byte 0xFF is not UTF-8 text"));
+  CHECK_THAT(error_message([] { parse("\xc3(: 1\n"); }), Contains("x.yaml:1:1: byte 0xC3 is not UTF-8 text"));
+  LoadedRecipe loaded = parse("run:\n  name: caf\xc3\xa9\n");  // UTF-8 is fine
+  CHECK(loaded.recipe.run.name == "caf\xc3\xa9");
+  CHECK(parse_recipe_text(recipe_to_yaml(loaded.recipe), "printed").recipe.run.name == "caf\xc3\xa9");
+  CHECK_THAT(error_message([&] { apply_overrides(loaded, {"run.name=x\xfe"}); }), Contains("not UTF-8 text"));
+}

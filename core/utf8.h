@@ -1,9 +1,9 @@
-// Strict UTF-8 decoding and encoding shared by the tokenizers.
+// Strict UTF-8 decoding and encoding: the tokenizers, and recipes (YAML text must be UTF-8).
 #pragma once
 #include <string>
 #include <string_view>
 
-namespace lmt::data {
+namespace lmt {
 
 // Decodes one code point at text[offset]. Returns its length in bytes, or 0 if the bytes there
 // are not a valid, shortest-form UTF-8 sequence. Strict on purpose: accepting overlong forms
@@ -71,4 +71,4 @@ inline void append_utf8(std::string& out, char32_t code_point) {
   }
 }
 
-}  // namespace lmt::data
+}  // namespace lmt
