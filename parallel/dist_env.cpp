@@ -69,6 +69,7 @@ DistEnv read_dist_env(const EnvLookup& lookup) {
     env.restart_count = parse_int(lookup, "TORCHELASTIC_RESTART_COUNT", -1, 0);
     env.max_restarts = parse_int(lookup, "TORCHELASTIC_MAX_RESTARTS", -1, 0);
   }
+  env.launch_restart = parse_int(lookup, kRestartCountVariable, 0, 0);
   env.store_port = env.master_port;
   if (env.source == "torchrun") {
     // torchrun writes Python's str(bool); without the variable (older torchrun, variables set

@@ -30,7 +30,15 @@ struct DistEnv {
   // Slurm only: SLURM_STEP_ID is set, so this process is a task of an srun step and not the
   // batch script itself (which sees SLURM_PROCID=0 and the job's SLURM_NTASKS too).
   bool slurm_step = false;
+  // Which attempt of a job `lmtrain launch --max-restarts` restarted this is (kRestartCountVariable;
+  // 0 for the first and without it).
+  int64_t launch_restart = 0;
 };
+
+// The environment variable that tells each worker which attempt of the job it belongs to (0 for
+// the first; `lmtrain launch --max-restarts` counts up). The trainer records it in the start or
+// resume record of metrics.jsonl.
+inline constexpr const char* kRestartCountVariable = "LMTRAIN_RESTART";
 
 // The first host of a Slurm node list: "node[07-09,12],gpu1" -> "node07", as the first line of
 // `scontrol show hostnames` (expand_slurm_hostlist). Throws lmt::Error for a malformed list,

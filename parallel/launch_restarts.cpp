@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "parallel/dist_env.h"
 #include "parallel/launch_util.h"
 #include "parallel/launcher.h"
 

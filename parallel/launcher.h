@@ -75,11 +75,6 @@ std::optional<std::string> read_optional_env_file(const std::string& path);
 // a second SIGINT kills them. Throws lmt::Error for bad options before anything starts.
 int launch(const LaunchOptions& options);
 
-// The environment variable that tells each worker which attempt of the job it belongs to (0 for
-// the first; `lmtrain launch --max-restarts` counts up). The trainer records it in the start or
-// resume record of metrics.jsonl.
-inline constexpr const char* kRestartCountVariable = "LMTRAIN_RESTART";
-
 // `command` with any --resume and --overwrite removed and `--resume auto --overwrite` appended:
 // what a restarted attempt runs (the latest checkpoint, or the start of the run without one).
 std::vector<std::string> command_resuming_auto(const std::vector<std::string>& command);

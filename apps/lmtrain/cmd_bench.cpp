@@ -2,7 +2,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <chrono>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -40,10 +39,8 @@ Action add_bench_command(CLI::App& app) {
     const DistEnv env = read_dist_env();
     validate_recipe(loaded, env.world_size);
     BenchOptions options = args->options;
-    std::unique_ptr<WorkerConnection> connection;
-    if (env.world_size > 1) {
-      connection = connect_worker(env, std::chrono::milliseconds(static_cast<int64_t>(
-                                           loaded.recipe.run.heartbeat_timeout * 1000)));
+    const std::unique_ptr<WorkerConnection> connection = join_job(env, loaded.recipe);
+    if (connection) {
       options.rank = env.rank;
       options.local_rank = env.local_rank;
       options.world_size = env.world_size;

@@ -1,17 +1,14 @@
 // lmtrain train RECIPE [--set key=value]... [--device cpu|cuda|auto] [--overwrite] [--resume WHICH] [--tensorboard DIR]
 #include <fmt/format.h>
 
-#include <charconv>
+#include <chrono>
 #include <csignal>
-#include <cstdlib>
-#include <cstring>
 
 #include "apps/lmtrain/commands.h"
 #include "core/error.h"
 #include "core/recipe.h"
 #include "parallel/agent_death.h"
 #include "parallel/dist_env.h"
-#include "parallel/launcher.h"
 #include "parallel/worker.h"
 #include "train/trainer.h"
 
@@ -42,18 +39,13 @@ void add_train_options(CLI::App* cmd, TrainArgs& args) {
       ->type_name("DIR");
 }
 
-// LMTRAIN_RESTART, set by `lmtrain launch --max-restarts`: which attempt this worker belongs to.
-int restart_count() {
-  const char* text = std::getenv(kRestartCountVariable);
-  if (text == nullptr || *text == '\0') return 0;
-  int value = 0;
-  const auto [end, ec] = std::from_chars(text, text + std::strlen(text), value);
-  if (ec != std::errc() || *end != '\0' || value < 0)
-    throw Error(fmt::format("{}='{}' must be a count of restarts (0 or more)", kRestartCountVariable, text));
-  return value;
-}
-
 }  // namespace
+
+std::unique_ptr<WorkerConnection> join_job(const DistEnv& env, const Recipe& recipe) {
+  if (env.world_size <= 1) return nullptr;
+  return connect_worker(env,
+                        std::chrono::milliseconds(static_cast<int64_t>(recipe.run.heartbeat_timeout * 1000)));
+}
 
 void check_restartable_train_command(const std::vector<std::string>& command) {
   if (command.empty() || command[0] != "train")
@@ -102,17 +94,15 @@ Action add_train_command(CLI::App& app) {
     options.overwrite = args->overwrite;
     options.resume = args->resume;
     options.tensorboard_dir = args->tensorboard;
-    options.restart = restart_count();
+    options.restart = static_cast<int>(env.launch_restart);
     options.world_size = env.world_size;
     options.rank = env.rank;
     options.local_rank = env.local_rank;
     options.torchrun_restart = env.restart_count;
     options.torchrun_max_restarts = env.max_restarts;
     // Several ranks: join the job's rendezvous store and process group before any work.
-    std::unique_ptr<WorkerConnection> connection;
-    if (env.world_size > 1) {
-      connection = connect_worker(env, std::chrono::milliseconds(static_cast<int64_t>(
-                                           loaded.recipe.run.heartbeat_timeout * 1000)));
+    const std::unique_ptr<WorkerConnection> connection = join_job(env, loaded.recipe);
+    if (connection) {
       options.group = connection->group.get();
       options.store = connection->store.get();
       options.collective_timeout = connection->collective_timeout;

@@ -6,10 +6,13 @@
 
 #include <charconv>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/recipe.h"
+#include "parallel/dist_env.h"
+#include "parallel/worker.h"
 
 namespace lmt::app {
 
@@ -41,6 +44,9 @@ inline CLI::Validator at_least(int64_t minimum) {
 }
 
 Action add_train_command(CLI::App& app);
+// Several ranks (env.world_size > 1): joins the job's store and process group, with the
+// recipe's run.heartbeat_timeout (connect_worker). Alone: nullptr.
+std::unique_ptr<WorkerConnection> join_job(const DistEnv& env, const Recipe& recipe);
 // `lmtrain launch --max-restarts`: throws lmt::Error unless `command` is `train RECIPE ...` whose
 // recipe (with its --set overrides) saves checkpoints while it trains.
 void check_restartable_train_command(const std::vector<std::string>& command);

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <random>
 #include <stdexcept>
 #include <nlohmann/json.hpp>
@@ -68,6 +69,36 @@ inline int free_loopback_port() {
     if (loopback_port_is_free(port)) return port;
   }
   throw std::runtime_error("free_loopback_port: no free port in 20000-31999");
+}
+
+// The children of `parent` by their RANK variable, from /proc: a launcher's or torchrun agent's
+// workers. With `required` (KEY=VALUE), only children whose environment holds that entry.
+inline std::map<int, pid_t> children_by_rank(pid_t parent, const std::string& required = "") {
+  std::map<int, pid_t> out;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    const size_t close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 2));
+    char state = 0;
+    pid_t ppid = 0;
+    rest >> state >> ppid;
+    if (ppid != parent) continue;
+    std::ifstream environ_file(entry.path() / "environ");
+    std::string var;
+    int rank = -1;
+    bool has_required = required.empty();
+    while (std::getline(environ_file, var, '\0')) {
+      if (var.rfind("RANK=", 0) == 0) rank = std::stoi(var.substr(5));
+      if (var == required) has_required = true;
+    }
+    if (rank >= 0 && has_required) out[rank] = std::stoi(name);
+  }
+  return out;
 }
 
 inline std::string quoted(const std::string& s) {

@@ -60,28 +60,17 @@ pid_t spawn_lmtrain(const TempDir& dir, const std::vector<std::string>& args, co
   return pid;
 }
 
-// Children of `parent` with their RANK, from /proc.
-std::map<int, pid_t> workers_of(pid_t parent) {
-  std::map<int, pid_t> out;
-  for (const auto& entry : fs::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream stat(entry.path() / "stat");
-    std::string line;
-    std::getline(stat, line);
-    const size_t close = line.rfind(')');
-    if (close == std::string::npos) continue;
-    std::istringstream rest(line.substr(close + 2));
-    char state;
-    pid_t ppid = 0;
-    rest >> state >> ppid;
-    if (ppid != parent) continue;
-    std::ifstream environ_file(entry.path() / "environ");
-    std::string var;
-    while (std::getline(environ_file, var, '\0'))
-      if (var.rfind("RANK=", 0) == 0) out[std::stoi(var.substr(5))] = std::stoi(name);
+// A launcher's workers by rank.
+std::map<int, pid_t> workers_of(pid_t launcher) { return children_by_rank(launcher); }
+
+// Waits until the launcher has started `count` workers (up to 10 s) and returns them.
+std::map<int, pid_t> wait_for_workers(pid_t launcher, size_t count) {
+  std::map<int, pid_t> workers;
+  for (int i = 0; i < 200 && workers.size() < count; ++i) {
+    std::this_thread::sleep_for(50ms);
+    workers = workers_of(launcher);
   }
-  return out;
+  return workers;
 }
 
 bool process_exists(pid_t pid) { return ::kill(pid, 0) == 0 || errno != ESRCH; }
@@ -166,11 +155,7 @@ TEST_CASE("launch: a worker killed mid-run stops the job within seconds, with a 
       dir, {"launch", "--nproc-per-node", "3", "--master-port", "0", "--grace", "3", "--", "train", "tiny.yaml",
             "--set", "run.steps=10000000", "--set", "log.every=1000"},
       "launch");
-  std::map<int, pid_t> workers;
-  for (int i = 0; i < 200 && workers.size() < 3; ++i) {
-    std::this_thread::sleep_for(50ms);
-    workers = workers_of(launcher);
-  }
+  std::map<int, pid_t> workers = wait_for_workers(launcher, 3);
   REQUIRE(workers.size() == 3);
   std::this_thread::sleep_for(1500ms);  // well into training
   const auto killed_at = std::chrono::steady_clock::now();
@@ -287,11 +272,7 @@ TEST_CASE("launch: when the launcher is killed, its workers checkpoint and exit"
       dir, {"launch", "--nproc-per-node", "2", "--master-port", "0", "--", "train", "tiny.yaml", "--set",
             "run.steps=10000000", "--set", "log.every=1000"},
       "launch");
-  std::map<int, pid_t> workers;
-  for (int i = 0; i < 200 && workers.size() < 2; ++i) {
-    std::this_thread::sleep_for(50ms);
-    workers = workers_of(launcher);
-  }
+  std::map<int, pid_t> workers = wait_for_workers(launcher, 2);
   REQUIRE(workers.size() == 2);
   std::this_thread::sleep_for(1s);
   REQUIRE(::kill(launcher, SIGKILL) == 0);
@@ -455,11 +436,7 @@ TEST_CASE("launch: a worker frozen with SIGSTOP stops the job within run.heartbe
       dir, {"launch", "--nproc-per-node", "2", "--master-port", "0", "--grace", "2", "--", "train", "tiny.yaml", "--set",
             "run.steps=10000000", "--set", "log.every=1000", "--set", "run.heartbeat_timeout=3"},
       "launch");
-  std::map<int, pid_t> workers;
-  for (int i = 0; i < 200 && workers.size() < 2; ++i) {
-    std::this_thread::sleep_for(50ms);
-    workers = workers_of(launcher);
-  }
+  std::map<int, pid_t> workers = wait_for_workers(launcher, 2);
   REQUIRE(workers.size() == 2);
   std::this_thread::sleep_for(1500ms);  // well into training
   const auto frozen_at = std::chrono::steady_clock::now();

@@ -84,32 +84,9 @@ pid_t spawn_shell(const TempDir& dir, const std::string& command) {
   return pid;
 }
 
-// The workers torchrun's agent `agent` started for restart `attempt`, by RANK, from /proc.
+// The workers torchrun's agent `agent` started for restart `attempt`, by RANK.
 std::map<int, pid_t> workers_of(pid_t agent, int attempt) {
-  std::map<int, pid_t> out;
-  for (const auto& entry : fs::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream stat(entry.path() / "stat");
-    std::string line;
-    std::getline(stat, line);
-    const size_t close = line.rfind(')');
-    if (close == std::string::npos) continue;
-    std::istringstream rest(line.substr(close + 2));
-    char state = 0;
-    pid_t ppid = 0;
-    rest >> state >> ppid;
-    if (ppid != agent) continue;
-    std::ifstream environ_file(entry.path() / "environ");
-    std::string var;
-    int rank = -1, restart = -1;
-    while (std::getline(environ_file, var, '\0')) {
-      if (var.rfind("RANK=", 0) == 0) rank = std::stoi(var.substr(5));
-      if (var.rfind("TORCHELASTIC_RESTART_COUNT=", 0) == 0) restart = std::stoi(var.substr(27));
-    }
-    if (rank >= 0 && restart == attempt) out[rank] = std::stoi(name);
-  }
-  return out;
+  return children_by_rank(agent, "TORCHELASTIC_RESTART_COUNT=" + std::to_string(attempt));
 }
 
 // Waits for pid with a deadline; returns the wait status or -1 on timeout (the process is then
