@@ -51,11 +51,12 @@ class GpuRuntime {
   // Throws lmt::Error when the device cannot be used.
   virtual std::unique_ptr<Backend> make_backend(const GpuBackendOptions& options) const = 0;
   // Collectives on this runtime's device memory (NCCL) for `rank` of `size`, set up through the
-  // job's store under `prefix`, every wait bounded by `timeout`. Throws lmt::Error when the
-  // build has none.
+  // job's store under `prefix`, every wait bounded by `timeout`. Its asynchronous collectives
+  // are ordered after the work of `producer` (a backend from make_backend; nullptr: the group
+  // has none). Throws lmt::Error when the build has none.
   virtual std::unique_ptr<ProcessGroup> make_group(StoreClient& store, int rank, int size, int device,
-                                                   const std::string& prefix,
-                                                   std::chrono::milliseconds timeout) const = 0;
+                                                   const std::string& prefix, std::chrono::milliseconds timeout,
+                                                   Backend* producer) const = 0;
 };
 
 // This binary's runtime (see the top of this file).

@@ -89,6 +89,7 @@ class CudaBackend final : public lmt::Backend {
     if (bytes) CUDA_CHECK(cudaMemsetAsync(ptr, 0, bytes, stream_));
   }
   void synchronize() override { CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  cudaStream_t stream() const { return stream_; }
   void copy(void* dst, const void* src, size_t bytes) override {
     if (bytes) CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
   }
@@ -283,6 +284,11 @@ class CudaBackend final : public lmt::Backend {
 };
 
 }  // namespace
+
+void* backend_stream(lmt::Backend& backend) {
+  auto* cuda = dynamic_cast<CudaBackend*>(&backend);
+  return cuda ? static_cast<void*>(cuda->stream()) : nullptr;
+}
 
 std::unique_ptr<lmt::Backend> make_cuda_backend(const CudaOptions& options) {
   return std::make_unique<CudaBackend>(options);

@@ -25,6 +25,10 @@ std::unique_ptr<lmt::Backend> make_cuda_backend(const CudaOptions& options);
 // Whether the attention kernels support head size HS (C / NH).
 bool attention_supports_head_size(int HS);
 
+// The stream every op of a backend made by make_cuda_backend runs on (a cudaStream_t, opaque
+// here), for collectives ordered after them; nullptr for any other backend.
+void* backend_stream(lmt::Backend& backend);
+
 // True in the emulator build.
 bool is_emulator();
 

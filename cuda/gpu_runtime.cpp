@@ -47,9 +47,10 @@ class CudaRuntime final : public GpuRuntime {
     return cuda::make_cuda_backend(cuda_options);
   }
   std::unique_ptr<ProcessGroup> make_group(StoreClient& store, int rank, int size, int device,
-                                           const std::string& prefix,
-                                           std::chrono::milliseconds timeout) const override {
-    return cuda::make_nccl_group(store, rank, size, device, prefix, timeout);
+                                           const std::string& prefix, std::chrono::milliseconds timeout,
+                                           Backend* producer) const override {
+    return cuda::make_nccl_group(store, rank, size, device, prefix, timeout,
+                                 producer ? cuda::backend_stream(*producer) : nullptr);
   }
 };
 

@@ -39,8 +39,15 @@ Progress communicator_progress(ncclComm_t comm, std::string* why) {
 class NcclGroup : public ProcessGroup {
  public:
   NcclGroup(ncclComm_t comm, cudaStream_t stream, int rank, int size, float* scratch,
-            std::chrono::milliseconds timeout)
-      : comm_(comm), stream_(stream), rank_(rank), size_(size), scratch_(scratch), timeout_(timeout) {}
+            std::chrono::milliseconds timeout, cudaStream_t producer, cudaEvent_t produced)
+      : comm_(comm),
+        stream_(stream),
+        rank_(rank),
+        size_(size),
+        scratch_(scratch),
+        timeout_(timeout),
+        producer_(producer),
+        produced_(produced) {}
   ~NcclGroup() override {
     // A failed or timed-out collective aborted the communicator already; a healthy one is
     // finalized (non-blocking: waited for within the timeout, aborted past it) and destroyed.
@@ -55,6 +62,7 @@ class NcclGroup : public ProcessGroup {
       if (comm_) ncclCommDestroy(comm_);
     }
     cudaFree(scratch_);
+    if (produced_) cudaEventDestroy(produced_);
     cudaStreamDestroy(stream_);
   }
   int rank() const override { return rank_; }
@@ -79,9 +87,65 @@ class NcclGroup : public ProcessGroup {
   }
   void barrier() override { all_reduce(scratch_, 1, ReduceOp::kSum); }
 
+  // One ncclGroupStart/End of in-place calls, no packing (no staging memory on the GPU).
+  void all_reduce_slices(float* base, const std::vector<BufferSlice>& slices, ReduceOp op) override {
+    grouped("all_reduce_slices", [&](ncclComm_t comm) {
+      for (const BufferSlice& s : slices) {
+        float* data = base + s.offset;
+        const ncclResult_t rc = ncclAllReduce(data, data, s.count, ncclFloat, nccl_op(op), comm, stream_);
+        if (rc != ncclSuccess && rc != ncclInProgress) return rc;
+      }
+      return ncclSuccess;
+    });
+  }
+  // ncclReduce in place onto each slice's owner: the traffic of one reduce-scatter of the bucket.
+  void reduce_slices_to_owners(float* base, const std::vector<std::vector<BufferSlice>>& by_rank,
+                               ReduceOp op) override {
+    grouped("reduce_slices_to_owners", [&](ncclComm_t comm) {
+      for (size_t root = 0; root < by_rank.size(); ++root)
+        for (const BufferSlice& s : by_rank[root]) {
+          float* data = base + s.offset;
+          const ncclResult_t rc = ncclReduce(data, data, s.count, ncclFloat, nccl_op(op), static_cast<int>(root), comm, stream_);
+          if (rc != ncclSuccess && rc != ncclInProgress) return rc;
+        }
+      return ncclSuccess;
+    });
+  }
+  bool asynchronous() const override { return producer_ != nullptr; }
+  // The producer's later work is enqueued by the host after this returns, so it is ordered after
+  // the collectives without an event.
+  void wait_pending() override {
+    if (!pending_) return;
+    pending_ = false;
+    wait("gradient collectives");
+  }
+
  private:
   static ncclRedOp_t nccl_op(ReduceOp op) { return op == ReduceOp::kAvg ? ncclAvg : ncclSum; }
   std::string where(const char* what) const { return fmt::format("rank {} of {}: nccl {}", rank_, size_, what); }
+  // With a producer stream: enqueued after the producer's work so far, waited for in
+  // wait_pending(). Without: waited for now.
+  template <class Calls>
+  void grouped(const char* what, Calls&& calls) {
+    if (producer_) after_producer();
+    ncclComm_t comm = live();
+    check(ncclGroupStart(), what);
+    const ncclResult_t rc = calls(comm);
+    const ncclResult_t ended = ncclGroupEnd();
+    check(rc != ncclSuccess && rc != ncclInProgress ? rc : ended, what);
+    if (producer_)
+      pending_ = true;
+    else
+      wait(what);
+  }
+  // NCCL's stream waits for what the producer stream holds now. One event serves every call:
+  // cudaStreamWaitEvent takes the event's state at the time it is called.
+  void after_producer() {
+    const cudaError_t recorded = cudaEventRecord(produced_, producer_);
+    const cudaError_t waited = recorded == cudaSuccess ? cudaStreamWaitEvent(stream_, produced_, 0) : recorded;
+    if (waited != cudaSuccess)
+      throw Error(fmt::format("{}: ordering after the backend's stream failed: {}", where("event"), cudaGetErrorString(waited)));
+  }
   ncclComm_t live() const {
     if (!comm_) throw PeerLostError(fmt::format("rank {} of {}: the NCCL communicator was aborted after an earlier "
                                                 "failure", rank_, size_));
@@ -122,6 +186,9 @@ class NcclGroup : public ProcessGroup {
   int rank_, size_;
   float* scratch_;
   std::chrono::milliseconds timeout_;
+  cudaStream_t producer_;  // the backend's stream, or nullptr: no asynchronous collectives
+  cudaEvent_t produced_;
+  bool pending_ = false;   // asynchronous collectives not waited for yet
 };
 
 }  // namespace
@@ -129,7 +196,8 @@ class NcclGroup : public ProcessGroup {
 bool have_nccl() { return true; }
 
 std::unique_ptr<ProcessGroup> make_nccl_group(StoreClient& store, int rank, int size, int device,
-                                              const std::string& prefix, std::chrono::milliseconds timeout) {
+                                              const std::string& prefix, std::chrono::milliseconds timeout,
+                                              void* producer_stream) {
   check_cuda(cudaSetDevice(device), rank, fmt::format("cudaSetDevice({})", device).c_str());
   ncclUniqueId id;
   const std::string key = prefix + "nccl_id";
@@ -160,7 +228,10 @@ std::unique_ptr<ProcessGroup> make_nccl_group(StoreClient& store, int rank, int 
   check_cuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), rank, "cudaStreamCreate");
   float* scratch = nullptr;
   check_cuda(cudaMalloc(&scratch, sizeof(float)), rank, "cudaMalloc");
-  return std::make_unique<NcclGroup>(comm, stream, rank, size, scratch, timeout);
+  cudaEvent_t produced = nullptr;
+  if (producer_stream) check_cuda(cudaEventCreateWithFlags(&produced, cudaEventDisableTiming), rank, "cudaEventCreate");
+  return std::make_unique<NcclGroup>(comm, stream, rank, size, scratch, timeout,
+                                     static_cast<cudaStream_t>(producer_stream), produced);
 }
 
 #else
@@ -168,7 +239,7 @@ std::unique_ptr<ProcessGroup> make_nccl_group(StoreClient& store, int rank, int 
 bool have_nccl() { return false; }
 
 std::unique_ptr<ProcessGroup> make_nccl_group(StoreClient&, int rank, int, int, const std::string&,
-                                              std::chrono::milliseconds) {
+                                              std::chrono::milliseconds, void*) {
   throw Error(fmt::format("rank {}: this lmtrain was built without NCCL (nccl.h and libnccl were not found at "
                           "configure time); install NCCL and rebuild", rank));
 }

@@ -6,12 +6,19 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace lmt {
 
 class StoreClient;
 
 enum class ReduceOp { kSum, kAvg };
+
+// count floats from base + offset.
+struct BufferSlice {
+  size_t offset = 0;
+  size_t count = 0;
+};
 
 class ProcessGroup {
  public:
@@ -29,6 +36,22 @@ class ProcessGroup {
   virtual void all_gather(const float* input, float* output, size_t count) = 0;
   virtual void broadcast(float* data, size_t count, int root) = 0;
   virtual void barrier() = 0;
+
+  // Collectives on slices of one buffer (the gradient buckets of train/data_parallel.h), in
+  // place. On an asynchronous() group (NCCL on its own stream) they are ordered after the work
+  // the backend has enqueued so far and may still run when the call returns: wait_pending()
+  // waits for all of them (bounded like any collective), and the backend's work enqueued after
+  // it sees their results; nothing may touch the slices in between. Other groups finish them
+  // before returning. The same calls give the same bits, whenever they run.
+  //
+  // Each slice as by all_reduce, all in one operation.
+  virtual void all_reduce_slices(float* base, const std::vector<BufferSlice>& slices, ReduceOp op) = 0;
+  // by_rank[r]: slices reduced onto rank r (size() lists); each rank's own slices hold the
+  // reduction afterwards, the others' are unspecified. ZeRO-1's reduce-scatter of a bucket.
+  virtual void reduce_slices_to_owners(float* base, const std::vector<std::vector<BufferSlice>>& by_rank,
+                                       ReduceOp op) = 0;
+  virtual bool asynchronous() const { return false; }
+  virtual void wait_pending() {}
 };
 
 // A single process: every collective is the identity (avg of one value is the value).

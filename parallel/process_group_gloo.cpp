@@ -81,6 +81,21 @@ class GlooGroup : public ProcessGroup {
     std::copy_n(scratch_.data() + count * rank(), count, output);
   }
 
+  // Packed into one buffer for one all-reduce. Gloo 0.5 has no reduce to a root with this
+  // interface either, so the owners' slices are all-reduced the same way and each rank keeps its
+  // own: the traffic of reduce_scatter above.
+  void all_reduce_slices(float* base, const std::vector<BufferSlice>& slices, ReduceOp op) override {
+    if (slices.size() == 1) {
+      all_reduce(base + slices[0].offset, slices[0].count, op);
+      return;
+    }
+    reduce_packed(base, {slices}, -1, op);
+  }
+  void reduce_slices_to_owners(float* base, const std::vector<std::vector<BufferSlice>>& by_rank,
+                               ReduceOp op) override {
+    reduce_packed(base, by_rank, rank(), op);
+  }
+
   void all_gather(const float* input, float* output, size_t count) override {
     if (count == 0) return;
     guard("all_gather", [&] {
@@ -117,6 +132,21 @@ class GlooGroup : public ProcessGroup {
  private:
   uint32_t next_tag() { return tag_++; }
 
+  // The lists' slices packed in order, all-reduced, and unpacked: every list's, or only list
+  // `only`'s.
+  void reduce_packed(float* base, const std::vector<std::vector<BufferSlice>>& lists, int only, ReduceOp op) {
+    packed_.clear();
+    for (const auto& slices : lists)
+      for (const BufferSlice& s : slices) packed_.insert(packed_.end(), base + s.offset, base + s.offset + s.count);
+    all_reduce(packed_.data(), packed_.size(), op);
+    const float* in = packed_.data();
+    for (size_t list = 0; list < lists.size(); ++list)
+      for (const BufferSlice& s : lists[list]) {
+        if (only < 0 || static_cast<size_t>(only) == list) std::copy_n(in, s.count, base + s.offset);
+        in += s.count;
+      }
+  }
+
   template <class F>
   void guard(const char* what, F&& f) {
     try {
@@ -131,6 +161,7 @@ class GlooGroup : public ProcessGroup {
   std::chrono::milliseconds timeout_;
   uint32_t tag_ = 1;
   std::vector<float> scratch_;
+  std::vector<float> packed_;  // all_reduce_slices, reduce_slices_to_owners
 };
 
 class SingleProcessGroup : public ProcessGroup {
@@ -145,6 +176,8 @@ class SingleProcessGroup : public ProcessGroup {
   void all_gather(const float* input, float* output, size_t count) override { std::copy_n(input, count, output); }
   void broadcast(float*, size_t, int) override {}
   void barrier() override {}
+  void all_reduce_slices(float*, const std::vector<BufferSlice>&, ReduceOp) override {}
+  void reduce_slices_to_owners(float*, const std::vector<std::vector<BufferSlice>>&, ReduceOp) override {}
 };
 
 }  // namespace

@@ -58,21 +58,30 @@ DataParallel::~DataParallel() {
   }
   if (padded_) backend_.free(padded_);
   if (shard_) backend_.free(shard_);
-  if (staging_) backend_.free(staging_);
 }
 
 void DataParallel::use_buckets(std::vector<GradBucket> buckets, bool overlap) {
-  if (sharded_ || group_.size() == 1) return;
+  if (group_.size() == 1) return;
   buckets_ = std::move(buckets);
-  size_t staging = 0;
-  staging_offset_.assign(buckets_.size(), 0);
-  for (size_t i = 0; i < buckets_.size(); ++i)
-    if (buckets_[i].slices.size() > 1) {
-      staging_offset_[i] = staging;
-      staging += buckets_[i].numel;
-    }
-  if (staging > 0) staging_ = static_cast<float*>(backend_.alloc(staging * sizeof(float)));
+  async_ = arena_group_.asynchronous();
+  if (sharded_) {
+    // The part of a slice in [r*S, (r+1)*S) is rank r's.
+    owned_slices_.assign(buckets_.size(), std::vector<std::vector<GradSlice>>(static_cast<size_t>(group_.size())));
+    for (size_t i = 0; i < buckets_.size(); ++i)
+      for (const GradSlice& s : buckets_[i].slices)
+        for (size_t at = s.offset, end = s.offset + s.count; at < end;) {
+          const size_t r = at / shard_size_;
+          const size_t piece = std::min(end, (r + 1) * shard_size_) - at;
+          owned_slices_[i][r].push_back({at, piece});
+          at += piece;
+        }
+  }
   if (!overlap) return;
+  // An asynchronous group needs no thread: the hook enqueues each bucket's collective.
+  if (async_) {
+    overlap_async_ = true;
+    return;
+  }
   overlap_ = std::make_unique<Overlap>();
   Overlap* o = overlap_.get();
   o->thread = std::thread([this, o] {
@@ -101,45 +110,32 @@ void DataParallel::use_buckets(std::vector<GradBucket> buckets, bool overlap) {
 }
 
 std::function<void(int)> DataParallel::backward_hook(float* grads) {
+  if (overlap_async_) {
+    handed_ = 0;
+    return [this, grads](int group) {
+      for (; handed_ < buckets_.size() && buckets_[handed_].ready_group <= group; ++handed_)
+        reduce_bucket(handed_, grads);
+    };
+  }
   if (!overlap_) return {};
   {
     std::lock_guard<std::mutex> lock(overlap_->mutex);
     overlap_->grads = grads;
     overlap_->comm_ms = 0;
   }
-  return [this, grads](int group) {
-    for (size_t i = overlap_->handed; i < buckets_.size() && buckets_[i].ready_group <= group; ++i) {
-      pack(i, grads);  // on this (the training) thread, before the backward pass goes on
-      std::lock_guard<std::mutex> lock(overlap_->mutex);
-      overlap_->queue.push_back(i);
-      overlap_->handed = i + 1;
-      overlap_->changed.notify_all();
-    }
+  return [this](int group) {
+    std::lock_guard<std::mutex> lock(overlap_->mutex);
+    for (; overlap_->handed < buckets_.size() && buckets_[overlap_->handed].ready_group <= group; ++overlap_->handed)
+      overlap_->queue.push_back(overlap_->handed);
+    overlap_->changed.notify_all();
   };
 }
 
-void DataParallel::pack(size_t i, float* grads) {
-  const GradBucket& b = buckets_[i];
-  if (b.slices.size() == 1) return;
-  float* out = staging_ + staging_offset_[i];
-  for (const GradSlice& s : b.slices) {
-    backend_.copy(out, grads + s.offset, s.count * sizeof(float));
-    out += s.count;
-  }
-}
-
 void DataParallel::reduce_bucket(size_t i, float* grads) {
-  const GradBucket& b = buckets_[i];
-  if (b.slices.size() == 1) {
-    arena_group_.all_reduce(grads + b.slices[0].offset, b.numel, ReduceOp::kAvg);
-    return;
-  }
-  float* packed = staging_ + staging_offset_[i];
-  arena_group_.all_reduce(packed, b.numel, ReduceOp::kAvg);
-  for (const GradSlice& s : b.slices) {
-    backend_.copy(grads + s.offset, packed, s.count * sizeof(float));
-    packed += s.count;
-  }
+  if (sharded_)
+    arena_group_.reduce_slices_to_owners(grads, owned_slices_[i], ReduceOp::kAvg);
+  else
+    arena_group_.all_reduce_slices(grads, buckets_[i].slices, ReduceOp::kAvg);
 }
 
 void DataParallel::ensure_buffers() {
@@ -149,11 +145,26 @@ void DataParallel::ensure_buffers() {
   shard_ = static_cast<float*>(backend_.alloc(shard_size_ * sizeof(float)));
 }
 
+double DataParallel::global_norm(float* grads) {
+  if (!sharded_) return std::sqrt(backend_.sum_squares(grads, n_));
+  float squares = static_cast<float>(backend_.sum_squares(grads + begin_, end_ - begin_));
+  group_.all_reduce(&squares, 1, ReduceOp::kSum);
+  return std::sqrt(static_cast<double>(squares));
+}
+
 double DataParallel::reduce_gradients(float* grads) {
   if (group_.size() == 1) return std::sqrt(backend_.sum_squares(grads, n_));
-  // The collectives may run on another stream than the backward pass (NCCL).
-  if (!sharded_ && overlap_) {
-    const auto t = Clock::now();
+  const auto t = Clock::now();
+  if (overlap_async_) {
+    // The hook enqueued every bucket's collective during the backward pass.
+    LMT_CHECK(handed_ == buckets_.size(),
+              fmt::format("backward pass handed over {} of {} gradient buckets", handed_, buckets_.size()));
+    handed_ = 0;
+    arena_group_.wait_pending();
+    comm_times_ = {ms_since(t), ms_since(t)};
+    return global_norm(grads);
+  }
+  if (overlap_) {
     std::unique_lock<std::mutex> lock(overlap_->mutex);
     LMT_CHECK(overlap_->handed == buckets_.size(),
               fmt::format("backward pass handed over {} of {} gradient buckets", overlap_->handed, buckets_.size()));
@@ -166,34 +177,25 @@ double DataParallel::reduce_gradients(float* grads) {
       std::rethrow_exception(error);
     }
     lock.unlock();
-    return std::sqrt(backend_.sum_squares(grads, n_));
+    return global_norm(grads);
   }
-  if (!sharded_ && !buckets_.empty()) {
-    const auto t = Clock::now();
-    backend_.synchronize();
-    for (size_t i = 0; i < buckets_.size(); ++i) {
-      pack(i, grads);
-      backend_.synchronize();
-      reduce_bucket(i, grads);
-    }
-    comm_times_ = {ms_since(t), ms_since(t)};
-    return std::sqrt(backend_.sum_squares(grads, n_));
-  }
-  if (!sharded_) {
-    const auto t = Clock::now();
-    backend_.synchronize();
+  // Host collectives read what the backend wrote; an asynchronous group orders itself.
+  if (!async_ || buckets_.empty()) backend_.synchronize();
+  if (!buckets_.empty()) {
+    // The same buckets and collectives as with overlap, after the backward pass.
+    for (size_t i = 0; i < buckets_.size(); ++i) reduce_bucket(i, grads);
+    arena_group_.wait_pending();
+  } else if (!sharded_) {
     arena_group_.all_reduce(grads, n_, ReduceOp::kAvg);
-    comm_times_ = {ms_since(t), ms_since(t)};
-    return std::sqrt(backend_.sum_squares(grads, n_));
+  } else {
+    ensure_buffers();
+    backend_.copy(padded_, grads, n_ * sizeof(float));
+    backend_.synchronize();
+    arena_group_.reduce_scatter(padded_, shard_, shard_size_, ReduceOp::kAvg);
+    backend_.copy(grads + begin_, shard_, (end_ - begin_) * sizeof(float));
   }
-  ensure_buffers();
-  backend_.copy(padded_, grads, n_ * sizeof(float));
-  backend_.synchronize();
-  arena_group_.reduce_scatter(padded_, shard_, shard_size_, ReduceOp::kAvg);
-  backend_.copy(grads + begin_, shard_, (end_ - begin_) * sizeof(float));
-  float squares = static_cast<float>(backend_.sum_squares(grads + begin_, end_ - begin_));
-  group_.all_reduce(&squares, 1, ReduceOp::kSum);
-  return std::sqrt(static_cast<double>(squares));
+  comm_times_ = {ms_since(t), ms_since(t)};
+  return global_norm(grads);
 }
 
 double DataParallel::average(double value) {

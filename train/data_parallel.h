@@ -33,12 +33,15 @@ class DataParallel {
   size_t shard_begin() const { return begin_; }
   size_t shard_end() const { return end_; }
 
-  // Stage 0 of several ranks: average the gradients bucket by bucket (train/grad_buckets.h)
-  // instead of in one collective. With overlap, each bucket is averaged on a communication
-  // thread as soon as the last micro-batch's backward pass has finished it (backward_hook);
-  // only for gradients in host memory, whose ops are done when the hook runs. With or without
-  // overlap the same buckets go through the same collectives in the same order, so the result
-  // is bit-identical. Ignored at stage 1 and alone.
+  // Several ranks: average the gradients bucket by bucket (train/grad_buckets.h) instead of in
+  // one collective: all-reduced at stage 0; at stage 1 each bucket cut at the shard boundaries it
+  // crosses and each piece reduced onto its shard's rank (ProcessGroup::reduce_slices_to_owners).
+  // With overlap, each bucket's collective starts as soon as the last micro-batch's backward
+  // pass has finished it (backward_hook): on a communication thread for host groups (Gloo, whose
+  // ops are done when the hook runs), enqueued on the group's stream after the backward pass's
+  // work so far for asynchronous ones (NCCL). With or without overlap the same buckets go
+  // through the same collectives in the same order, so the result is bit-identical. Ignored
+  // alone.
   void use_buckets(std::vector<GradBucket> buckets, bool overlap);
   // For GPT::set_backward_hook on the last micro-batch; empty when not overlapping.
   std::function<void(int group)> backward_hook(float* grads);
@@ -66,10 +69,10 @@ class DataParallel {
  private:
   // Stage 1's buffers in the backend's memory: the padded arena and one shard.
   void ensure_buffers();
-  // Packs bucket i (several slices) into its staging space, or nothing for one slice.
-  void pack(size_t i, float* grads);
-  // The collective of bucket i, then the unpack.
+  // Bucket i's collective; on an asynchronous group it may still run at return.
   void reduce_bucket(size_t i, float* grads);
+  // The norm of the averaged gradients (stage 1: of every rank's shard).
+  double global_norm(float* grads);
   struct Overlap;
 
   ProcessGroup& group_;
@@ -80,8 +83,11 @@ class DataParallel {
   float* padded_ = nullptr;  // shard_size * ranks
   float* shard_ = nullptr;   // shard_size
   std::vector<GradBucket> buckets_;
-  std::vector<size_t> staging_offset_;  // per bucket, into staging_ (buckets of several slices)
-  float* staging_ = nullptr;
+  // Stage 1, per bucket: its slices cut at the shard boundaries, by the rank that owns them.
+  std::vector<std::vector<std::vector<GradSlice>>> owned_slices_;
+  bool async_ = false;         // arena_group_ enqueues (NCCL)
+  bool overlap_async_ = false; // overlapping on an asynchronous group: no thread
+  size_t handed_ = 0;          // buckets the hook has started (asynchronous overlap)
   std::unique_ptr<Overlap> overlap_;
   CommTimes comm_times_;
 };

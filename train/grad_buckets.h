@@ -12,13 +12,12 @@
 #include <vector>
 
 #include "model/gpt_config.h"
+#include "parallel/process_group.h"
 
 namespace lmt {
 
-struct GradSlice {
-  size_t offset = 0;  // in floats, into the gradient arena
-  size_t count = 0;
-};
+// In floats, into the gradient arena.
+using GradSlice = BufferSlice;
 
 struct GradBucket {
   std::vector<GradSlice> slices;

@@ -268,7 +268,8 @@ void Trainer::Run::open_backend() {
     if (!options.store)
       throw Error("a CUDA run of several ranks needs the job's rendezvous store; start it with `lmtrain launch`");
     device_group = gpu_runtime().make_group(*options.store, static_cast<int>(options.rank), group.size(),
-                                            choice.cuda_device, "nccl/", options.collective_timeout);
+                                            choice.cuda_device, "nccl/", options.collective_timeout,
+                                            choice.backend.get());
   }
   arena_group = device_group ? device_group.get() : &group;
   if (options.profile_ops) profiler = std::make_unique<ProfilingBackend>(*choice.backend);
@@ -315,10 +316,10 @@ void Trainer::Run::build_model() {
   model = std::make_unique<GPT>(backend, cfg);
   parallel = std::make_unique<DataParallel>(group, static_cast<int>(r.distributed.zero_stage),
                                             model->num_param_storage(), backend, arena_group);
-  // Host gradients (the CPU) are averaged in buckets, while the backward pass runs when
-  // overlap_comm says so. A GPU's stay one NCCL collective after the backward pass (overlap
-  // there needs a second stream and events: not done yet).
-  if (!choice.cuda) {
+  // Gradients are averaged in buckets, during the backward pass when overlap_comm says so: on a
+  // communication thread for host gradients (Gloo), on NCCL's stream ordered by events for a
+  // GPU's.
+  if (!choice.cuda || arena_group->asynchronous()) {
     const auto bucket_numel = static_cast<size_t>(std::max(1.0, r.distributed.bucket_mb * 1e6 / sizeof(float)));
     parallel->use_buckets(plan_grad_buckets(cfg, bucket_numel), r.distributed.overlap_comm);
   }

@@ -20,7 +20,8 @@ class NoGpuRuntime final : public GpuRuntime {
     throw Error("this lmtrain was built without CUDA (rebuild with nvcc on PATH or -DLMTRAIN_CUDA=ON); use --device cpu");
   }
   std::unique_ptr<ProcessGroup> make_group(StoreClient&, int rank, int, int, const std::string&,
-                                           std::chrono::milliseconds) const override {
+                                           std::chrono::milliseconds,
+                                           Backend*) const override {
     throw Error(fmt::format("rank {}: this lmtrain was built without CUDA, so it has no GPU process group", rank));
   }
 };

@@ -7,42 +7,16 @@
 
 #include "parallel/process_group.h"
 #include "parallel/store.h"
+#include "tests/parallel/gloo_ranks.h"
 #include "tests/test_util.h"
 
 using namespace lmt;
 using Catch::Matchers::Contains;
 using namespace std::chrono_literals;
+using lmt::testing::expect;
+using lmt::testing::with_ranks;
 
 namespace {
-
-// Runs body(group) on `size` threads, each one rank of a Gloo group over loopback.
-void with_ranks(int size, const std::function<void(ProcessGroup&)>& body) {
-  const std::string secret = make_job_secret();
-  StoreServer server("127.0.0.1", 0, secret);
-  std::vector<std::thread> threads;
-  std::vector<std::string> failures(size);
-  for (int r = 0; r < size; ++r)
-    threads.emplace_back([&, r] {
-      try {
-        StoreClient store("127.0.0.1", server.port(), secret, 20s);
-        auto group = make_gloo_group(store, r, size, "pg/", "127.0.0.1", 20s);
-        body(*group);
-      } catch (const std::exception& e) {
-        failures[r] = e.what();
-      }
-    });
-  for (auto& t : threads) t.join();
-  for (int r = 0; r < size; ++r) {
-    INFO("rank " << r << ": " << failures[r]);
-    CHECK(failures[r].empty());
-  }
-}
-
-// Catch2's assertions are not thread-safe: rank threads check with this instead, and with_ranks
-// reports what failed from the test's own thread.
-void expect(bool ok, const std::string& what) {
-  if (!ok) throw std::runtime_error(what);
-}
 
 bool close_to(double value, double expected, double rel) { return std::abs(value - expected) <= rel * std::abs(expected); }
 
@@ -111,4 +85,38 @@ TEST_CASE("gloo group: a rank that never arrives is a timeout, not a hang", "[pa
       lmt::testing::error_message([&] { make_gloo_group(store, 0, 2, "pg/", "127.0.0.1", 1500ms); });
   CHECK_THAT(message, Contains("did not appear"));
   CHECK(std::chrono::steady_clock::now() - started < 20s);
+}
+
+TEST_CASE("gloo group: slices of a buffer all-reduced in place, and reduced onto their owners", "[parallel][gloo]") {
+  for (int size : {2, 3}) {
+    INFO("world size " << size);
+    with_ranks(size, [size](ProcessGroup& g) {
+      const int r = g.rank();
+      const size_t n = 50;
+      auto value = [](int rank, size_t i) { return static_cast<float>(rank * 1000 + i); };
+      auto sum = [size, &value](size_t i) {
+        float s = 0;
+        for (int q = 0; q < size; ++q) s += value(q, i);
+        return s;
+      };
+      std::vector<float> data(n);
+      for (size_t i = 0; i < n; ++i) data[i] = value(r, i);
+      // One slice (in place) and three (packed); floats outside every slice stay this rank's.
+      g.all_reduce_slices(data.data(), {{2, 5}}, ReduceOp::kSum);
+      g.all_reduce_slices(data.data(), {{40, 3}, {10, 4}, {20, 1}}, ReduceOp::kSum);
+      for (size_t i = 0; i < n; ++i) {
+        const bool inside = (i >= 2 && i < 7) || (i >= 40 && i < 43) || (i >= 10 && i < 14) || i == 20;
+        expect(data[i] == (inside ? sum(i) : value(r, i)), "all_reduce_slices at " + std::to_string(i));
+      }
+      // Rank q owns slices {q*10, 3} and {30 + q, 1}: each rank's own hold the sums.
+      for (size_t i = 0; i < n; ++i) data[i] = value(r, i);
+      std::vector<std::vector<BufferSlice>> by_rank(static_cast<size_t>(size));
+      for (int q = 0; q < size; ++q) by_rank[static_cast<size_t>(q)] = {{static_cast<size_t>(q) * 10, 3}, {30 + static_cast<size_t>(q), 1}};
+      g.reduce_slices_to_owners(data.data(), by_rank, ReduceOp::kAvg);
+      for (const BufferSlice& s : by_rank[static_cast<size_t>(r)])
+        for (size_t i = s.offset; i < s.offset + s.count; ++i)
+          expect(data[i] == sum(i) * (1.0f / static_cast<float>(size)), "reduce_slices_to_owners at " + std::to_string(i));
+      expect(!g.asynchronous(), "gloo is not asynchronous");
+    });
+  }
 }
