@@ -5,6 +5,7 @@
 #include <gloo/barrier.h>
 #include <gloo/broadcast.h>
 #include <gloo/common/error.h>
+#include <gloo/common/logging.h>
 #include <gloo/rendezvous/context.h>
 #include <gloo/rendezvous/store.h>
 #include <gloo/transport/tcp/device.h>
@@ -151,6 +152,8 @@ class GlooGroup : public ProcessGroup {
   void guard(const char* what, F&& f) {
     try {
       f();
+    } catch (const gloo::EnforceNotMet& e) {
+      throw PeerLostError(fmt::format("rank {} of {}: gloo {} failed: {}", rank(), size(), what, e.what()));
     } catch (const gloo::Exception& e) {
       throw PeerLostError(fmt::format("rank {} of {}: gloo {} failed: {} (another rank probably exited; see its log)",
                               rank(), size(), what, e.what()));
@@ -198,6 +201,13 @@ std::unique_ptr<ProcessGroup> make_gloo_group(StoreClient& store, int rank, int 
   } catch (const gloo::Exception& e) {
     throw Error(fmt::format("rank {} of {}: cannot connect the gloo process group (address '{}'): {}", rank, size,
                             interface_host, e.what()));
+  } catch (const gloo::EnforceNotMet& e) {
+    // Gloo's checks (GLOO_ENFORCE) throw this, not gloo::Exception: above all a bind(2) to an
+    // address this host does not have.
+    throw Error(fmt::format("rank {} of {}: cannot open the gloo process group on address '{}': {}; the address "
+                            "comes from LMTRAIN_HOST or the hostfile's name for this host, and must be one of this "
+                            "host's own addresses (`ip -brief address` lists them)",
+                            rank, size, interface_host, e.what()));
   }
 }
 

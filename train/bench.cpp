@@ -52,6 +52,7 @@ BenchReport run_bench(const LoadedRecipe& loaded, const BenchOptions& options) {
   train_options.world_size = options.world_size;
   train_options.group = options.group;
   train_options.store = options.store;
+  train_options.collective_timeout = options.collective_timeout;
   Trainer trainer(bench_recipe, train_options);
   const int T = static_cast<int>(r.run.seq_len);
 

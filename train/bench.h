@@ -2,6 +2,7 @@
 // for a recipe, with medians and spread. Speed lives here and in docs/BENCHMARKS.md, never in
 // tests.
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -24,6 +25,7 @@ struct BenchOptions {
   int64_t rank = 0, local_rank = 0, world_size = 1;
   ProcessGroup* group = nullptr;
   StoreClient* store = nullptr;
+  std::chrono::milliseconds collective_timeout{300'000};  // the job's (LMTRAIN_TIMEOUT_S), for NCCL
 };
 
 struct OpReport {

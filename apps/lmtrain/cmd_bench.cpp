@@ -46,6 +46,7 @@ Action add_bench_command(CLI::App& app) {
       options.world_size = env.world_size;
       options.group = connection->group.get();
       options.store = connection->store.get();
+      options.collective_timeout = connection->collective_timeout;
     }
     const BenchReport report = run_bench(loaded, options);
     if (env.rank != 0) return 0;

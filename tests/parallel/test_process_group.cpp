@@ -120,3 +120,13 @@ TEST_CASE("gloo group: slices of a buffer all-reduced in place, and reduced onto
     });
   }
 }
+
+TEST_CASE("gloo group: an address this host does not have is an lmt::Error naming it", "[parallel][gloo][errors]") {
+  const std::string secret = make_job_secret();
+  StoreServer server("127.0.0.1", 0, secret);
+  StoreClient store("127.0.0.1", server.port(), secret, 1500ms);
+  // 192.0.2.0/24 is TEST-NET-1: never a local address.
+  const std::string message = lmt::testing::error_message([&] { make_gloo_group(store, 0, 2, "pg/", "192.0.2.7", 1500ms); });
+  CHECK_THAT(message, Contains("192.0.2.7"));
+  CHECK_THAT(message, Contains("LMTRAIN_HOST"));
+}
