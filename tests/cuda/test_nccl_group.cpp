@@ -2,7 +2,10 @@
 #include <cuda_runtime.h>
 
 #include <catch2/catch.hpp>
+#include <cmath>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "core/error.h"
 #include "cuda/device.h"
@@ -61,6 +64,79 @@ TEST_CASE("nccl group: collectives on device buffers, one rank per GPU", "[cuda]
         group->barrier();
         cudaFree(data);
         cudaFree(out);
+      } catch (const std::exception& e) {
+        failures[r] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (int r = 0; r < ranks; ++r) {
+    INFO("rank " << r << ": " << failures[r]);
+    CHECK(failures[r].empty());
+  }
+}
+
+// The gradient buckets' path (train/data_parallel.h): slices reduced in place, enqueued on
+// NCCL's stream after an event on the producer's stream. The producer copies the values in only
+// after a large copy ahead of them, so a collective not ordered after it reads the poison.
+TEST_CASE("nccl group: slice collectives ordered after the producer stream, waited for at wait_pending",
+          "[cuda][nccl]") {
+  const int visible = static_cast<int>(cuda::query_runtime().devices.size());
+  const int ranks = std::max(1, std::min(visible, 4));
+  if (const std::string why = skip_reason(ranks); !why.empty()) {
+    WARN("SKIPPED: " << why);
+    return;
+  }
+  const std::string secret = make_job_secret();
+  StoreServer server("127.0.0.1", 0, secret);
+  std::vector<std::string> failures(ranks);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < ranks; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        cudaSetDevice(r);
+        cudaStream_t producer = nullptr;
+        cudaStreamCreateWithFlags(&producer, cudaStreamNonBlocking);
+        StoreClient store("127.0.0.1", server.port(), secret, 30s);
+        auto group = cuda::make_nccl_group(store, r, ranks, r, "nccl-slices/", 60s, producer);
+        if (!group->asynchronous()) throw std::runtime_error("a group with a producer stream is asynchronous");
+        const size_t n = 4096, big = size_t{64} << 20;
+        std::vector<float> host(n);
+        for (size_t i = 0; i < n; ++i) host[i] = static_cast<float>(r + 1) + static_cast<float>(i % 5);
+        float *data = nullptr, *delay_a = nullptr, *delay_b = nullptr;
+        cudaMalloc(&data, n * sizeof(float));
+        cudaMalloc(&delay_a, big);
+        cudaMalloc(&delay_b, big);
+        cudaMemset(data, 0xFF, n * sizeof(float));  // NaN until the producer's copy lands
+        cudaDeviceSynchronize();
+        for (int k = 0; k < 8; ++k) cudaMemcpyAsync(delay_b, delay_a, big, cudaMemcpyDeviceToDevice, producer);
+        cudaMemcpyAsync(data, host.data(), n * sizeof(float), cudaMemcpyHostToDevice, producer);
+        // Slices [0, 1000) and [2000, 2100) all-reduced; [3000, 3000 + 100 * ranks) onto owners.
+        group->all_reduce_slices(data, {{0, 1000}, {2000, 100}}, ReduceOp::kAvg);
+        std::vector<std::vector<BufferSlice>> owners(static_cast<size_t>(ranks));
+        for (int q = 0; q < ranks; ++q) owners[static_cast<size_t>(q)] = {{3000 + static_cast<size_t>(q) * 100, 100}};
+        group->reduce_slices_to_owners(data, owners, ReduceOp::kSum);
+        group->wait_pending();
+        std::vector<float> back(n);
+        cudaMemcpyAsync(back.data(), data, n * sizeof(float), cudaMemcpyDeviceToHost, producer);
+        cudaStreamSynchronize(producer);
+        auto mean = [&](size_t i) { return static_cast<float>(ranks + 1) / 2.0f + static_cast<float>(i % 5); };
+        auto sum = [&](size_t i) { return static_cast<float>(ranks * (ranks + 1) / 2) + ranks * static_cast<float>(i % 5); };
+        for (size_t i = 0; i < n; ++i) {
+          const bool averaged = i < 1000 || (i >= 2000 && i < 2100);
+          const size_t own = 3000 + static_cast<size_t>(r) * 100;
+          const bool owned = i >= own && i < own + 100;
+          const bool others = i >= 3000 && i < 3000 + 100 * static_cast<size_t>(ranks) && !owned;
+          if (others) continue;  // unspecified
+          const float expected = averaged ? mean(i) : owned ? sum(i) : host[i];
+          if (!(std::abs(back[i] - expected) <= 1e-5f * std::abs(expected)))
+            throw std::runtime_error("element " + std::to_string(i) + ": " + std::to_string(back[i]) + ", expected " +
+                                     std::to_string(expected));
+        }
+        group.reset();
+        cudaFree(data);
+        cudaFree(delay_a);
+        cudaFree(delay_b);
+        cudaStreamDestroy(producer);
       } catch (const std::exception& e) {
         failures[r] = e.what();
       }
