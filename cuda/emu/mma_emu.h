@@ -17,6 +17,11 @@
 // then, and its destination is poisoned (0xFF bytes: NaN in every float type) when it is
 // issued, so a kernel that reads a tile before waiting for it reads NaN. Misaligned addresses
 // fail; copies still pending when the next block's same thread issues one fail too.
+//
+// It relies on cuda_emu.h's model: the blocks of a grid run one at a time on one host thread,
+// and a lane released from warp_sync runs alone until its next barrier (so the first lane to
+// resume computes before any other lane moves on). The per-warp and per-thread state below is
+// static for that reason.
 #pragma once
 #include <cstdint>
 #include <cstdio>
