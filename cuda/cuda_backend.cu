@@ -3,8 +3,11 @@
 #include "cuda/cuda_backend.h"
 
 #include <cmath>
+#include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string>
+#include <type_traits>
 
 #include "core/error.h"
 #include "cuda/common.cuh"
@@ -41,9 +44,13 @@ class CudaBackend final : public lmt::Backend {
   // A GPU that is busy, in exclusive-process mode, out of memory or not there is the user's
   // situation to fix, not a bug: every failure here is an lmt::Error naming the device.
   explicit CudaBackend(const CudaOptions& options)
-      : device_(options.device), dtype_(options.dtype), fuse_gelu_(options.fuse_gelu) {
+      : device_(options.device),
+        dtype_(options.dtype),
+        fuse_gelu_(options.fuse_gelu),
+        tensor_core_attention_(options.tensor_core_attention) {
     check_setup(cudaSetDevice(device_), "cudaSetDevice");
     allow_attention_shared_memory();
+    allow_attention_mma_shared_memory();
     check_setup(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating a stream");
     try {
       gemm_ = std::make_unique<Gemm>(stream_, options.allow_tf32);
@@ -185,6 +192,12 @@ class CudaBackend final : public lmt::Backend {
     check_heads(C, NH);
     with_type(dtype_, [&](auto tag) {
       using E = typename decltype(tag)::type;
+      if constexpr (!std::is_same_v<E, float>) {
+        if (use_mma_attention(C / NH, {out, qkv})) {
+          launch_attention_mma_forward(static_cast<E*>(out), lse, static_cast<const E*>(qkv), B, T, C, NH, stream_);
+          return;
+        }
+      }
       launch_attention_forward(static_cast<E*>(out), lse, static_cast<const E*>(qkv), B, T, C, NH, stream_);
     });
   }
@@ -193,6 +206,14 @@ class CudaBackend final : public lmt::Backend {
     check_heads(C, NH);
     with_type(dtype_, [&](auto tag) {
       using E = typename decltype(tag)::type;
+      if constexpr (!std::is_same_v<E, float>) {
+        if (use_mma_attention(C / NH, {dqkv, dout, qkv, out})) {
+          launch_attention_mma_backward(static_cast<E*>(dqkv), static_cast<const E*>(dout),
+                                        static_cast<const E*>(qkv), static_cast<const E*>(out), lse, B, T, C, NH,
+                                        scratch_, stream_);
+          return;
+        }
+      }
       launch_attention_backward(static_cast<E*>(dqkv), static_cast<const E*>(dout), static_cast<const E*>(qkv),
                                 static_cast<const E*>(out), lse, B, T, C, NH, scratch_, stream_);
     });
@@ -268,6 +289,14 @@ class CudaBackend final : public lmt::Backend {
                 "with CUDA_VISIBLE_DEVICES, or train with --device cpu)");
   }
 
+  // The tensor-core kernels (16-bit types only) copy rows 16 bytes at a time.
+  bool use_mma_attention(int HS, std::initializer_list<const void*> buffers) const {
+    if (!tensor_core_attention_ || !attention_mma_head_size_supported(HS)) return false;
+    for (const void* p : buffers)
+      if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+    return true;
+  }
+
   static void check_heads(int C, int NH) {
     if (NH <= 0 || C % NH != 0 || !attention_head_size_supported(C / NH))
       throw Error("the CUDA attention kernels support head sizes 32, 64 and 128; this model has n_embd " +
@@ -278,6 +307,7 @@ class CudaBackend final : public lmt::Backend {
   int device_;
   DType dtype_;
   bool fuse_gelu_;
+  bool tensor_core_attention_;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<Gemm> gemm_;
   DeviceScratch scratch_;

@@ -17,6 +17,9 @@ struct CudaOptions {
   bool allow_tf32 = false;  // fp32 GEMMs on tensor cores with TF32 inputs
   DType dtype = DType::kF32;  // activations and the compute copy of the parameters
   bool fuse_gelu = true;      // the MLP's GELU in cuBLASLt's GEMM epilogues where it has them
+  // bf16/fp16 attention at head sizes 64 and 128 on tensor cores (cuda/attention_mma.cu); false
+  // keeps cuda/attention.cu's kernels (fp32 arithmetic), which fp32 and head size 32 always use.
+  bool tensor_core_attention = true;
 };
 
 // Throws lmt::Error when the device cannot be used.

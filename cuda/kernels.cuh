@@ -68,6 +68,18 @@ bool attention_head_size_supported(int HS);
 // for, so no launch pays for it and a second device gets its own opt-in.
 void allow_attention_shared_memory();
 
+// attention_mma.cu: the same op on tensor cores (mma.sync, ldmatrix, cp.async; sm_80 and later)
+// for T = __nv_bfloat16 or __half at head sizes 64 and 128 (attention_mma_head_size_supported).
+// qkv, out, dout and dqkv must be 16-byte aligned. The backward's scratch holds delta (B, NH, T).
+template <typename T>
+void launch_attention_mma_forward(T* out, float* lse, const T* qkv, int B, int T_, int C, int NH, cudaStream_t stream);
+template <typename T>
+void launch_attention_mma_backward(T* dqkv, const T* dout, const T* qkv, const T* out, const float* lse, int B, int T_,
+                                   int C, int NH, DeviceScratch& scratch, cudaStream_t stream);
+bool attention_mma_head_size_supported(int HS);
+// As allow_attention_shared_memory, for these kernels (all but the forward at head size 64 need it).
+void allow_attention_mma_shared_memory();
+
 // attention_cached.cu: generation's attention against a KV cache (core/ops.def). Its shared
 // memory is (keys + HS) floats, keys = pos + Tn.
 template <typename T>

@@ -42,7 +42,7 @@ declare -A BUDGET=(
   [unpack]=20 [probe]=15 [ops]=120 [nccl]=20
   [memcheck]=30 [racecheck]=30 [synccheck]=30
   [bench_bf16_16]=30 [bench_bf16_32]=30 [bench_bf16_64]=30 [bench_fp32_16]=30
-  [attention]=32
+  [attention]=60
 )
 TOTAL_BUDGET=0
 for step in "${!BUDGET[@]}"; do TOTAL_BUDGET=$((TOTAL_BUDGET + BUDGET[$step])); done
@@ -251,13 +251,16 @@ EOF
 done
 
 note "attention kernels alone"
+# fp32, then bf16 (its tensor-core kernels and the fp32-math ones, a line each).
 run_step attention "$LOG/attention_bench.log" bash -c "for shape in '8 1024 12 64' '8 1024 8 128' '2 4096 12 64' '2 4096 8 128'; do
-  set -- \$shape; '$BIN/attention_bench' --B \$1 --T \$2 --NH \$3 --HS \$4 --iters 10 || exit 1; done"
+  for dtype in fp32 bf16; do set -- \$shape
+  '$BIN/attention_bench' --B \$1 --T \$2 --NH \$3 --HS \$4 --iters 10 --dtype \$dtype || exit 1; done; done"
 if [ "$DRY_RUN" != 1 ]; then
   if [ $RC -eq 0 ]; then
-    # "attention B=8 T=1024 NH=12 HS=64: forward 1.2 ms (50.1 TFLOP/s), backward 3.4 ms (40.2 TFLOP/s)"
+    # "attention B=8 T=1024 NH=12 HS=64: forward 1.2 ms (50.1 TFLOP/s), backward 3.4 ms (40.2 TFLOP/s)";
+    # bf16 lines name the path after HS ("HS=64 bf16 tensor cores:").
     while read -r line; do
-      row "attention ours $(echo "$line" | sed -E 's/^attention B=[0-9]+ (T=[0-9]+) NH=[0-9]+ (HS=[0-9]+):.*/\1 \2/')" \
+      row "attention ours $(echo "$line" | sed -E 's/^attention B=[0-9]+ (T=[0-9]+) NH=[0-9]+ (HS=[0-9]+)([^:]*):.*/\1 \2\3/')" \
           "$(echo "$line" | sed -E 's/.*forward ([0-9.]+) ms \(([0-9.]+) TFLOP\/s\), backward ([0-9.]+) ms \(([0-9.]+) TFLOP\/s\)/fwd \2 TFLOP\/s (\1 ms), bwd \4 TFLOP\/s (\3 ms)/')"
     done < <(grep '^attention B=' "$LOG/attention_bench.log")
   else

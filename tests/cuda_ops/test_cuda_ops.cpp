@@ -451,6 +451,104 @@ TEST_CASE("cuda attention: forward and backward match the CPU for head sizes 32,
   }
 }
 
+// The tensor-core path (cuda/attention_mma.cu: bf16 and fp16 at head sizes 64 and 128) at odd
+// and GPT-2 shapes: T=1 (one query, one masked tile), 37 (a partial tile), 64 (exactly one),
+// 130 and 200 (three and four tiles, the last partial, double-buffered), up to B*NH = 48 heads.
+// T=1024 runs in the emulator at one or two heads (about 6 s of emulation each), at B*NH = 48
+// on a GPU.
+void check_tensor_core_attention(int B, int T, int C, int NH, lmt::DType dtype) {
+  std::mt19937 rng(static_cast<unsigned>(B * 7919 + T * 31 + C + NH));
+  const auto qkv = random_floats(sz(B * T * 3 * C), rng);
+  const auto dout = random_floats(sz(B * T * C), rng);
+  compare_backends(
+      [&](Device& d) {
+        Backend& b = d.backend();
+        const void* in = d.put(qkv);
+        void* out = d.poisoned(sz(B * T * C));
+        float* lse = d.poisoned32(sz(B * NH * T));
+        b.attention_forward(out, lse, in, B, T, C, NH);
+        void* dqkv = d.poisoned(sz(B * T * 3 * C));
+        b.attention_backward(dqkv, d.put(dout), in, out, lse, B, T, C, NH);
+        return Outputs{{"out", d.get(out, sz(B * T * C))},
+                       {"lse", d.get32(lse, sz(B * NH * T))},
+                       {"dqkv", d.get(dqkv, sz(B * T * 3 * C))}};
+      },
+      dtype, tolerance_for(dtype));
+}
+
+TEST_CASE("cuda tensor-core attention: bf16 and fp16 match the CPU at head sizes 64 and 128", "[cuda][attention]") {
+  SKIP_WITHOUT_GPU();
+  // (B, T, NH, HS)
+  for (const auto& [B, T, NH, HS] : {std::tuple{2, 1, 3, 64}, std::tuple{1, 1, 2, 128}, std::tuple{2, 37, 3, 64},
+                                     std::tuple{3, 37, 2, 128}, std::tuple{1, 64, 2, 64}, std::tuple{1, 64, 1, 128},
+                                     std::tuple{1, 200, 2, 64}, std::tuple{1, 130, 1, 128}}) {
+    for (const lmt::DType dtype : {lmt::DType::kBF16, lmt::DType::kF16}) {
+      DYNAMIC_SECTION("B=" << B << " T=" << T << " NH=" << NH << " HS=" << HS << " " << lmt::dtype_name(dtype)) {
+        check_tensor_core_attention(B, T, NH * HS, NH, dtype);
+      }
+    }
+  }
+}
+
+// [gpt2]: GPT-2's 12 heads; it runs in the emulator too (2-4 s a case), but neither under ASan
+// nor under the GPU check's compute-sanitizer steps.
+TEST_CASE("cuda tensor-core attention at B*NH = 48 heads matches the CPU", "[cuda][attention][gpt2]") {
+  SKIP_WITHOUT_GPU();
+#ifdef LMTRAIN_EMU_ASAN
+  WARN("SKIPPED: a minute under ASan; test_cuda_emu runs it, the fewer-head cases run here");
+  return;
+#endif
+  for (const auto& [B, T, NH, HS] : {std::tuple{4, 64, 12, 64}, std::tuple{4, 64, 12, 128}, std::tuple{4, 37, 12, 64}}) {
+    for (const lmt::DType dtype : {lmt::DType::kBF16, lmt::DType::kF16}) {
+      DYNAMIC_SECTION("B=" << B << " T=" << T << " NH=" << NH << " HS=" << HS << " " << lmt::dtype_name(dtype)) {
+        check_tensor_core_attention(B, T, NH * HS, NH, dtype);
+      }
+    }
+  }
+}
+
+TEST_CASE("cuda tensor-core attention at T=1024 matches the CPU", "[cuda][attention][gpt2]") {
+  SKIP_WITHOUT_GPU();
+#ifdef LMTRAIN_EMU_ASAN
+  WARN("SKIPPED: T=1024 takes minutes under ASan; test_cuda_emu runs it, the shorter cases run here");
+  return;
+#endif
+  const bool emulator = lmt::cuda::is_emulator();
+  for (const int HS : {64, 128}) {
+    // B*NH = 48 on a GPU; 2 (HS 64) and 1 (HS 128) heads in the emulator, 6 s each.
+    const int B = emulator ? 1 : 4, NH = emulator ? (HS == 64 ? 2 : 1) : 12;
+    for (const lmt::DType dtype : {lmt::DType::kBF16, lmt::DType::kF16}) {
+      if (emulator && dtype == lmt::DType::kF16) continue;  // the shorter cases cover fp16 here
+      DYNAMIC_SECTION("B=" << B << " NH=" << NH << " HS=" << HS << " " << lmt::dtype_name(dtype)) {
+        check_tensor_core_attention(B, 1024, NH * HS, NH, dtype);
+      }
+    }
+  }
+}
+
+// The tensor-core kernels need 16-byte aligned rows; a tensor 2 bytes into a buffer takes the
+// fp32-math kernels instead, with the same results.
+TEST_CASE("cuda tensor-core attention: unaligned buffers fall back to the fp32-math kernels", "[cuda][attention]") {
+  SKIP_WITHOUT_GPU();
+  const int B = 1, T = 37, NH = 2, C = 128;
+  std::mt19937 rng(77);
+  const auto qkv = random_floats(sz(B * T * 3 * C), rng), dout = random_floats(sz(B * T * C), rng);
+  compare_backends(
+      [&](Device& d) {
+        Backend& b = d.backend();
+        const void* in = d.put_at_offset(qkv, 1);
+        void* out = d.poisoned_at_offset(sz(B * T * C), 1);
+        float* lse = d.poisoned32(sz(B * NH * T));
+        b.attention_forward(out, lse, in, B, T, C, NH);
+        void* dqkv = d.poisoned_at_offset(sz(B * T * 3 * C), 1);
+        b.attention_backward(dqkv, d.put_at_offset(dout, 1), in, out, lse, B, T, C, NH);
+        return Outputs{{"out", d.get(out, sz(B * T * C))},
+                       {"lse", d.get32(lse, sz(B * NH * T))},
+                       {"dqkv", d.get(dqkv, sz(B * T * 3 * C))}};
+      },
+      lmt::DType::kBF16, kBF16Tol);
+}
+
 TEST_CASE("cuda cached attention: prefill and one-token steps match the CPU", "[cuda][attention][generate]") {
   SKIP_WITHOUT_GPU();
   // (B, prompt, steps, capacity, C, NH): a prefill of `prompt` positions, then one-token steps.
@@ -749,6 +847,35 @@ TEST_CASE("cuda backward ops are deterministic: the same inputs give the same bi
   for (size_t i = 0; i < first.size(); ++i)
     differing += std::memcmp(&first[i], &second[i], sizeof(float)) != 0 ? 1 : 0;
   CHECK(differing == 0);
+}
+
+TEST_CASE("cuda tensor-core attention backward is deterministic: the same inputs give the same bits",
+          "[cuda][determinism][attention]") {
+  SKIP_WITHOUT_GPU();
+  for (const lmt::DType dtype : {lmt::DType::kBF16, lmt::DType::kF16}) {
+    DYNAMIC_SECTION(lmt::dtype_name(dtype)) {
+      lmt::cuda::CudaOptions options;
+      options.dtype = dtype;
+      auto gpu = lmt::cuda::make_cuda_backend(options);
+      const int B = 1, T = 130, C = 128, NH = 2;  // head size 64, three query and key tiles
+      std::mt19937 rng(81);
+      const auto qkv = random_floats(sz(B * T * 3 * C), rng), dout = random_floats(sz(B * T * C), rng);
+      auto run = [&] {
+        Device d(*gpu, dtype);
+        Backend& b = d.backend();
+        const void* in = d.put(qkv);
+        void* out = d.poisoned(sz(B * T * C));
+        float* lse = d.poisoned32(sz(B * NH * T));
+        b.attention_forward(out, lse, in, B, T, C, NH);
+        void* dqkv = d.poisoned(sz(B * T * 3 * C));
+        b.attention_backward(dqkv, d.put(dout), in, out, lse, B, T, C, NH);
+        return d.get(dqkv, sz(B * T * 3 * C));
+      };
+      const auto first = run(), second = run();
+      REQUIRE(first.size() == second.size());
+      CHECK(std::memcmp(first.data(), second.data(), first.size() * sizeof(float)) == 0);
+    }
+  }
 }
 
 namespace {
