@@ -319,19 +319,12 @@ constexpr size_t key_shared_bytes() {
   return sizeof(float) * (2 * kBlockRows * D + 2 * kTile * (D + 1) + 2 * kWarps * kRowsPerWarp * kTile + 2 * kTile);
 }
 
-// Above 48 KiB a kernel must opt in to dynamic shared memory, on each device: the attribute
-// belongs to the kernel on the current device (allow_attention_shared_memory, below).
-template <typename Kernel>
-void allow_shared(Kernel kernel, size_t bytes) {
-  if (bytes > 48 * 1024)
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
-}
-
+// The opt-ins above 48 KiB (allow_attention_shared_memory, below).
 template <typename T, int D>
 void allow_shared_for() {
-  allow_shared(attention_forward_kernel<T, D>, forward_shared_bytes<D>());
-  allow_shared(attention_backward_query_kernel<T, D>, query_shared_bytes<D>());
-  allow_shared(attention_backward_key_kernel<T, D>, key_shared_bytes<D>());
+  allow_dynamic_shared(attention_forward_kernel<T, D>, forward_shared_bytes<D>());
+  allow_dynamic_shared(attention_backward_query_kernel<T, D>, query_shared_bytes<D>());
+  allow_dynamic_shared(attention_backward_key_kernel<T, D>, key_shared_bytes<D>());
 }
 
 template <typename T>

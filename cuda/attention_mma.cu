@@ -53,6 +53,23 @@ __device__ __forceinline__ void load_tile_async(T* tile, const T* head, long lon
   }
 }
 
+// The double buffer of K/V tiles 0..last, at tile j: starts loading tile j + 1 into the other
+// buffer, then waits until tile j (in buffer j & 1) has landed for the whole block.
+template <typename T, int D>
+__device__ __forceinline__ void next_kv_tiles(T* k_tiles, T* v_tiles, const T* k_head, const T* v_head,
+                                              long long row_stride, int j, int last, int T_) {
+  if (j < last) {
+    const int other = (j & 1) ^ 1;
+    load_tile_async<T, D>(k_tiles + other * tile_elements<D>(), k_head, row_stride, (j + 1) * kTileRows, T_);
+    load_tile_async<T, D>(v_tiles + other * tile_elements<D>(), v_head, row_stride, (j + 1) * kTileRows, T_);
+    cp_async_commit();
+    cp_async_wait<1>();
+  } else {
+    cp_async_wait<0>();
+  }
+  __syncthreads();
+}
+
 // 64 floats of a (B, NH, T) row from `first` into shared memory, zeros past T; threads
 // [thread0, thread0 + 64) of the block issue them.
 __device__ __forceinline__ void load_row_async(float* dst, const float* row, int first, int T_, int thread0) {
@@ -160,15 +177,7 @@ __global__ void __launch_bounds__(kThreads) attention_mma_forward_kernel(T* out,
   float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};  // log2 units; rows g, g + 8
   for (int j = 0; j <= tile; ++j) {
     const int buffer = j & 1;
-    if (j < tile) {
-      load_tile_async<T, D>(k_tiles + (buffer ^ 1) * tile_elements<D>(), k_head, row_stride, (j + 1) * kTileRows, T_);
-      load_tile_async<T, D>(v_tiles + (buffer ^ 1) * tile_elements<D>(), v_head, row_stride, (j + 1) * kTileRows, T_);
-      cp_async_commit();
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    __syncthreads();
+    next_kv_tiles<T, D>(k_tiles, v_tiles, k_head, v_head, row_stride, j, tile, T_);
     if (j == 0) load_a_fragments<D>(q_frag, q_tile, warp * 16, lane, sizeof(T));
     const T* k_tile = k_tiles + buffer * tile_elements<D>();
     const T* v_tile = v_tiles + buffer * tile_elements<D>();
@@ -284,15 +293,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int i = 0; i < 4; ++i) dq[n][i] = 0.0f;
   for (int j = 0; j <= tile; ++j) {
     const int buffer = j & 1;
-    if (j < tile) {
-      load_tile_async<T, D>(k_tiles + (buffer ^ 1) * tile_elements<D>(), k_head, row_stride, (j + 1) * kTileRows, T_);
-      load_tile_async<T, D>(v_tiles + (buffer ^ 1) * tile_elements<D>(), v_head, row_stride, (j + 1) * kTileRows, T_);
-      cp_async_commit();
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    __syncthreads();
+    next_kv_tiles<T, D>(k_tiles, v_tiles, k_head, v_head, row_stride, j, tile, T_);
     if (j == 0) {
       load_a_fragments<D>(q_frag, q_tile, warp * 16, lane, sizeof(T));
       load_a_fragments<D>(do_frag, do_tile, warp * 16, lane, sizeof(T));
@@ -433,17 +434,11 @@ constexpr size_t key_shared_bytes() {
   return 6 * tile_elements<D>() * 2 + 4 * kTileRows * sizeof(float);
 }
 
-template <typename Kernel>
-void allow_shared(Kernel kernel, size_t bytes) {
-  if (bytes > 48 * 1024)
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
-}
-
 template <typename T, int D>
 void allow_shared_for() {
-  allow_shared(attention_mma_forward_kernel<T, D>, forward_shared_bytes<D>());
-  allow_shared(attention_mma_backward_query_kernel<T, D>, query_shared_bytes<D>());
-  allow_shared(attention_mma_backward_key_kernel<T, D>, key_shared_bytes<D>());
+  allow_dynamic_shared(attention_mma_forward_kernel<T, D>, forward_shared_bytes<D>());
+  allow_dynamic_shared(attention_mma_backward_query_kernel<T, D>, query_shared_bytes<D>());
+  allow_dynamic_shared(attention_mma_backward_key_kernel<T, D>, key_shared_bytes<D>());
 }
 
 float softmax_scale(int D) { return 1.0f / sqrtf(static_cast<float>(D)); }

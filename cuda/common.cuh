@@ -93,6 +93,14 @@ __device__ __forceinline__ __half from_float<__half>(float value) {
 
 inline int ceil_div(long long a, long long b) { return static_cast<int>((a + b - 1) / b); }
 
+// Above 48 KiB a kernel must opt in to dynamic shared memory, on each device: the attribute
+// belongs to the kernel on the current device.
+template <typename Kernel>
+void allow_dynamic_shared(Kernel kernel, size_t bytes) {
+  if (bytes > 48 * 1024)
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+}
+
 __device__ __forceinline__ float warp_sum(float value) {
   for (int offset = 16; offset > 0; offset /= 2) value += __shfl_xor_sync(kFullMask, value, offset);
   return value;

@@ -422,42 +422,9 @@ TEST_CASE("cuda matmul with GELU: a refused epilogue falls back to the unfused o
 }
 #endif
 
-TEST_CASE("cuda attention: forward and backward match the CPU for head sizes 32, 64, 128", "[cuda][attention]") {
-  SKIP_WITHOUT_GPU();
-  // (B, T, C, NH): odd T everywhere so that partial tiles are exercised.
-  for (const auto& [B, T, C, NH] : {std::tuple{2, 37, 96, 3}, std::tuple{1, 70, 128, 2}, std::tuple{2, 33, 128, 1},
-                                    std::tuple{1, 1, 64, 2}}) {
-    for (const lmt::DType dtype : kAllTypes) {
-      DYNAMIC_SECTION("B=" << B << " T=" << T << " C=" << C << " NH=" << NH << " " << lmt::dtype_name(dtype)) {
-        std::mt19937 rng(static_cast<unsigned>(B * 1000 + T * 10 + NH));
-        const auto qkv = random_floats(sz(B * T * 3 * C), rng);
-        const auto dout = random_floats(sz(B * T * C), rng);
-        compare_backends(
-            [&](Device& d) {
-              Backend& b = d.backend();
-              const void* in = d.put(qkv);
-              void* out = d.poisoned(sz(B * T * C));
-              float* lse = d.poisoned32(sz(B * NH * T));
-              b.attention_forward(out, lse, in, B, T, C, NH);
-              void* dqkv = d.poisoned(sz(B * T * 3 * C));
-              b.attention_backward(dqkv, d.put(dout), in, out, lse, B, T, C, NH);
-              return Outputs{{"out", d.get(out, sz(B * T * C))},
-                             {"lse", d.get32(lse, sz(B * NH * T))},
-                             {"dqkv", d.get(dqkv, sz(B * T * 3 * C))}};
-            },
-            dtype, tolerance_for(dtype));
-      }
-    }
-  }
-}
-
-// The tensor-core path (cuda/attention_mma.cu: bf16 and fp16 at head sizes 64 and 128) at odd
-// and GPT-2 shapes: T=1 (one query, one masked tile), 37 (a partial tile), 64 (exactly one),
-// 130 and 200 (three and four tiles, the last partial, double-buffered), up to B*NH = 48 heads.
-// T=1024 runs in the emulator at one or two heads (about 6 s of emulation each), at B*NH = 48
-// on a GPU.
-void check_tensor_core_attention(int B, int T, int C, int NH, lmt::DType dtype) {
-  std::mt19937 rng(static_cast<unsigned>(B * 7919 + T * 31 + C + NH));
+// Attention forward and backward of fresh random inputs (seeded by `seed`) against the CPU.
+void check_attention(int B, int T, int C, int NH, lmt::DType dtype, unsigned seed) {
+  std::mt19937 rng(seed);
   const auto qkv = random_floats(sz(B * T * 3 * C), rng);
   const auto dout = random_floats(sz(B * T * C), rng);
   compare_backends(
@@ -474,6 +441,28 @@ void check_tensor_core_attention(int B, int T, int C, int NH, lmt::DType dtype) 
                        {"dqkv", d.get(dqkv, sz(B * T * 3 * C))}};
       },
       dtype, tolerance_for(dtype));
+}
+
+TEST_CASE("cuda attention: forward and backward match the CPU for head sizes 32, 64, 128", "[cuda][attention]") {
+  SKIP_WITHOUT_GPU();
+  // (B, T, C, NH): odd T everywhere so that partial tiles are exercised.
+  for (const auto& [B, T, C, NH] : {std::tuple{2, 37, 96, 3}, std::tuple{1, 70, 128, 2}, std::tuple{2, 33, 128, 1},
+                                    std::tuple{1, 1, 64, 2}}) {
+    for (const lmt::DType dtype : kAllTypes) {
+      DYNAMIC_SECTION("B=" << B << " T=" << T << " C=" << C << " NH=" << NH << " " << lmt::dtype_name(dtype)) {
+        check_attention(B, T, C, NH, dtype, static_cast<unsigned>(B * 1000 + T * 10 + NH));
+      }
+    }
+  }
+}
+
+// The tensor-core path (cuda/attention_mma.cu: bf16 and fp16 at head sizes 64 and 128) at odd
+// and GPT-2 shapes: T=1 (one query, one masked tile), 37 (a partial tile), 64 (exactly one),
+// 130 and 200 (three and four tiles, the last partial, double-buffered), up to B*NH = 48 heads.
+// T=1024 runs in the emulator at one or two heads (about 6 s of emulation each), at B*NH = 48
+// on a GPU.
+void check_tensor_core_attention(int B, int T, int C, int NH, lmt::DType dtype) {
+  check_attention(B, T, C, NH, dtype, static_cast<unsigned>(B * 7919 + T * 31 + C + NH));
 }
 
 TEST_CASE("cuda tensor-core attention: bf16 and fp16 match the CPU at head sizes 64 and 128", "[cuda][attention]") {
