@@ -65,6 +65,14 @@ inline constexpr EnumName<Divergence> kDivergenceNames[] = {
     {Divergence::kStop, "stop"}, {Divergence::kSkip, "skip"}, {Divergence::kOff, "off"}};
 constexpr const auto& enum_names(Divergence) { return kDivergenceNames; }
 
+// Which activations the backward pass recomputes instead of keeping from the forward
+// (model/gpt_tensors.h, docs/architecture.md#activation-recompute-modelrecompute): none, the GELU output, or
+// every block's activations but its input. Losses and gradients are the same bits at every choice.
+enum class Recompute { kNone, kMlp, kBlock };
+inline constexpr EnumName<Recompute> kRecomputeNames[] = {
+    {Recompute::kNone, "none"}, {Recompute::kMlp, "mlp"}, {Recompute::kBlock, "block"}};
+constexpr const auto& enum_names(Recompute) { return kRecomputeNames; }
+
 // ---- the sections ----------------------------------------------------------------------------
 
 struct RunConfig {
@@ -123,6 +131,7 @@ struct ModelConfig {
   int64_t vocab_pad_to = 128;
   double init_std = 0.02;
   std::string init_from;  // empty: random initialization
+  Recompute recompute = Recompute::kNone;
 
   void validate(ConfigCheck& c) const;  // this section's own rules
 
@@ -138,6 +147,9 @@ struct ModelConfig {
     v.field("init_from", init_from,
             "start from pretrained weights (fine-tuning: step 0, fresh optimizer): hf:DIR (a Hugging Face GPT-2 "
             "directory) or an lmtrain checkpoint; empty = random initialization");
+    v.field("recompute", recompute,
+            "activations recomputed in the backward pass instead of kept: none, mlp (the GELU output) or block "
+            "(all but each block's input); the same losses and gradients, less memory");
   }
 };
 

@@ -168,6 +168,16 @@ class CudaBackend final : public lmt::Backend {
       return;
     Backend::matmul_gelu_forward(pre, out, inp, weight, bias, N, C, OC);
   }
+  // model.recompute mlp. The fused forward's out is cuBLASLt's GELU of the fp32 accumulator, which
+  // gelu_forward of the stored (in bf16/fp16, rounded) pre does not give bit for bit: the product
+  // runs again, through the same path as the forward, with pre's copy in scratch. Unfused, the
+  // forward's out was gelu_forward(pre), which the default computes.
+  void matmul_gelu_recompute(void* out, void* scratch, const void* pre, const void* inp, const void* weight,
+                             const void* bias, int N, int C, int OC) override {
+    if (N == 0) return;
+    if (fuse_gelu_) return matmul_gelu_forward(scratch, out, inp, weight, bias, N, C, OC);
+    Backend::matmul_gelu_recompute(out, scratch, pre, inp, weight, bias, N, C, OC);
+  }
   // Its backward: dpre = (dout @ weight) * gelu'(pre) in one GEMM (the DGELU epilogue).
   void matmul_backward_gelu(void* dpre, float* dweight, float* dbias, const void* dout, const void* inp,
                             const void* weight, const void* pre, int N, int C, int OC) override {

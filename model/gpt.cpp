@@ -58,10 +58,11 @@ GPT::BlockTensors<float*> GPT::block_grads(size_t l) {
 }
 
 GPT::BlockActivations GPT::block_activations(size_t l) const {
-  auto a = [&](int index) { return act(index, l * act_layer_numel_[index]); };
-  auto s = [&](int index) { return stat(index, l * act_layer_numel_[index]); };
+  // A buffer that all layers share (model.recompute) has stride 0: every layer gets its one slice.
+  auto a = [&](int index) { return act(index, l * act_layer_stride_[index]); };
+  auto s = [&](int index) { return stat(index, l * act_layer_stride_[index]); };
   BlockActivations b;
-  b.input = l == 0 ? act(aEncoded) : act(aResidual3, (l - 1) * act_layer_numel_[aResidual3]);
+  b.input = l == 0 ? act(aEncoded) : act(aResidual3, (l - 1) * act_layer_stride_[aResidual3]);
   b.ln1 = a(aLn1);
   b.qkv = a(aQkv);
   b.atty = a(aAtty);
@@ -100,33 +101,46 @@ GPT::~GPT() {
 }
 
 void GPT::init_weights(uint64_t seed, double std) {
-  std::vector<float> host(num_params_, 0.0f);
+  // Written through a host buffer of at most 1M values: a copy of the whole arena would add 4
+  // bytes per parameter to the process's peak memory (on the CPU, beside the arena itself).
+  constexpr size_t kChunk = size_t{1} << 20;
+  std::vector<float> host(std::min(kChunk, num_params_));
   const double residual_std = std / std::sqrt(2.0 * cfg_.num_layers);
   for (size_t i = 0; i < layout_.size(); ++i) {
     const ParamTensor& t = layout_[i];
-    float* dst = host.data() + t.offset;
-    // Each tensor has its own stream, so adding a tensor never shifts the others' values.
-    Rng rng(hash_combine(seed, 0x6770742D696E6974ull, i));
+    // Elements [0, random) are N(0, scale) draws, the rest `constant`.
+    size_t random = 0;
+    double scale = 0.0;
+    float constant = 0.0f;  // biases start at zero
     switch (i) {
-      case kWte: {
-        const size_t real = static_cast<size_t>(cfg_.vocab_size) * cfg_.channels;
-        for (size_t j = 0; j < real; ++j) dst[j] = static_cast<float>(rng.normal() * std);
-        break;  // padded rows stay zero
-      }
+      case kWte:
+        random = static_cast<size_t>(cfg_.vocab_size) * cfg_.channels;  // padded rows stay zero
+        scale = std;
+        break;
       case kWpe: case kQkvw: case kFcw:
-        for (size_t j = 0; j < t.numel; ++j) dst[j] = static_cast<float>(rng.normal() * std);
+        random = t.numel;
+        scale = std;
         break;
       case kAttprojw: case kFcprojw:
-        for (size_t j = 0; j < t.numel; ++j) dst[j] = static_cast<float>(rng.normal() * residual_std);
+        random = t.numel;
+        scale = residual_std;
         break;
       case kLn1w: case kLn2w: case kLnfw:
-        std::fill(dst, dst + t.numel, 1.0f);
+        constant = 1.0f;
         break;
       default:
-        break;  // biases start at zero
+        break;
+    }
+    // Each tensor has its own stream, so adding a tensor never shifts the others' values.
+    Rng rng(hash_combine(seed, 0x6770742D696E6974ull, i));
+    for (size_t begin = 0; begin < t.numel; begin += kChunk) {
+      const size_t n = std::min(kChunk, t.numel - begin);
+      for (size_t k = 0; k < n; ++k)
+        host[k] = begin + k < random ? static_cast<float>(rng.normal() * scale) : constant;
+      backend_.copy_to_device(params_ + t.offset + begin, host.data(), n * sizeof(float));
     }
   }
-  set_parameters(host);
+  parameters_changed();
 }
 
 void GPT::set_parameters(const std::vector<float>& host) {
@@ -183,25 +197,24 @@ void GPT::ensure_activations(int B, int T) {
       static_cast<size_t>(B) * T <= static_cast<size_t>(act_B_) * act_T_) {
     return;
   }
-  if (act_memory_) backend_.free(act_memory_);
+  if (act_memory_) {
+    backend_.free(act_memory_);
+    act_memory_ = nullptr;  // an alloc that throws below must not leave the freed arena behind
+    act_bytes_ = 0;
+  }
   B = std::max(B, act_B_);
   T = std::max(T, act_T_);
-  auto buffers = activation_layout(cfg_, B, T);
-  LMT_CHECK(buffers.size() == static_cast<size_t>(kNumActivationBuffers), "activation_layout does not follow model/gpt_tensors.h");
-  // Each buffer starts on a 256-byte boundary (what vectorized kernels and cuBLASLt like best).
-  auto round_up = [](size_t bytes) { return (bytes + 255) / 256 * 256; };
-  act_elem_bytes_.assign(buffers.size(), 0);
-  size_t total = 0;
-  for (size_t i = 0; i < buffers.size(); ++i) {
+  std::vector<size_t> offsets;
+  const size_t bytes = activation_bytes(cfg_, B, T, dtype_size(dtype_), &offsets);
+  LMT_CHECK(offsets.size() == static_cast<size_t>(kNumActivationBuffers), "activation_layout does not follow model/gpt_tensors.h");
+  act_memory_ = backend_.alloc(bytes);
+  act_bytes_ = bytes;
+  act_ptrs_.assign(offsets.size(), nullptr);
+  act_elem_bytes_.assign(offsets.size(), 0);
+  const auto buffers = activation_layout(cfg_, B, T);
+  for (size_t i = 0; i < offsets.size(); ++i) {
+    act_ptrs_[i] = static_cast<char*>(act_memory_) + offsets[i];
     act_elem_bytes_[i] = buffers[i].wide ? 4 : dtype_size(dtype_);
-    total += round_up(buffers[i].numel * act_elem_bytes_[i]);
-  }
-  act_memory_ = backend_.alloc(total);
-  act_ptrs_.assign(buffers.size(), nullptr);
-  char* cursor = static_cast<char*>(act_memory_);
-  for (size_t i = 0; i < buffers.size(); ++i) {
-    act_ptrs_[i] = cursor;
-    cursor += round_up(buffers[i].numel * act_elem_bytes_[i]);
   }
   act_B_ = B;
   act_T_ = T;
@@ -226,36 +239,43 @@ float GPT::forward_for_backward(const int32_t* inputs, const int32_t* targets, i
 
 void GPT::backward() { run_backward(last_B_, last_T_); }
 
-void GPT::forward_trunk(int B, int T, int cache_pos) {
+void GPT::set_layer_strides(int B, int T) {
   // Buffers are laid out for (act_B_, act_T_); per-layer slices use the current (B, T), so
-  // smaller batches simply use a prefix of each buffer.
-  GPTConfig one_layer = cfg_;
-  one_layer.num_layers = 1;
-  act_layer_numel_.clear();
-  for (const auto& buffer : activation_layout(one_layer, B, T)) act_layer_numel_.push_back(buffer.numel);
-  const size_t L = cfg_.num_layers, C = cfg_.channels, NH = cfg_.num_heads;
+  // smaller batches simply use a prefix of each slice's place.
+  act_layer_stride_.clear();
+  for (const auto& buffer : activation_layout(cfg_, B, T)) act_layer_stride_.push_back(buffer.layer_stride);
+}
+
+void GPT::block_forward(size_t l, int B, int T, int cache_pos, bool recompute) {
+  const size_t C = cfg_.channels, NH = cfg_.num_heads;
+  const size_t BT = static_cast<size_t>(B) * T;
+  const BlockTensors<const void*> p = block_params(l);
+  const BlockActivations a = block_activations(l);
+  backend_.layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, a.input, p.ln1w, p.ln1b, BT, C);
+  backend_.matmul_forward(a.qkv, a.ln1, p.qkvw, p.qkvb, BT, C, 3 * C);
+  if (cache_pos < 0) {
+    backend_.attention_forward(a.atty, a.att_lse, a.qkv, B, T, C, NH);
+  } else {
+    const size_t cache_layer = static_cast<size_t>(gen_B_) * gen_capacity_ * C * dtype_size(dtype_);
+    char* k_cache = static_cast<char*>(kv_memory_) + 2 * l * cache_layer;
+    backend_.attention_cached_forward(a.atty, k_cache, k_cache + cache_layer, a.qkv, B, T, cache_pos, gen_capacity_,
+                                      C, NH);
+  }
+  backend_.matmul_residual_forward(a.residual2, a.input, a.atty, p.attprojw, p.attprojb, BT, C, C);
+  backend_.layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.residual2, p.ln2w, p.ln2b, BT, C);
+  backend_.matmul_gelu_forward(a.fch, a.fch_gelu, a.ln2, p.fcw, p.fcb, BT, C, 4 * C);
+  if (recompute) return;
+  backend_.matmul_residual_forward(a.residual3, a.residual2, a.fch_gelu, p.fcprojw, p.fcprojb, BT, 4 * C, C);
+}
+
+void GPT::forward_trunk(int B, int T, int cache_pos) {
+  set_layer_strides(B, T);
+  const size_t L = cfg_.num_layers, C = cfg_.channels;
   const size_t BT = static_cast<size_t>(B) * T;
   const auto* tokens = static_cast<const int32_t*>(act(aInputs));
   const size_t pos = cache_pos < 0 ? 0 : static_cast<size_t>(cache_pos);
   backend_.encoder_forward(act(aEncoded), tokens, param(kWte), param(kWpe, pos * C), B, T, C);
-  const size_t cache_layer = static_cast<size_t>(gen_B_) * gen_capacity_ * C * dtype_size(dtype_);
-  for (size_t l = 0; l < L; ++l) {
-    const BlockTensors<const void*> p = block_params(l);
-    const BlockActivations a = block_activations(l);
-    backend_.layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, a.input, p.ln1w, p.ln1b, BT, C);
-    backend_.matmul_forward(a.qkv, a.ln1, p.qkvw, p.qkvb, BT, C, 3 * C);
-    if (cache_pos < 0) {
-      backend_.attention_forward(a.atty, a.att_lse, a.qkv, B, T, C, NH);
-    } else {
-      char* k_cache = static_cast<char*>(kv_memory_) + 2 * l * cache_layer;
-      backend_.attention_cached_forward(a.atty, k_cache, k_cache + cache_layer, a.qkv, B, T, cache_pos,
-                                        gen_capacity_, C, NH);
-    }
-    backend_.matmul_residual_forward(a.residual2, a.input, a.atty, p.attprojw, p.attprojb, BT, C, C);
-    backend_.layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.residual2, p.ln2w, p.ln2b, BT, C);
-    backend_.matmul_gelu_forward(a.fch, a.fch_gelu, a.ln2, p.fcw, p.fcb, BT, C, 4 * C);
-    backend_.matmul_residual_forward(a.residual3, a.residual2, a.fch_gelu, p.fcprojw, p.fcprojb, BT, 4 * C, C);
-  }
+  for (size_t l = 0; l < L; ++l) block_forward(l, B, T, cache_pos, false);
   const void* last = block_activations(L - 1).residual3;
   backend_.layernorm_forward(act(aLnf), stat(aLnfMean), stat(aLnfRstd), last, param(kLnfw), param(kLnfb), BT, C);
 }
@@ -337,6 +357,17 @@ void GPT::run_backward(int B, int T) {
     const BlockTensors<const void*> p = block_params(l);
     const BlockTensors<float*> g = block_grads(l);
     const BlockActivations a = block_activations(l);
+    // model.recompute: refill the one-layer slices with block l's activations. The last block's
+    // are still there from the forward pass.
+    if (l + 1 < L && !skip_recompute_for_testing_) {
+      if (cfg_.recompute == Recompute::kBlock) {
+        block_forward(l, B, T, -1, true);  // from its input, residual3[l-1] (or the embedding)
+      } else if (cfg_.recompute == Recompute::kMlp) {
+        // The GELU output from its input fch, bit for bit as the forward wrote it; dfch is free
+        // until matmul_backward_gelu below overwrites it.
+        backend_.matmul_gelu_recompute(a.fch_gelu, act(aDfch), a.fch, a.ln2, p.fcw, p.fcb, BT, C, 4 * C);
+      }
+    }
     // dresidual holds d loss / d residual3[l]; the residual add passes it to both branches.
     backend_.matmul_backward_gelu(act(aDfch), g.fcprojw, g.fcprojb, dresidual, a.fch_gelu, p.fcprojw, a.fch, BT,
                                   4 * C, C);

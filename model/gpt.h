@@ -65,6 +65,15 @@ class GPT {
   int generation_length() const { return gen_pos_; }  // positions cached
   int generation_capacity() const { return gen_capacity_; }
 
+  // Bytes of the activation arena as allocated through the backend (0 before the first forward):
+  // activation_bytes() of the largest (B, T) seen, at config().recompute, which is what
+  // estimate_memory reports and `lmtrain plan` prints.
+  size_t activation_arena_bytes() const { return act_bytes_; }
+  // Tests only: the backward pass skips its recomputation (model.recompute mlp or block) and reads
+  // the one-layer slices as the forward left them, holding the last block's activations: the stale
+  // data a broken recompute would use, which the bit-identity tests must catch.
+  void skip_recompute_for_testing(bool skip) { skip_recompute_for_testing_ = skip; }
+
   // The fp32 arenas: parameters (the master weights the optimizer updates) and gradients.
   float* params() { return params_; }
   float* grads() { return grads_; }
@@ -84,6 +93,12 @@ class GPT {
   BlockTensors<float*> block_grads(size_t l);
   BlockActivations block_activations(size_t l) const;
   void ensure_activations(int B, int T);
+  // The strides of the per-layer slices (act_layer_stride_) at this (B, T).
+  void set_layer_strides(int B, int T);
+  // Block l's forward from its input at (B, T), with training's attention (cache_pos < 0) or the
+  // cached one. With `recompute` (the backward pass of model.recompute block) it refills the
+  // block's activations and leaves its output, residual3[l], alone: that is kept, not recomputed.
+  void block_forward(size_t l, int B, int T, int cache_pos, bool recompute);
   // The first `rows` rows of the logits buffer on the host: fp32, without the padding columns.
   std::vector<float> logits_rows(size_t rows) const;
   // Embedding, blocks and final layernorm of (B, T) tokens already in act(aInputs). With
@@ -118,8 +133,11 @@ class GPT {
   void* act_memory_ = nullptr;
   std::vector<void*> act_ptrs_;
   std::vector<size_t> act_elem_bytes_;
-  // Elements of one layer's slice of each activation buffer at (last_B_, last_T_).
-  std::vector<size_t> act_layer_numel_;
+  size_t act_bytes_ = 0;
+  // Elements from one layer's slice of each activation buffer to the next at (last_B_, last_T_);
+  // 0 for a buffer that all layers share (recomputed in backward) or that has no layer axis.
+  std::vector<size_t> act_layer_stride_;
+  bool skip_recompute_for_testing_ = false;
   // Generation: k and v caches, (L, B, NH, capacity, HS) each, in the compute dtype.
   void* kv_memory_ = nullptr;
   int gen_B_ = 0, gen_capacity_ = 0, gen_pos_ = 0;

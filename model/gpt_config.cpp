@@ -14,6 +14,7 @@ GPTConfig GPTConfig::from(const ModelConfig& model, int64_t vocab_size) {
   cfg.max_seq_len = static_cast<int>(model.max_seq_len);
   cfg.vocab_size = static_cast<int>(vocab_size);
   cfg.padded_vocab_size = pad_vocab(cfg.vocab_size, static_cast<int>(model.vocab_pad_to));
+  cfg.recompute = model.recompute;
   return cfg;
 }
 
@@ -50,19 +51,51 @@ double flops_per_token(const GPTConfig& cfg, int T) {
          6.0 * cfg.num_layers * static_cast<double>(cfg.channels) * T;
 }
 
+namespace {
+
+// How many layer slices a buffer of model/gpt_tensors.h holds (see the list there).
+enum LayerSlices { kOne, kAllLayers, kLayersAtNone, kLayersBelowBlock };
+
+bool keeps_every_layer(LayerSlices slices, Recompute recompute) {
+  switch (slices) {
+    case kOne: return false;
+    case kAllLayers: return true;
+    case kLayersAtNone: return recompute == Recompute::kNone;
+    case kLayersBelowBlock: return recompute != Recompute::kBlock;
+  }
+  return true;
+}
+
+}  // namespace
+
 std::vector<ActivationBuffer> activation_layout(const GPTConfig& cfg, int B, int T) {
   const size_t L = cfg.num_layers, C = cfg.channels, NH = cfg.num_heads;
   const size_t BT = static_cast<size_t>(B) * T, Vp = cfg.padded_vocab_size;
+  // Where a buffer keeps every layer's slice, each slice starts 128 elements (256 bytes at 2 bytes,
+  // 512 at 4) after a multiple of them: every layer's slice is as aligned as the one slice all
+  // layers share at another model.recompute, so a GEMM whose plan depends on its operands'
+  // alignment (cuBLASLt's) picks the same algorithm, and the same bits, at every choice.
+  auto buffer = [&](const char* name, size_t slice, LayerSlices slices, bool wide) {
+    if (!keeps_every_layer(slices, cfg.recompute)) return ActivationBuffer{name, slice, wide, 0};
+    const size_t stride = (slice + 127) / 128 * 128;
+    return ActivationBuffer{name, (L - 1) * stride + slice, wide, stride};
+  };
   return {
-#define LMT_ACTIVATION(id, name, numel, wide) {name, numel, wide},
+#define LMT_ACTIVATION(id, name, numel, slices, wide) buffer(name, numel, slices, wide),
       LMT_GPT_ACTIVATIONS(LMT_ACTIVATION)
 #undef LMT_ACTIVATION
   };
 }
 
-size_t activation_bytes(const GPTConfig& cfg, int B, int T, size_t compute_bytes) {
+size_t activation_bytes(const GPTConfig& cfg, int B, int T, size_t compute_bytes, std::vector<size_t>* offsets) {
+  // A 256-byte boundary is what vectorized kernels and cuBLASLt like best.
+  auto round_up = [](size_t bytes) { return (bytes + 255) / 256 * 256; };
   size_t total = 0;
-  for (const auto& a : activation_layout(cfg, B, T)) total += a.numel * (a.wide ? 4 : compute_bytes);
+  if (offsets) offsets->clear();
+  for (const auto& a : activation_layout(cfg, B, T)) {
+    if (offsets) offsets->push_back(total);
+    total += round_up(a.numel * (a.wide ? 4 : compute_bytes));
+  }
   return total;
 }
 

@@ -17,6 +17,9 @@ struct GPTConfig {
   int num_layers = 12;           // L
   int num_heads = 12;            // NH
   int channels = 768;            // C
+  // Not a shape: which activations the backward pass recomputes (model.recompute). It changes the
+  // activation arena and the work, never a result; checkpoints do not record it.
+  Recompute recompute = Recompute::kNone;
 
   // The model section's shape with its vocabulary (model.vocab_size, or the data's when that is
   // 0: resolved by the caller) padded to a multiple of model.vocab_pad_to.
@@ -56,18 +59,25 @@ int64_t parameter_count(const GPTConfig& cfg);         // the model's true param
 // Training FLOPs per token: 6N + 6*L*C*T (llm.c's estimate; attention is causal).
 double flops_per_token(const GPTConfig& cfg, int T);
 
-// One entry per activation buffer for a (B, T) batch: saved activations for backward,
-// backward scratch, token buffers. Elements are float except the token buffers.
+// One entry per activation buffer for a (B, T) batch at cfg.recompute, in storage order
+// (model/gpt_tensors.h): saved activations for backward, backward scratch, token buffers.
 struct ActivationBuffer {
   std::string name;
-  size_t numel = 0;
+  size_t numel = 0;  // elements of the whole buffer
   // 4-byte elements at every precision: fp32 statistics (layernorm mean/rstd, attention
   // log-sum-exp, losses) and int32 token ids. The rest hold the compute dtype.
   bool wide = false;
+  // Elements from one layer's slice to the next where the buffer keeps every layer's (a slice's
+  // elements rounded up to a multiple of 128, so each slice is 256-byte aligned); 0 where the
+  // layers share one slice (recomputed in backward) or there is no layer axis.
+  size_t layer_stride = 0;
 };
 std::vector<ActivationBuffer> activation_layout(const GPTConfig& cfg, int B, int T);
-// Total bytes with compute elements of `compute_bytes` bytes (4 for fp32, 2 for bf16/fp16).
-size_t activation_bytes(const GPTConfig& cfg, int B, int T, size_t compute_bytes);
+// Bytes of the activation arena GPT allocates for a (B, T) batch with compute elements of
+// `compute_bytes` bytes (4 for fp32, 2 for bf16/fp16): each buffer starts on a 256-byte boundary.
+// `offsets` (optional) receives each buffer's byte offset into the arena.
+size_t activation_bytes(const GPTConfig& cfg, int B, int T, size_t compute_bytes,
+                        std::vector<size_t>* offsets = nullptr);
 
 // Memory per rank, in bytes, for a given precision.
 struct MemoryEstimate {
@@ -75,11 +85,13 @@ struct MemoryEstimate {
   double master_weights = 0;  // fp32 copy when computing in 16 bits
   double gradients = 0;
   double optimizer_state = 0;  // Adam m and v in fp32
-  double activations = 0;
+  double activations = 0;  // the activation arena at the config's model.recompute
   double total() const {
     return parameters + master_weights + gradients + optimizer_state + activations;
   }
 };
+// What GPT and AdamW allocate through the backend for a (B, T) micro batch (the trainer's own
+// buffers, library workspaces and allocator overhead are not in it).
 MemoryEstimate estimate_memory(const GPTConfig& cfg, int B, int T, DType dtype);
 
 }  // namespace lmt

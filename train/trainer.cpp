@@ -387,9 +387,12 @@ void Trainer::Run::announce() {
     if (!pretrained_notice.empty()) reporter.notice(pretrained_notice);
   }
   reporter.notice(fmt::format("lmtrain {} | run {} | backend {}", LMTRAIN_VERSION, run_dir, choice.backend->name()));
-  reporter.notice(fmt::format("model: {} layers, {} heads, {} channels, vocab {} (padded {}), {} parameters",
+  reporter.notice(fmt::format("model: {} layers, {} heads, {} channels, vocab {} (padded {}), {} parameters{}",
                               cfg.num_layers, cfg.num_heads, cfg.channels, cfg.vocab_size, cfg.padded_vocab_size,
-                              with_commas(parameter_count(cfg))));
+                              with_commas(parameter_count(cfg)),
+                              cfg.recompute == Recompute::kNone
+                                  ? std::string()
+                                  : fmt::format(", model.recompute {}", name_of(cfg.recompute))));
   reporter.notice(fmt::format("batch: {} seq x {} tokens x {} accum x {} rank = {} tokens/step; {} steps", B, T,
                               accum, options.world_size, with_commas(tokens_per_step), r.run.steps));
   if (seq_len->enabled())
@@ -653,7 +656,8 @@ TrainResult Trainer::finish(bool interrupted, int stop_signal) {
       {"seconds", result.seconds},
       {"interrupted", result.interrupted},
       {"skipped_steps", s.scaler->skipped_steps()},
-      {"divergence_skipped_steps", s.guard.skipped_steps()}};
+      {"divergence_skipped_steps", s.guard.skipped_steps()},
+      {"activation_bytes", s.model->activation_arena_bytes()}};
   s.reporter.emit({"end", summary, ""});
   write_file_atomic((std::filesystem::path(s.run_dir) / "summary.json").string(), summary.dump(2) + "\n");
   s.reporter.notice(fmt::format(

@@ -1,6 +1,8 @@
 // lmtrain plan RECIPE [--world-size N] [--print-config] [--set key=value]...
 #include <fmt/format.h>
 
+#include <cmath>
+
 #include "apps/lmtrain/commands.h"
 #include "core/error.h"
 #include "core/recipe.h"
@@ -74,10 +76,22 @@ Action add_plan_command(CLI::App& app) {
     if (mem.master_weights > 0) fmt::print("  master weights   {:>12}  (fp32)\n", human_bytes(mem.master_weights));
     fmt::print("  gradients        {:>12}\n", human_bytes(mem.gradients));
     fmt::print("  optimizer state  {:>12}  (AdamW m, v in fp32)\n", human_bytes(mem.optimizer_state));
-    fmt::print("  activations      {:>12}  (micro batch {} x {})\n", human_bytes(mem.activations), B, T);
+    fmt::print("  activations      {:>12}  (micro batch {} x {}, model.recompute {})\n", human_bytes(mem.activations), B,
+               T, name_of(cfg.recompute));
     fmt::print("  total            {:>12}  (zero_stage 0)\n", human_bytes(mem.total()));
     fmt::print("  total            {:>12}  (zero_stage 1 over {} rank{}: master weights and optimizer state / {})\n",
                human_bytes(stage1_total), world, world == 1 ? "" : "s", world);
+    // Every model.recompute: the same losses and gradients, less memory for more work.
+    fmt::print("by model.recompute (the same losses and gradients; total at zero_stage {}):\n", r.distributed.zero_stage);
+    for (const auto& [choice, name] : kRecomputeNames) {
+      GPTConfig alt = cfg;
+      alt.recompute = choice;
+      const MemoryEstimate m = estimate_memory(alt, B, T, r.precision.dtype);
+      const double total = m.total() - (r.distributed.zero_stage == 0 ? 0.0 : sharded_state - sharded_state / static_cast<double>(world));
+      fmt::print("  {:<6} activations {:>12}  total {:>12}  (activations {} bytes){}\n", name, human_bytes(m.activations),
+                 human_bytes(total), with_commas(static_cast<int64_t>(std::llround(m.activations))),
+                 choice == cfg.recompute ? "  <- this recipe" : "");
+    }
     return 0;
   };
 }
