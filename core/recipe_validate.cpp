@@ -56,6 +56,10 @@ constexpr int64_t kMaxDimension = 2147483647;
 // arithmetic exact in 64 bits and is far beyond any machine's memory.
 constexpr double kMaxElements = 281474976710656.0;
 constexpr size_t kMaxFileNameBytes = 255;  // NAME_MAX of Linux file systems
+// Rows the ops and kernels count in 32-bit integers: tokens of a micro-batch (N = B * T rows of
+// every activation) and padded vocabulary entries. 2^30 leaves them room for a row index plus a
+// tile or a stride without passing 2^31; element offsets (rows times columns) are 64-bit.
+constexpr int64_t kMaxRows = int64_t{1} << 30;
 
 void RunConfig::validate(ConfigCheck& c) const {
   c.at_least("steps", steps, 1);
@@ -298,6 +302,17 @@ void check_sizes(const Recipe& r, ConfigCheck& c) {
                                        "most 2^48 (2.8e14)",
                                        m.n_layer, m.n_embd, params));
   const double BT = static_cast<double>(r.run.micro_batch_size) * static_cast<double>(r.run.seq_len);
+  if (BT > static_cast<double>(kMaxRows))
+    c.fail("run.micro_batch_size", fmt::format("micro_batch_size {} x seq_len {} = {:.0f} tokens per micro-batch; "
+                                               "lmtrain holds at most 2^30 (1073741824)",
+                                               r.run.micro_batch_size, r.run.seq_len, BT));
+  if (m.vocab_size >= 1 && m.vocab_pad_to >= 1) {
+    const double padded = std::ceil(static_cast<double>(m.vocab_size) / pad) * pad;
+    if (padded > static_cast<double>(kMaxRows))
+      c.fail("model.vocab_size", fmt::format("{} padded to a multiple of vocab_pad_to {} is {:.0f}; lmtrain holds "
+                                             "at most 2^30 (1073741824) vocabulary rows",
+                                             m.vocab_size, m.vocab_pad_to, padded));
+  }
   const double activations = BT * (L * (16.0 * C + 4.0) + 10.0 * C + Vp + 6.0) +
                              L * static_cast<double>(r.run.micro_batch_size) * static_cast<double>(m.n_head) *
                                  static_cast<double>(r.run.seq_len);

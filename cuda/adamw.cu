@@ -28,6 +28,7 @@ __global__ void sum_squares_kernel(double* block_sums, const float* values, size
   if (threadIdx.x == 0) block_sums[blockIdx.x] = total;
 }
 
+// occupancy: at least 8 blocks of 256 threads per SM
 __global__ void adamw_kernel(float* params, const float* grads, float* m, float* v, size_t n, float lr,
                              float beta1, float beta2, float eps, float weight_decay, float grad_scale,
                              float bias_correction1, float bias_correction2) {

@@ -12,6 +12,8 @@
 // and dS = P * (dP - delta): dQ = scale * dS K is one kernel over query blocks (keys streamed),
 // dK = scale * dS^T Q and dV = P^T dO another over key blocks (queries streamed). Both recompute
 // P from q, k and the saved lse.
+#include <algorithm>
+
 #include "cuda/common.cuh"
 #include "cuda/kernels.cuh"
 
@@ -52,9 +54,15 @@ __device__ void load_rows(float* tile, int pitch, const T* src, const HeadView& 
   }
 }
 
+// Resident blocks per SM on an A100 and an H100 (tools/check_kernel_resources.sh holds them to
+// ptxas's registers): head size 128 is limited by its shared memory, 32 by registers.
+// occupancy <*, 32>: at least 8 blocks of 128 threads per SM with 12416 bytes of dynamic shared memory
+// occupancy <*, 64>: at least 6 blocks of 128 threads per SM with 22656 bytes of dynamic shared memory
+// occupancy <*, 128>: at least 3 blocks of 128 threads per SM with 43136 bytes of dynamic shared memory
 template <typename T, int D>
 __global__ void __launch_bounds__(kThreads) attention_forward_kernel(T* out, float* lse, const T* qkv,
                                                                      HeadView view, float scale) {
+  LMT_CHECK_LAUNCH_BOUNDS(kThreads);
   constexpr int kDimsPerLane = D / 32;
   LMT_DYNAMIC_SHARED(float, shared);
   float* q_tile = shared;                        // [kBlockRows][D], scaled
@@ -129,26 +137,36 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(T* out, flo
   }
 }
 
-// delta (B, NH, T) = sum over d of dout * out, one warp per (b, t, h).
+// delta (B, NH, T) = sum over d of dout * out, one warp per (b, t, h). The warps stride over the
+// rows: B * T * NH can pass 2^31 (plan accepts such shapes), a grid's x cannot.
+// occupancy: at least 8 blocks of 256 threads per SM
 template <typename T>
 __global__ void attention_delta_kernel(float* delta, const T* dout, const T* out, HeadView view, int B) {
   const int lane = threadIdx.x % 32;
-  const long long row = static_cast<long long>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
-  if (row >= static_cast<long long>(B) * view.T * view.NH) return;
-  const int h = static_cast<int>(row % view.NH);
-  const int t = static_cast<int>(row / view.NH % view.T);
-  const int b = static_cast<int>(row / view.NH / view.T);
-  float sum = 0.0f;
-  for (int d = lane; d < view.HS; d += 32) sum += to_float(dout[view.out_index(b, t, h, d)]) * to_float(out[view.out_index(b, t, h, d)]);
-  sum = warp_sum(sum);
-  if (lane == 0) delta[view.lse_index(b, h, t)] = sum;
+  const long long rows = static_cast<long long>(B) * view.T * view.NH;
+  const long long warps = static_cast<long long>(gridDim.x) * (blockDim.x / 32);
+  for (long long row = static_cast<long long>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32; row < rows;
+       row += warps) {
+    const int h = static_cast<int>(row % view.NH);
+    const int t = static_cast<int>(row / view.NH % view.T);
+    const int b = static_cast<int>(row / view.NH / view.T);
+    float sum = 0.0f;
+    for (int d = lane; d < view.HS; d += 32)
+      sum += to_float(dout[view.out_index(b, t, h, d)]) * to_float(out[view.out_index(b, t, h, d)]);
+    sum = warp_sum(sum);
+    if (lane == 0) delta[view.lse_index(b, h, t)] = sum;
+  }
 }
 
+// occupancy <*, 32>: at least 8 blocks of 128 threads per SM with 14592 bytes of dynamic shared memory
+// occupancy <*, 64>: at least 6 blocks of 128 threads per SM with 26880 bytes of dynamic shared memory
+// occupancy <*, 128>: at least 3 blocks of 128 threads per SM with 51456 bytes of dynamic shared memory
 template <typename T, int D>
 __global__ void __launch_bounds__(kThreads) attention_backward_query_kernel(T* dqkv, const T* dout,
                                                                             const T* qkv, const float* lse,
                                                                             const float* delta, HeadView view,
                                                                             float scale) {
+  LMT_CHECK_LAUNCH_BOUNDS(kThreads);
   constexpr int kDimsPerLane = D / 32;
   LMT_DYNAMIC_SHARED(float, shared);
   float* q_tile = shared;                         // [kBlockRows][D], scaled
@@ -176,7 +194,9 @@ __global__ void __launch_bounds__(kThreads) attention_backward_query_kernel(T* d
     load_rows<T, D>(v_tile, D + 1, qkv, view, b, h, 2, first_key, kTile, 1.0f);
     __syncthreads();
     float score[kRowsPerWarp] = {}, dp[kRowsPerWarp] = {};
-    #pragma unroll 4
+    // Unrolled by 8, not 4: by 4, ptxas for sm_90 spills 8 bytes at head size 32
+    // (tools/check_kernel_resources.sh); by 8 it needs 56 registers there and spills nothing.
+    #pragma unroll 8
     for (int d = 0; d < D; ++d) {
       const float k = k_tile[lane * (D + 1) + d], v = v_tile[lane * (D + 1) + d];
       #pragma unroll
@@ -218,11 +238,15 @@ __global__ void __launch_bounds__(kThreads) attention_backward_query_kernel(T* d
   }
 }
 
+// occupancy <*, 32>: at least 8 blocks of 128 threads per SM with 16896 bytes of dynamic shared memory
+// occupancy <*, 64>: at least 5 blocks of 128 threads per SM with 29184 bytes of dynamic shared memory
+// occupancy <*, 128>: at least 3 blocks of 128 threads per SM with 53760 bytes of dynamic shared memory
 template <typename T, int D>
 __global__ void __launch_bounds__(kThreads) attention_backward_key_kernel(T* dqkv, const T* dout,
                                                                           const T* qkv, const float* lse,
                                                                           const float* delta, HeadView view,
                                                                           float scale) {
+  LMT_CHECK_LAUNCH_BOUNDS(kThreads);
   constexpr int kDimsPerLane = D / 32;
   LMT_DYNAMIC_SHARED(float, shared);
   float* k_own = shared;                          // [kBlockRows][D]
@@ -334,14 +358,35 @@ void allow_shared_for_head_sizes() {
   allow_shared_for<T, 128>();
 }
 
+// The kernels take heads from grid y and sequences from grid z, which hold at most 65535 each:
+// a larger batch (or head count) runs as several launches, each on a slice of sequences and heads
+// whose tensors are indexed from the slice's first element (HeadView keeps the full T, C and NH,
+// so the strides stay those of the whole tensors). fn(slice, grid) for each slice, with the
+// offsets of its first element in each tensor.
+constexpr int kMaxGridYZ = 65535;
+struct Slice {
+  size_t qkv, out, lse;  // into (B, T, 3C), (B, T, C) and (B, NH, T)
+};
+template <typename Fn>
+void for_each_slice(int B, int seq_len, int C, int NH, int HS, Fn&& fn) {
+  for (int b0 = 0; b0 < B; b0 += kMaxGridYZ)
+    for (int h0 = 0; h0 < NH; h0 += kMaxGridYZ) {
+      const size_t bt = static_cast<size_t>(b0) * seq_len, head = static_cast<size_t>(h0) * HS;
+      const Slice slice{bt * 3 * C + head, bt * C + head, (static_cast<size_t>(b0) * NH + h0) * seq_len};
+      fn(slice, dim3(ceil_div(seq_len, kBlockRows), std::min(kMaxGridYZ, NH - h0), std::min(kMaxGridYZ, B - b0)));
+    }
+}
+
 template <typename T, int D>
 void forward_for(T* out, float* lse, const T* qkv, int B, int seq_len, int C, int NH, cudaStream_t stream) {
   const HeadView view{seq_len, C, NH, D};
   const float scale = 1.0f / sqrtf(static_cast<float>(D));
-  const dim3 grid(ceil_div(seq_len, kBlockRows), NH, B);
   auto kernel = attention_forward_kernel<T, D>;
-  LMT_LAUNCH(kernel, grid, kThreads, forward_shared_bytes<D>(), stream)(out, lse, qkv, view, scale);
-  CUDA_CHECK_LAUNCH();
+  for_each_slice(B, seq_len, C, NH, D, [&](const Slice& at, dim3 grid) {
+    LMT_LAUNCH(kernel, grid, kThreads, forward_shared_bytes<D>(), stream)(out + at.out, lse + at.lse, qkv + at.qkv,
+                                                                          view, scale);
+    CUDA_CHECK_LAUNCH();
+  });
 }
 
 template <typename T, int D>
@@ -350,18 +395,21 @@ void backward_for(T* dqkv, const T* dout, const T* qkv, const T* out, const floa
   const HeadView view{seq_len, C, NH, D};
   const float scale = 1.0f / sqrtf(static_cast<float>(D));
   float* delta = static_cast<float*>(scratch.get(static_cast<size_t>(B) * NH * seq_len * sizeof(float)));
-  constexpr int kDeltaWarps = 8;
-  LMT_LAUNCH(attention_delta_kernel<T>, ceil_div(static_cast<long long>(B) * seq_len * NH, kDeltaWarps), kDeltaWarps * 32,
-             0, stream)(delta, dout, out, view, B);
+  constexpr int kDeltaWarps = 8, kMaxDeltaBlocks = 65536;
+  const long long delta_blocks = (static_cast<long long>(B) * seq_len * NH + kDeltaWarps - 1) / kDeltaWarps;
+  LMT_LAUNCH(attention_delta_kernel<T>, static_cast<int>(std::min<long long>(delta_blocks, kMaxDeltaBlocks)),
+             kDeltaWarps * 32, 0, stream)(delta, dout, out, view, B);
   CUDA_CHECK_LAUNCH();
-  const dim3 grid(ceil_div(seq_len, kBlockRows), NH, B);
   auto query_kernel = attention_backward_query_kernel<T, D>;
-  LMT_LAUNCH(query_kernel, grid, kThreads, query_shared_bytes<D>(), stream)(dqkv, dout, qkv, lse, delta, view,
-                                                                            scale);
-  CUDA_CHECK_LAUNCH();
   auto key_kernel = attention_backward_key_kernel<T, D>;
-  LMT_LAUNCH(key_kernel, grid, kThreads, key_shared_bytes<D>(), stream)(dqkv, dout, qkv, lse, delta, view, scale);
-  CUDA_CHECK_LAUNCH();
+  for_each_slice(B, seq_len, C, NH, D, [&](const Slice& at, dim3 grid) {
+    LMT_LAUNCH(query_kernel, grid, kThreads, query_shared_bytes<D>(), stream)(
+        dqkv + at.qkv, dout + at.out, qkv + at.qkv, lse + at.lse, delta + at.lse, view, scale);
+    CUDA_CHECK_LAUNCH();
+    LMT_LAUNCH(key_kernel, grid, kThreads, key_shared_bytes<D>(), stream)(
+        dqkv + at.qkv, dout + at.out, qkv + at.qkv, lse + at.lse, delta + at.lse, view, scale);
+    CUDA_CHECK_LAUNCH();
+  });
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 //           (fp32), then each lane owns every 32nd channel of the head and sums p_j v_j over the
 //           keys in order.
 // A decode step (Tn = 1) reads each cached key and value once; there is no T x T work.
+#include <algorithm>
+
 #include "cuda/common.cuh"
 #include "cuda/kernels.cuh"
 
@@ -82,9 +84,19 @@ void launch_attention_cached_forward(T* out, T* k_cache, T* v_cache, const T* qk
   CUDA_CHECK_LAUNCH();
   const int HS = C / NH;
   const float scale = 1.0f / sqrtf(static_cast<float>(HS));
-  LMT_LAUNCH(attention_cached_kernel<T>, dim3(Tn, NH, B), 32, attention_cached_shared_bytes(pos + Tn, HS), stream)(
-      out, k_cache, v_cache, qkv, Tn, pos, capacity, C, NH, scale);
-  CUDA_CHECK_LAUNCH();
+  // Heads are grid y and sequences grid z, at most 65535 each: a larger batch (or head count)
+  // runs as several launches, each on a slice of the tensors indexed from its first element.
+  constexpr int kMaxGridYZ = 65535;
+  for (int b0 = 0; b0 < B; b0 += kMaxGridYZ)
+    for (int h0 = 0; h0 < NH; h0 += kMaxGridYZ) {
+      const size_t rows = static_cast<size_t>(b0) * Tn, head = static_cast<size_t>(h0) * HS;
+      const size_t cache = (static_cast<size_t>(b0) * NH + h0) * capacity * HS;
+      const dim3 grid(Tn, std::min(kMaxGridYZ, NH - h0), std::min(kMaxGridYZ, B - b0));
+      LMT_LAUNCH(attention_cached_kernel<T>, grid, 32, attention_cached_shared_bytes(pos + Tn, HS), stream)(
+          out + rows * C + head, k_cache + cache, v_cache + cache, qkv + rows * 3 * C + head, Tn, pos, capacity, C, NH,
+          scale);
+      CUDA_CHECK_LAUNCH();
+    }
 }
 
 #define LMT_INSTANTIATE(T)                                                                                   \

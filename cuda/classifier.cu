@@ -11,9 +11,11 @@ namespace {
 
 constexpr int kThreads = 512;
 
+// occupancy: at least 4 blocks of 512 threads per SM
 template <typename T>
 __global__ void __launch_bounds__(kThreads) classifier_kernel(T* dlogits, float* losses, const T* logits,
                                                               const int32_t* targets, float dloss, int V, int Vp) {
+  LMT_CHECK_LAUNCH_BOUNDS(kThreads);
   __shared__ float scratch[32];
   const long long offset = static_cast<long long>(blockIdx.x) * Vp;
   const T* row = logits + offset;

@@ -4,6 +4,8 @@
 // Deterministic: rows are cut into fixed chunks of kChunkRows (the cut depends on N only), each
 // chunk's sum per column is written to scratch, and a second kernel adds the chunk sums in chunk
 // order. No atomics, so the same inputs give the same bits on every run.
+#include <algorithm>
+
 #include "cuda/common.cuh"
 #include "cuda/kernels.cuh"
 
@@ -13,24 +15,30 @@ namespace {
 constexpr int kChunkRows = 256;
 constexpr int kColumns = 32;  // threadIdx.x: one column each, so a warp reads 32 adjacent floats
 constexpr int kRowThreads = 8;
+constexpr int kMaxGridY = 65535;
 
-// partial (num_chunks, C): the sum of rows [chunk * kChunkRows, ...) of column c.
+// partial (num_chunks, C): the sum of rows [chunk * kChunkRows, ...) of column c. Grid y strides
+// over the chunks: there are N / 256 of them, more than grid y's 65535 from 16.8M rows on.
+// occupancy: at least 8 blocks of 256 threads per SM
 template <typename T>
 __global__ void column_partial_kernel(float* partial, const T* inp, int N, int C) {
   __shared__ float sums[kRowThreads][kColumns + 1];
   const int c = blockIdx.x * kColumns + threadIdx.x;
-  const int chunk = blockIdx.y;
-  const int row_end = min(N, (chunk + 1) * kChunkRows);
-  float sum = 0.0f;
-  if (c < C)
-    for (int row = chunk * kChunkRows + threadIdx.y; row < row_end; row += kRowThreads)
-      sum += to_float(inp[static_cast<long long>(row) * C + c]);
-  sums[threadIdx.y][threadIdx.x] = sum;
-  __syncthreads();
-  if (threadIdx.y == 0 && c < C) {
-    float total = 0.0f;
-    for (int i = 0; i < kRowThreads; ++i) total += sums[i][threadIdx.x];
-    partial[static_cast<long long>(chunk) * C + c] = total;
+  const long long num_chunks = (static_cast<long long>(N) + kChunkRows - 1) / kChunkRows;
+  for (long long chunk = blockIdx.y; chunk < num_chunks; chunk += gridDim.y) {
+    const long long row_end = min(static_cast<long long>(N), (chunk + 1) * kChunkRows);
+    float sum = 0.0f;
+    if (c < C)
+      for (long long row = chunk * kChunkRows + threadIdx.y; row < row_end; row += kRowThreads)
+        sum += to_float(inp[row * C + c]);
+    __syncthreads();  // the previous chunk's sums have been read
+    sums[threadIdx.y][threadIdx.x] = sum;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < C) {
+      float total = 0.0f;
+      for (int i = 0; i < kRowThreads; ++i) total += sums[i][threadIdx.x];
+      partial[chunk * C + c] = total;
+    }
   }
 }
 
@@ -55,8 +63,8 @@ void launch_column_sum(float* out, const T* inp, int N, int C, DeviceScratch& sc
   if (N == 0) return;
   const int num_chunks = ceil_div(N, kChunkRows);
   float* partial = static_cast<float*>(scratch.get(static_cast<size_t>(num_chunks) * C * sizeof(float)));
-  LMT_LAUNCH(column_partial_kernel<T>, dim3(ceil_div(C, kColumns), num_chunks), dim3(kColumns, kRowThreads), 0,
-             stream)(partial, inp, N, C);
+  LMT_LAUNCH(column_partial_kernel<T>, dim3(ceil_div(C, kColumns), std::min(num_chunks, kMaxGridY)),
+             dim3(kColumns, kRowThreads), 0, stream)(partial, inp, N, C);
   CUDA_CHECK_LAUNCH();
   launch_add_chunk_sums(out, partial, num_chunks, C, stream);
 }

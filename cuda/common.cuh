@@ -15,6 +15,7 @@
   ((void)(stream), ::lmt::emu::make_launch(kernel, dim3(grid), dim3(block), (shared_bytes)))
 // A kernel's dynamically sized shared memory, as an array of `type`.
 #define LMT_DYNAMIC_SHARED(type, name) type* name = static_cast<type*>(::lmt::emu::dynamic_shared())
+#define LMT_CHECK_LAUNCH_BOUNDS(max_threads) ::lmt::emu::check_launch_bounds(max_threads)
 #else
 #include <cublasLt.h>
 #include <cuda_bf16.h>
@@ -24,7 +25,14 @@
 #define LMT_DYNAMIC_SHARED(type, name)               \
   extern __shared__ __align__(16) char name##_raw[]; \
   type* name = reinterpret_cast<type*>(name##_raw)
+#define LMT_CHECK_LAUNCH_BOUNDS(max_threads) ((void)0)
 #endif
+
+// The first statement of every kernel declared __launch_bounds__(N), with the same N:
+//   __global__ void __launch_bounds__(kThreads) k(...) { LMT_CHECK_LAUNCH_BOUNDS(kThreads); ... }
+// A GPU refuses to launch such a kernel with more than N threads per block; the emulator, which
+// cannot read the attribute, aborts here instead (cuda/emu/launch_limits.h). On a GPU it is
+// nothing. A test in tests/cuda_ops holds every __launch_bounds__ of cuda/ to it.
 
 // Device failures are bugs, not user errors: report the statement and where, then abort.
 #define CUDA_CHECK(call)                                                                      \
@@ -91,7 +99,17 @@ __device__ __forceinline__ __half from_float<__half>(float value) {
   MACRO(__nv_bfloat16)                   \
   MACRO(__half)
 
-inline int ceil_div(long long a, long long b) { return static_cast<int>((a + b - 1) / b); }
+// ceil(a / b), mostly a grid size: aborts where it does not fit an int (a grid x holds 2^31 - 1
+// blocks) instead of wrapping to a grid the launch then refuses or, worse, accepts. A launcher
+// whose count can grow that large strides or loops instead (attention.cu, encoder.cu).
+inline int ceil_div(long long a, long long b) {
+  const long long quotient = (a + b - 1) / b;
+  if (quotient > 2147483647LL) {
+    std::fprintf(stderr, "ceil_div(%lld, %lld) = %lld does not fit a grid dimension\n", a, b, quotient);
+    std::abort();
+  }
+  return static_cast<int>(quotient);
+}
 
 // Above 48 KiB a kernel must opt in to dynamic shared memory, on each device: the attribute
 // belongs to the kernel on the current device.

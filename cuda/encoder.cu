@@ -16,25 +16,38 @@
 namespace lmt::cuda {
 namespace {
 
+// Both element-wise kernels stride over their elements: B*T*C (and T*C) can need more blocks
+// than a grid holds (2^31 - 1 of 256 threads: 2^39 elements).
+// occupancy: at least 8 blocks of 256 threads per SM
 template <typename T>
 __global__ void encoder_forward_kernel(T* out, const int32_t* tokens, const T* wte, const T* wpe, int BT, int seq_len,
                                        int C) {
-  const long long index = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (index >= static_cast<long long>(BT) * C) return;
-  const int row = static_cast<int>(index / C), c = static_cast<int>(index % C);
-  const int t = row % seq_len;
-  out[index] = from_float<T>(to_float(wte[static_cast<long long>(tokens[row]) * C + c]) +
-                             to_float(wpe[static_cast<long long>(t) * C + c]));
+  const long long n = static_cast<long long>(BT) * C;
+  const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
+  for (long long index = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; index < n; index += stride) {
+    const int row = static_cast<int>(index / C), c = static_cast<int>(index % C);
+    const int t = row % seq_len;
+    out[index] = from_float<T>(to_float(wte[static_cast<long long>(tokens[row]) * C + c]) +
+                               to_float(wpe[static_cast<long long>(t) * C + c]));
+  }
 }
 
 // dwpe (maxT, C) += sum over b of dout (B, T, C)
 template <typename T>
 __global__ void encoder_position_backward_kernel(float* dwpe, const T* dout, int B, int seq_len, int C) {
-  const long long index = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (index >= static_cast<long long>(seq_len) * C) return;
-  float sum = 0.0f;
-  for (int b = 0; b < B; ++b) sum += to_float(dout[static_cast<long long>(b) * seq_len * C + index]);
-  dwpe[index] += sum;
+  const long long n = static_cast<long long>(seq_len) * C;
+  const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
+  for (long long index = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; index < n; index += stride) {
+    float sum = 0.0f;
+    for (int b = 0; b < B; ++b) sum += to_float(dout[static_cast<long long>(b) * seq_len * C + index]);
+    dwpe[index] += sum;
+  }
+}
+
+// Enough blocks of `threads` to fill any GPU, never more than n elements need.
+int strided_blocks(long long n, int threads) {
+  constexpr long long kMaxBlocks = 65536;
+  return static_cast<int>(std::max(1LL, std::min((n + threads - 1) / threads, kMaxBlocks)));
 }
 
 // One block row per distinct token: positions[bucket_begin[u] .. bucket_begin[u+1]) are the rows
@@ -58,8 +71,8 @@ void launch_encoder_forward(T* out, const int32_t* tokens, const T* wte, const T
                             cudaStream_t stream) {
   const long long total = static_cast<long long>(B) * seq_len * C;
   constexpr int kThreads = 256;
-  LMT_LAUNCH(encoder_forward_kernel<T>, ceil_div(total, kThreads), kThreads, 0, stream)(out, tokens, wte, wpe,
-                                                                                         B * seq_len, seq_len, C);
+  LMT_LAUNCH(encoder_forward_kernel<T>, strided_blocks(total, kThreads), kThreads, 0, stream)(out, tokens, wte, wpe,
+                                                                                               B * seq_len, seq_len, C);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -67,8 +80,8 @@ template <typename T>
 void launch_encoder_backward(float* dwte, float* dwpe, const T* dout, const int32_t* tokens, int B, int seq_len,
                              int C, DeviceScratch& scratch, cudaStream_t stream) {
   constexpr int kThreads = 256;
-  LMT_LAUNCH(encoder_position_backward_kernel<T>, ceil_div(static_cast<long long>(seq_len) * C, kThreads), kThreads, 0,
-             stream)(dwpe, dout, B, seq_len, C);
+  LMT_LAUNCH(encoder_position_backward_kernel<T>, strided_blocks(static_cast<long long>(seq_len) * C, kThreads),
+             kThreads, 0, stream)(dwpe, dout, B, seq_len, C);
   CUDA_CHECK_LAUNCH();
 
   // Group positions by token on the host (B*T ints: small next to the step).
@@ -92,13 +105,15 @@ void launch_encoder_backward(float* dwte, float* dwpe, const T* dout, const int3
     running += counts[token];
   }
   bucket_begin.push_back(running);
+  // Sizes and offsets of the upload in size_t: 2 * buckets + 1 + BT passes 2^31 before BT does.
   const int num_buckets = static_cast<int>(bucket_token.size());
+  const size_t positions_offset = 2 * static_cast<size_t>(num_buckets) + 1;
   std::vector<int32_t> upload;
-  upload.reserve(static_cast<size_t>(2 * num_buckets + 1 + BT));
+  upload.reserve(positions_offset + static_cast<size_t>(BT));
   upload.insert(upload.end(), bucket_token.begin(), bucket_token.end());
   upload.insert(upload.end(), bucket_begin.begin(), bucket_begin.end());
   upload.resize(upload.size() + static_cast<size_t>(BT));
-  int32_t* positions = upload.data() + 2 * num_buckets + 1;
+  int32_t* positions = upload.data() + positions_offset;
   for (int row = 0; row < BT; ++row) positions[start[static_cast<size_t>(host_tokens[row])]++] = row;
 
   int32_t* device = static_cast<int32_t*>(scratch.get(upload.size() * sizeof(int32_t)));
@@ -110,7 +125,7 @@ void launch_encoder_backward(float* dwte, float* dwpe, const T* dout, const int3
   for (int first = 0; first < num_buckets; first += 65535) {
     const int count = std::min(65535, num_buckets - first);
     LMT_LAUNCH(encoder_token_backward_kernel<T>, dim3(ceil_div(C, kChannels), count), kChannels, 0, stream)(
-        dwte, dout, device + first, device + num_buckets + first, device + 2 * num_buckets + 1, C);
+        dwte, dout, device + first, device + num_buckets + first, device + positions_offset, C);
     CUDA_CHECK_LAUNCH();
   }
 }

@@ -9,6 +9,7 @@ namespace {
 constexpr float kSqrt2OverPi = 0.7978845608028654f;
 constexpr float kCubic = 0.044715f;
 
+// occupancy: at least 8 blocks of 256 threads per SM
 template <typename T>
 __global__ void gelu_forward_kernel(T* out, const T* inp, size_t n) {
   const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
@@ -18,6 +19,7 @@ __global__ void gelu_forward_kernel(T* out, const T* inp, size_t n) {
   }
 }
 
+// occupancy: at least 8 blocks of 256 threads per SM
 template <typename T>
 __global__ void gelu_backward_kernel(T* dinp, const T* inp, const T* dout, size_t n) {
   const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;

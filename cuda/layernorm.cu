@@ -5,6 +5,8 @@
 //
 // One warp per row for the statistics and dinp. dweight/dbias are column sums over the rows; they
 // use the deterministic chunked scheme of column_sum.cu (no atomics).
+#include <algorithm>
+
 #include "cuda/common.cuh"
 #include "cuda/kernels.cuh"
 
@@ -14,6 +16,7 @@ namespace {
 constexpr float kEps = 1e-5f;
 constexpr int kRowsPerBlock = 8;  // warps per block
 
+// occupancy: at least 8 blocks of 256 threads per SM
 template <typename T>
 __global__ void layernorm_forward_kernel(T* out, float* mean, float* rstd, const T* inp, const T* weight,
                                          const T* bias, int N, int C) {
@@ -40,6 +43,7 @@ __global__ void layernorm_forward_kernel(T* out, float* mean, float* rstd, const
   }
 }
 
+// occupancy: at least 8 blocks of 256 threads per SM
 template <typename T>
 __global__ void layernorm_backward_input_kernel(T* dinp, const T* dout, const T* inp, const T* weight,
                                                 const float* mean, const float* rstd, int N, int C) {
@@ -71,35 +75,42 @@ __global__ void layernorm_backward_input_kernel(T* dinp, const T* dout, const T*
 constexpr int kChunkRows = 256;
 constexpr int kColumns = 32;
 constexpr int kRowThreads = 8;
+constexpr int kMaxGridY = 65535;
 
 // partial_weight/partial_bias (num_chunks, C): per chunk of rows, sum of dy * norm and of dy.
+// Grid y strides over the chunks: there are N / 256 of them, more than grid y's 65535 from
+// 16.8M rows on.
+// occupancy: at least 6 blocks of 256 threads per SM
 template <typename T>
 __global__ void layernorm_param_partial_kernel(float* partial_weight, float* partial_bias, const T* dout, const T* inp,
                                                const float* mean, const float* rstd, int N, int C) {
   __shared__ float weight_sums[kRowThreads][kColumns + 1];
   __shared__ float bias_sums[kRowThreads][kColumns + 1];
   const int c = blockIdx.x * kColumns + threadIdx.x;
-  const int chunk = blockIdx.y;
-  const int row_end = min(N, (chunk + 1) * kChunkRows);
-  float dw = 0.0f, db = 0.0f;
-  if (c < C)
-    for (int row = chunk * kChunkRows + threadIdx.y; row < row_end; row += kRowThreads) {
-      const long long index = static_cast<long long>(row) * C + c;
-      const float dy = to_float(dout[index]);
-      dw += dy * (to_float(inp[index]) - mean[row]) * rstd[row];
-      db += dy;
+  const long long num_chunks = (static_cast<long long>(N) + kChunkRows - 1) / kChunkRows;
+  for (long long chunk = blockIdx.y; chunk < num_chunks; chunk += gridDim.y) {
+    const long long row_end = min(static_cast<long long>(N), (chunk + 1) * kChunkRows);
+    float dw = 0.0f, db = 0.0f;
+    if (c < C)
+      for (long long row = chunk * kChunkRows + threadIdx.y; row < row_end; row += kRowThreads) {
+        const long long index = row * C + c;
+        const float dy = to_float(dout[index]);
+        dw += dy * (to_float(inp[index]) - mean[row]) * rstd[row];
+        db += dy;
+      }
+    __syncthreads();  // the previous chunk's sums have been read
+    weight_sums[threadIdx.y][threadIdx.x] = dw;
+    bias_sums[threadIdx.y][threadIdx.x] = db;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < C) {
+      float total_w = 0.0f, total_b = 0.0f;
+      for (int i = 0; i < kRowThreads; ++i) {
+        total_w += weight_sums[i][threadIdx.x];
+        total_b += bias_sums[i][threadIdx.x];
+      }
+      partial_weight[chunk * C + c] = total_w;
+      partial_bias[chunk * C + c] = total_b;
     }
-  weight_sums[threadIdx.y][threadIdx.x] = dw;
-  bias_sums[threadIdx.y][threadIdx.x] = db;
-  __syncthreads();
-  if (threadIdx.y == 0 && c < C) {
-    float total_w = 0.0f, total_b = 0.0f;
-    for (int i = 0; i < kRowThreads; ++i) {
-      total_w += weight_sums[i][threadIdx.x];
-      total_b += bias_sums[i][threadIdx.x];
-    }
-    partial_weight[static_cast<long long>(chunk) * C + c] = total_w;
-    partial_bias[static_cast<long long>(chunk) * C + c] = total_b;
   }
 }
 
@@ -125,8 +136,8 @@ void launch_layernorm_backward(T* dinp, float* dweight, float* dbias, const T* d
   const int num_chunks = ceil_div(N, kChunkRows);
   float* partial = static_cast<float*>(scratch.get(2 * static_cast<size_t>(num_chunks) * C * sizeof(float)));
   float* partial_bias = partial + static_cast<size_t>(num_chunks) * C;
-  LMT_LAUNCH(layernorm_param_partial_kernel<T>, dim3(ceil_div(C, kColumns), num_chunks), dim3(kColumns, kRowThreads),
-             0, stream)(partial, partial_bias, dout, inp, mean, rstd, N, C);
+  LMT_LAUNCH(layernorm_param_partial_kernel<T>, dim3(ceil_div(C, kColumns), std::min(num_chunks, kMaxGridY)),
+             dim3(kColumns, kRowThreads), 0, stream)(partial, partial_bias, dout, inp, mean, rstd, N, C);
   CUDA_CHECK_LAUNCH();
   launch_add_chunk_sums(dweight, partial, num_chunks, C, stream);
   launch_add_chunk_sums(dbias, partial_bias, num_chunks, C, stream);

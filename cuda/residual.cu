@@ -6,6 +6,7 @@
 namespace lmt::cuda {
 namespace {
 
+// occupancy: at least 8 blocks of 256 threads per SM
 template <typename T>
 __global__ void residual_forward_kernel(T* out, const T* inp1, const T* inp2, size_t n) {
   const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;

@@ -12,8 +12,12 @@
 // Device memory is host memory filled with 0xFF bytes (NaN floats) on allocation, so reading an
 // element nobody wrote shows up in results.
 //
-// What it does not model: concurrent blocks, memory ordering, timing, register or shared-memory
-// limits. It checks the logic of a kernel (indexing, reductions, barriers), not its speed.
+// Launches meet the limits of a GPU of the emulated architecture, sm_90 or sm_80: threads and
+// grid sizes, dynamic shared memory and its opt-in, __launch_bounds__ (launch_limits.h).
+//
+// What it does not model: concurrent blocks, memory ordering, timing, registers and static shared
+// memory (tools/check_kernel_resources.sh checks those from ptxas's report). It checks the logic
+// of a kernel (indexing, reductions, barriers), not its speed.
 #pragma once
 #include <cmath>
 #include <cstddef>
@@ -22,6 +26,7 @@
 #include <functional>
 
 #include "core/dtype.h"
+#include "cuda/emu/launch_limits.h"
 
 #define __global__
 #define __device__
@@ -49,10 +54,6 @@ void* dynamic_shared();
 [[noreturn]] void fail(const char* what);
 void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const std::function<void()>& body);
 
-// Aborts when `kernel` asks for more than 48 KiB of dynamic shared memory without having opted in
-// (cudaFuncSetAttribute) on the current device: a GPU refuses such a launch.
-void check_dynamic_shared(const void* kernel, size_t shared_bytes);
-
 template <typename Kernel>
 struct Launch {
   Kernel kernel;
@@ -61,7 +62,8 @@ struct Launch {
   template <typename... Args>
   void operator()(Args... args) const {
     Kernel k = kernel;
-    check_dynamic_shared(reinterpret_cast<const void*>(k), shared_bytes);
+    const unsigned grid_size[3] = {grid.x, grid.y, grid.z}, block_size[3] = {block.x, block.y, block.z};
+    check_launch(reinterpret_cast<const void*>(k), grid_size, block_size, shared_bytes);
     run_grid(grid, block, shared_bytes, [=] { k(args...); });
   }
 };

@@ -1,6 +1,7 @@
 // Test hooks of the CUDA emulator, for paths a GPU takes only on some shapes, drivers or library
 // versions. Plain C++: a test includes this without the emulator's CUDA stand-ins.
 #pragma once
+#include <functional>
 
 namespace lmt::emu {
 
@@ -16,5 +17,19 @@ void set_device_count(int count);
 // cudaSetDevice(device) fails from now on as it does for a busy or exclusive-process GPU
 // (cudaErrorDevicesUnavailable); -1 clears it.
 void make_device_unavailable(int device);
+
+// Launches meet the limits of sm 80 (A100) or 90 (H100) from now on (cuda/emu/launch_limits.h);
+// returns the previous one. The environment's LMTRAIN_EMU_ARCH gives the first (90 unset).
+int set_emulated_arch(int sm);
+
+// One block of a grid and the grid's size, for a block filter.
+struct BlockIndex {
+  unsigned x, y, z;
+};
+// Until reset (an empty function), a launch runs only the blocks for which keep(block, grid) is
+// true; the others are skipped as if they had not been scheduled yet, their memory untouched.
+// With lazily mapped buffers (mmap MAP_NORESERVE) this runs a kernel at shapes far larger than
+// memory, to test its indexing where the offsets pass 2^31 and 2^32.
+void set_block_filter(std::function<bool(BlockIndex block, BlockIndex grid)> keep);
 
 }  // namespace lmt::emu

@@ -372,6 +372,28 @@ TEST_CASE("validate_recipe: seq_len may not exceed max_seq_len", "[recipe][valid
       "run:\n  micro_batch_size: 4\n  seq_len: 1024\ndata:\n  source: synthetic\nmodel:\n  max_seq_len: 1024\n"));
 }
 
+// The ops count rows (B * T tokens of a micro-batch, padded vocabulary entries) in 32-bit ints and
+// the kernels add a tile or a stride to a row index: both stop at 2^30 (issue 19).
+TEST_CASE("validate_recipe: a micro-batch holds at most 2^30 tokens and a vocabulary at most 2^30 rows",
+          "[recipe][validate]") {
+  const std::string small_model = "model:\n  n_layer: 1\n  n_head: 1\n  n_embd: 32\n  max_seq_len: 1024\n";
+  auto batch = [&](int64_t micro) {
+    return "run:\n  micro_batch_size: " + std::to_string(micro) + "\n  seq_len: 1024\ndata:\n  source: synthetic\n" +
+           small_model;
+  };
+  CHECK_NOTHROW(parse_and_validate(batch(1 << 20)));  // 2^30 tokens
+  CHECK_THAT(validate_error(batch((1 << 20) + 1)),
+             Contains("run.micro_batch_size: micro_batch_size 1048577 x seq_len 1024 = 1073742848 tokens per "
+                      "micro-batch; lmtrain holds at most 2^30 (1073741824)"));
+  auto vocab = [&](int64_t size) {
+    return std::string(kValidBase) + small_model + "  vocab_size: " + std::to_string(size) + "\n  vocab_pad_to: 128\n";
+  };
+  CHECK_NOTHROW(parse_and_validate(vocab(1073741800)));  // padded to 2^30
+  CHECK_THAT(validate_error(vocab(1073741825)),
+             Contains("model.vocab_size: 1073741825 padded to a multiple of vocab_pad_to 128 is 1073741952; lmtrain "
+                      "holds at most 2^30 (1073741824) vocabulary rows"));
+}
+
 TEST_CASE("parse: an enum typo lists the values and suggests one", "[recipe][validate]") {
   // Choice keys are enums: a name outside the table fails at parse time, at its line.
   const std::string msg = parse_error(std::string(kValidBase) + "schedule:\n  decay: cosin\n");
