@@ -17,7 +17,7 @@ constexpr int kRowThreads = 8;
 // partial (num_chunks, C): the sum of rows [chunk * kChunkRows, ...) of column c.
 template <typename T>
 __global__ void column_partial_kernel(float* partial, const T* inp, int N, int C) {
-  __shared__ float sums[kRowThreads][kColumns + 1];
+  LMT_SHARED(float, sums, [kRowThreads][kColumns + 1]);
   const int c = blockIdx.x * kColumns + threadIdx.x;
   const int chunk = blockIdx.y;
   const int row_end = min(N, (chunk + 1) * kChunkRows);

@@ -13,8 +13,12 @@
 // LMT_LAUNCH(kernel, grid, block, shared_bytes, stream)(args...)
 #define LMT_LAUNCH(kernel, grid, block, shared_bytes, stream) \
   ((void)(stream), ::lmt::emu::make_launch(kernel, dim3(grid), dim3(block), (shared_bytes)))
-// A kernel's dynamically sized shared memory, as an array of `type`.
-#define LMT_DYNAMIC_SHARED(type, name) type* name = static_cast<type*>(::lmt::emu::dynamic_shared())
+// A kernel's dynamically sized shared memory, as an array of `type` (an SmemPtr<type>).
+#define LMT_DYNAMIC_SHARED(type, name) \
+  ::lmt::emu::SmemPtr<type> name = ::lmt::emu::dynamic_smem<type>(__FILE__, __LINE__)
+// A shared array: LMT_SHARED(float, sums, [8][33]) is `__shared__ float sums[8][33]`, which the
+// emulator's shared-memory checker follows (a plain __shared__ array it does not).
+#define LMT_SHARED(type, name, dims) static ::lmt::emu::SmemArray<type dims> name(#name, __FILE__, __LINE__)
 #else
 #include <cublasLt.h>
 #include <cuda_bf16.h>
@@ -24,6 +28,7 @@
 #define LMT_DYNAMIC_SHARED(type, name)               \
   extern __shared__ __align__(16) char name##_raw[]; \
   type* name = reinterpret_cast<type*>(name##_raw)
+#define LMT_SHARED(type, name, dims) __shared__ type name dims
 #endif
 
 // Device failures are bugs, not user errors: report the statement and where, then abort.
@@ -53,6 +58,16 @@
 namespace lmt::cuda {
 
 constexpr unsigned kFullMask = 0xffffffffu;
+
+// A pointer into shared memory (LMT_SHARED, LMT_DYNAMIC_SHARED): T* on a GPU, a checked pointer
+// in the emulator (cuda/emu/cuda_emu.h). Kernels keep shared addresses in this type.
+#ifdef LMTRAIN_CUDA_EMU
+template <typename T>
+using SmemPtr = ::lmt::emu::SmemPtr<T>;
+#else
+template <typename T>
+using SmemPtr = T*;
+#endif
 
 // Element types of activations (DType): float, __nv_bfloat16, __half. Kernels load them into
 // fp32, compute in fp32 and round once when storing.
@@ -111,7 +126,7 @@ __device__ __forceinline__ double warp_sum(double value) {
 // Sum over a block of up to 1024 threads (a multiple of 32); every thread gets the result.
 // `scratch` is 32 values of shared memory; it may be reused after the call.
 template <typename T>
-__device__ T block_sum(T value, T* scratch) {
+__device__ T block_sum(T value, SmemPtr<T> scratch) {
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, num_warps = blockDim.x / 32;
   value = warp_sum(value);
   __syncthreads();  // scratch may still be read by a previous call
@@ -121,7 +136,7 @@ __device__ T block_sum(T value, T* scratch) {
   return warp_sum(total);
 }
 
-__device__ __forceinline__ float block_max(float value, float* scratch) {
+__device__ __forceinline__ float block_max(float value, SmemPtr<float> scratch) {
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, num_warps = blockDim.x / 32;
   value = warp_max(value);
   __syncthreads();

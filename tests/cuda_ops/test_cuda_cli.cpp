@@ -68,6 +68,42 @@ TEST_CASE("cuda cli: 5 steps + resume + 5 equals 10 straight, bit for bit, in fp
   }
 }
 
+#ifdef LMTRAIN_CUDA_EMU
+// The emulator's schedules (cuda/emu/cuda_emu.h: the order of threads between barriers and of
+// blocks) through the whole trainer: every kernel of a bf16 training step, the loss scaler aside,
+// must give the same losses, gradient norms and checkpoint bytes under each.
+TEST_CASE("cuda cli: training gives the same bits under every emulator schedule", "[cuda][cli][schedule]") {
+  SKIP_WITHOUT_GPU_CLI();
+  std::vector<std::string> first_losses;
+  std::string first_model, first_optimizer;
+  for (const std::string schedule : {"forward", "reverse", "random:5", "warps:5"}) {
+    INFO("LMTRAIN_EMU_SCHEDULE=" << schedule);
+    TempDir dir;
+    write_file(dir.path() / "tiny.yaml", tiny_recipe(dir, "bf16"));
+    const RunResult r = run_lmtrain(dir,
+                                    "train tiny.yaml --device cuda --set model.n_embd=64 --set log.every=1 "
+                                    "--set run.steps=3 --set data.synthetic.train_tokens=200",
+                                    "LMTRAIN_EMU_SCHEDULE=" + schedule);
+    INFO(r.output);
+    REQUIRE(r.status == 0);
+    const auto losses = loss_lines(dir.path() / "runs" / "tiny" / "metrics.jsonl");
+    const fs::path checkpoint = dir.path() / "runs" / "tiny" / "checkpoints" / "step_00000003";
+    const std::string model = read_file(checkpoint / "model.safetensors");
+    const std::string optimizer = read_file(checkpoint / "optimizer.safetensors");
+    CHECK(losses.size() == 3);
+    if (first_losses.empty()) {
+      first_losses = losses;
+      first_model = model;
+      first_optimizer = optimizer;
+      continue;
+    }
+    CHECK(losses == first_losses);
+    CHECK(model == first_model);
+    CHECK(optimizer == first_optimizer);
+  }
+}
+#endif
+
 TEST_CASE("cuda cli: fp16 skips overflowed steps, lowers the scale and saves it", "[cuda][cli][fp16]") {
   SKIP_WITHOUT_GPU_CLI();
   TempDir dir;
