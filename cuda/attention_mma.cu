@@ -55,11 +55,11 @@ __device__ __forceinline__ void load_tile_async(T* tile, const T* head, long lon
 
 // 64 floats of a (B, NH, T) row from `first` into shared memory, zeros past T; threads
 // [thread0, thread0 + 64) of the block issue them.
-__device__ __forceinline__ void load_row_async(float* dst, const float* row, int first, int T_, int thread0) {
+__device__ __forceinline__ void load_row_async(SmemPtr<float> dst, const float* row, int first, int T_, int thread0) {
   const int i = static_cast<int>(threadIdx.x) - thread0;
   if (i < 0 || i >= kTileRows) return;
   const bool valid = first + i < T_;
-  cp_async_4(dst + i, row + (valid ? first + i : 0), valid);
+  cp_async_4(smem_raw(dst + i), row + (valid ? first + i : 0), valid);
 }
 
 // The A fragments (16 rows x 16 columns at column 16 kk) of rows [row0, row0 + 16) of a tile.
@@ -135,7 +135,8 @@ template <typename T, int D>
 __global__ void __launch_bounds__(kThreads) attention_mma_forward_kernel(T* out, float* lse, const T* qkv, int T_,
                                                                          int C, int NH, float scale_log2) {
   LMT_DYNAMIC_SHARED(T, shared);
-  T* q_tile = shared;                             // [64][pitch]
+  // Reached only by cp.async and ldmatrix, whose addresses the emulator checks (cuda/mma.cuh).
+  T* q_tile = smem_raw(shared);                   // [64][pitch]
   T* k_tiles = q_tile + tile_elements<D>();       // [2][64][pitch]
   T* v_tiles = k_tiles + 2 * tile_elements<D>();  // [2][64][pitch]
   const int num_tiles = (T_ + kTileRows - 1) / kTileRows;
@@ -237,7 +238,8 @@ __global__ void __launch_bounds__(kThreads)
     attention_mma_backward_query_kernel(T* dqkv, float* delta, const T* dout, const T* out, const T* qkv,
                                         const float* lse, int T_, int C, int NH, float scale_log2, float scale) {
   LMT_DYNAMIC_SHARED(T, shared);
-  T* q_tile = shared;                             // [64][pitch]
+  // Reached only by cp.async and ldmatrix, whose addresses the emulator checks (cuda/mma.cuh).
+  T* q_tile = smem_raw(shared);                   // [64][pitch]
   T* do_tile = q_tile + tile_elements<D>();       // [64][pitch]
   T* k_tiles = do_tile + tile_elements<D>();      // [2][64][pitch]
   T* v_tiles = k_tiles + 2 * tile_elements<D>();  // [2][64][pitch]
@@ -334,12 +336,14 @@ __global__ void __launch_bounds__(kThreads)
     attention_mma_backward_key_kernel(T* dqkv, const T* dout, const T* qkv, const float* lse, const float* delta,
                                       int T_, int C, int NH, float scale_log2, float scale) {
   LMT_DYNAMIC_SHARED(T, shared);
-  T* k_tile = shared;                              // [64][pitch], this block's keys
+  // The tiles are reached only by cp.async and ldmatrix, whose addresses the emulator checks
+  // (cuda/mma.cuh); the statistics are read directly.
+  T* k_tile = smem_raw(shared);                    // [64][pitch], this block's keys
   T* v_tile = k_tile + tile_elements<D>();         // [64][pitch]
   T* q_tiles = v_tile + tile_elements<D>();        // [2][64][pitch]
   T* do_tiles = q_tiles + 2 * tile_elements<D>();  // [2][64][pitch]
-  float* lse_tiles = reinterpret_cast<float*>(do_tiles + 2 * tile_elements<D>());  // [2][64]
-  float* delta_tiles = lse_tiles + 2 * kTileRows;                                    // [2][64]
+  SmemPtr<float> lse_tiles = smem_cast<float>(shared + 6 * tile_elements<D>());  // [2][64], after do_tiles
+  SmemPtr<float> delta_tiles = lse_tiles + 2 * kTileRows;                         // [2][64]
   const int num_tiles = (T_ + kTileRows - 1) / kTileRows;
   const int key_tile = blockIdx.x;  // the first key tiles see the most queries: they go first
   const int h = blockIdx.y, b = blockIdx.z, first_key = key_tile * kTileRows;
@@ -377,8 +381,8 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
     const T* q_tile = q_tiles + buffer * tile_elements<D>();
     const T* do_tile = do_tiles + buffer * tile_elements<D>();
-    const float* lse_tile = lse_tiles + buffer * kTileRows;
-    const float* delta_tile = delta_tiles + buffer * kTileRows;
+    const SmemPtr<float> lse_tile = lse_tiles + buffer * kTileRows;
+    const SmemPtr<float> delta_tile = delta_tiles + buffer * kTileRows;
     float st[8][4], dpt[8][4];  // S^T and dP^T: the warp's 16 keys x the tile's 64 queries
     #pragma unroll
     for (int n = 0; n < 8; ++n)

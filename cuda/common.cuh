@@ -64,9 +64,28 @@ constexpr unsigned kFullMask = 0xffffffffu;
 #ifdef LMTRAIN_CUDA_EMU
 template <typename T>
 using SmemPtr = ::lmt::emu::SmemPtr<T>;
+// The plain address, for the instructions that take one (ldmatrix, cp.async: the emulator's
+// models check those accesses by address); direct reads and writes keep the SmemPtr.
+template <typename T>
+__device__ __forceinline__ T* smem_raw(SmemPtr<T> p) {
+  return p.raw();
+}
+// The same shared bytes as another element type (reinterpret_cast on a GPU).
+template <typename U, typename T>
+__device__ __forceinline__ SmemPtr<U> smem_cast(SmemPtr<T> p) {
+  return p.template as<U>();
+}
 #else
 template <typename T>
 using SmemPtr = T*;
+template <typename T>
+__device__ __forceinline__ T* smem_raw(T* p) {
+  return p;
+}
+template <typename U, typename T>
+__device__ __forceinline__ U* smem_cast(T* p) {
+  return reinterpret_cast<U*>(p);
+}
 #endif
 
 // Element types of activations (DType): float, __nv_bfloat16, __half. Kernels load them into

@@ -39,7 +39,10 @@
 // took part in; a shuffle orders no memory) is a race; a read of a granule no thread of the block
 // has written is reported too; so is an access outside the array or buffer. Each finding names
 // the block, both threads, the array (file:line) and the byte offset, and aborts (or is kept for
-// a test, collect_shared_findings). Plain __shared__ variables are not tracked. Readers of one
+// a test, collect_shared_findings). The models of ldmatrix (a read of each named row by the lane
+// that names it) and cp.async (a write by the issuing thread when issued and when it lands) of
+// mma_emu.h report their accesses by address (smem_touch). Plain __shared__ variables are not
+// tracked. Readers of one
 // granule in one warp are summarized by their lane mask and their latest clock, which is exact
 // with full-warp __syncwarp (what our kernels use) and can over-report with partial masks;
 // 1-byte elements of two threads in one granule are reported as a conflict.
@@ -126,6 +129,9 @@ extern bool smem_checks;   // read at every access; set_shared_checks
 void smem_access(SmemRegion* region, const void* address, size_t bytes, bool write);
 SmemRegion* register_smem(void* base, size_t bytes, const char* name, const char* file, int line);
 SmemRegion* dynamic_smem_region(const char* file, int line);
+// An access through a plain address (the models of ldmatrix and cp.async, mma_emu.h): checked
+// when it falls in an LMT_SHARED array or the dynamic shared memory, ignored otherwise.
+void smem_touch(const void* address, size_t bytes, bool write);
 
 template <typename E>
 class SmemPtr;

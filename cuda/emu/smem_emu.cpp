@@ -190,6 +190,16 @@ void smem_access(SmemRegion* region, const void* address, size_t bytes, bool wri
     if (!check(c, region->shadow[g], t, write, *region, offset, bytes)) break;
 }
 
+void smem_touch(const void* address, size_t bytes, bool write) {
+  if (!smem_checks) return;
+  Checker& c = checker();
+  const char* p = static_cast<const char*>(address);
+  auto inside = [&](const SmemRegion& r) { return p >= r.base && p < r.base + r.bytes; };
+  if (inside(c.dynamic)) return smem_access(&c.dynamic, address, bytes, write);
+  for (auto& region : c.arrays)
+    if (inside(*region)) return smem_access(region.get(), address, bytes, write);
+}
+
 SmemRegion* register_smem(void* base, size_t bytes, const char* name, const char* file, int line) {
   Checker& c = checker();
   auto region = std::make_unique<SmemRegion>();
