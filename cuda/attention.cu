@@ -57,10 +57,10 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(T* out, flo
                                                                      HeadView view, float scale) {
   constexpr int kDimsPerLane = D / 32;
   LMT_DYNAMIC_SHARED(float, shared);
-  SmemPtr<float> q_tile = shared;                        // [kBlockRows][D], scaled
-  SmemPtr<float> k_tile = q_tile + kBlockRows * D;       // [kTile][D + 1] (padded: lane j reads row j)
-  SmemPtr<float> v_tile = k_tile + kTile * (D + 1);      // [kTile][D]
-  SmemPtr<float> p_tile = v_tile + kTile * D;            // [kWarps][kRowsPerWarp][kTile]
+  SmemPtr<float> q_tile = shared;                    // [kBlockRows][D], scaled
+  SmemPtr<float> k_tile = q_tile + kBlockRows * D;   // [kTile][D + 1] (padded: lane j reads row j)
+  SmemPtr<float> v_tile = k_tile + kTile * (D + 1);  // [kTile][D]
+  SmemPtr<float> p_tile = v_tile + kTile * D;        // [kWarps][kRowsPerWarp][kTile]
   const int b = blockIdx.z, h = blockIdx.y, first_query = blockIdx.x * kBlockRows;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   load_rows<T, D>(q_tile, D, qkv, view, b, h, 0, first_query, kBlockRows, scale);
@@ -151,11 +151,11 @@ __global__ void __launch_bounds__(kThreads) attention_backward_query_kernel(T* d
                                                                             float scale) {
   constexpr int kDimsPerLane = D / 32;
   LMT_DYNAMIC_SHARED(float, shared);
-  SmemPtr<float> q_tile = shared;                         // [kBlockRows][D], scaled
-  SmemPtr<float> do_tile = q_tile + kBlockRows * D;       // [kBlockRows][D]
-  SmemPtr<float> k_tile = do_tile + kBlockRows * D;       // [kTile][D + 1]
-  SmemPtr<float> v_tile = k_tile + kTile * (D + 1);       // [kTile][D + 1]
-  SmemPtr<float> ds_tile = v_tile + kTile * (D + 1);      // [kWarps][kRowsPerWarp][kTile]
+  SmemPtr<float> q_tile = shared;                     // [kBlockRows][D], scaled
+  SmemPtr<float> do_tile = q_tile + kBlockRows * D;   // [kBlockRows][D]
+  SmemPtr<float> k_tile = do_tile + kBlockRows * D;   // [kTile][D + 1]
+  SmemPtr<float> v_tile = k_tile + kTile * (D + 1);   // [kTile][D + 1]
+  SmemPtr<float> ds_tile = v_tile + kTile * (D + 1);  // [kWarps][kRowsPerWarp][kTile]
   const int b = blockIdx.z, h = blockIdx.y, first_query = blockIdx.x * kBlockRows;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   load_rows<T, D>(q_tile, D, qkv, view, b, h, 0, first_query, kBlockRows, scale);
@@ -225,14 +225,14 @@ __global__ void __launch_bounds__(kThreads) attention_backward_key_kernel(T* dqk
                                                                           float scale) {
   constexpr int kDimsPerLane = D / 32;
   LMT_DYNAMIC_SHARED(float, shared);
-  SmemPtr<float> k_own = shared;                          // [kBlockRows][D]
-  SmemPtr<float> v_own = k_own + kBlockRows * D;          // [kBlockRows][D]
-  SmemPtr<float> q_tile = v_own + kBlockRows * D;         // [kTile][D + 1], scaled
-  SmemPtr<float> do_tile = q_tile + kTile * (D + 1);      // [kTile][D + 1]
-  SmemPtr<float> p_tile = do_tile + kTile * (D + 1);      // [kWarps][kRowsPerWarp][kTile]
+  SmemPtr<float> k_own = shared;                                      // [kBlockRows][D]
+  SmemPtr<float> v_own = k_own + kBlockRows * D;                      // [kBlockRows][D]
+  SmemPtr<float> q_tile = v_own + kBlockRows * D;                     // [kTile][D + 1], scaled
+  SmemPtr<float> do_tile = q_tile + kTile * (D + 1);                  // [kTile][D + 1]
+  SmemPtr<float> p_tile = do_tile + kTile * (D + 1);                  // [kWarps][kRowsPerWarp][kTile]
   SmemPtr<float> ds_tile = p_tile + kWarps * kRowsPerWarp * kTile;
   SmemPtr<float> lse_tile = ds_tile + kWarps * kRowsPerWarp * kTile;  // [kTile]
-  SmemPtr<float> delta_tile = lse_tile + kTile;                        // [kTile]
+  SmemPtr<float> delta_tile = lse_tile + kTile;                       // [kTile]
   const int b = blockIdx.z, h = blockIdx.y, first_key = blockIdx.x * kBlockRows;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   load_rows<T, D>(k_own, D, qkv, view, b, h, 1, first_key, kBlockRows, 1.0f);

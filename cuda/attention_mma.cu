@@ -337,13 +337,13 @@ __global__ void __launch_bounds__(kThreads)
                                       int T_, int C, int NH, float scale_log2, float scale) {
   LMT_DYNAMIC_SHARED(T, shared);
   // The tiles are reached only by cp.async and ldmatrix, whose addresses the emulator checks
-  // (cuda/mma.cuh); the statistics are read directly.
+  // (cuda/mma.cuh); the statistics after them are read directly.
   T* k_tile = smem_raw(shared);                    // [64][pitch], this block's keys
   T* v_tile = k_tile + tile_elements<D>();         // [64][pitch]
   T* q_tiles = v_tile + tile_elements<D>();        // [2][64][pitch]
   T* do_tiles = q_tiles + 2 * tile_elements<D>();  // [2][64][pitch]
-  SmemPtr<float> lse_tiles = smem_cast<float>(shared + 6 * tile_elements<D>());  // [2][64], after do_tiles
-  SmemPtr<float> delta_tiles = lse_tiles + 2 * kTileRows;                         // [2][64]
+  SmemPtr<float> lse_tiles = smem_cast<float>(shared + 6 * tile_elements<D>());  // [2][64]
+  SmemPtr<float> delta_tiles = lse_tiles + 2 * kTileRows;                        // [2][64]
   const int num_tiles = (T_ + kTileRows - 1) / kTileRows;
   const int key_tile = blockIdx.x;  // the first key tiles see the most queries: they go first
   const int h = blockIdx.y, b = blockIdx.z, first_key = key_tile * kTileRows;

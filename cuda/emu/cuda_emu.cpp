@@ -132,7 +132,8 @@ bool release_barriers(Scheduler& s) {
     for (size_t i = first; i < last; ++i) {
       if (!(mask & (1u << (i - first)))) continue;
       if (s.fibers[i].state == State::kDone) {
-        std::fprintf(stderr, "cuda emulator: a warp collective's mask names lane %zu of warp %zu, which has exited%s\n%s",
+        std::fprintf(stderr,
+                     "cuda emulator: a warp collective's mask names lane %zu of warp %zu, which has exited%s\n%s",
                      i - first, warp, internal::where_suffix().c_str(), describe_states(s).c_str());
         std::abort();
       }
@@ -393,7 +394,8 @@ void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const std::function<vo
       for (const Fiber& f : s.fibers) all_done = all_done && f.state == State::kDone;
       if (all_done) break;
       if (!release_barriers(s) && !ran) {
-        std::fprintf(stderr, "cuda emulator: deadlock in block %u,%u,%u%s: threads wait at barriers that cannot release\n%s",
+        std::fprintf(stderr,
+                     "cuda emulator: deadlock in block %u,%u,%u%s: threads wait at barriers that cannot release\n%s",
                      bx, by, bz, internal::where_suffix().c_str(), describe_states(s).c_str());
         std::abort();
       }

@@ -180,7 +180,8 @@ void smem_access(SmemRegion* region, const void* address, size_t bytes, bool wri
   if (p < region->base || p + bytes > region->base + region->bytes) {
     // Always fatal: the access happens after this returns.
     const long long offset = static_cast<long long>(p - region->base);
-    std::fprintf(stderr, "cuda emulator: shared memory, block %u,%u,%u%s: %s %s %s at byte %lld, outside its %zu bytes\n",
+    std::fprintf(stderr,
+                 "cuda emulator: shared memory, block %u,%u,%u%s: %s %s %s at byte %lld, outside its %zu bytes\n",
                  block_idx.x, block_idx.y, block_idx.z, internal::where_suffix().c_str(), thread_name(t).c_str(),
                  write ? "writes" : "reads", region->name.c_str(), offset, region->bytes);
     std::abort();
@@ -216,7 +217,8 @@ SmemRegion* register_smem(void* base, size_t bytes, const char* name, const char
 SmemRegion* dynamic_smem_region(const char* file, int line) {
   SmemRegion& region = checker().dynamic;
   // The name is that of the first declaration seen; kernels have one.
-  if (region.name.empty()) region.name = std::string("dynamic shared memory (") + file + ":" + std::to_string(line) + ")";
+  if (region.name.empty())
+    region.name = std::string("dynamic shared memory (") + file + ":" + std::to_string(line) + ")";
   return &region;
 }
 

@@ -1,13 +1,15 @@
 // The emulator's race detection (cuda/emu/cuda_emu.h) tested on kernels with planted bugs: a
 // missing __syncthreads, a missing __syncwarp, a shuffle taken for a memory fence, warps assumed
-// to move in lockstep, a dependence on the order of blocks, a read of shared memory nobody wrote
-// and float atomics. Each must be caught by the shared-memory checker, by the comparison of the
-// schedules, or both, and the same kernel with the bug fixed must pass both. Emulator only: the
-// kernels here are compiled by the host compiler against cuda/emu/.
+// to move in lockstep, a dependence on the order of blocks, a read of shared memory nobody wrote,
+// a cp.async tile read by ldmatrix without the barrier after the wait, and float atomics. Each
+// must be caught by the shared-memory checker, by the comparison of the schedules, or both, and
+// the same kernel with the bug fixed must pass both. Emulator only: the kernels here are
+// compiled by the host compiler against cuda/emu/.
 #ifdef LMTRAIN_CUDA_EMU
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <random>
 #include <string>
@@ -15,6 +17,7 @@
 
 #include "cuda/common.cuh"
 #include "cuda/emu/emu_hooks.h"
+#include "cuda/mma.cuh"
 #include "tests/cuda_ops/cuda_test_util.h"
 
 namespace {
@@ -83,6 +86,22 @@ __global__ void half_written_kernel(float* out, const float* in, bool all) {
   if (all || t < kThreads / 2) tile[t] = in[blockIdx.x * kThreads + t];
   __syncthreads();
   out[blockIdx.x * kThreads + t] = tile[t];
+}
+
+// Each thread copies one 16-byte row of a 64-row tile with cp.async and waits for it; then each
+// warp loads, by ldmatrix, the 32 rows the other warp copied: other threads' copies are visible
+// only after a __syncthreads that follows their waits.
+__global__ void async_tile_kernel(float* out, const float* in, bool sync) {
+  LMT_DYNAMIC_SHARED(uint16_t, tile);  // [64][8]
+  const int t = threadIdx.x, lane = t % 32, warp = t / 32;
+  const uint16_t* src = reinterpret_cast<const uint16_t*>(in) + (blockIdx.x * kThreads + t) * 8;
+  lmt::cuda::cp_async_16(lmt::cuda::smem_raw(tile + t * 8), src);
+  lmt::cuda::cp_async_commit();
+  lmt::cuda::cp_async_wait<0>();
+  if (sync) __syncthreads();
+  uint32_t r[4];
+  lmt::cuda::ldmatrix_x4(r, lmt::cuda::smem_raw(tile + ((1 - warp) * 32 + lane) * 8));
+  std::memcpy(out + (blockIdx.x * kThreads + t) * 4, r, sizeof r);
 }
 
 // One float atomicAdd per block into one total: its rounding follows the order of the blocks.
@@ -307,6 +326,32 @@ TEST_CASE("emulator: a read of shared memory nobody wrote is reported and differ
                           Contains("which no thread of this block has written"));
     // Each schedule fills shared memory with other bytes.
     CHECK(schedules_that_differ([&] { return run(false); }).size() == 3);
+  }
+  check_clean([&] { return run(true); });
+}
+
+TEST_CASE("emulator: a cp.async tile read by ldmatrix before the __syncthreads after the wait is a race",
+          "[cuda][emulator][schedule]") {
+  StartForward forward;
+  const auto in_values = inputs(kBlocks * kThreads * 4, 7);  // 16 bytes a thread
+  auto run = [&](bool sync) {
+    Buffer in(in_values), out(std::vector<float>(kBlocks * kThreads * 4, 0.0f));
+    LMT_LAUNCH(async_tile_kernel, kBlocks, kThreads, kThreads * 16, nullptr)(out.get(), in.get(), sync);
+    return out.host();
+  };
+  {
+    CollectFindings findings;
+    run(false);
+    const std::string found = findings.take();
+    INFO(found);
+    // Warp 0 loads warp 1's rows before they are copied, and warp 1 warp 0's without a barrier.
+    CHECK_THAT(found, Contains("thread 0,0,0 (warp 0 lane 0) reads dynamic shared memory (") &&
+                          Contains("at byte 512 (element 32 of 16 bytes), which no thread of this block has written"));
+    CHECK_THAT(found, Contains("thread 32,0,0 (warp 1 lane 0) reads dynamic shared memory (") &&
+                          Contains("at byte 0 (element 0 of 16 bytes), which thread 0,0,0 (warp 0 lane 0) wrote"));
+    // The copies land at the wait and ldmatrix waits for its warp, so the lockstep schedules
+    // happen to see every row; warps:SEED runs one warp's load before the other's copies.
+    CHECK(schedules_that_differ([&] { return run(false); }) == std::vector<std::string>{"warps:1"});
   }
   check_clean([&] { return run(true); });
 }
