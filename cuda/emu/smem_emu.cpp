@@ -54,6 +54,7 @@ struct Checker {
   std::vector<std::unique_ptr<SmemRegion>> arrays;  // LMT_SHARED arrays, registered once each
   SmemRegion dynamic;
   uint32_t interval = 0, block_first_interval = 0;
+  unsigned char fill_byte = 0xFF;  // the current block's (smem_block_start)
   size_t threads = 0;
   std::vector<uint32_t> clocks;  // [thread][lane of its warp]
   bool collect = false;
@@ -209,7 +210,7 @@ SmemRegion* register_smem(void* base, size_t bytes, const char* name, const char
   region->name = std::string(name) + " (" + file + ":" + std::to_string(line) + ")";
   region->shadow.resize((bytes + kGranule - 1) / kGranule);
   // Registered by the first thread that reaches the declaration: undefined, as in a new block.
-  fill(*region, 0xFF);
+  fill(*region, c.fill_byte);
   c.arrays.push_back(std::move(region));
   return c.arrays.back().get();
 }
@@ -265,6 +266,7 @@ void smem_block_start(unsigned char byte) {
     std::fill(c.dynamic.shadow.begin(), c.dynamic.shadow.end(), Granule{});
   }
   c.block_first_interval = ++c.interval;
+  c.fill_byte = byte;
   fill(c.dynamic, byte);
   for (auto& region : c.arrays) fill(*region, byte);
   if (smem_checks) reset_clocks(c);
