@@ -17,7 +17,7 @@ constexpr int kSquaresThreads = 256;
 constexpr int kMaxSquaresBlocks = 1024;
 
 __global__ void sum_squares_kernel(double* block_sums, const float* values, size_t n) {
-  __shared__ double scratch[32];
+  LMT_SHARED(double, scratch, [32]);
   const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
   double sum = 0.0;
   for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {

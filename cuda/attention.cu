@@ -14,6 +14,7 @@
 // P from q, k and the saved lse.
 #include <algorithm>
 
+#include "cuda/attention_slices.cuh"
 #include "cuda/common.cuh"
 #include "cuda/kernels.cuh"
 
@@ -43,7 +44,7 @@ struct HeadView {
 // rows [first, first + count) of one part of qkv (or of a (B,T,C) tensor when part < 0) into a
 // shared tile with row pitch `pitch`, times `scale`; rows past T are zero.
 template <typename T, int D>
-__device__ void load_rows(float* tile, int pitch, const T* src, const HeadView& view, int b, int h, int part,
+__device__ void load_rows(SmemPtr<float> tile, int pitch, const T* src, const HeadView& view, int b, int h, int part,
                           int first, int count, float scale) {
   for (int index = threadIdx.x; index < count * D; index += blockDim.x) {
     const int r = index / D, d = index % D, t = first + r;
@@ -65,10 +66,10 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(T* out, flo
   LMT_CHECK_LAUNCH_BOUNDS(kThreads);
   constexpr int kDimsPerLane = D / 32;
   LMT_DYNAMIC_SHARED(float, shared);
-  float* q_tile = shared;                        // [kBlockRows][D], scaled
-  float* k_tile = q_tile + kBlockRows * D;       // [kTile][D + 1] (padded: lane j reads row j)
-  float* v_tile = k_tile + kTile * (D + 1);      // [kTile][D]
-  float* p_tile = v_tile + kTile * D;            // [kWarps][kRowsPerWarp][kTile]
+  SmemPtr<float> q_tile = shared;                    // [kBlockRows][D], scaled
+  SmemPtr<float> k_tile = q_tile + kBlockRows * D;   // [kTile][D + 1] (padded: lane j reads row j)
+  SmemPtr<float> v_tile = k_tile + kTile * (D + 1);  // [kTile][D]
+  SmemPtr<float> p_tile = v_tile + kTile * D;        // [kWarps][kRowsPerWarp][kTile]
   const int b = blockIdx.z, h = blockIdx.y, first_query = blockIdx.x * kBlockRows;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   load_rows<T, D>(q_tile, D, qkv, view, b, h, 0, first_query, kBlockRows, scale);
@@ -169,11 +170,11 @@ __global__ void __launch_bounds__(kThreads) attention_backward_query_kernel(T* d
   LMT_CHECK_LAUNCH_BOUNDS(kThreads);
   constexpr int kDimsPerLane = D / 32;
   LMT_DYNAMIC_SHARED(float, shared);
-  float* q_tile = shared;                         // [kBlockRows][D], scaled
-  float* do_tile = q_tile + kBlockRows * D;       // [kBlockRows][D]
-  float* k_tile = do_tile + kBlockRows * D;       // [kTile][D + 1]
-  float* v_tile = k_tile + kTile * (D + 1);       // [kTile][D + 1]
-  float* ds_tile = v_tile + kTile * (D + 1);      // [kWarps][kRowsPerWarp][kTile]
+  SmemPtr<float> q_tile = shared;                     // [kBlockRows][D], scaled
+  SmemPtr<float> do_tile = q_tile + kBlockRows * D;   // [kBlockRows][D]
+  SmemPtr<float> k_tile = do_tile + kBlockRows * D;   // [kTile][D + 1]
+  SmemPtr<float> v_tile = k_tile + kTile * (D + 1);   // [kTile][D + 1]
+  SmemPtr<float> ds_tile = v_tile + kTile * (D + 1);  // [kWarps][kRowsPerWarp][kTile]
   const int b = blockIdx.z, h = blockIdx.y, first_query = blockIdx.x * kBlockRows;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   load_rows<T, D>(q_tile, D, qkv, view, b, h, 0, first_query, kBlockRows, scale);
@@ -249,14 +250,14 @@ __global__ void __launch_bounds__(kThreads) attention_backward_key_kernel(T* dqk
   LMT_CHECK_LAUNCH_BOUNDS(kThreads);
   constexpr int kDimsPerLane = D / 32;
   LMT_DYNAMIC_SHARED(float, shared);
-  float* k_own = shared;                          // [kBlockRows][D]
-  float* v_own = k_own + kBlockRows * D;          // [kBlockRows][D]
-  float* q_tile = v_own + kBlockRows * D;         // [kTile][D + 1], scaled
-  float* do_tile = q_tile + kTile * (D + 1);      // [kTile][D + 1]
-  float* p_tile = do_tile + kTile * (D + 1);      // [kWarps][kRowsPerWarp][kTile]
-  float* ds_tile = p_tile + kWarps * kRowsPerWarp * kTile;
-  float* lse_tile = ds_tile + kWarps * kRowsPerWarp * kTile;  // [kTile]
-  float* delta_tile = lse_tile + kTile;                        // [kTile]
+  SmemPtr<float> k_own = shared;                                      // [kBlockRows][D]
+  SmemPtr<float> v_own = k_own + kBlockRows * D;                      // [kBlockRows][D]
+  SmemPtr<float> q_tile = v_own + kBlockRows * D;                     // [kTile][D + 1], scaled
+  SmemPtr<float> do_tile = q_tile + kTile * (D + 1);                  // [kTile][D + 1]
+  SmemPtr<float> p_tile = do_tile + kTile * (D + 1);                  // [kWarps][kRowsPerWarp][kTile]
+  SmemPtr<float> ds_tile = p_tile + kWarps * kRowsPerWarp * kTile;
+  SmemPtr<float> lse_tile = ds_tile + kWarps * kRowsPerWarp * kTile;  // [kTile]
+  SmemPtr<float> delta_tile = lse_tile + kTile;                       // [kTile]
   const int b = blockIdx.z, h = blockIdx.y, first_key = blockIdx.x * kBlockRows;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   load_rows<T, D>(k_own, D, qkv, view, b, h, 1, first_key, kBlockRows, 1.0f);
@@ -358,31 +359,14 @@ void allow_shared_for_head_sizes() {
   allow_shared_for<T, 128>();
 }
 
-// The kernels take heads from grid y and sequences from grid z, which hold at most 65535 each:
-// a larger batch (or head count) runs as several launches, each on a slice of sequences and heads
-// whose tensors are indexed from the slice's first element (HeadView keeps the full T, C and NH,
-// so the strides stay those of the whole tensors). fn(slice, grid) for each slice, with the
-// offsets of its first element in each tensor.
-constexpr int kMaxGridYZ = 65535;
-struct Slice {
-  size_t qkv, out, lse;  // into (B, T, 3C), (B, T, C) and (B, NH, T)
-};
-template <typename Fn>
-void for_each_slice(int B, int seq_len, int C, int NH, int HS, Fn&& fn) {
-  for (int b0 = 0; b0 < B; b0 += kMaxGridYZ)
-    for (int h0 = 0; h0 < NH; h0 += kMaxGridYZ) {
-      const size_t bt = static_cast<size_t>(b0) * seq_len, head = static_cast<size_t>(h0) * HS;
-      const Slice slice{bt * 3 * C + head, bt * C + head, (static_cast<size_t>(b0) * NH + h0) * seq_len};
-      fn(slice, dim3(ceil_div(seq_len, kBlockRows), std::min(kMaxGridYZ, NH - h0), std::min(kMaxGridYZ, B - b0)));
-    }
-}
+// Batches beyond grid y and z's 65535 heads or sequences run as slices (attention_slices.cuh).
 
 template <typename T, int D>
 void forward_for(T* out, float* lse, const T* qkv, int B, int seq_len, int C, int NH, cudaStream_t stream) {
   const HeadView view{seq_len, C, NH, D};
   const float scale = 1.0f / sqrtf(static_cast<float>(D));
   auto kernel = attention_forward_kernel<T, D>;
-  for_each_slice(B, seq_len, C, NH, D, [&](const Slice& at, dim3 grid) {
+  for_each_attention_slice(B, seq_len, C, NH, D, kBlockRows, [&](const AttentionSlice& at, dim3 grid) {
     LMT_LAUNCH(kernel, grid, kThreads, forward_shared_bytes<D>(), stream)(out + at.out, lse + at.lse, qkv + at.qkv,
                                                                           view, scale);
     CUDA_CHECK_LAUNCH();
@@ -402,7 +386,7 @@ void backward_for(T* dqkv, const T* dout, const T* qkv, const T* out, const floa
   CUDA_CHECK_LAUNCH();
   auto query_kernel = attention_backward_query_kernel<T, D>;
   auto key_kernel = attention_backward_key_kernel<T, D>;
-  for_each_slice(B, seq_len, C, NH, D, [&](const Slice& at, dim3 grid) {
+  for_each_attention_slice(B, seq_len, C, NH, D, kBlockRows, [&](const AttentionSlice& at, dim3 grid) {
     LMT_LAUNCH(query_kernel, grid, kThreads, query_shared_bytes<D>(), stream)(
         dqkv + at.qkv, dout + at.out, qkv + at.qkv, lse + at.lse, delta + at.lse, view, scale);
     CUDA_CHECK_LAUNCH();

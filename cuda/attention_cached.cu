@@ -38,8 +38,8 @@ __global__ void attention_cached_kernel(T* out, const T* k_cache, const T* v_cac
   const int lane = threadIdx.x;
   const int HS = C / NH;
   const int keys = pos + t + 1;
-  float* q = shared;            // [HS]
-  float* scores = shared + HS;  // [keys]
+  SmemPtr<float> q = shared;            // [HS]
+  SmemPtr<float> scores = shared + HS;  // [keys]
   const T* q_src = qkv + (static_cast<size_t>(b) * Tn + t) * 3 * C + h * HS;
   for (int d = lane; d < HS; d += 32) q[d] = to_float(q_src[d]);
   __syncwarp();

@@ -20,6 +20,7 @@
 //
 // Shared rows are padded by 16 bytes so that the 8 rows an ldmatrix reads fall in different
 // banks, which also keeps every row 16-byte aligned for cp.async.
+#include "cuda/attention_slices.cuh"
 #include "cuda/common.cuh"
 #include "cuda/kernels.cuh"
 #include "cuda/mma.cuh"
@@ -72,11 +73,11 @@ __device__ __forceinline__ void next_kv_tiles(T* k_tiles, T* v_tiles, const T* k
 
 // 64 floats of a (B, NH, T) row from `first` into shared memory, zeros past T; threads
 // [thread0, thread0 + 64) of the block issue them.
-__device__ __forceinline__ void load_row_async(float* dst, const float* row, int first, int T_, int thread0) {
+__device__ __forceinline__ void load_row_async(SmemPtr<float> dst, const float* row, int first, int T_, int thread0) {
   const int i = static_cast<int>(threadIdx.x) - thread0;
   if (i < 0 || i >= kTileRows) return;
   const bool valid = first + i < T_;
-  cp_async_4(dst + i, row + (valid ? first + i : 0), valid);
+  cp_async_4(smem_raw(dst + i), row + (valid ? first + i : 0), valid);
 }
 
 // The A fragments (16 rows x 16 columns at column 16 kk) of rows [row0, row0 + 16) of a tile.
@@ -103,17 +104,33 @@ __device__ __forceinline__ const void* b_cols_address(const void* tile, int kc, 
 // acc[n] (16 x 8 at n-tile n, n < 8) += A (16 x D, fragments a_frag) B, B's columns the 64 rows
 // of `tile` (S = Q K^T, dP = dO V^T, S^T = K Q^T, dP^T = V dO^T).
 template <typename T, int D>
+__device__ __forceinline__ void multiply_chunk_by_rows(float (&acc)[8][4], const uint32_t (&a)[4], const T* tile,
+                                                       int kk, int lane) {
+  #pragma unroll
+  for (int np = 0; np < 4; ++np) {
+    uint32_t b[4];
+    ldmatrix_x4(b, b_rows_address<D>(tile, np, kk, lane, sizeof(T)));
+    mma_m16n8k16<T>(acc[2 * np], a, b);
+    mma_m16n8k16<T>(acc[2 * np + 1], a, b + 2);
+  }
+}
+template <typename T, int D>
 __device__ __forceinline__ void multiply_by_rows(float (&acc)[8][4], const uint32_t (&a_frag)[D / 16][4],
                                                  const T* tile, int lane) {
   #pragma unroll
-  for (int kk = 0; kk < D / 16; ++kk)
-    #pragma unroll
-    for (int np = 0; np < 4; ++np) {
-      uint32_t b[4];
-      ldmatrix_x4(b, b_rows_address<D>(tile, np, kk, lane, sizeof(T)));
-      mma_m16n8k16<T>(acc[2 * np], a_frag[kk], b);
-      mma_m16n8k16<T>(acc[2 * np + 1], a_frag[kk], b + 2);
-    }
+  for (int kk = 0; kk < D / 16; ++kk) multiply_chunk_by_rows<T, D>(acc, a_frag[kk], tile, kk, lane);
+}
+// The same with A's fragments read from rows [row0, row0 + 16) of the shared `a_tile` one
+// k-chunk at a time, for a kernel that cannot keep all of them in registers.
+template <typename T, int D>
+__device__ __forceinline__ void multiply_by_rows(float (&acc)[8][4], const T* a_tile, int row0, const T* tile,
+                                                 int lane) {
+  #pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    uint32_t a[4];
+    ldmatrix_x4(a, a_address<D>(a_tile, row0, kk, lane, sizeof(T)));
+    multiply_chunk_by_rows<T, D>(acc, a, tile, kk, lane);
+  }
 }
 
 // acc (16 x D) += A (16 x 64, the C fragments `c` rounded to T) B, B the 64 x D `tile` whose rows
@@ -148,11 +165,15 @@ __device__ __forceinline__ void load_a_fragments(uint32_t (&frag)[D / 16][4], co
 __device__ __forceinline__ int fragment_half(int i) { return i / 2; }
 __device__ __forceinline__ int fragment_col(int n, int i, int lane) { return n * 8 + lane % 4 * 2 + (i & 1); }
 
+// occupancy <*, 64>: at least 3 blocks of 128 threads per SM with 46080 bytes of dynamic shared memory
+// occupancy <*, 128>: at least 1 block of 128 threads per SM with 87040 bytes of dynamic shared memory
 template <typename T, int D>
 __global__ void __launch_bounds__(kThreads) attention_mma_forward_kernel(T* out, float* lse, const T* qkv, int T_,
                                                                          int C, int NH, float scale_log2) {
+  LMT_CHECK_LAUNCH_BOUNDS(kThreads);
   LMT_DYNAMIC_SHARED(T, shared);
-  T* q_tile = shared;                             // [64][pitch]
+  // Reached only by cp.async and ldmatrix, whose addresses the emulator checks (cuda/mma.cuh).
+  T* q_tile = smem_raw(shared);                   // [64][pitch]
   T* k_tiles = q_tile + tile_elements<D>();       // [2][64][pitch]
   T* v_tiles = k_tiles + 2 * tile_elements<D>();  // [2][64][pitch]
   const int num_tiles = (T_ + kTileRows - 1) / kTileRows;
@@ -241,12 +262,16 @@ __global__ void __launch_bounds__(kThreads) attention_mma_forward_kernel(T* out,
   }
 }
 
+// occupancy <*, 64>: at least 2 blocks of 128 threads per SM with 55296 bytes of dynamic shared memory
+// occupancy <*, 128>: at least 1 block of 128 threads per SM with 104448 bytes of dynamic shared memory
 template <typename T, int D>
 __global__ void __launch_bounds__(kThreads)
     attention_mma_backward_query_kernel(T* dqkv, float* delta, const T* dout, const T* out, const T* qkv,
                                         const float* lse, int T_, int C, int NH, float scale_log2, float scale) {
+  LMT_CHECK_LAUNCH_BOUNDS(kThreads);
   LMT_DYNAMIC_SHARED(T, shared);
-  T* q_tile = shared;                             // [64][pitch]
+  // Reached only by cp.async and ldmatrix, whose addresses the emulator checks (cuda/mma.cuh).
+  T* q_tile = smem_raw(shared);                   // [64][pitch]
   T* do_tile = q_tile + tile_elements<D>();       // [64][pitch]
   T* k_tiles = do_tile + tile_elements<D>();      // [2][64][pitch]
   T* v_tiles = k_tiles + 2 * tile_elements<D>();  // [2][64][pitch]
@@ -285,7 +310,10 @@ __global__ void __launch_bounds__(kThreads)
     row_lse[half] = query < T_ ? lse[stat_row + query] * kLog2e : 0.0f;
   }
 
-  uint32_t q_frag[D / 16][4], do_frag[D / 16][4];
+  // At head size 128 dO's fragments are read from shared memory for every tile: in registers
+  // too, with dq, s and dp, they made ptxas spill on sm_90 (255 registers).
+  constexpr bool kDoInRegisters = D <= 64;
+  uint32_t q_frag[D / 16][4], do_frag[kDoInRegisters ? D / 16 : 1][4];
   float dq[D / 8][4];
   #pragma unroll
   for (int n = 0; n < D / 8; ++n)
@@ -296,7 +324,7 @@ __global__ void __launch_bounds__(kThreads)
     next_kv_tiles<T, D>(k_tiles, v_tiles, k_head, v_head, row_stride, j, tile, T_);
     if (j == 0) {
       load_a_fragments<D>(q_frag, q_tile, warp * 16, lane, sizeof(T));
-      load_a_fragments<D>(do_frag, do_tile, warp * 16, lane, sizeof(T));
+      if constexpr (kDoInRegisters) load_a_fragments<D>(do_frag, do_tile, warp * 16, lane, sizeof(T));
     }
     const T* k_tile = k_tiles + buffer * tile_elements<D>();
     const T* v_tile = v_tiles + buffer * tile_elements<D>();
@@ -306,7 +334,10 @@ __global__ void __launch_bounds__(kThreads)
       #pragma unroll
       for (int i = 0; i < 4; ++i) s[n][i] = dp[n][i] = 0.0f;
     multiply_by_rows<T, D>(s, q_frag, k_tile, lane);
-    multiply_by_rows<T, D>(dp, do_frag, v_tile, lane);
+    if constexpr (kDoInRegisters)
+      multiply_by_rows<T, D>(dp, do_frag, v_tile, lane);
+    else
+      multiply_by_rows<T, D>(dp, do_tile, warp * 16, v_tile, lane);
     #pragma unroll
     for (int n = 0; n < 8; ++n)
       #pragma unroll
@@ -330,17 +361,22 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// occupancy <*, 64>: at least 2 blocks of 128 threads per SM with 56320 bytes of dynamic shared memory
+// occupancy <*, 128>: at least 1 block of 128 threads per SM with 105472 bytes of dynamic shared memory
 template <typename T, int D>
 __global__ void __launch_bounds__(kThreads)
     attention_mma_backward_key_kernel(T* dqkv, const T* dout, const T* qkv, const float* lse, const float* delta,
                                       int T_, int C, int NH, float scale_log2, float scale) {
+  LMT_CHECK_LAUNCH_BOUNDS(kThreads);
   LMT_DYNAMIC_SHARED(T, shared);
-  T* k_tile = shared;                              // [64][pitch], this block's keys
+  // The tiles are reached only by cp.async and ldmatrix, whose addresses the emulator checks
+  // (cuda/mma.cuh); the statistics after them are read directly.
+  T* k_tile = smem_raw(shared);                    // [64][pitch], this block's keys
   T* v_tile = k_tile + tile_elements<D>();         // [64][pitch]
   T* q_tiles = v_tile + tile_elements<D>();        // [2][64][pitch]
   T* do_tiles = q_tiles + 2 * tile_elements<D>();  // [2][64][pitch]
-  float* lse_tiles = reinterpret_cast<float*>(do_tiles + 2 * tile_elements<D>());  // [2][64]
-  float* delta_tiles = lse_tiles + 2 * kTileRows;                                    // [2][64]
+  SmemPtr<float> lse_tiles = smem_cast<float>(shared + 6 * tile_elements<D>());  // [2][64]
+  SmemPtr<float> delta_tiles = lse_tiles + 2 * kTileRows;                        // [2][64]
   const int num_tiles = (T_ + kTileRows - 1) / kTileRows;
   const int key_tile = blockIdx.x;  // the first key tiles see the most queries: they go first
   const int h = blockIdx.y, b = blockIdx.z, first_key = key_tile * kTileRows;
@@ -378,8 +414,8 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
     const T* q_tile = q_tiles + buffer * tile_elements<D>();
     const T* do_tile = do_tiles + buffer * tile_elements<D>();
-    const float* lse_tile = lse_tiles + buffer * kTileRows;
-    const float* delta_tile = delta_tiles + buffer * kTileRows;
+    const SmemPtr<float> lse_tile = lse_tiles + buffer * kTileRows;
+    const SmemPtr<float> delta_tile = delta_tiles + buffer * kTileRows;
     float st[8][4], dpt[8][4];  // S^T and dP^T: the warp's 16 keys x the tile's 64 queries
     #pragma unroll
     for (int n = 0; n < 8; ++n)
@@ -445,27 +481,30 @@ float softmax_scale(int D) { return 1.0f / sqrtf(static_cast<float>(D)); }
 
 template <typename T, int D>
 void forward_for(T* out, float* lse, const T* qkv, int B, int T_, int C, int NH, cudaStream_t stream) {
-  const dim3 grid(ceil_div(T_, kTileRows), NH, B);
   auto kernel = attention_mma_forward_kernel<T, D>;
-  LMT_LAUNCH(kernel, grid, kThreads, forward_shared_bytes<D>(), stream)(out, lse, qkv, T_, C, NH,
-                                                                        softmax_scale(D) * kLog2e);
-  CUDA_CHECK_LAUNCH();
+  for_each_attention_slice(B, T_, C, NH, D, kTileRows, [&](const AttentionSlice& at, dim3 grid) {
+    LMT_LAUNCH(kernel, grid, kThreads, forward_shared_bytes<D>(), stream)(out + at.out, lse + at.lse, qkv + at.qkv, T_,
+                                                                          C, NH, softmax_scale(D) * kLog2e);
+    CUDA_CHECK_LAUNCH();
+  });
 }
 
 template <typename T, int D>
 void backward_for(T* dqkv, const T* dout, const T* qkv, const T* out, const float* lse, int B, int T_, int C, int NH,
                   DeviceScratch& scratch, cudaStream_t stream) {
   float* delta = static_cast<float*>(scratch.get(static_cast<size_t>(B) * NH * T_ * sizeof(float)));
-  const dim3 grid(ceil_div(T_, kTileRows), NH, B);
   const float scale = softmax_scale(D);
   auto query_kernel = attention_mma_backward_query_kernel<T, D>;
-  LMT_LAUNCH(query_kernel, grid, kThreads, query_shared_bytes<D>(), stream)(dqkv, delta, dout, out, qkv, lse, T_, C,
-                                                                            NH, scale * kLog2e, scale);
-  CUDA_CHECK_LAUNCH();
   auto key_kernel = attention_mma_backward_key_kernel<T, D>;
-  LMT_LAUNCH(key_kernel, grid, kThreads, key_shared_bytes<D>(), stream)(dqkv, dout, qkv, lse, delta, T_, C, NH,
-                                                                        scale * kLog2e, scale);
-  CUDA_CHECK_LAUNCH();
+  for_each_attention_slice(B, T_, C, NH, D, kTileRows, [&](const AttentionSlice& at, dim3 grid) {
+    LMT_LAUNCH(query_kernel, grid, kThreads, query_shared_bytes<D>(), stream)(
+        dqkv + at.qkv, delta + at.lse, dout + at.out, out + at.out, qkv + at.qkv, lse + at.lse, T_, C, NH,
+        scale * kLog2e, scale);
+    CUDA_CHECK_LAUNCH();
+    LMT_LAUNCH(key_kernel, grid, kThreads, key_shared_bytes<D>(), stream)(
+        dqkv + at.qkv, dout + at.out, qkv + at.qkv, lse + at.lse, delta + at.lse, T_, C, NH, scale * kLog2e, scale);
+    CUDA_CHECK_LAUNCH();
+  });
 }
 
 }  // namespace

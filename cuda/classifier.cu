@@ -16,7 +16,7 @@ template <typename T>
 __global__ void __launch_bounds__(kThreads) classifier_kernel(T* dlogits, float* losses, const T* logits,
                                                               const int32_t* targets, float dloss, int V, int Vp) {
   LMT_CHECK_LAUNCH_BOUNDS(kThreads);
-  __shared__ float scratch[32];
+  LMT_SHARED(float, scratch, [32]);
   const long long offset = static_cast<long long>(blockIdx.x) * Vp;
   const T* row = logits + offset;
   // Online max and sum of exponentials per thread, then combined over the block.

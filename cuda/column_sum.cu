@@ -22,7 +22,7 @@ constexpr int kMaxGridY = 65535;
 // occupancy: at least 8 blocks of 256 threads per SM
 template <typename T>
 __global__ void column_partial_kernel(float* partial, const T* inp, int N, int C) {
-  __shared__ float sums[kRowThreads][kColumns + 1];
+  LMT_SHARED(float, sums, [kRowThreads][kColumns + 1]);
   const int c = blockIdx.x * kColumns + threadIdx.x;
   const long long num_chunks = (static_cast<long long>(N) + kChunkRows - 1) / kChunkRows;
   for (long long chunk = blockIdx.y; chunk < num_chunks; chunk += gridDim.y) {

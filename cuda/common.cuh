@@ -13,9 +13,13 @@
 // LMT_LAUNCH(kernel, grid, block, shared_bytes, stream)(args...)
 #define LMT_LAUNCH(kernel, grid, block, shared_bytes, stream) \
   ((void)(stream), ::lmt::emu::make_launch(kernel, dim3(grid), dim3(block), (shared_bytes)))
-// A kernel's dynamically sized shared memory, as an array of `type`.
-#define LMT_DYNAMIC_SHARED(type, name) type* name = static_cast<type*>(::lmt::emu::dynamic_shared())
 #define LMT_CHECK_LAUNCH_BOUNDS(max_threads) ::lmt::emu::check_launch_bounds(max_threads)
+// A kernel's dynamically sized shared memory, as an array of `type` (an SmemPtr<type>).
+#define LMT_DYNAMIC_SHARED(type, name) \
+  ::lmt::emu::SmemPtr<type> name = ::lmt::emu::dynamic_smem<type>(__FILE__, __LINE__)
+// A shared array: LMT_SHARED(float, sums, [8][33]) is `__shared__ float sums[8][33]`, which the
+// emulator's shared-memory checker follows (a plain __shared__ array it does not).
+#define LMT_SHARED(type, name, dims) static ::lmt::emu::SmemArray<type dims> name(#name, __FILE__, __LINE__)
 #else
 #include <cublasLt.h>
 #include <cuda_bf16.h>
@@ -26,6 +30,7 @@
   extern __shared__ __align__(16) char name##_raw[]; \
   type* name = reinterpret_cast<type*>(name##_raw)
 #define LMT_CHECK_LAUNCH_BOUNDS(max_threads) ((void)0)
+#define LMT_SHARED(type, name, dims) __shared__ type name dims
 #endif
 
 // The first statement of every kernel declared __launch_bounds__(N), with the same N:
@@ -61,6 +66,35 @@
 namespace lmt::cuda {
 
 constexpr unsigned kFullMask = 0xffffffffu;
+
+// A pointer into shared memory (LMT_SHARED, LMT_DYNAMIC_SHARED): T* on a GPU, a checked pointer
+// in the emulator (cuda/emu/cuda_emu.h). Kernels keep shared addresses in this type.
+#ifdef LMTRAIN_CUDA_EMU
+template <typename T>
+using SmemPtr = ::lmt::emu::SmemPtr<T>;
+// The plain address, for the instructions that take one (ldmatrix, cp.async: the emulator's
+// models check those accesses by address); direct reads and writes keep the SmemPtr.
+template <typename T>
+__device__ __forceinline__ T* smem_raw(SmemPtr<T> p) {
+  return p.raw();
+}
+// The same shared bytes as another element type (reinterpret_cast on a GPU).
+template <typename U, typename T>
+__device__ __forceinline__ SmemPtr<U> smem_cast(SmemPtr<T> p) {
+  return p.template as<U>();
+}
+#else
+template <typename T>
+using SmemPtr = T*;
+template <typename T>
+__device__ __forceinline__ T* smem_raw(T* p) {
+  return p;
+}
+template <typename U, typename T>
+__device__ __forceinline__ U* smem_cast(T* p) {
+  return reinterpret_cast<U*>(p);
+}
+#endif
 
 // Element types of activations (DType): float, __nv_bfloat16, __half. Kernels load them into
 // fp32, compute in fp32 and round once when storing.
@@ -137,7 +171,7 @@ __device__ __forceinline__ double warp_sum(double value) {
 // Sum over a block of up to 1024 threads (a multiple of 32); every thread gets the result.
 // `scratch` is 32 values of shared memory; it may be reused after the call.
 template <typename T>
-__device__ T block_sum(T value, T* scratch) {
+__device__ T block_sum(T value, SmemPtr<T> scratch) {
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, num_warps = blockDim.x / 32;
   value = warp_sum(value);
   __syncthreads();  // scratch may still be read by a previous call
@@ -147,7 +181,7 @@ __device__ T block_sum(T value, T* scratch) {
   return warp_sum(total);
 }
 
-__device__ __forceinline__ float block_max(float value, float* scratch) {
+__device__ __forceinline__ float block_max(float value, SmemPtr<float> scratch) {
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, num_warps = blockDim.x / 32;
   value = warp_max(value);
   __syncthreads();

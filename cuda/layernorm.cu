@@ -84,8 +84,8 @@ constexpr int kMaxGridY = 65535;
 template <typename T>
 __global__ void layernorm_param_partial_kernel(float* partial_weight, float* partial_bias, const T* dout, const T* inp,
                                                const float* mean, const float* rstd, int N, int C) {
-  __shared__ float weight_sums[kRowThreads][kColumns + 1];
-  __shared__ float bias_sums[kRowThreads][kColumns + 1];
+  LMT_SHARED(float, weight_sums, [kRowThreads][kColumns + 1]);
+  LMT_SHARED(float, bias_sums, [kRowThreads][kColumns + 1]);
   const int c = blockIdx.x * kColumns + threadIdx.x;
   const long long num_chunks = (static_cast<long long>(N) + kChunkRows - 1) / kChunkRows;
   for (long long chunk = blockIdx.y; chunk < num_chunks; chunk += gridDim.y) {

@@ -1,20 +1,23 @@
-// The fiber scheduler behind cuda_emu.h, the runtime calls, and the cuBLASLt subset.
+// The fiber scheduler behind cuda_emu.h and its schedules, the runtime calls, and the cuBLASLt
+// subset. Shared memory and its checker are in smem_emu.cpp.
 #include "cuda/emu/cuda_emu.h"
 
 #include <ucontext.h>
 
 #include <algorithm>
-#include <map>
-#include <utility>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <memory>
+#include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cuda/emu/cublaslt_emu.h"
 #include "cuda/emu/emu_hooks.h"
+#include "cuda/emu/emu_internal.h"
 
 namespace lmt::emu {
 
@@ -29,6 +32,7 @@ struct Fiber {
   std::unique_ptr<char[]> stack;
   State state = State::kReady;
   unsigned warp_mask = 0;
+  bool at_syncwarp = false;  // at a __syncwarp, not a shuffle: its release orders memory
   dim3 index;
 };
 
@@ -42,11 +46,39 @@ struct Scheduler {
   std::vector<uint64_t> warp_slots;  // 32 per warp
   std::vector<char> shared;
   bool running = false;
+  // The schedule (emu_hooks.h) and its random sequence.
+  bool configured = false;
+  Schedule schedule;
+  std::mt19937_64 rng;
+  std::vector<size_t> order, blocks, warp_order;
+  bool draw_warp_order = true;  // warps: at the start of a block and after each __syncthreads
 };
 
 Scheduler& scheduler() {
   static Scheduler s;
   return s;
+}
+
+// LMTRAIN_EMU_SCHEDULE and LMTRAIN_EMU_SHARED_CHECKS, read before the first launch or hook.
+void configure(Scheduler& s) {
+  if (s.configured) return;
+  s.configured = true;
+  if (const char* env = std::getenv("LMTRAIN_EMU_SCHEDULE"); env && *env) {
+    if (!parse_schedule(env, s.schedule)) {
+      std::fprintf(stderr,
+                   "cuda emulator: LMTRAIN_EMU_SCHEDULE=%s is not forward, reverse, random:SEED or warps:SEED\n", env);
+      std::abort();
+    }
+  }
+  s.rng.seed(s.schedule.seed);
+  internal::configure_shared_checks();
+}
+
+// A uniform draw from [0, n), the same on every standard library (std::shuffle's is not).
+size_t draw(Scheduler& s, size_t n) { return static_cast<size_t>(s.rng() % n); }
+
+void shuffle(Scheduler& s, std::vector<size_t>& v) {
+  for (size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[draw(s, i)]);
 }
 
 void fiber_main() {
@@ -100,15 +132,21 @@ bool release_barriers(Scheduler& s) {
     for (size_t i = first; i < last; ++i) {
       if (!(mask & (1u << (i - first)))) continue;
       if (s.fibers[i].state == State::kDone) {
-        std::fprintf(stderr, "cuda emulator: a warp collective's mask names lane %zu of warp %zu, which has exited\n%s",
-                     i - first, warp, describe_states(s).c_str());
+        std::fprintf(stderr,
+                     "cuda emulator: a warp collective's mask names lane %zu of warp %zu, which has exited%s\n%s",
+                     i - first, warp, internal::where_suffix().c_str(), describe_states(s).c_str());
         std::abort();
       }
       if (s.fibers[i].state != State::kAtWarpBarrier) complete = false;
     }
     if (complete) {
+      bool syncwarp = true;
       for (size_t i = first; i < last; ++i)
-        if (mask & (1u << (i - first))) s.fibers[i].state = State::kReady;
+        if (mask & (1u << (i - first))) {
+          syncwarp = syncwarp && s.fibers[i].at_syncwarp;
+          s.fibers[i].state = State::kReady;
+        }
+      if (syncwarp) internal::smem_syncwarp(warp, mask);
       any_ready = true;
     }
   }
@@ -122,16 +160,141 @@ bool release_barriers(Scheduler& s) {
   if (any_at_block && all_at_block) {
     for (Fiber& f : s.fibers)
       if (f.state == State::kAtBlockBarrier) f.state = State::kReady;
+    internal::smem_syncthreads();
+    s.draw_warp_order = true;
     return true;
   }
   return false;
 }
 
+bool run_if_ready(Scheduler& s, size_t i) {
+  if (s.fibers[i].state != State::kReady) return false;
+  s.current = static_cast<int>(i);
+  thread_idx = s.fibers[i].index;
+  swapcontext(&s.main_context, &s.fibers[i].context);
+  return true;
+}
+
+// One step of the schedule: runs ready threads to their next barrier; false when none was ready.
+bool step(Scheduler& s) {
+  const size_t n = s.fibers.size();
+  bool ran = false;
+  switch (s.schedule.kind) {
+    case ScheduleKind::kForward:
+      for (size_t i = 0; i < n; ++i) ran = run_if_ready(s, i) || ran;
+      break;
+    case ScheduleKind::kReverse:
+      for (size_t i = n; i-- > 0;) ran = run_if_ready(s, i) || ran;
+      break;
+    case ScheduleKind::kRandom:
+      s.order.clear();
+      for (size_t i = 0; i < n; ++i)
+        if (s.fibers[i].state == State::kReady) s.order.push_back(i);
+      shuffle(s, s.order);
+      for (size_t i : s.order) ran = run_if_ready(s, i) || ran;
+      break;
+    case ScheduleKind::kWarps: {
+      // One warp at a time, in an order drawn at the start of each barrier interval: the first
+      // of that order that has a ready lane runs to its next collective.
+      if (s.draw_warp_order) {
+        s.warp_order.resize((n + 31) / 32);
+        for (size_t w = 0; w < s.warp_order.size(); ++w) s.warp_order[w] = w;
+        shuffle(s, s.warp_order);
+        s.draw_warp_order = false;
+      }
+      for (size_t warp : s.warp_order) {
+        s.order.clear();
+        for (size_t i = warp * 32; i < std::min(n, warp * 32 + 32); ++i)
+          if (s.fibers[i].state == State::kReady) s.order.push_back(i);
+        if (s.order.empty()) continue;
+        shuffle(s, s.order);
+        for (size_t i : s.order) ran = run_if_ready(s, i) || ran;
+        break;
+      }
+      break;
+    }
+  }
+  return ran;
+}
+
+// The byte shared memory starts as in each block: NaN floats under forward, something else
+// under the others, so a read of shared memory nobody wrote differs between schedules.
+unsigned char block_fill(Scheduler& s) {
+  switch (s.schedule.kind) {
+    case ScheduleKind::kForward: return 0xFF;
+    case ScheduleKind::kReverse: return 0x7F;
+    default: return static_cast<unsigned char>(s.rng() >> 56);
+  }
+}
+
 }  // namespace
 
+// --- schedules (emu_hooks.h) ---
+
+std::string schedule_name(const Schedule& schedule) {
+  switch (schedule.kind) {
+    case ScheduleKind::kForward: return "forward";
+    case ScheduleKind::kReverse: return "reverse";
+    case ScheduleKind::kRandom: return "random:" + std::to_string(schedule.seed);
+    case ScheduleKind::kWarps: return "warps:" + std::to_string(schedule.seed);
+  }
+  return "?";
+}
+
+bool parse_schedule(const std::string& text, Schedule& out) {
+  if (text == "forward" || text == "reverse") {
+    out = Schedule{text == "forward" ? ScheduleKind::kForward : ScheduleKind::kReverse, 0};
+    return true;
+  }
+  const size_t colon = text.find(':');
+  if (colon == std::string::npos) return false;
+  const std::string kind = text.substr(0, colon), seed = text.substr(colon + 1);
+  if (kind != "random" && kind != "warps") return false;
+  if (seed.empty() || seed.find_first_not_of("0123456789") != std::string::npos) return false;
+  uint64_t value = 0;
+  for (const char digit : seed) {
+    const uint64_t d = static_cast<uint64_t>(digit - '0');
+    if (value > (UINT64_MAX - d) / 10) return false;  // past 2^64 - 1
+    value = value * 10 + d;
+  }
+  out = Schedule{kind == "random" ? ScheduleKind::kRandom : ScheduleKind::kWarps, value};
+  return true;
+}
+
+void set_schedule(const Schedule& schedule) {
+  Scheduler& s = scheduler();
+  if (s.running) fail("the schedule changed inside a kernel");
+  configure(s);
+  s.schedule = schedule;
+  s.rng.seed(schedule.seed);
+}
+
+Schedule current_schedule() {
+  Scheduler& s = scheduler();
+  configure(s);
+  return s.schedule;
+}
+
+std::vector<Schedule> every_schedule() {
+  std::vector<Schedule> out = {current_schedule()};
+  for (const Schedule candidate : {Schedule{ScheduleKind::kForward, 0}, Schedule{ScheduleKind::kReverse, 0},
+                                   Schedule{ScheduleKind::kRandom, 1}, Schedule{ScheduleKind::kWarps, 1}})
+    if (candidate.kind != out[0].kind) out.push_back(candidate);
+  return out;
+}
+
+namespace internal {
+size_t current_thread() { return static_cast<size_t>(scheduler().current); }
+bool in_kernel() { return scheduler().running; }
+std::string where_suffix() {
+  const Schedule schedule = scheduler().schedule;
+  return schedule.kind == ScheduleKind::kForward ? "" : ", schedule " + schedule_name(schedule);
+}
+}  // namespace internal
+
 void fail(const char* what) {
-  std::fprintf(stderr, "cuda emulator: %s (block %u,%u,%u thread %u,%u,%u)\n", what, block_idx.x,
-               block_idx.y, block_idx.z, thread_idx.x, thread_idx.y, thread_idx.z);
+  std::fprintf(stderr, "cuda emulator: %s (block %u,%u,%u thread %u,%u,%u%s)\n", what, block_idx.x, block_idx.y,
+               block_idx.z, thread_idx.x, thread_idx.y, thread_idx.z, internal::where_suffix().c_str());
   std::abort();
 }
 
@@ -154,7 +317,7 @@ void syncthreads() {
   yield_to_scheduler();
 }
 
-void warp_sync(unsigned mask) {
+void warp_sync(unsigned mask, bool orders_memory) {
   Scheduler& s = scheduler();
   if (!s.running) fail("a warp collective outside a kernel");
   const size_t warp_first = static_cast<size_t>(s.current) / 32 * 32;
@@ -163,6 +326,7 @@ void warp_sync(unsigned mask) {
   if (lanes < 32 && (mask >> lanes) != 0) fail("a warp collective's mask names lanes the block does not have");
   Fiber& f = s.fibers[static_cast<size_t>(s.current)];
   f.warp_mask = mask;
+  f.at_syncwarp = orders_memory;
   f.state = State::kAtWarpBarrier;
   yield_to_scheduler();
 }
@@ -171,56 +335,65 @@ void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const std::function<vo
   Scheduler& s = scheduler();
   if (s.running) fail("a kernel launched from inside a kernel");
   // The launch limits were checked by Launch (launch_limits.h).
+  configure(s);
   const size_t threads = static_cast<size_t>(block.x) * block.y * block.z;
   if (s.fibers.size() < threads) s.fibers.resize(threads);
   s.fibers.resize(threads);
   for (Fiber& f : s.fibers)
     if (!f.stack) f.stack.reset(new char[kStackBytes]);
   s.warp_slots.assign((threads + 31) / 32 * 32, 0);
-  s.shared.assign(shared_bytes, static_cast<char>(0xFF));
+  s.shared.resize(shared_bytes);  // filled at the start of every block (smem_block_start)
+  internal::smem_launch(threads, s.shared.data(), shared_bytes);
   s.body = &body;
   block_dim = block;
   grid_dim = grid;
   s.running = true;
-  for (unsigned bz = 0; bz < grid.z; ++bz)
-    for (unsigned by = 0; by < grid.y; ++by)
-      for (unsigned bx = 0; bx < grid.x; ++bx) {
-        block_idx = dim3(bx, by, bz);
-        // A test's block filter (emu::set_block_filter) may skip the block: none of its threads
-        // start. (Not a plain `continue` first: GCC's -Wclobbered then flags i below, under
-        // getcontext, in the ASan build.)
-        const size_t starting = block_selected(bx, by, bz, grid.x, grid.y, grid.z) ? threads : 0;
-        if (starting == 0) continue;
-        for (size_t i = 0; i < starting; ++i) {
-          Fiber& f = s.fibers[i];
-          f.state = State::kReady;
-          f.index = dim3(static_cast<unsigned>(i % block.x), static_cast<unsigned>(i / block.x % block.y),
-                         static_cast<unsigned>(i / (static_cast<size_t>(block.x) * block.y)));
-          getcontext(&f.context);
-          f.context.uc_stack.ss_sp = f.stack.get();
-          f.context.uc_stack.ss_size = kStackBytes;
-          f.context.uc_link = &s.main_context;
-          makecontext(&f.context, fiber_main, 0);
-        }
-        for (;;) {
-          bool ran = false;
-          for (size_t i = 0; i < threads; ++i) {
-            if (s.fibers[i].state != State::kReady) continue;
-            s.current = static_cast<int>(i);
-            thread_idx = s.fibers[i].index;
-            swapcontext(&s.main_context, &s.fibers[i].context);
-            ran = true;
-          }
-          bool all_done = true;
-          for (const Fiber& f : s.fibers) all_done = all_done && f.state == State::kDone;
-          if (all_done) break;
-          if (!release_barriers(s) && !ran) {
-            std::fprintf(stderr, "cuda emulator: deadlock in block %u,%u,%u: threads wait at barriers that cannot release\n%s",
-                         bx, by, bz, describe_states(s).c_str());
-            std::abort();
-          }
-        }
+  // The order of the blocks: by index (forward), the reverse, or a seeded permutation.
+  const size_t num_blocks = static_cast<size_t>(grid.x) * grid.y * grid.z;
+  const bool permuted = s.schedule.kind == ScheduleKind::kRandom || s.schedule.kind == ScheduleKind::kWarps;
+  if (permuted) {
+    s.blocks.resize(num_blocks);
+    for (size_t i = 0; i < num_blocks; ++i) s.blocks[i] = i;
+    shuffle(s, s.blocks);
+  }
+  for (size_t position = 0; position < num_blocks; ++position) {
+    const size_t linear = permuted ? s.blocks[position]
+                          : s.schedule.kind == ScheduleKind::kReverse ? num_blocks - 1 - position
+                                                                       : position;
+    const unsigned bx = static_cast<unsigned>(linear % grid.x), by = static_cast<unsigned>(linear / grid.x % grid.y),
+                   bz = static_cast<unsigned>(linear / (static_cast<size_t>(grid.x) * grid.y));
+    block_idx = dim3(bx, by, bz);
+    // A test's block filter (emu::set_block_filter) may skip the block: none of its threads
+    // start. (Not a plain `continue` first: GCC's -Wclobbered then flags i below, under
+    // getcontext, in the ASan build.)
+    const size_t starting = block_selected(bx, by, bz, grid.x, grid.y, grid.z) ? threads : 0;
+    if (starting == 0) continue;
+    for (size_t i = 0; i < starting; ++i) {
+      Fiber& f = s.fibers[i];
+      f.state = State::kReady;
+      f.index = dim3(static_cast<unsigned>(i % block.x), static_cast<unsigned>(i / block.x % block.y),
+                     static_cast<unsigned>(i / (static_cast<size_t>(block.x) * block.y)));
+      getcontext(&f.context);
+      f.context.uc_stack.ss_sp = f.stack.get();
+      f.context.uc_stack.ss_size = kStackBytes;
+      f.context.uc_link = &s.main_context;
+      makecontext(&f.context, fiber_main, 0);
+    }
+    internal::smem_block_start(block_fill(s));
+    s.draw_warp_order = true;
+    for (;;) {
+      const bool ran = step(s);
+      bool all_done = true;
+      for (const Fiber& f : s.fibers) all_done = all_done && f.state == State::kDone;
+      if (all_done) break;
+      if (!release_barriers(s) && !ran) {
+        std::fprintf(stderr,
+                     "cuda emulator: deadlock in block %u,%u,%u%s: threads wait at barriers that cannot release\n%s",
+                     bx, by, bz, internal::where_suffix().c_str(), describe_states(s).c_str());
+        std::abort();
       }
+    }
+  }
   s.running = false;
   s.current = -1;
 }

@@ -15,6 +15,40 @@
 // Launches meet the limits of a GPU of the emulated architecture, sm_90 or sm_80: threads and
 // grid sizes, dynamic shared memory and its opt-in, __launch_bounds__ (launch_limits.h).
 //
+// Schedules (emu_hooks.h: set_schedule; or LMTRAIN_EMU_SCHEDULE=NAME for a whole process): the
+// order in which the ready threads run between barriers, and the blocks of a grid.
+//   forward     threads in index order, blocks in index order (the default);
+//   reverse     threads and blocks in reverse index order;
+//   random:SEED threads in a new seeded random order at every step, blocks in seeded random order;
+//   warps:SEED  one warp at a time: in each interval between __syncthreads the warps run one
+//               after another, in a seeded random order drawn anew for each interval, each
+//               through all its shuffles and __syncwarps (the other schedules move every warp
+//               one collective per step, in lockstep); its lanes in random order; blocks in
+//               seeded random order.
+// Under every schedule a thread runs from one barrier to the next without a switch, so lanes of a
+// warp never run in lockstep between collectives (the extreme of what a GPU may do). A correct
+// kernel gives the same bits under each; a missing barrier, a dependence on the order of blocks
+// or on warps moving in lockstep, or a float atomicAdd (its order follows the block order) shows
+// up as a difference. Shared memory is refilled at the start of every block, with 0xFF under
+// forward and with another byte under the other schedules (random ones per block), so a read of
+// shared memory nobody wrote differs too. The random sequence is restarted by set_schedule and
+// advances with each launch.
+//
+// The shared-memory checker (on unless LMTRAIN_EMU_SHARED_CHECKS=0; emu_hooks.h): shared memory
+// declared with LMT_SHARED or LMT_DYNAMIC_SHARED (cuda/common.cuh) is reached through SmemPtr /
+// SmemRef, which record, per 2-byte granule, the last writer and the readers of the current
+// barrier interval. A read or write that conflicts with an access by another thread of the same
+// interval (no __syncthreads between them, and for two lanes of one warp no __syncwarp both
+// took part in; a shuffle orders no memory) is a race; a read of a granule no thread of the block
+// has written is reported too; so is an access outside the array or buffer. Each finding names
+// the block, both threads, the array (file:line) and the byte offset, and aborts (or is kept for
+// a test, collect_shared_findings). The models of ldmatrix (a read of each named row by the lane
+// that names it) and cp.async (a write by the issuing thread when issued and when it lands) of
+// mma_emu.h report their accesses by address (smem_touch). Plain __shared__ variables are not
+// tracked. Readers of one granule in one warp are summarized by their lane mask and their latest
+// clock, which is exact with full-warp __syncwarp (what our kernels use) and can over-report with
+// partial masks; 1-byte elements of two threads in one granule are reported as a conflict.
+//
 // What it does not model: concurrent blocks, memory ordering, timing, registers and static shared
 // memory (tools/check_kernel_resources.sh checks those from ptxas's report). It checks the logic
 // of a kernel (indexing, reductions, barriers), not its speed.
@@ -24,6 +58,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <type_traits>
 
 #include "core/dtype.h"
 #include "cuda/emu/launch_limits.h"
@@ -45,7 +80,8 @@ namespace lmt::emu {
 extern dim3 thread_idx, block_idx, block_dim, grid_dim;
 
 void syncthreads();
-void warp_sync(unsigned mask);
+// A warp collective: __syncwarp (orders_memory) or one half of a shuffle (orders no memory).
+void warp_sync(unsigned mask, bool orders_memory = true);
 int lane_id();
 // An 8-byte exchange slot of `lane` in the current thread's warp.
 void* warp_slot(int lane);
@@ -81,11 +117,115 @@ T shuffle_from(unsigned mask, T value, int source) {
   if (source < 0 || source > 31 || !(mask & (1u << source)))
     fail("a warp shuffle reads a lane outside its mask");
   std::memcpy(warp_slot(lane), &value, sizeof(T));
-  warp_sync(mask);
+  warp_sync(mask, false);
   T result;
   std::memcpy(&result, warp_slot(source), sizeof(T));
-  warp_sync(mask);
+  warp_sync(mask, false);
   return result;
+}
+
+// --- checked shared memory (the checker described at the top) -----------------------------------
+struct SmemRegion;         // one LMT_SHARED array or the dynamic shared memory (cuda_emu.cpp)
+extern bool smem_checks;   // read at every access; set_shared_checks
+void smem_access(SmemRegion* region, const void* address, size_t bytes, bool write);
+SmemRegion* register_smem(void* base, size_t bytes, const char* name, const char* file, int line);
+SmemRegion* dynamic_smem_region(const char* file, int line);
+// An access through a plain address (the models of ldmatrix and cp.async, mma_emu.h): checked
+// when it falls in an LMT_SHARED array or the dynamic shared memory, ignored otherwise.
+void smem_touch(const void* address, size_t bytes, bool write);
+
+template <typename E>
+class SmemPtr;
+
+// One element of shared memory: reads and writes go through the checker.
+template <typename T>
+class SmemRef {
+ public:
+  SmemRef(T* p, SmemRegion* region) : p_(p), region_(region) {}
+  operator T() const {
+    if (smem_checks) smem_access(region_, p_, sizeof(T), false);
+    return *p_;
+  }
+  SmemRef& operator=(const T& value) {
+    if (smem_checks) smem_access(region_, p_, sizeof(T), true);
+    *p_ = value;
+    return *this;
+  }
+  SmemRef& operator=(const SmemRef& other) { return *this = static_cast<T>(other); }
+  template <typename U>
+  SmemRef& operator+=(const U& v) { return *this = static_cast<T>(static_cast<T>(*this) + v); }
+  template <typename U>
+  SmemRef& operator-=(const U& v) { return *this = static_cast<T>(static_cast<T>(*this) - v); }
+  template <typename U>
+  SmemRef& operator*=(const U& v) { return *this = static_cast<T>(static_cast<T>(*this) * v); }
+  template <typename U>
+  SmemRef& operator/=(const U& v) { return *this = static_cast<T>(static_cast<T>(*this) / v); }
+  SmemPtr<T> operator&() const { return SmemPtr<T>(p_, region_); }
+
+ private:
+  T* p_;
+  SmemRegion* region_;
+};
+
+// A pointer into shared memory (lmt::cuda::SmemPtr<T>, which is T* on a GPU). E may be an array
+// type: the rows of an LMT_SHARED array of two dimensions.
+template <typename E>
+class SmemPtr {
+ public:
+  SmemPtr() = default;
+  SmemPtr(E* p, SmemRegion* region) : p_(p), region_(region) {}
+  auto operator[](std::ptrdiff_t i) const {
+    if constexpr (std::is_array_v<E>)
+      return SmemPtr<std::remove_extent_t<E>>(p_[i], region_);
+    else
+      return SmemRef<E>(p_ + i, region_);
+  }
+  auto operator*() const { return (*this)[0]; }
+  SmemPtr operator+(std::ptrdiff_t n) const { return SmemPtr(p_ + n, region_); }
+  friend SmemPtr operator+(std::ptrdiff_t n, const SmemPtr& p) { return p + n; }
+  SmemPtr operator-(std::ptrdiff_t n) const { return SmemPtr(p_ - n, region_); }
+  std::ptrdiff_t operator-(const SmemPtr& other) const { return p_ - other.p_; }
+  SmemPtr& operator+=(std::ptrdiff_t n) { p_ += n; return *this; }
+  SmemPtr& operator-=(std::ptrdiff_t n) { p_ -= n; return *this; }
+  SmemPtr& operator++() { ++p_; return *this; }
+  SmemPtr& operator--() { --p_; return *this; }
+  bool operator==(const SmemPtr& other) const { return p_ == other.p_; }
+  auto operator<=>(const SmemPtr& other) const { return p_ <=> other.p_; }
+  // Another element type over the same bytes (still checked), as reinterpret_cast on a GPU.
+  template <typename U>
+  SmemPtr<U> as() const { return SmemPtr<U>(reinterpret_cast<U*>(p_), region_); }
+  // The unchecked address, for code the checker cannot follow (inline assembly models).
+  E* raw() const { return p_; }
+  SmemRegion* region() const { return region_; }
+
+ private:
+  E* p_ = nullptr;
+  SmemRegion* region_ = nullptr;
+};
+
+// A static shared array, LMT_SHARED(float, sums, [8][33]): a function-local static (shared by
+// the block while one block runs at a time), registered with the checker and refilled at the
+// start of every block like dynamic shared memory.
+template <typename A>
+class SmemArray : public SmemPtr<std::remove_extent_t<A>> {
+  static_assert(std::is_array_v<A>, "LMT_SHARED declares arrays: LMT_SHARED(float, x, [1]) for one value");
+
+ public:
+  SmemArray(const char* name, const char* file, int line) {
+    static_cast<SmemPtr<std::remove_extent_t<A>>&>(*this) =
+        SmemPtr<std::remove_extent_t<A>>(data_, register_smem(data_, sizeof(A), name, file, line));
+  }
+  SmemArray(const SmemArray&) = delete;
+  SmemArray& operator=(const SmemArray&) = delete;
+
+ private:
+  alignas(16) A data_;
+};
+
+template <typename T>
+SmemPtr<T> dynamic_smem(const char* file, int line) {
+  SmemRegion* region = dynamic_smem_region(file, line);
+  return SmemPtr<T>(static_cast<T*>(dynamic_shared()), region);
 }
 
 }  // namespace lmt::emu

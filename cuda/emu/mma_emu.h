@@ -99,7 +99,8 @@ inline LaneOperands* warp_collective(LaneOperands mine, WarpOp op, void (*comput
   mine.op = static_cast<uint32_t>(op);
   mine.seq = seq;
   set[lane] = mine;
-  warp_sync(0xffffffffu);  // mma.sync and ldmatrix are .aligned: the whole warp, always
+  // mma.sync and ldmatrix are .aligned: the whole warp, always. They order no memory.
+  warp_sync(0xffffffffu, false);
   if (ex.computed[seq & 1] != seq + 1) {
     for (int l = 0; l < 32; ++l)
       if (set[l].op != mine.op || set[l].seq != seq) {
@@ -176,6 +177,8 @@ inline void ldmatrix(uint32_t* r, int matrices, const void* row, bool trans) {
   detail::LaneOperands mine;
   mine.row = row;
   mine.matrices = matrices;
+  // The shared-memory checker (cuda_emu.h) sees each row read by the lane that names it.
+  if (lane_id() < 8 * matrices) smem_touch(row, 16, false);
   const detail::LaneOperands* set =
       detail::warp_collective(mine, trans ? WarpOp::kLdmatrixTrans : WarpOp::kLdmatrix, detail::compute_ldmatrix);
   for (int j = 0; j < matrices; ++j) r[j] = set[lane_id()].r[j];
@@ -218,6 +221,9 @@ inline void cp_async(void* dst, const void* src, int bytes, int src_bytes) {
       (src_bytes > 0 && reinterpret_cast<uintptr_t>(src) % static_cast<unsigned>(bytes) != 0))
     fail("cp.async: an address is not aligned to the copy size");
   detail::thread_copies().copies.push_back({dst, src, bytes, src_bytes});
+  // For the shared-memory checker (cuda_emu.h) the issuing thread writes the destination when
+  // the copy is issued and again when it lands.
+  smem_touch(dst, static_cast<size_t>(bytes), true);
   std::memset(dst, 0xFF, static_cast<size_t>(bytes));  // undefined until it lands
 }
 
@@ -233,6 +239,7 @@ inline void cp_async_wait(int pending_groups) {
   const size_t landed = mine.group_ends[static_cast<size_t>(groups - pending_groups - 1)];
   for (size_t i = 0; i < landed; ++i) {
     const detail::AsyncCopy& c = mine.copies[i];
+    smem_touch(c.dst, static_cast<size_t>(c.bytes), true);
     std::memset(c.dst, 0, static_cast<size_t>(c.bytes));
     if (c.src_bytes > 0) std::memcpy(c.dst, c.src, static_cast<size_t>(c.src_bytes));
   }

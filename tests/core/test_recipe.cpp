@@ -720,7 +720,7 @@ TEST_CASE("validate_recipe: keys of the data source that is not selected are err
 TEST_CASE("parse_recipe_text: an integer too large for int64 is an error, not a float conversion out of range",
           "[recipe][parse][errors][fuzz]") {
   // fuzz_recipe found n_head: 5555...4 (70 digits) converted from double to int64 (UBSan).
-  for (const std::string value : {std::string(70, '5'), std::string("1e300"), std::string("-1e19"),
+  for (const std::string& value : {std::string(70, '5'), std::string("1e300"), std::string("-1e19"),
                                   std::string("inf")}) {
     INFO(value);
     CHECK_THAT(error_message([&] { parse("model:\n  n_head: " + value + "\n"); }),

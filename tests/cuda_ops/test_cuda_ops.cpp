@@ -149,23 +149,37 @@ void check_rel_l2(const std::vector<float>& actual, const std::vector<float>& ex
 }
 
 // Runs `run` on the CPU reference and on the CUDA backend computing in `dtype`, and compares
-// every named output.
+// every named output. In the emulator the CUDA side runs once per schedule (the outputs must be
+// the same bits under each), so `run` may be called more than twice; with every_schedule false
+// (the GPT-2-sized cases, which the ctest rerun under another schedule covers) only once.
 void compare_backends(const std::function<Outputs(Device&)>& run, lmt::DType dtype = lmt::DType::kF32,
-                      Tolerance tol = kF32Tol, bool fuse_gelu = true) {
+                      Tolerance tol = kF32Tol, bool fuse_gelu = true, bool every_schedule = true) {
   auto cpu = lmt::cpu::make_cpu_backend(0);  // every core: the GPT-2-sized reference is heavy
   lmt::cuda::CudaOptions options;
   options.dtype = dtype;
   options.fuse_gelu = fuse_gelu;
-  auto gpu = lmt::cuda::make_cuda_backend(options);
   Outputs expected, actual;
   {
     Device device(*cpu, dtype);
     expected = run(device);
   }
+#ifdef LMTRAIN_CUDA_EMU
+  // In the emulator the CUDA side runs under every schedule, on a new backend each time (its
+  // cached plans would hide the hooks' refusals), and must give the same bits each time.
+  auto run_cuda = [&] {
+    auto gpu = lmt::cuda::make_cuda_backend(options);
+    Device device(*gpu, dtype);
+    return run(device);
+  };
+  actual = every_schedule ? lmt::testing::same_bits_under_every_schedule(run_cuda) : run_cuda();
+#else
+  (void)every_schedule;
   {
+    auto gpu = lmt::cuda::make_cuda_backend(options);
     Device device(*gpu, dtype);
     actual = run(device);
   }
+#endif
   REQUIRE(actual.size() == expected.size());
   for (size_t i = 0; i < actual.size(); ++i) {
     const std::string what = std::string(lmt::dtype_name(dtype)) + " " + actual[i].first;
@@ -423,7 +437,8 @@ TEST_CASE("cuda matmul with GELU: a refused epilogue falls back to the unfused o
 #endif
 
 // Attention forward and backward of fresh random inputs (seeded by `seed`) against the CPU.
-void check_attention(int B, int T, int C, int NH, lmt::DType dtype, unsigned seed) {
+// every_schedule false: one schedule only (see compare_backends).
+void check_attention(int B, int T, int C, int NH, lmt::DType dtype, unsigned seed, bool every_schedule = true) {
   std::mt19937 rng(seed);
   const auto qkv = random_floats(sz(B * T * 3 * C), rng);
   const auto dout = random_floats(sz(B * T * C), rng);
@@ -440,7 +455,7 @@ void check_attention(int B, int T, int C, int NH, lmt::DType dtype, unsigned see
                        {"lse", d.get32(lse, sz(B * NH * T))},
                        {"dqkv", d.get(dqkv, sz(B * T * 3 * C))}};
       },
-      dtype, tolerance_for(dtype));
+      dtype, tolerance_for(dtype), true, every_schedule);
 }
 
 TEST_CASE("cuda attention: forward and backward match the CPU for head sizes 32, 64, 128", "[cuda][attention]") {
@@ -461,8 +476,8 @@ TEST_CASE("cuda attention: forward and backward match the CPU for head sizes 32,
 // 130 and 200 (three and four tiles, the last partial, double-buffered), up to B*NH = 48 heads.
 // T=1024 runs in the emulator at one or two heads (about 6 s of emulation each), at B*NH = 48
 // on a GPU.
-void check_tensor_core_attention(int B, int T, int C, int NH, lmt::DType dtype) {
-  check_attention(B, T, C, NH, dtype, static_cast<unsigned>(B * 7919 + T * 31 + C + NH));
+void check_tensor_core_attention(int B, int T, int C, int NH, lmt::DType dtype, bool every_schedule = true) {
+  check_attention(B, T, C, NH, dtype, static_cast<unsigned>(B * 7919 + T * 31 + C + NH), every_schedule);
 }
 
 TEST_CASE("cuda tensor-core attention: bf16 and fp16 match the CPU at head sizes 64 and 128", "[cuda][attention]") {
@@ -490,7 +505,7 @@ TEST_CASE("cuda tensor-core attention at B*NH = 48 heads matches the CPU", "[cud
   for (const auto& [B, T, NH, HS] : {std::tuple{4, 64, 12, 64}, std::tuple{4, 64, 12, 128}, std::tuple{4, 37, 12, 64}}) {
     for (const lmt::DType dtype : {lmt::DType::kBF16, lmt::DType::kF16}) {
       DYNAMIC_SECTION("B=" << B << " T=" << T << " NH=" << NH << " HS=" << HS << " " << lmt::dtype_name(dtype)) {
-        check_tensor_core_attention(B, T, NH * HS, NH, dtype);
+        check_tensor_core_attention(B, T, NH * HS, NH, dtype, false);  // one schedule: see compare_backends
       }
     }
   }
@@ -509,7 +524,7 @@ TEST_CASE("cuda tensor-core attention at T=1024 matches the CPU", "[cuda][attent
     for (const lmt::DType dtype : {lmt::DType::kBF16, lmt::DType::kF16}) {
       if (emulator && dtype == lmt::DType::kF16) continue;  // the shorter cases cover fp16 here
       DYNAMIC_SECTION("B=" << B << " NH=" << NH << " HS=" << HS << " " << lmt::dtype_name(dtype)) {
-        check_tensor_core_attention(B, 1024, NH * HS, NH, dtype);
+        check_tensor_core_attention(B, 1024, NH * HS, NH, dtype, false);  // one schedule: see compare_backends
       }
     }
   }
@@ -773,19 +788,20 @@ TEST_CASE("cuda adamw and sum of squares: match the CPU", "[cuda][adamw]") {
   const auto params = random_floats(n, rng), grads = random_floats(n, rng, 0.1);
   auto m0 = random_floats(n, rng, 0.01), v0 = random_floats(n, rng, 0.001);
   for (float& x : v0) x = std::abs(x);
-  double squares[2] = {};
-  int side = 0;
+  std::vector<double> squares;  // the CPU's, then the GPU's (once per schedule in the emulator)
   compare_backends([&](Device& d) {
     Backend& b = d.backend();
     float* p = d.put32(params);
     float* m = d.put32(m0);
     float* v = d.put32(v0);
     const float* g = d.put32(grads);
-    squares[side++] = b.sum_squares(g, n);
+    squares.push_back(b.sum_squares(g, n));
     for (int t = 1; t <= 3; ++t) b.adamw_update(p, g, m, v, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, t);
     return Outputs{{"params", d.get32(p, n)}, {"m", d.get32(m, n)}, {"v", d.get32(v, n)}};
   });
+  REQUIRE(squares.size() >= 2);
   CHECK(squares[1] == Approx(squares[0]).epsilon(1e-10));
+  for (size_t i = 2; i < squares.size(); ++i) CHECK(std::memcmp(&squares[i], &squares[1], sizeof(double)) == 0);
   // An overflowed fp16 step shows as a non-finite sum (the loss scaler skips the step).
   auto gpu = lmt::cuda::make_cuda_backend({});
   Device d(*gpu, lmt::DType::kF32);
@@ -836,6 +852,10 @@ TEST_CASE("cuda backward ops are deterministic: the same inputs give the same bi
   for (size_t i = 0; i < first.size(); ++i)
     differing += std::memcmp(&first[i], &second[i], sizeof(float)) != 0 ? 1 : 0;
   CHECK(differing == 0);
+#ifdef LMTRAIN_CUDA_EMU
+  // And under every schedule of the emulator: no order of threads or blocks changes a bit.
+  lmt::testing::same_bits_under_every_schedule([&] { return lmt::testing::NamedOutputs{{"gradients", run()}}; });
+#endif
 }
 
 TEST_CASE("cuda tensor-core attention backward is deterministic: the same inputs give the same bits",

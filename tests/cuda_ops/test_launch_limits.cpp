@@ -36,7 +36,7 @@ __global__ void __launch_bounds__(kBound) bounded_kernel(float* out) {
 
 __global__ void shared_kernel(float* out, int n) {
   LMT_DYNAMIC_SHARED(float, shared);
-  shared[threadIdx.x] = static_cast<float>(threadIdx.x);
+  for (int i = threadIdx.x; i < n; i += blockDim.x) shared[i] = static_cast<float>(i);
   __syncthreads();
   if (threadIdx.x == 0) out[blockIdx.x] = shared[n - 1];  // the last float of the allocation
 }
@@ -60,7 +60,9 @@ class EmulatedArch {
 // Runs shared_kernel with `bytes` of dynamic shared memory (a multiple of 4) and one block.
 void launch_shared(size_t bytes) {
   float result = 0.0f;
-  LMT_LAUNCH(shared_kernel, 1, 64, bytes, nullptr)(&result, static_cast<int>(bytes / sizeof(float)));
+  const int n = static_cast<int>(bytes / sizeof(float));
+  LMT_LAUNCH(shared_kernel, 1, 64, bytes, nullptr)(&result, n);
+  CHECK(result == static_cast<float>(n - 1));
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include "cpu/cpu_backend.h"
@@ -43,6 +44,7 @@ class LazyBuffer {
   LazyBuffer& operator=(const LazyBuffer&) = delete;
   bool ok() const { return ptr_ != MAP_FAILED; }
   float* f() const { return static_cast<float*>(ptr_); }
+  void* raw() const { return ptr_; }
   int32_t* i() const { return static_cast<int32_t*>(ptr_); }
 
  private:
@@ -112,65 +114,115 @@ TEST_CASE("plan's largest shapes: the classifier at GPT-2 1.5B with B=64 and T=1
 }
 
 // More sequences than grid z holds (B > 65535), and more heads than grid y holds (NH > 65535).
-TEST_CASE("plan's largest shapes: attention with 65536 sequences and with 65536 heads", "[cuda][limits][shapes]") {
-  struct Shape {
-    int B, T, C, NH;
+namespace {
+
+struct AttentionShape {
+  int B, T, C, NH;
+};
+
+// Attention forward and backward at `s` with elements of type T: float runs attention.cu,
+// __nv_bfloat16 (head size 64 or 128) the tensor-core attention_mma.cu. The last two sequences
+// (or heads) carry data; the CPU reference sees them alone, as a batch of 2 (B > 1) or a model
+// of 2 heads (NH > 1), on the same values (rounded to T).
+template <typename T>
+void check_attention_at_scale(const AttentionShape& s, lmt::DType dtype, double atol, double rtol) {
+  const int HS = s.C / s.NH;
+  const size_t BT = static_cast<size_t>(s.B) * s.T, C = static_cast<size_t>(s.C), bytes = sizeof(T);
+  LazyBuffer qkv(BT * 3 * C * bytes), out(BT * C * bytes), lse(BT * s.NH * 4), dout(BT * C * bytes),
+      dqkv(BT * 3 * C * bytes);
+  REQUIRE_MAPPED(&qkv, &out, &lse, &dout, &dqkv);
+  const bool by_sequence = s.B > 1;
+  const int ref_B = by_sequence ? 2 : 1, ref_NH = by_sequence ? 1 : 2, ref_C = ref_NH * HS;
+  const size_t ref_BT = static_cast<size_t>(ref_B) * s.T;
+  std::mt19937 rng(7);
+  auto rounded = [&](std::vector<float> v) {  // to T and back, so that both sides see the same values
+    std::vector<uint16_t> narrow(v.size());
+    if (dtype == lmt::DType::kF32) return v;
+    lmt::convert_from_f32(narrow.data(), dtype, v.data(), v.size());
+    lmt::convert_to_f32(v.data(), narrow.data(), dtype, v.size());
+    return v;
   };
-  for (const Shape s : {Shape{65536, 16, 32, 1}, Shape{1, 3, 65536 * 32, 65536}}) {
+  const std::vector<float> ref_qkv = rounded(random_floats(ref_BT * 3 * ref_C, rng)),
+                           ref_dout = rounded(random_floats(ref_BT * ref_C, rng));
+  // Where element (row r, column c) of the reference's (ref_BT, width * ref_C) tensors lives in
+  // the big (BT, width * C) one.
+  auto big_index = [&](size_t r, size_t c, size_t width) {
+    const size_t part = c / ref_C, within = c % ref_C;
+    const size_t row = by_sequence ? BT - ref_BT + r : r;
+    const size_t column = by_sequence ? within : C - ref_C + within;
+    return row * width * C + part * C + column;
+  };
+  auto set = [&](const LazyBuffer& buffer, size_t index, float value) {
+    lmt::convert_from_f32(static_cast<char*>(buffer.raw()) + index * bytes, dtype, &value, 1);
+  };
+  auto at = [&](const LazyBuffer& buffer, size_t index) {
+    float value;
+    lmt::convert_to_f32(&value, static_cast<const char*>(buffer.raw()) + index * bytes, dtype, 1);
+    return value;
+  };
+  for (size_t r = 0; r < ref_BT; ++r) {
+    for (size_t c = 0; c < 3 * static_cast<size_t>(ref_C); ++c) set(qkv, big_index(r, c, 3), ref_qkv[r * 3 * ref_C + c]);
+    for (size_t c = 0; c < static_cast<size_t>(ref_C); ++c) set(dout, big_index(r, c, 1), ref_dout[r * ref_C + c]);
+  }
+  T* const q = static_cast<T*>(qkv.raw());
+  T* const o = static_cast<T*>(out.raw());
+  T* const d_out = static_cast<T*>(dout.raw());
+  T* const d_qkv = static_cast<T*>(dqkv.raw());
+  {
+    // The attention kernels: the last sequence or head of each launch (grid z or y). The fp32
+    // path's delta kernel (one warp per (b, t, h) row, 8 per block, h fastest): the last 32 rows
+    // of 2^20 in the second pass of its 65536 blocks, or for 65536 heads the last block of each
+    // t's 8192.
+    BlockFilter filter([by_sequence](BlockIndex b, BlockIndex g) {
+      if (g.y > 1 || g.z > 1 || g.x == 1) return last_blocks(b, g, 1);
+      return by_sequence ? b.x + 4 >= g.x : (b.x + 1) % 8192 == 0;
+    });
+    lmt::cuda::DeviceScratch scratch;
+    if constexpr (std::is_same_v<T, float>) {
+      lmt::cuda::launch_attention_forward<float>(o, lse.f(), q, s.B, s.T, s.C, s.NH, nullptr);
+      lmt::cuda::launch_attention_backward<float>(d_qkv, d_out, q, o, lse.f(), s.B, s.T, s.C, s.NH, scratch, nullptr);
+    } else {
+      lmt::cuda::allow_attention_mma_shared_memory();
+      lmt::cuda::launch_attention_mma_forward<T>(o, lse.f(), q, s.B, s.T, s.C, s.NH, nullptr);
+      lmt::cuda::launch_attention_mma_backward<T>(d_qkv, d_out, q, o, lse.f(), s.B, s.T, s.C, s.NH, scratch, nullptr);
+    }
+  }
+  auto cpu = lmt::cpu::make_cpu_backend(1);
+  std::vector<float> ref_out(ref_BT * ref_C), ref_lse(ref_BT * ref_NH), ref_dqkv(ref_BT * 3 * ref_C);
+  cpu->attention_forward(ref_out.data(), ref_lse.data(), ref_qkv.data(), ref_B, s.T, ref_C, ref_NH);
+  // The backward's out is the device's, as the model passes it (rounded to T).
+  std::vector<float> dev_out;
+  for (size_t r = 0; r < ref_BT; ++r)
+    for (size_t c = 0; c < static_cast<size_t>(ref_C); ++c) dev_out.push_back(at(out, big_index(r, c, 1)));
+  cpu->attention_backward(ref_dqkv.data(), ref_dout.data(), ref_qkv.data(), dev_out.data(), ref_lse.data(), ref_B,
+                          s.T, ref_C, ref_NH);
+  std::vector<float> got_dqkv;
+  for (size_t r = 0; r < ref_BT; ++r)
+    for (size_t c = 0; c < 3 * static_cast<size_t>(ref_C); ++c) got_dqkv.push_back(at(dqkv, big_index(r, c, 3)));
+  // lse (B, NH, T): the last ref_B * ref_NH rows of T.
+  const size_t lse_rows = static_cast<size_t>(s.B) * s.NH;
+  const std::vector<float> got_lse = get(lse.f(), (lse_rows - 2) * s.T, 2 * static_cast<size_t>(s.T));
+  check_close(dev_out, ref_out, atol, rtol, "out of the last two");
+  check_close(got_lse, ref_lse, atol, rtol, "lse of the last two");
+  check_close(got_dqkv, ref_dqkv, atol, rtol, "dqkv of the last two");
+}
+
+}  // namespace
+
+TEST_CASE("plan's largest shapes: attention with 65536 sequences and with 65536 heads", "[cuda][limits][shapes]") {
+  for (const AttentionShape s : {AttentionShape{65536, 16, 32, 1}, AttentionShape{1, 3, 65536 * 32, 65536}}) {
     DYNAMIC_SECTION("B=" << s.B << " T=" << s.T << " NH=" << s.NH) {
-      const int HS = s.C / s.NH;
-      const size_t BT = static_cast<size_t>(s.B) * s.T, C = static_cast<size_t>(s.C);
-      LazyBuffer qkv(BT * 3 * C * 4), out(BT * C * 4), lse(BT * s.NH * 4), dout(BT * C * 4), dqkv(BT * 3 * C * 4);
-      REQUIRE_MAPPED(&qkv, &out, &lse, &dout, &dqkv);
-      // The last two sequences (or heads) carry data; the CPU reference sees them alone, as a
-      // batch of 2 (B > 1) or a model of 2 heads (NH > 1).
-      const bool by_sequence = s.B > 1;
-      const int ref_B = by_sequence ? 2 : 1, ref_NH = by_sequence ? 1 : 2, ref_C = ref_NH * HS;
-      const size_t ref_BT = static_cast<size_t>(ref_B) * s.T;
-      std::mt19937 rng(7);
-      const std::vector<float> ref_qkv = random_floats(ref_BT * 3 * ref_C, rng), ref_dout = random_floats(ref_BT * ref_C, rng);
-      // Where element (row r, column c) of the reference's (ref_BT, width * ref_C) tensors lives
-      // in the big (BT, width * C) one.
-      auto big_index = [&](size_t r, size_t c, size_t width) {
-        const size_t part = c / ref_C, within = c % ref_C;
-        const size_t row = by_sequence ? BT - ref_BT + r : r;
-        const size_t column = by_sequence ? within : C - ref_C + within;
-        return row * width * C + part * C + column;
-      };
-      for (size_t r = 0; r < ref_BT; ++r) {
-        for (size_t c = 0; c < 3 * static_cast<size_t>(ref_C); ++c) qkv.f()[big_index(r, c, 3)] = ref_qkv[r * 3 * ref_C + c];
-        for (size_t c = 0; c < static_cast<size_t>(ref_C); ++c) dout.f()[big_index(r, c, 1)] = ref_dout[r * ref_C + c];
-      }
-      {
-        // The attention kernels: the last sequence or head of each launch (grid z or y). The
-        // delta kernel (one warp per (b, t, h) row, 8 per block, h fastest): the last 32 rows of
-        // 2^20 in the second pass of its 65536 blocks, or for 65536 heads the last block of
-        // each t's 8192.
-        BlockFilter filter([by_sequence](BlockIndex b, BlockIndex g) {
-          if (g.y > 1 || g.z > 1 || g.x == 1) return last_blocks(b, g, 1);
-          return by_sequence ? b.x + 4 >= g.x : (b.x + 1) % 8192 == 0;
-        });
-        lmt::cuda::launch_attention_forward<float>(out.f(), lse.f(), qkv.f(), s.B, s.T, s.C, s.NH, nullptr);
-        lmt::cuda::DeviceScratch scratch;
-        lmt::cuda::launch_attention_backward<float>(dqkv.f(), dout.f(), qkv.f(), out.f(), lse.f(), s.B, s.T, s.C, s.NH,
-                                                    scratch, nullptr);
-      }
-      auto cpu = lmt::cpu::make_cpu_backend(1);
-      std::vector<float> ref_out(ref_BT * ref_C), ref_lse(ref_BT * ref_NH), ref_dqkv(ref_BT * 3 * ref_C);
-      cpu->attention_forward(ref_out.data(), ref_lse.data(), ref_qkv.data(), ref_B, s.T, ref_C, ref_NH);
-      cpu->attention_backward(ref_dqkv.data(), ref_dout.data(), ref_qkv.data(), ref_out.data(), ref_lse.data(), ref_B,
-                              s.T, ref_C, ref_NH);
-      std::vector<float> got_out, got_dqkv, got_lse;
-      for (size_t r = 0; r < ref_BT; ++r) {
-        for (size_t c = 0; c < static_cast<size_t>(ref_C); ++c) got_out.push_back(out.f()[big_index(r, c, 1)]);
-        for (size_t c = 0; c < 3 * static_cast<size_t>(ref_C); ++c) got_dqkv.push_back(dqkv.f()[big_index(r, c, 3)]);
-      }
-      // lse (B, NH, T): the last ref_B * ref_NH rows of T.
-      const size_t lse_rows = static_cast<size_t>(s.B) * s.NH;
-      got_lse = get(lse.f(), (lse_rows - 2) * s.T, 2 * static_cast<size_t>(s.T));
-      check_close(got_out, ref_out, kAtol, kRtol, "out of the last two");
-      check_close(got_lse, ref_lse, kAtol, kRtol, "lse of the last two");
-      check_close(got_dqkv, ref_dqkv, kAtol, kRtol, "dqkv of the last two");
+      check_attention_at_scale<float>(s, lmt::DType::kF32, kAtol, kRtol);
+    }
+  }
+}
+
+// The same for the tensor-core kernels (bf16, head size 64), whose grids are sliced alike.
+TEST_CASE("plan's largest shapes: tensor-core attention with 65536 sequences and with 65536 heads",
+          "[cuda][limits][shapes][attention]") {
+  for (const AttentionShape s : {AttentionShape{65536, 16, 64, 1}, AttentionShape{1, 3, 65536 * 64, 65536}}) {
+    DYNAMIC_SECTION("B=" << s.B << " T=" << s.T << " NH=" << s.NH) {
+      check_attention_at_scale<__nv_bfloat16>(s, lmt::DType::kBF16, 2e-2, 2e-2);
     }
   }
 }

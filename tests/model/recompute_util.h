@@ -16,6 +16,7 @@
 #include "model/adamw.h"
 #include "model/gpt.h"
 #include "tests/model/model_test_util.h"
+#include "tests/test_util.h"
 
 namespace lmt::testing {
 
@@ -54,14 +55,6 @@ inline TrainingTrace trace_training(Backend& backend, const GPTConfig& cfg, int 
   }
   backend.synchronize();
   return trace;
-}
-
-// Elements whose bits differ (a and b of unequal sizes: all of the longer one).
-inline size_t differing_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  if (a.size() != b.size()) return std::max(a.size(), b.size());
-  size_t n = 0;
-  for (size_t i = 0; i < a.size(); ++i) n += std::memcmp(&a[i], &b[i], sizeof(float)) != 0 ? 1 : 0;
-  return n;
 }
 
 // Differences between two traces, by what differs ("grads step 0": 17 elements, ...); empty when

@@ -43,12 +43,12 @@ class DeferredGroup : public ProcessGroup {
   bool asynchronous() const override { return true; }
   void all_reduce_slices(float* base, const std::vector<BufferSlice>& slices, ReduceOp op) override {
     ++started;
-    pending_.push_back([=] { inner_.all_reduce_slices(base, slices, op); });
+    pending_.push_back([=, this] { inner_.all_reduce_slices(base, slices, op); });
   }
   void reduce_slices_to_owners(float* base, const std::vector<std::vector<BufferSlice>>& by_rank,
                                ReduceOp op) override {
     ++started;
-    pending_.push_back([=] { inner_.reduce_slices_to_owners(base, by_rank, op); });
+    pending_.push_back([=, this] { inner_.reduce_slices_to_owners(base, by_rank, op); });
   }
   void wait_pending() override {
     for (; !pending_.empty(); pending_.pop_front()) pending_.front()();
