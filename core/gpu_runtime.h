@@ -31,6 +31,8 @@ struct GpuBackendOptions {
   int device = 0;             // CUDA device index (after CUDA_VISIBLE_DEVICES)
   bool allow_tf32 = false;    // fp32 GEMMs on tensor cores with TF32 inputs
   DType dtype = DType::kF32;  // activations and the compute copy of the parameters
+  // bf16/fp16 attention at head sizes 64 and 128 on tensor cores (else the fp32-arithmetic kernels)
+  bool tensor_core_attention = true;
 };
 
 class GpuRuntime {

@@ -265,6 +265,7 @@ struct SeqLenScheduleConfig {
 struct PrecisionConfig {
   DType dtype = DType::kF32;
   bool tf32 = true;
+  bool tensor_core_attention = true;
   // fp16 dynamic loss scaling (DeepSpeed's names and defaults).
   int64_t initial_scale_power = 16;
   int64_t loss_scale_window = 1000;
@@ -277,6 +278,8 @@ struct PrecisionConfig {
   void visit(V& v) {
     v.field("dtype", dtype, "activations and the compute copy of the weights (bf16/fp16 need --device cuda)");
     v.field("tf32", tf32, "CUDA fp32: matrix products on tensor cores with TF32 inputs");
+    v.field("tensor_core_attention", tensor_core_attention,
+            "CUDA bf16/fp16 at head sizes 64 and 128: attention on tensor cores (false: the fp32 kernels)");
     v.field("initial_scale_power", initial_scale_power, "fp16: the loss scale starts at 2^this");
     v.field("loss_scale_window", loss_scale_window, "fp16: overflow-free steps before the scale doubles");
     v.field("hysteresis", hysteresis, "fp16: overflows tolerated before the scale halves");

@@ -44,6 +44,7 @@ class CudaRuntime final : public GpuRuntime {
     cuda_options.device = options.device;
     cuda_options.allow_tf32 = options.allow_tf32;
     cuda_options.dtype = options.dtype;
+    cuda_options.tensor_core_attention = options.tensor_core_attention;
     return cuda::make_cuda_backend(cuda_options);
   }
   std::unique_ptr<ProcessGroup> make_group(StoreClient& store, int rank, int size, int device,

@@ -8,8 +8,9 @@
 #      precision, NCCL), failing on any skip except the ones one GPU or the bundle explain;
 #   4. runs the op tests once under compute-sanitizer memcheck, racecheck and synccheck, at small
 #      shapes;
-#   5. benchmarks GPT-2 124M at T=1024 (bf16 at B=16/32/64, fp32/TF32 at B=16: ms/step, tokens/s,
-#      MFU against 989 TFLOP/s) and times the attention kernels alone.
+#   5. benchmarks GPT-2 124M at T=1024 (bf16 at B=16/32/64 with the tensor-core attention, bf16
+#      at B=32 with the fp32 attention kernels instead, fp32/TF32 at B=16: ms/step, tokens/s, MFU
+#      against 989 TFLOP/s) and times the attention kernels alone.
 # Each row is printed as its step ends (the device tool returns the output's last 12,000
 # characters). OUTDIR receives two files, within the 8 a device run returns: summary.txt (the
 # table) and gpu_check_logs.tar.gz (every log).
@@ -41,7 +42,7 @@ FAILED=0
 declare -A BUDGET=(
   [unpack]=20 [probe]=15 [ops]=120 [nccl]=20
   [memcheck]=30 [racecheck]=30 [synccheck]=30
-  [bench_bf16_16]=30 [bench_bf16_32]=30 [bench_bf16_64]=30 [bench_fp32_16]=30
+  [bench_bf16_16]=30 [bench_bf16_32]=30 [bench_bf16_64]=30 [bench_bf16cores_32]=30 [bench_fp32_16]=30
   [attention]=60
 )
 TOTAL_BUDGET=0
@@ -222,16 +223,23 @@ for tool in memcheck racecheck synccheck; do
 done
 
 # --- 5. speed ------------------------------------------------------------------------------------------
-for run in "bf16 16" "bf16 32" "bf16 64" "fp32 16"; do
+# "bf16cores": bf16 with the fp32-arithmetic attention kernels (precision.tensor_core_attention=false),
+# the MFU the tensor-core attention is measured against.
+for run in "bf16 16" "bf16 32" "bf16 64" "bf16cores 32" "fp32 16"; do
   set -- $run
-  dtype=$1 mb=$2
-  name="bench_${dtype}_$mb"
+  variant=$1 mb=$2
+  dtype=${variant%cores} tensor_cores=true
+  [ "$variant" = bf16cores ] && tensor_cores=false
+  name="bench_${variant}_$mb"
   json="$LOG/$name.json"
   label="gpt2-124m $dtype B=$mb T=1024"
+  [ "$variant" = bf16 ] && label="gpt2-124m bf16 B=$mb T=1024 (tensor-core attention)"
+  [ "$variant" = bf16cores ] && label="gpt2-124m bf16 B=$mb T=1024 (fp32 attention kernels)"
   [ "$dtype" = fp32 ] && label="gpt2-124m fp32/tf32 B=$mb T=1024"
   note "$label"
   run_step "$name" "$LOG/$name.log" "$BIN/lmtrain" bench "$ROOT/recipes/gpt2-124m.yaml" --device cuda --steps 8 \
     --warmup 2 --set precision.dtype=$dtype --set precision.tf32=true --set data.source=synthetic \
+    --set precision.tensor_core_attention=$tensor_cores \
     --set data.synthetic.vocab_size=50257 --set data.synthetic.order=1 --set data.synthetic.branching=8 \
     --set data.synthetic.train_tokens=1000000 --set data.synthetic.val_tokens=0 \
     --set run.micro_batch_size=$mb --set run.global_batch_size=$mb --set log.peak_tflops=989 --json "$json"

@@ -52,6 +52,7 @@ BackendRequest backend_request(const Recipe& recipe, const GPTConfig& cfg, std::
   request.local_rank = local_rank;
   request.head_size = cfg.num_heads > 0 ? cfg.channels / cfg.num_heads : 0;
   request.allow_tf32 = recipe.precision.tf32;
+  request.tensor_core_attention = recipe.precision.tensor_core_attention;
   request.dtype = recipe.precision.dtype;
   request.where = where;
   return request;
@@ -66,7 +67,8 @@ BackendChoice make_backend(const BackendRequest& request) {
     const std::string why = cuda_unusable(request, gpu, devices);
     if (why.empty()) {
       choice.device_memory = devices[static_cast<size_t>(request.local_rank)].total_memory;
-      choice.backend = gpu.make_backend({request.local_rank, request.allow_tf32, request.dtype});
+      choice.backend =
+          gpu.make_backend({request.local_rank, request.allow_tf32, request.dtype, request.tensor_core_attention});
       choice.cuda = true;
       choice.cuda_device = request.local_rank;
       return choice;

@@ -16,6 +16,7 @@ struct BackendRequest {
   int local_rank = 0;           // the GPU of this worker: device index LOCAL_RANK
   int head_size = 0;            // the model's n_embd / n_head; 0 when not known (no check)
   bool allow_tf32 = true;       // fp32 GEMMs on tensor cores with TF32 inputs
+  bool tensor_core_attention = true;  // precision.tensor_core_attention
   DType dtype = DType::kF32;    // precision.dtype; bf16 and fp16 need a GPU
   std::string where;            // the recipe, named in errors about precision.dtype
 };
@@ -34,7 +35,7 @@ struct BackendChoice {
 BackendChoice make_backend(const BackendRequest& request);
 
 // The request for a recipe's model: device_override (a --device flag) or run.device,
-// run.threads, precision.dtype and .tf32, and the model's head size.
+// run.threads, precision.dtype, .tf32 and .tensor_core_attention, and the model's head size.
 BackendRequest backend_request(const Recipe& recipe, const GPTConfig& cfg, std::optional<DeviceKind> device_override,
                                int local_rank, const std::string& where);
 

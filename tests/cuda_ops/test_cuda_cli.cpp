@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,68 @@ TEST_CASE("cuda cli: 5 steps + resume + 5 equals 10 straight, bit for bit, in fp
       CHECK(read_file(b_dir / "model.safetensors") == read_file(a_dir / "model.safetensors"));
       CHECK(read_file(b_dir / "optimizer.safetensors") == read_file(a_dir / "optimizer.safetensors"));
     }
+  }
+}
+
+#ifdef LMTRAIN_CUDA_EMU
+// The emulator's schedules (cuda/emu/cuda_emu.h: the order of threads between barriers and of
+// blocks) through the whole trainer: every kernel of a bf16 training step, the loss scaler aside,
+// must give the same losses, gradient norms and checkpoint bytes under each.
+TEST_CASE("cuda cli: training gives the same bits under every emulator schedule", "[cuda][cli][schedule]") {
+  SKIP_WITHOUT_GPU_CLI();
+  std::vector<std::string> first_losses;
+  std::string first_model, first_optimizer;
+  for (const std::string schedule : {"forward", "reverse", "random:5", "warps:5"}) {
+    INFO("LMTRAIN_EMU_SCHEDULE=" << schedule);
+    TempDir dir;
+    write_file(dir.path() / "tiny.yaml", tiny_recipe(dir, "bf16"));
+    const RunResult r = run_lmtrain(dir,
+                                    "train tiny.yaml --device cuda --set model.n_embd=64 --set log.every=1 "
+                                    "--set run.steps=3 --set data.synthetic.train_tokens=200",
+                                    "LMTRAIN_EMU_SCHEDULE=" + schedule);
+    INFO(r.output);
+    REQUIRE(r.status == 0);
+    const auto losses = loss_lines(dir.path() / "runs" / "tiny" / "metrics.jsonl");
+    const fs::path checkpoint = dir.path() / "runs" / "tiny" / "checkpoints" / "step_00000003";
+    const std::string model = read_file(checkpoint / "model.safetensors");
+    const std::string optimizer = read_file(checkpoint / "optimizer.safetensors");
+    CHECK(losses.size() == 3);
+    if (first_losses.empty()) {
+      first_losses = losses;
+      first_model = model;
+      first_optimizer = optimizer;
+      continue;
+    }
+    CHECK(losses == first_losses);
+    CHECK(model == first_model);
+    CHECK(optimizer == first_optimizer);
+  }
+}
+#endif
+
+// precision.tensor_core_attention reaches the backend: at bf16 and head size 64 the two attention
+// paths (attention_mma.cu and attention.cu) round differently, so the losses differ in their bits
+// but not by more than bf16's rounding.
+TEST_CASE("cuda cli: precision.tensor_core_attention chooses the attention kernels", "[cuda][cli][attention]") {
+  SKIP_WITHOUT_GPU_CLI();
+  std::vector<std::vector<std::string>> losses;
+  for (const std::string tensor_cores : {"true", "false"}) {
+    INFO("precision.tensor_core_attention=" << tensor_cores);
+    TempDir dir;
+    write_file(dir.path() / "tiny.yaml", tiny_recipe(dir, "bf16"));
+    const RunResult r = run_lmtrain(dir, "train tiny.yaml --device cuda --set model.n_embd=128 --set log.every=1 "
+                                         "--set run.steps=2 --set data.synthetic.train_tokens=200 "
+                                         "--set precision.tensor_core_attention=" + tensor_cores);
+    INFO(r.output);
+    REQUIRE(r.status == 0);
+    losses.push_back(loss_lines(dir.path() / "runs" / "tiny" / "metrics.jsonl"));
+    REQUIRE(losses.back().size() == 2);
+  }
+  CHECK(losses[0] != losses[1]);
+  for (size_t step = 0; step < 2; ++step) {
+    const double a = std::stod(losses[0][step].substr(losses[0][step].find(' ') + 1));
+    const double b = std::stod(losses[1][step].substr(losses[1][step].find(' ') + 1));
+    CHECK(std::abs(a - b) < 2e-2 * std::abs(b));
   }
 }
 
