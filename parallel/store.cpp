@@ -10,9 +10,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <list>
 #include <map>
@@ -429,7 +431,20 @@ StoreClient::StoreClient(const std::string& host, int port, const std::string& s
   hello += secret;
   int last_error = 0;
   bool closed_in_handshake = false;
+  // A store that is slow to appear (rank 0 still starting, or never started) is said once, so a
+  // worker does not sit silent for the whole timeout.
+  const auto started = Clock::now();
+  const auto notice_after = std::min<std::chrono::milliseconds>(std::chrono::seconds(10), timeout / 4);
+  bool noticed = false;
   while (true) {
+    if (!noticed && Clock::now() - started >= notice_after) {
+      noticed = true;
+      std::fprintf(stderr,
+                   "lmtrain: waiting for the rendezvous store at %s (rank 0 or the launcher starts it); giving up "
+                   "after %.0f s\n",
+                   where_.c_str(), timeout.count() / 1000.0);
+      std::fflush(stderr);
+    }
     fd_ = try_connect(host, port);
     if (fd_ >= 0) {
       const int one = 1;

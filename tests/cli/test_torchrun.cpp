@@ -304,3 +304,21 @@ TEST_CASE("torchrun variables: a MASTER_PORT that leaves lmtrain no store port i
   CHECK_THAT(huge.output, Contains("MASTER_PORT=4294996796 is not a port number (1 to 65535)"));
   CHECK(!fs::exists(dir.path() / "runs"));
 }
+
+// A rank whose rendezvous store never appears (rank 0 not started) says what it waits for once,
+// then gives up at the timeout with exit 2, instead of sitting silent for up to two minutes.
+TEST_CASE("torchrun variables: a rank waiting for a store nobody starts says so, then fails at the timeout",
+          "[cli][torchrun][errors]") {
+  TempDir dir;
+  write_file(dir.path() / "tiny.yaml", tiny_recipe(dir));
+  const int port = free_loopback_port();
+  RunResult r = run_lmtrain(dir, "train tiny.yaml",
+                            fmt::format("RANK=1 LOCAL_RANK=1 WORLD_SIZE=2 LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 "
+                                        "MASTER_PORT={} TORCHELASTIC_RUN_ID=x LMTRAIN_TIMEOUT_S=4",
+                                        port));
+  INFO(r.output);
+  CHECK(r.status == 2);
+  CHECK_THAT(r.output, Contains("waiting for the rendezvous store at 127.0.0.1:") && Contains("giving up after 4 s"));
+  CHECK_THAT(r.output, Contains("cannot reach the rendezvous store"));
+  CHECK(r.output.find("waiting for the rendezvous store") < r.output.find("cannot reach the rendezvous store"));
+}
