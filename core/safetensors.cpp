@@ -68,8 +68,12 @@ const SafeTensor& SafeTensorsFile::at(const std::string& name) const {
   return it->second;
 }
 
-void write_safetensors(const std::string& path, const std::vector<TensorView>& tensors,
-                       const std::map<std::string, std::string>& metadata) {
+namespace {
+
+// The 8-byte length and the JSON header of `tensors`, padded so that the data is 8-byte aligned;
+// `data_bytes` receives the size of the data section.
+std::string header_bytes(const std::string& path, const std::vector<TensorView>& tensors,
+                         const std::map<std::string, std::string>& metadata, size_t& data_bytes) {
   nlohmann::json header = nlohmann::json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   size_t offset = 0;
@@ -82,15 +86,42 @@ void write_safetensors(const std::string& path, const std::vector<TensorView>& t
     header[t.name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.num_bytes}}};
     offset += t.num_bytes;
   }
+  data_bytes = offset;
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // keeps the data 8-byte aligned
-  unsigned char length[8];
-  for (int i = 0; i < 8; ++i) length[i] = static_cast<unsigned char>((uint64_t{text.size()} >> (8 * i)) & 0xFF);
-  OutputFile out(path);
-  out.write(length, sizeof(length));
-  out.write(text);
-  for (const TensorView& t : tensors) out.write(t.data, t.num_bytes);
-  out.finish();
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((uint64_t{text.size()} >> (8 * i)) & 0xFF);
+  return out + text;
+}
+
+}  // namespace
+
+SafetensorsWriter::SafetensorsWriter(const std::string& path, const std::vector<TensorView>& tensors,
+                                     const std::map<std::string, std::string>& metadata)
+    : out_(path) {
+  out_.write(header_bytes(path, tensors, metadata, expected_));
+}
+
+void SafetensorsWriter::write(const void* data, size_t num_bytes) {
+  if (num_bytes > expected_ - written_)
+    throw Error(fmt::format("{}: {} more bytes of tensor data than its header describes", out_.path(),
+                            written_ + num_bytes - expected_));
+  out_.write(data, num_bytes);
+  written_ += num_bytes;
+}
+
+void SafetensorsWriter::finish() {
+  if (written_ != expected_)
+    throw Error(fmt::format("{}: {} bytes of tensor data written, its header describes {}", out_.path(), written_,
+                            expected_));
+  out_.finish();
+}
+
+void write_safetensors(const std::string& path, const std::vector<TensorView>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  SafetensorsWriter writer(path, tensors, metadata);
+  for (const TensorView& t : tensors) writer.write(t.data, t.num_bytes);
+  writer.finish();
 }
 
 SafeTensorsFile read_safetensors(const std::string& path) {

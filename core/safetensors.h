@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "core/file_io.h"
+
 namespace lmt {
 
 struct SafeTensor {
@@ -41,6 +43,23 @@ struct TensorView {
 // before returning. The file is written in place: callers publish it by renaming its folder.
 void write_safetensors(const std::string& path, const std::vector<TensorView>& tensors,
                        const std::map<std::string, std::string>& metadata);
+
+// The same file written in pieces, for tensors too large to hold on the host at once: the header
+// of `tensors` (names, dtypes, shapes, sizes; their data pointers are not read) is written by the
+// constructor, then write() appends the data of the tensors in their order, then finish() syncs.
+// A writer destroyed before finish() removes its file.
+class SafetensorsWriter {
+ public:
+  SafetensorsWriter(const std::string& path, const std::vector<TensorView>& tensors,
+                    const std::map<std::string, std::string>& metadata);
+  void write(const void* data, size_t num_bytes);
+  // lmt::Error unless exactly the tensors' bytes were written.
+  void finish();
+
+ private:
+  OutputFile out_;
+  size_t expected_ = 0, written_ = 0;
+};
 
 // Reads and validates (header bounds, offsets inside the file, sizes match shapes and dtypes);
 // every problem is an lmt::Error naming the file.

@@ -35,6 +35,9 @@ class AdamW {
   // Host copies of the moments of the owned range (layout order), and their restoration.
   std::vector<float> get_m() const;
   std::vector<float> get_v() const;
+  // count values of the first (second: false) or second moment from element `first` of the owned
+  // range into host memory.
+  void copy_moment_to_host(bool second, size_t first, size_t count, float* dst) const;
   void set_state(const std::vector<float>& m, const std::vector<float>& v, int64_t step_count);
   size_t shard_begin() const { return begin_; }
   size_t shard_end() const { return end_; }

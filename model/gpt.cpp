@@ -161,6 +161,13 @@ std::vector<float> GPT::get_parameters() const {
   return host;
 }
 
+void GPT::copy_parameters_to_host(size_t first, size_t count, float* dst) const {
+  LMT_CHECK(first <= num_params_ && count <= num_params_ - first,
+            fmt::format("copy_parameters_to_host: [{}, {}) is outside the {} parameters", first, first + count,
+                        num_params_));
+  backend_.copy_to_host(dst, params_ + first, count * sizeof(float));
+}
+
 std::vector<float> GPT::get_gradients() const {
   std::vector<float> host(num_params_);
   backend_.copy_to_host(host.data(), grads_, num_params_ * sizeof(float));

@@ -30,6 +30,9 @@ class GPT {
   // set_parameters also refreshes the compute copy.
   void set_parameters(const std::vector<float>& host);
   std::vector<float> get_parameters() const;
+  // count fp32 master weights from arena element `first` into host memory (a checkpoint reads
+  // them a piece at a time).
+  void copy_parameters_to_host(size_t first, size_t count, float* dst) const;
   std::vector<float> get_gradients() const;
   // Logits of the last forward, (B, T, V) without padding. Only valid after forward().
   std::vector<float> get_logits() const;

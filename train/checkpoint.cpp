@@ -5,7 +5,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <filesystem>
+#include <functional>
+#include <map>
+#include <utility>
 
 #include "core/checksum.h"
 #include "core/error.h"
@@ -34,11 +38,10 @@ nlohmann::json model_json(const GPTConfig& c) {
   return model;
 }
 
-std::vector<TensorView> tensor_views(const std::vector<ParamTensor>& layout, const std::string& prefix,
-                                     const std::vector<float>& arena) {
+// The tensors of one arena in a safetensors header (their data comes through a stream).
+std::vector<TensorView> tensor_views(const std::vector<ParamTensor>& layout, const std::string& prefix) {
   std::vector<TensorView> views;
-  for (const auto& t : layout)
-    views.push_back({prefix + t.name, "F32", t.shape, arena.data() + t.offset, t.numel * sizeof(float)});
+  for (const auto& t : layout) views.push_back({prefix + t.name, "F32", t.shape, nullptr, t.numel * sizeof(float)});
   return views;
 }
 
@@ -60,20 +63,73 @@ std::vector<float> gather(const SafeTensorsFile& file, const std::vector<ParamTe
 }
 
 // A checkpoint must never hold NaN or infinity (it would resume into the same blow-up, and an
-// export would carry it on): the first tensor holding one is named, with the count.
-void check_finite(const std::vector<ParamTensor>& layout, const std::string& prefix, const std::vector<float>& arena,
-                  const std::string& what, const fs::path& final_dir) {
-  for (const auto& t : layout) {
-    LMT_CHECK(t.offset + t.numel <= arena.size(), fmt::format("save_checkpoint: {} holds {} values, the layout needs more",
-                                                              what, arena.size()));
-    size_t bad = 0;
-    for (size_t i = t.offset; i < t.offset + t.numel; ++i) bad += std::isfinite(arena[i]) ? 0 : 1;
-    if (bad > 0)
-      throw Error(fmt::format("refusing to save checkpoint {}: {} tensor '{}{}' holds {} non-finite value{} (NaN or "
-                              "infinity); nothing was written and the previous checkpoint is intact. The run has "
-                              "diverged: resume from an earlier checkpoint with a lower optimizer.lr",
-                              final_dir.string(), what, prefix, t.name, bad, bad == 1 ? "" : "s"));
+// export would carry it on). Counts them per tensor as an arena streams past; check() names the
+// first tensor holding one, with the count.
+class FiniteCheck {
+ public:
+  FiniteCheck(const std::vector<ParamTensor>& layout, std::string prefix, std::string what)
+      : layout_(layout), prefix_(std::move(prefix)), what_(std::move(what)), bad_(layout.size(), 0) {}
+  void add(const float* data, size_t count) {
+    for (size_t i = 0; i < count; ++i, ++position_) {
+      while (tensor_ < layout_.size() && position_ >= layout_[tensor_].offset + layout_[tensor_].numel) ++tensor_;
+      LMT_CHECK(tensor_ < layout_.size(), fmt::format("save_checkpoint: {} streamed more values than the layout holds",
+                                                      what_));
+      bad_[tensor_] += std::isfinite(data[i]) ? 0 : 1;
+    }
   }
+  void check(const fs::path& final_dir) const {
+    const size_t total = layout_.back().offset + layout_.back().numel;
+    LMT_CHECK(position_ == total,
+              fmt::format("save_checkpoint: {} streamed {} values, the layout holds {}", what_, position_, total));
+    for (size_t i = 0; i < layout_.size(); ++i)
+      if (bad_[i] > 0)
+        throw Error(fmt::format("refusing to save checkpoint {}: {} tensor '{}{}' holds {} non-finite value{} (NaN or "
+                                "infinity); the checkpoint was not saved and the previous one is intact. The run has "
+                                "diverged: resume from an earlier checkpoint with a lower optimizer.lr",
+                                final_dir.string(), what_, prefix_, layout_[i].name, bad_[i], bad_[i] == 1 ? "" : "s"));
+  }
+
+ private:
+  const std::vector<ParamTensor>& layout_;
+  std::string prefix_, what_;
+  std::vector<size_t> bad_;
+  size_t position_ = 0, tensor_ = 0;
+};
+
+// Writes `file` from the arenas of `streams` (each with its header prefix), in that order; the
+// file is complete only when every value streamed was finite.
+void write_arenas(const fs::path& file, const fs::path& final_dir, const std::vector<ParamTensor>& layout,
+                  const std::vector<std::pair<std::string, std::function<void(const ArenaSink&)>>>& streams,
+                  const std::string& what, const std::map<std::string, std::string>& metadata) {
+  std::vector<TensorView> views;
+  for (const auto& [prefix, stream] : streams) {
+    const auto some = tensor_views(layout, prefix);
+    views.insert(views.end(), some.begin(), some.end());
+  }
+  SafetensorsWriter writer(file.string(), views, metadata);
+  for (const auto& [prefix, stream] : streams) {
+    FiniteCheck finite(layout, prefix, what);
+    // A failed write stops the writing, not the stream: it may be a collective.
+    std::exception_ptr failure;
+    stream([&](const float* data, size_t count) {
+      if (failure) return;
+      try {
+        finite.add(data, count);
+        writer.write(data, count * sizeof(float));
+      } catch (...) {
+        failure = std::current_exception();
+      }
+    });
+    if (failure) std::rethrow_exception(failure);
+    finite.check(final_dir);
+  }
+  writer.finish();
+}
+
+ArenaStream vector_stream(const std::vector<float>& arena, size_t total, const char* what) {
+  LMT_CHECK(arena.size() == total,
+            fmt::format("save_checkpoint: {} holds {} values, the layout {}", what, arena.size(), total));
+  return [&arena](const ArenaSink& sink) { sink(arena.data(), arena.size()); };
 }
 
 // "step_" and digits: the names save_checkpoint gives.
@@ -110,35 +166,56 @@ std::string checkpoint_step_directory(const std::string& root, int64_t step) {
 
 std::string save_checkpoint(const std::string& root, const CheckpointState& state,
                             const CheckpointTensors& tensors, int64_t keep_last, int64_t keep_every) {
+  const size_t total = parameter_storage_count(state.model);
+  return save_checkpoint(root, state,
+                         CheckpointStreams{vector_stream(tensors.params, total, "the model"),
+                                           vector_stream(tensors.adam_m, total, "m"),
+                                           vector_stream(tensors.adam_v, total, "v")},
+                         keep_last, keep_every);
+}
+
+std::string save_checkpoint(const std::string& root, const CheckpointState& state,
+                            const CheckpointStreams& streams, int64_t keep_last, int64_t keep_every) {
   const fs::path root_path(root);
   const std::string name = step_dir_name(state.step);
   const fs::path final_dir = root_path / name;
   const fs::path temp_dir = root_path / (name + ".partial");
-  {
-    const auto layout = parameter_layout(state.model);
-    check_finite(layout, "", tensors.params, "the model", final_dir);
-    check_finite(layout, "m.", tensors.adam_m, "the optimizer", final_dir);
-    check_finite(layout, "v.", tensors.adam_v, "the optimizer", final_dir);
-  }
-  create_directories_checked(root_path.string(), "checkpoint directory");
+  // Every stream runs exactly once, in order, whatever fails (see checkpoint.h); except after a
+  // stream itself failed (its collective, say): the others would fail alike, or wait for peers
+  // that are gone.
+  bool ran[3] = {false, false, false}, stream_failed = false;
+  const ArenaStream* const in_order[3] = {&streams.params, &streams.adam_m, &streams.adam_v};
+  auto stream = [&](int i) {
+    return std::function<void(const ArenaSink&)>([&, i](const ArenaSink& sink) {
+      ran[i] = true;
+      try {
+        (*in_order[i])(sink);
+      } catch (...) {
+        stream_failed = true;
+        throw;
+      }
+    });
+  };
+  auto drain = [&] {
+    for (int i = 0; i < 3 && !stream_failed; ++i)
+      if (!ran[i]) stream(i)([](const float*, size_t) {});
+  };
   std::error_code ec;
-  // Leftovers of saves killed midway (this run is the only writer of this folder).
-  for (const auto& entry : fs::directory_iterator(root_path, ec)) {
-    const std::string entry_name = entry.path().filename().string();
-    if (entry_name.rfind("step_", 0) == 0 &&
-        (entry_name.ends_with(".partial") || entry_name.ends_with(".old")))
-      fs::remove_all(entry.path(), ec);
-  }
-  create_directories_checked(temp_dir.string(), "checkpoint directory");
   try {
+    create_directories_checked(root_path.string(), "checkpoint directory");
+    // Leftovers of saves killed midway (this run is the only writer of this folder).
+    for (const auto& entry : fs::directory_iterator(root_path, ec)) {
+      const std::string entry_name = entry.path().filename().string();
+      if (entry_name.rfind("step_", 0) == 0 &&
+          (entry_name.ends_with(".partial") || entry_name.ends_with(".old")))
+        fs::remove_all(entry.path(), ec);
+    }
+    create_directories_checked(temp_dir.string(), "checkpoint directory");
     const auto layout = parameter_layout(state.model);
-    write_safetensors((temp_dir / kModelFile).string(), tensor_views(layout, "", tensors.params),
-                      {{"format", "lmtrain"}, {"layout", "llm.c stacked, fp32 master weights"}});
-    auto moments = tensor_views(layout, "m.", tensors.adam_m);
-    auto second = tensor_views(layout, "v.", tensors.adam_v);
-    moments.insert(moments.end(), second.begin(), second.end());
-    write_safetensors((temp_dir / kOptimizerFile).string(), moments,
-                      {{"optimizer", "adamw"}, {"step", std::to_string(state.optimizer_step)}});
+    write_arenas(temp_dir / kModelFile, final_dir, layout, {{"", stream(0)}}, "the model",
+                 {{"format", "lmtrain"}, {"layout", "llm.c stacked, fp32 master weights"}});
+    write_arenas(temp_dir / kOptimizerFile, final_dir, layout, {{"m.", stream(1)}, {"v.", stream(2)}}, "the optimizer",
+                 {{"optimizer", "adamw"}, {"step", std::to_string(state.optimizer_step)}});
     nlohmann::json trainer_state = {
         {"format", "lmtrain-checkpoint"},
         {"format_version", kCheckpointFormatVersion},
@@ -187,10 +264,12 @@ std::string save_checkpoint(const std::string& root, const CheckpointState& stat
     write_file_atomic((root_path / "latest").string(), name + "\n");
     sync_directory(root_path.string());
   } catch (const fs::filesystem_error& e) {
+    drain();
     fs::remove_all(temp_dir, ec);
     throw Error(fmt::format("saving checkpoint {} failed: {}; the previous checkpoint is intact",
                             final_dir.string(), e.what()));
   } catch (...) {
+    drain();
     fs::remove_all(temp_dir, ec);
     throw;
   }

@@ -2,7 +2,9 @@
 // after every file is synced, then `latest` is replaced atomically. Loading verifies every
 // file's size and CRC-32C against the manifest before any state is touched.
 #pragma once
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -40,9 +42,24 @@ struct CheckpointTensors {
   std::vector<float> params, adam_m, adam_v;  // arena order (parameter_layout)
 };
 
+// One arena (the parameters, or an AdamW moment) handed over in pieces, so that the host never
+// holds a whole copy of it: a stream calls sink(data, count) for consecutive pieces that cover
+// the arena in order. The trainer's read the device a chunk at a time and, under ZeRO-1, take
+// each chunk from the rank that owns it (a collective the other ranks run alongside).
+using ArenaSink = std::function<void(const float* data, size_t count)>;
+using ArenaStream = std::function<void(const ArenaSink& sink)>;
+struct CheckpointStreams {
+  ArenaStream params, adam_m, adam_v;
+};
+
 // Writes root/step_NNNNNNNN, updates root/latest, then (keep_last > 0) removes the oldest
 // complete checkpoints beyond the newest keep_last, sparing milestones (steps that are
-// multiples of keep_every > 0). Returns the checkpoint directory.
+// multiples of keep_every > 0). Returns the checkpoint directory. Each stream is called exactly
+// once, params, adam_m then adam_v, even when the save fails (the rest are then drained into
+// nothing before the error is thrown), so that collectives inside them stay matched across ranks.
+std::string save_checkpoint(const std::string& root, const CheckpointState& state,
+                            const CheckpointStreams& streams, int64_t keep_last, int64_t keep_every);
+// The same from whole host arrays (tests, tools).
 std::string save_checkpoint(const std::string& root, const CheckpointState& state,
                             const CheckpointTensors& tensors, int64_t keep_last, int64_t keep_every);
 

@@ -214,14 +214,28 @@ void DataParallel::gather_parameters(float* params) {
   backend_.copy(params, padded_, n_ * sizeof(float));
 }
 
-std::vector<float> DataParallel::gather(const std::vector<float>& shard) {
-  if (!sharded_) return shard;
-  std::vector<float> send(shard_size_, 0.0f);
-  std::copy(shard.begin(), shard.end(), send.begin());
-  std::vector<float> whole(shard_size_ * static_cast<size_t>(group_.size()));
-  group_.all_gather(send.data(), whole.data(), shard_size_);
-  whole.resize(n_);
-  return whole;
+void DataParallel::stream_gathered(const std::function<void(size_t, size_t, float*)>& fetch,
+                                   const std::function<void(const float*, size_t)>& sink, size_t chunk) {
+  if (!sharded_ && !sink) return;
+  std::vector<float> piece(std::min(chunk, sharded_ ? shard_size_ : n_));
+  if (!sharded_) {
+    for (size_t first = 0; first < n_; first += chunk) {
+      const size_t count = std::min(chunk, n_ - first);
+      fetch(first, count, piece.data());
+      sink(piece.data(), count);
+    }
+    return;
+  }
+  // Rank r owns [r * shard_size, (r + 1) * shard_size) of the arena, cut at n.
+  for (int owner = 0; owner < group_.size(); ++owner) {
+    const size_t begin = static_cast<size_t>(owner) * shard_size_, end = std::min(n_, begin + shard_size_);
+    for (size_t first = begin; first < end; first += chunk) {
+      const size_t count = std::min(chunk, end - first);
+      if (owner == group_.rank()) fetch(first - begin, count, piece.data());
+      group_.broadcast(piece.data(), count, owner);
+      if (sink) sink(piece.data(), count);
+    }
+  }
 }
 
 }  // namespace lmt

@@ -62,9 +62,13 @@ class DataParallel {
   double average(double value);
   // Stage 1, after the optimizer step: every rank receives every shard of the parameters.
   void gather_parameters(float* params);
-  // Stage 1: the whole arena of a per-shard vector (AdamW moments, on the host) on every rank; a
-  // collective, so all ranks call it together. Stage 0: returns `shard` as is.
-  std::vector<float> gather(const std::vector<float>& shard);
+  // The whole arena of a per-shard quantity (an AdamW moment) in pieces of at most `chunk` values,
+  // in arena order: sink(data, count) for each piece, when there is a sink. fetch(first, count,
+  // dst) copies this rank's own shard from its element `first` to the host. Stage 1: a collective
+  // (each piece is broadcast by the rank that owns it), so every rank calls it together, the ones
+  // that keep nothing with an empty sink. Stage 0: the shard is the arena, fetched only for a sink.
+  void stream_gathered(const std::function<void(size_t first, size_t count, float* dst)>& fetch,
+                       const std::function<void(const float* data, size_t count)>& sink, size_t chunk);
 
  private:
   // Stage 1's buffers in the backend's memory: the padded arena and one shard.

@@ -43,6 +43,9 @@ namespace {
 // CUDA context, cuBLASLt workspace and kernel scratch, on top of the planned tensors.
 constexpr double kCudaReserveBytes = 1.0 * (1 << 30);
 
+// Values per piece of a checkpoint save (16 MiB of fp32): the host's only copy of the tensors.
+constexpr size_t kCheckpointPiece = size_t{1} << 22;
+
 std::atomic<int> g_stop_signal{0};
 
 extern "C" void on_stop_signal(int signum) {
@@ -446,13 +449,33 @@ void Trainer::Run::save(int64_t done) {
   state.model = cfg;
   state.recipe_yaml = recipe_yaml;
   last_saved_step = done;
-  // ZeRO-1 shards are gathered (by every rank, a collective); rank 0 writes the whole state.
-  std::vector<float> m = parallel->gather(optimizer->get_m()), v = parallel->gather(optimizer->get_v());
-  if (!leader) return;
-  CheckpointTensors tensors{model->get_parameters(), std::move(m), std::move(v)};
+  // The tensors go to the file a piece at a time, so the host never holds a whole copy of the
+  // model or a moment. Rank 0 writes; under ZeRO-1 every rank takes part in streaming the
+  // moments (each piece broadcast by the rank that owns it), in the order save_checkpoint asks.
+  auto moment = [this](bool second) -> ArenaStream {
+    return [this, second](const ArenaSink& sink) {
+      parallel->stream_gathered(
+          [&](size_t first, size_t count, float* dst) { optimizer->copy_moment_to_host(second, first, count, dst); },
+          sink, kCheckpointPiece);
+    };
+  };
+  if (!leader) {
+    moment(false)(nullptr);
+    moment(true)(nullptr);
+    return;
+  }
+  const ArenaStream params = [this](const ArenaSink& sink) {
+    const size_t n = model->num_param_storage();
+    std::vector<float> piece(std::min(kCheckpointPiece, n));
+    for (size_t first = 0; first < n; first += kCheckpointPiece) {
+      const size_t count = std::min(kCheckpointPiece, n - first);
+      model->copy_parameters_to_host(first, count, piece.data());
+      sink(piece.data(), count);
+    }
+  };
   const auto t0 = Clock::now();
-  const std::string dir =
-      save_checkpoint(checkpoint_root, state, tensors, r.checkpoint.keep_last, r.checkpoint.keep_every);
+  const std::string dir = save_checkpoint(checkpoint_root, state, CheckpointStreams{params, moment(false), moment(true)},
+                                          r.checkpoint.keep_last, r.checkpoint.keep_every);
   reporter.checkpoint(done, r.run.steps, dir, seconds_since(t0) * 1e3);
 }
 

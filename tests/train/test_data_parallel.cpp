@@ -158,3 +158,38 @@ TEST_CASE("data parallel: gradient buckets, overlapped or not, on a host or an a
         }
       }
 }
+
+// The checkpoint's moments come through stream_gathered: every rank's shard, in arena order, in
+// pieces of at most `chunk`, to the ranks that pass a sink; at stage 1 every rank takes part.
+TEST_CASE("data parallel: stream_gathered hands the whole arena over in order and in pieces, at ZeRO stages 0 and 1",
+          "[train][parallel][checkpoint]") {
+  const size_t n = 1001;  // not a multiple of any world size here: the last shard is short
+  for (int world : {1, 2, 3})
+    for (int zero_stage : {0, 1})
+      for (size_t chunk : {size_t{64}, size_t{1} << 20}) {
+        INFO("world " << world << ", stage " << zero_stage << ", chunk " << chunk);
+        std::vector<std::vector<float>> received(static_cast<size_t>(world));
+        testing::with_ranks(world, [&](ProcessGroup& g) {
+          auto backend = cpu::make_cpu_backend(1);
+          DataParallel parallel(g, zero_stage, n, *backend);
+          // Arena element i holds i; a rank knows only its shard.
+          auto fetch = [&](size_t first, size_t count, float* dst) {
+            expect(parallel.shard_begin() + first + count <= parallel.shard_end(), "fetch outside the shard");
+            for (size_t k = 0; k < count; ++k) dst[k] = static_cast<float>(parallel.shard_begin() + first + k);
+          };
+          // Rank 0 keeps what it receives; the last rank too (at stage 0 it then fetches alone).
+          const bool keeps = g.rank() == 0 || g.rank() == world - 1;
+          std::vector<float>& mine = received[static_cast<size_t>(g.rank())];
+          auto sink = [&](const float* data, size_t count) {
+            expect(count >= 1 && count <= chunk, "a piece of " + std::to_string(count) + " values");
+            mine.insert(mine.end(), data, data + count);
+          };
+          parallel.stream_gathered(fetch, keeps ? std::function<void(const float*, size_t)>(sink) : nullptr, chunk);
+        });
+        std::vector<float> arena(n);
+        for (size_t i = 0; i < n; ++i) arena[i] = static_cast<float>(i);
+        CHECK(received[0] == arena);
+        CHECK(received[static_cast<size_t>(world - 1)] == arena);
+        for (int r = 1; r + 1 < world; ++r) CHECK(received[static_cast<size_t>(r)].empty());
+      }
+}

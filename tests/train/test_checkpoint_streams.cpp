@@ -1,0 +1,167 @@
+// save_checkpoint from streams (train/checkpoint.h: the trainer hands the parameters and the
+// AdamW moments over a piece at a time, so the host never holds a whole copy): the same bytes as
+// a save from whole arrays, and every stream called exactly once, in order, even when the save
+// fails, since under ZeRO-1 the moments' streams are collectives the other ranks run alongside.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "core/recipe.h"
+#include "tests/test_util.h"
+#include "train/checkpoint.h"
+
+namespace lmt {
+namespace {
+
+using Catch::Matchers::Contains;
+using testing::TempDir;
+
+CheckpointState tiny_state(int64_t step) {
+  CheckpointState state;
+  state.step = step;
+  state.data.num_files = 1;
+  state.data.window_tokens = 8;
+  state.data.num_tokens = 100;
+  state.model.max_seq_len = 8;
+  state.model.vocab_size = 10;
+  state.model.padded_vocab_size = 16;
+  state.model.num_layers = 2;
+  state.model.num_heads = 2;
+  state.model.channels = 8;
+  state.recipe_yaml = recipe_to_yaml(Recipe{});
+  return state;
+}
+
+// Distinct values per arena and element, so that a piece out of place changes the bytes.
+CheckpointTensors tensors_for(const CheckpointState& state) {
+  const size_t n = parameter_storage_count(state.model);
+  CheckpointTensors t{std::vector<float>(n), std::vector<float>(n), std::vector<float>(n)};
+  for (size_t i = 0; i < n; ++i) {
+    t.params[i] = 0.001f * static_cast<float>(i);
+    t.adam_m[i] = -0.5f * static_cast<float>(i);
+    t.adam_v[i] = 2.0f + static_cast<float>(i);
+  }
+  return t;
+}
+
+// Streams `arena` in pieces of `piece` values, counting its calls in `calls` and appending its
+// name to `order`.
+ArenaStream pieces(const std::vector<float>& arena, size_t piece, int& calls, std::string name,
+                   std::vector<std::string>& order) {
+  return [&arena, piece, &calls, name, &order](const ArenaSink& sink) {
+    ++calls;
+    order.push_back(name);
+    for (size_t first = 0; first < arena.size(); first += piece)
+      sink(arena.data() + first, std::min(piece, arena.size() - first));
+  };
+}
+
+std::string read(const std::string& dir, const char* file) { return testing::read_file(dir + "/" + file); }
+
+}  // namespace
+
+TEST_CASE("checkpoint: a save from streams in pieces writes the bytes of a save from whole arrays",
+          "[train][checkpoint]") {
+  TempDir whole_dir, streamed_dir;
+  const CheckpointState state = tiny_state(4);
+  const CheckpointTensors t = tensors_for(state);
+  const std::string whole = save_checkpoint((whole_dir.path() / "run").string(), state, t, 0, 0);
+  // 7 values a piece: pieces cross every tensor boundary.
+  int calls[3] = {0, 0, 0};
+  std::vector<std::string> order;
+  const std::string streamed = save_checkpoint(
+      (streamed_dir.path() / "run").string(), state,
+      CheckpointStreams{pieces(t.params, 7, calls[0], "params", order), pieces(t.adam_m, 7, calls[1], "m", order),
+                        pieces(t.adam_v, 7, calls[2], "v", order)},
+      0, 0);
+  CHECK(order == std::vector<std::string>{"params", "m", "v"});
+  for (const char* file : {"model.safetensors", "optimizer.safetensors", "trainer_state.json", "manifest.json"}) {
+    INFO(file);
+    CHECK(read(streamed, file) == read(whole, file));
+  }
+  const LoadedCheckpoint loaded = load_checkpoint(streamed, state.model);
+  CHECK(loaded.tensors.params == t.params);
+  CHECK(loaded.tensors.adam_m == t.adam_m);
+  CHECK(loaded.tensors.adam_v == t.adam_v);
+}
+
+TEST_CASE("checkpoint: a failed save still runs every stream once, in order, and keeps nothing", "[train][checkpoint]") {
+  TempDir dir;
+  const std::string root = (dir.path() / "run").string();
+  const CheckpointState good_state = tiny_state(1);
+  const CheckpointTensors good = tensors_for(good_state);
+  save_checkpoint(root, good_state, good, 0, 0);
+  const std::string latest = testing::read_file(dir.path() / "run" / "latest");
+  const CheckpointState state = tiny_state(2);
+
+  SECTION("a NaN in the parameters, found before the moments are streamed") {
+    CheckpointTensors bad = good;
+    bad.params[5] = std::nanf("");
+    int calls[3] = {0, 0, 0};
+    std::vector<std::string> order;
+    const std::string message = testing::error_message([&] {
+      save_checkpoint(root, state,
+                      CheckpointStreams{pieces(bad.params, 3, calls[0], "params", order),
+                                        pieces(bad.adam_m, 3, calls[1], "m", order),
+                                        pieces(bad.adam_v, 3, calls[2], "v", order)},
+                      0, 0);
+    });
+    CHECK_THAT(message, Contains("refusing to save checkpoint") && Contains("the model tensor 'wte'") &&
+                            Contains("1 non-finite value") && Contains("the previous one is intact"));
+    CHECK(order == std::vector<std::string>{"params", "m", "v"});
+  }
+  SECTION("an infinity in the second moment, the last stream") {
+    CheckpointTensors bad = good;
+    bad.adam_v.back() = INFINITY;
+    int calls[3] = {0, 0, 0};
+    std::vector<std::string> order;
+    const std::string message = testing::error_message([&] {
+      save_checkpoint(root, state,
+                      CheckpointStreams{pieces(bad.params, 3, calls[0], "params", order),
+                                        pieces(bad.adam_m, 3, calls[1], "m", order),
+                                        pieces(bad.adam_v, 3, calls[2], "v", order)},
+                      0, 0);
+    });
+    CHECK_THAT(message, Contains("the optimizer tensor 'v.lnfb'") && Contains("1 non-finite value"));
+    CHECK(order == std::vector<std::string>{"params", "m", "v"});
+  }
+  SECTION("a root that cannot be created, before any file") {
+    testing::write_file(dir.path() / "blocker", "a file where the directory should go");
+    int calls[3] = {0, 0, 0};
+    std::vector<std::string> order;
+    const std::string message = testing::error_message([&] {
+      save_checkpoint((dir.path() / "blocker" / "run").string(), state,
+                      CheckpointStreams{pieces(good.params, 3, calls[0], "params", order),
+                                        pieces(good.adam_m, 3, calls[1], "m", order),
+                                        pieces(good.adam_v, 3, calls[2], "v", order)},
+                      0, 0);
+    });
+    CHECK_THAT(message, Contains("blocker"));
+    CHECK(order == std::vector<std::string>{"params", "m", "v"});
+  }
+  SECTION("a stream that fails is not followed by the others (their peers may be gone)") {
+    int calls[3] = {0, 0, 0};
+    std::vector<std::string> order;
+    const ArenaStream broken = [&](const ArenaSink& sink) {
+      order.push_back("m");
+      sink(good.adam_m.data(), 4);
+      throw Error("peer 1 lost");
+    };
+    const std::string message = testing::error_message([&] {
+      save_checkpoint(root, state,
+                      CheckpointStreams{pieces(good.params, 3, calls[0], "params", order), broken,
+                                        pieces(good.adam_v, 3, calls[2], "v", order)},
+                      0, 0);
+    });
+    CHECK_THAT(message, Contains("peer 1 lost"));
+    CHECK(order == std::vector<std::string>{"params", "m"});
+  }
+  CHECK_FALSE(std::filesystem::exists(dir.path() / "run" / "step_00000002"));
+  CHECK_FALSE(std::filesystem::exists(dir.path() / "run" / "step_00000002.partial"));
+  CHECK(testing::read_file(dir.path() / "run" / "latest") == latest);
+}
+
+}  // namespace lmt
