@@ -934,14 +934,7 @@ TEST_CASE("cuda tensor-core attention backward is deterministic: the same inputs
       const auto qkv = random_floats(sz(B * T * 3 * C), rng), dout = random_floats(sz(B * T * C), rng);
       auto run = [&] {
         Device d(*gpu, dtype);
-        Backend& b = d.backend();
-        const void* in = d.put(qkv);
-        void* out = d.poisoned(sz(B * T * C));
-        float* lse = d.poisoned32(sz(B * NH * T));
-        b.attention_forward(out, lse, in, B, T, C, NH);
-        void* dqkv = d.poisoned(sz(B * T * 3 * C));
-        b.attention_backward(dqkv, d.put(dout), in, out, lse, B, T, C, NH);
-        return d.get(dqkv, sz(B * T * 3 * C));
+        return run_attention(d, qkv, dout, B, T, C, NH)[2].second;  // dqkv
       };
       const auto first = run(), second = run();
       REQUIRE(first.size() == second.size());

@@ -47,12 +47,9 @@ CheckpointTensors tensors_for(const CheckpointState& state) {
   return t;
 }
 
-// Streams `arena` in pieces of `piece` values, counting its calls in `calls` and appending its
-// name to `order`.
-ArenaStream pieces(const std::vector<float>& arena, size_t piece, int& calls, std::string name,
-                   std::vector<std::string>& order) {
-  return [&arena, piece, &calls, name, &order](const ArenaSink& sink) {
-    ++calls;
+// Streams `arena` in pieces of `piece` values, appending its name to `order` at each call.
+ArenaStream pieces(const std::vector<float>& arena, size_t piece, std::string name, std::vector<std::string>& order) {
+  return [&arena, piece, name, &order](const ArenaSink& sink) {
     order.push_back(name);
     for (size_t first = 0; first < arena.size(); first += piece)
       sink(arena.data() + first, std::min(piece, arena.size() - first));
@@ -60,6 +57,19 @@ ArenaStream pieces(const std::vector<float>& arena, size_t piece, int& calls, st
 }
 
 std::string read(const std::string& dir, const char* file) { return testing::read_file(dir + "/" + file); }
+
+// The error of a save of `t` under `root` in pieces of 3 values (the second moment's stream
+// replaced by `m` when given); `order` receives the streams' names as they run.
+std::string failed_save(const std::string& root, const CheckpointState& state, const CheckpointTensors& t,
+                        std::vector<std::string>& order, const ArenaStream& m = {}) {
+  return testing::error_message([&] {
+    save_checkpoint(root, state,
+                    CheckpointStreams{pieces(t.params, 3, "params", order),
+                                      m ? m : pieces(t.adam_m, 3, "m", order),
+                                      pieces(t.adam_v, 3, "v", order)},
+                    0, 0);
+  });
+}
 
 }  // namespace
 
@@ -70,12 +80,11 @@ TEST_CASE("checkpoint: a save from streams in pieces writes the bytes of a save 
   const CheckpointTensors t = tensors_for(state);
   const std::string whole = save_checkpoint((whole_dir.path() / "run").string(), state, t, 0, 0);
   // 7 values a piece: pieces cross every tensor boundary.
-  int calls[3] = {0, 0, 0};
   std::vector<std::string> order;
   const std::string streamed = save_checkpoint(
       (streamed_dir.path() / "run").string(), state,
-      CheckpointStreams{pieces(t.params, 7, calls[0], "params", order), pieces(t.adam_m, 7, calls[1], "m", order),
-                        pieces(t.adam_v, 7, calls[2], "v", order)},
+      CheckpointStreams{pieces(t.params, 7, "params", order), pieces(t.adam_m, 7, "m", order),
+                        pieces(t.adam_v, 7, "v", order)},
       0, 0);
   CHECK(order == std::vector<std::string>{"params", "m", "v"});
   for (const char* file : {"model.safetensors", "optimizer.safetensors", "trainer_state.json", "manifest.json"}) {
@@ -100,15 +109,8 @@ TEST_CASE("checkpoint: a failed save still runs every stream once, in order, and
   SECTION("a NaN in the parameters, found before the moments are streamed") {
     CheckpointTensors bad = good;
     bad.params[5] = std::nanf("");
-    int calls[3] = {0, 0, 0};
     std::vector<std::string> order;
-    const std::string message = testing::error_message([&] {
-      save_checkpoint(root, state,
-                      CheckpointStreams{pieces(bad.params, 3, calls[0], "params", order),
-                                        pieces(bad.adam_m, 3, calls[1], "m", order),
-                                        pieces(bad.adam_v, 3, calls[2], "v", order)},
-                      0, 0);
-    });
+    const std::string message = failed_save(root, state, bad, order);
     CHECK_THAT(message, Contains("refusing to save checkpoint") && Contains("the model tensor 'wte'") &&
                             Contains("1 non-finite value") && Contains("the previous one is intact"));
     CHECK(order == std::vector<std::string>{"params", "m", "v"});
@@ -116,46 +118,26 @@ TEST_CASE("checkpoint: a failed save still runs every stream once, in order, and
   SECTION("an infinity in the second moment, the last stream") {
     CheckpointTensors bad = good;
     bad.adam_v.back() = INFINITY;
-    int calls[3] = {0, 0, 0};
     std::vector<std::string> order;
-    const std::string message = testing::error_message([&] {
-      save_checkpoint(root, state,
-                      CheckpointStreams{pieces(bad.params, 3, calls[0], "params", order),
-                                        pieces(bad.adam_m, 3, calls[1], "m", order),
-                                        pieces(bad.adam_v, 3, calls[2], "v", order)},
-                      0, 0);
-    });
+    const std::string message = failed_save(root, state, bad, order);
     CHECK_THAT(message, Contains("the optimizer tensor 'v.lnfb'") && Contains("1 non-finite value"));
     CHECK(order == std::vector<std::string>{"params", "m", "v"});
   }
   SECTION("a root that cannot be created, before any file") {
     testing::write_file(dir.path() / "blocker", "a file where the directory should go");
-    int calls[3] = {0, 0, 0};
     std::vector<std::string> order;
-    const std::string message = testing::error_message([&] {
-      save_checkpoint((dir.path() / "blocker" / "run").string(), state,
-                      CheckpointStreams{pieces(good.params, 3, calls[0], "params", order),
-                                        pieces(good.adam_m, 3, calls[1], "m", order),
-                                        pieces(good.adam_v, 3, calls[2], "v", order)},
-                      0, 0);
-    });
+    const std::string message = failed_save((dir.path() / "blocker" / "run").string(), state, good, order);
     CHECK_THAT(message, Contains("blocker"));
     CHECK(order == std::vector<std::string>{"params", "m", "v"});
   }
   SECTION("a stream that fails is not followed by the others (their peers may be gone)") {
-    int calls[3] = {0, 0, 0};
     std::vector<std::string> order;
     const ArenaStream broken = [&](const ArenaSink& sink) {
       order.push_back("m");
       sink(good.adam_m.data(), 4);
       throw Error("peer 1 lost");
     };
-    const std::string message = testing::error_message([&] {
-      save_checkpoint(root, state,
-                      CheckpointStreams{pieces(good.params, 3, calls[0], "params", order), broken,
-                                        pieces(good.adam_v, 3, calls[2], "v", order)},
-                      0, 0);
-    });
+    const std::string message = failed_save(root, state, good, order, broken);
     CHECK_THAT(message, Contains("peer 1 lost"));
     CHECK(order == std::vector<std::string>{"params", "m"});
   }

@@ -185,6 +185,9 @@ TEST_CASE("data parallel: stream_gathered hands the whole arena over in order an
             mine.insert(mine.end(), data, data + count);
           };
           parallel.stream_gathered(fetch, keeps ? std::function<void(const float*, size_t)>(sink) : nullptr, chunk);
+          // At stage 0 nothing is collective: a rank that leaves at once would close its
+          // connections while the others still set theirs up.
+          g.barrier();
         });
         std::vector<float> arena(n);
         for (size_t i = 0; i < n; ++i) arena[i] = static_cast<float>(i);
