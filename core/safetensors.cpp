@@ -124,28 +124,38 @@ void write_safetensors(const std::string& path, const std::vector<TensorView>& t
   writer.finish();
 }
 
-SafeTensorsFile read_safetensors(const std::string& path) {
+SafeTensorsIndex read_safetensors_index(const std::string& path) {
   check_regular_file(path, "safetensors file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(fmt::format("cannot open safetensors file '{}'", path));
-  std::vector<uint8_t> file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (file.size() < 8) throw Error(fmt::format("{}: too short to be a safetensors file", path));
+  in.seekg(0, std::ios::end);
+  const size_t file_size = static_cast<size_t>(in.tellg());
+  in.seekg(0);
+  if (file_size < 8) throw Error(fmt::format("{}: too short to be a safetensors file", path));
+  unsigned char length[8];
+  in.read(reinterpret_cast<char*>(length), 8);
   uint64_t header_len = 0;
-  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | file[i];
-  if (header_len > file.size() - 8)
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | length[i];
+  if (header_len > file_size - 8)
     throw Error(fmt::format("{}: header length {} runs past the end of the file ({} bytes); "
                             "truncated?",
-                            path, header_len, file.size()));
+                            path, header_len, file_size));
+  if (header_len > kMaxSafetensorsHeader)
+    throw Error(fmt::format("{}: header length {} is over the {} bytes a safetensors header may have", path,
+                            header_len, kMaxSafetensorsHeader));
+  std::string text(header_len, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(header_len));
+  if (!in) throw Error(fmt::format("{}: cannot read its {}-byte header", path, header_len));
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(file.begin() + 8, file.begin() + 8 + static_cast<long>(header_len));
+    header = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
     throw Error(fmt::format("{}: header is not valid JSON: {}", path, e.what()));
   }
-  SafeTensorsFile out;
+  SafeTensorsIndex out;
   out.path = path;
-  const size_t data_start = 8 + header_len;
-  const size_t data_size = file.size() - data_start;
+  out.data_start = 8 + header_len;
+  const size_t data_size = file_size - out.data_start;
   if (!header.is_object()) throw Error(fmt::format("{}: header is {}, not a JSON object", path, header.type_name()));
   for (auto it = header.begin(); it != header.end(); ++it) {
     if (it.key() == "__metadata__") {
@@ -157,11 +167,11 @@ SafeTensorsFile read_safetensors(const std::string& path) {
       }
       continue;
     }
-    SafeTensor t;
+    SafeTensorsIndex::Entry t;
     try {
       t.dtype = it->at("dtype").get<std::string>();
       t.shape = it->at("shape").get<std::vector<int64_t>>();
-      // The element count is bounded by the data size as it is multiplied up, so numel() cannot
+      // The element count is bounded by the data size as it is multiplied up, so it cannot
       // overflow and pass the size check below by wrapping around. A zero dimension: empty.
       const bool empty = std::find(t.shape.begin(), t.shape.end(), 0) != t.shape.end();
       size_t elements = 1;
@@ -171,20 +181,57 @@ SafeTensorsFile read_safetensors(const std::string& path) {
                                   fmt::join(t.shape, ", ")));
         if (!empty) elements *= static_cast<size_t>(d);
       }
+      if (empty) elements = 0;
       auto offsets = it->at("data_offsets").get<std::vector<size_t>>();
       if (offsets.size() != 2 || offsets[0] > offsets[1] || offsets[1] > data_size)
         throw Error(fmt::format("{}: tensor '{}' has data offsets outside the file", path, it.key()));
       size_t elem = dtype_size(t.dtype);
       if (elem == 0) throw Error(fmt::format("{}: tensor '{}' has unknown dtype '{}'", path, it.key(), t.dtype));
-      if (offsets[1] - offsets[0] != t.numel() * elem)
+      if (offsets[1] - offsets[0] != elements * elem)
         throw Error(fmt::format("{}: tensor '{}' holds {} bytes but its shape needs {}", path,
-                                it.key(), offsets[1] - offsets[0], t.numel() * elem));
-      t.bytes.assign(file.begin() + static_cast<long>(data_start + offsets[0]),
-                     file.begin() + static_cast<long>(data_start + offsets[1]));
+                                it.key(), offsets[1] - offsets[0], elements * elem));
+      t.begin = offsets[0];
+      t.end = offsets[1];
     } catch (const nlohmann::json::exception& e) {
       throw Error(fmt::format("{}: malformed entry for tensor '{}': {}", path, it.key(), e.what()));
     }
     out.tensors.emplace(it.key(), std::move(t));
+  }
+  return out;
+}
+
+const SafeTensorsIndex::Entry& SafeTensorsIndex::at(const std::string& name) const {
+  auto it = tensors.find(name);
+  if (it == tensors.end()) throw Error(fmt::format("{}: no tensor named '{}'", path, name));
+  return it->second;
+}
+
+void read_safetensors_bytes(const SafeTensorsIndex& index, const std::string& name, size_t offset, size_t num_bytes,
+                            void* dst) {
+  const SafeTensorsIndex::Entry& t = index.at(name);
+  LMT_CHECK(offset <= t.end - t.begin && num_bytes <= t.end - t.begin - offset,
+            fmt::format("read_safetensors_bytes: [{}, {}) is outside tensor '{}'", offset, offset + num_bytes, name));
+  if (num_bytes == 0) return;
+  std::ifstream in(index.path, std::ios::binary);
+  in.seekg(static_cast<std::streamoff>(index.data_start + t.begin + offset));
+  in.read(static_cast<char*>(dst), static_cast<std::streamsize>(num_bytes));
+  if (!in || static_cast<size_t>(in.gcount()) != num_bytes)
+    throw Error(fmt::format("{}: cannot read tensor '{}' (the file changed or was truncated while it was read)",
+                            index.path, name));
+}
+
+SafeTensorsFile read_safetensors(const std::string& path) {
+  const SafeTensorsIndex index = read_safetensors_index(path);
+  SafeTensorsFile out;
+  out.path = path;
+  out.metadata = index.metadata;
+  for (const auto& [name, entry] : index.tensors) {
+    SafeTensor t;
+    t.dtype = entry.dtype;
+    t.shape = entry.shape;
+    t.bytes.resize(entry.end - entry.begin);
+    read_safetensors_bytes(index, name, 0, t.bytes.size(), t.bytes.data());
+    out.tensors.emplace(name, std::move(t));
   }
   return out;
 }

@@ -65,4 +65,25 @@ class SafetensorsWriter {
 // every problem is an lmt::Error naming the file.
 SafeTensorsFile read_safetensors(const std::string& path);
 
+// What a file's header says, validated as read_safetensors does, without reading any tensor's
+// data: for files too large to hold on the host, read a piece at a time.
+inline constexpr size_t kMaxSafetensorsHeader = size_t{100} << 20;  // bytes, as the safetensors library
+struct SafeTensorsIndex {
+  struct Entry {
+    std::string dtype;
+    std::vector<int64_t> shape;
+    size_t begin = 0, end = 0;  // byte offsets into the data section
+  };
+  std::string path;
+  size_t data_start = 0;  // file offset of the data section
+  std::map<std::string, Entry> tensors;
+  std::map<std::string, std::string> metadata;
+  const Entry& at(const std::string& name) const;  // lmt::Error naming the file if absent
+};
+SafeTensorsIndex read_safetensors_index(const std::string& path);
+// num_bytes of tensor `name`'s data from byte `offset` of it into dst; lmt::Error naming the file
+// when it can no longer be read there.
+void read_safetensors_bytes(const SafeTensorsIndex& index, const std::string& name, size_t offset, size_t num_bytes,
+                            void* dst);
+
 }  // namespace lmt

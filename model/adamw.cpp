@@ -55,6 +55,13 @@ void AdamW::copy_moment_to_host(bool second, size_t first, size_t count, float* 
   backend_.copy_to_host(dst, (second ? v_ : m_) + first, count * sizeof(float));
 }
 
+void AdamW::copy_moment_from_host(bool second, size_t first, size_t count, const float* src) {
+  const size_t owned = end_ - begin_;
+  LMT_CHECK(first <= owned && count <= owned - first,
+            fmt::format("copy_moment_from_host: [{}, {}) is outside the {} owned values", first, first + count, owned));
+  backend_.copy_to_device((second ? v_ : m_) + first, src, count * sizeof(float));
+}
+
 void AdamW::set_state(const std::vector<float>& m, const std::vector<float>& v, int64_t step_count) {
   const size_t owned = end_ - begin_;
   if (m.size() != owned || v.size() != owned)

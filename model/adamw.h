@@ -38,6 +38,9 @@ class AdamW {
   // count values of the first (second: false) or second moment from element `first` of the owned
   // range into host memory.
   void copy_moment_to_host(bool second, size_t first, size_t count, float* dst) const;
+  // The reverse, for a resume that reads the moments a piece at a time; then set_step_count.
+  void copy_moment_from_host(bool second, size_t first, size_t count, const float* src);
+  void set_step_count(int64_t step_count) { t_ = step_count; }
   void set_state(const std::vector<float>& m, const std::vector<float>& v, int64_t step_count);
   size_t shard_begin() const { return begin_; }
   size_t shard_end() const { return end_; }

@@ -168,6 +168,13 @@ void GPT::copy_parameters_to_host(size_t first, size_t count, float* dst) const 
   backend_.copy_to_host(dst, params_ + first, count * sizeof(float));
 }
 
+void GPT::copy_parameters_from_host(size_t first, size_t count, const float* src) {
+  LMT_CHECK(first <= num_params_ && count <= num_params_ - first,
+            fmt::format("copy_parameters_from_host: [{}, {}) is outside the {} parameters", first, first + count,
+                        num_params_));
+  backend_.copy_to_device(params_ + first, src, count * sizeof(float));
+}
+
 std::vector<float> GPT::get_gradients() const {
   std::vector<float> host(num_params_);
   backend_.copy_to_host(host.data(), grads_, num_params_ * sizeof(float));

@@ -33,6 +33,8 @@ class GPT {
   // count fp32 master weights from arena element `first` into host memory (a checkpoint reads
   // them a piece at a time).
   void copy_parameters_to_host(size_t first, size_t count, float* dst) const;
+  // The reverse, for a resume that reads them a piece at a time; then parameters_changed().
+  void copy_parameters_from_host(size_t first, size_t count, const float* src);
   std::vector<float> get_gradients() const;
   // Logits of the last forward, (B, T, V) without padding. Only valid after forward().
   std::vector<float> get_logits() const;

@@ -24,6 +24,9 @@ namespace {
 
 constexpr const char* kSamplerName = "shuffled-windows-v1";
 
+// Values per piece when an arena is read from its file (16 MiB of fp32).
+constexpr size_t kReadPiece = size_t{1} << 22;
+
 constexpr const char* kModelFile = "model.safetensors";
 constexpr const char* kOptimizerFile = "optimizer.safetensors";
 constexpr const char* kStateFile = "trainer_state.json";
@@ -45,21 +48,17 @@ std::vector<TensorView> tensor_views(const std::vector<ParamTensor>& layout, con
   return views;
 }
 
-std::vector<float> gather(const SafeTensorsFile& file, const std::vector<ParamTensor>& layout,
-                          const std::string& prefix, size_t total) {
-  // Every tensor is checked before the arena is allocated: a damaged trainer_state.json may
-  // describe a model far larger than the file.
+// Every tensor of one arena must be in the file as F32 of its layout shape; checked before any
+// buffer is sized or any state touched (a damaged trainer_state.json may describe a model far
+// larger than the file).
+void check_arena_tensors(const SafeTensorsIndex& index, const std::vector<ParamTensor>& layout,
+                         const std::string& prefix) {
   for (const auto& t : layout) {
-    const SafeTensor& tensor = file.at(prefix + t.name);
+    const SafeTensorsIndex::Entry& tensor = index.at(prefix + t.name);
     if (tensor.shape != t.shape || tensor.dtype != "F32")
-      throw Error(fmt::format("{}: tensor '{}' has dtype {} and shape [{}], expected F32 [{}]",
-                              file.path, prefix + t.name, tensor.dtype, fmt::join(tensor.shape, ", "),
-                              fmt::join(t.shape, ", ")));
+      throw Error(fmt::format("{}: tensor '{}' has dtype {} and shape [{}], expected F32 [{}]", index.path,
+                              prefix + t.name, tensor.dtype, fmt::join(tensor.shape, ", "), fmt::join(t.shape, ", ")));
   }
-  std::vector<float> arena(total);
-  for (const auto& t : layout)
-    std::memcpy(arena.data() + t.offset, file.at(prefix + t.name).bytes.data(), t.numel * sizeof(float));
-  return arena;
 }
 
 // A checkpoint must never hold NaN or infinity (it would resume into the same blow-up, and an
@@ -423,7 +422,7 @@ GPTConfig checkpoint_model_config(const std::string& dir) {
   return model_config(JsonFields(fs::path(dir) / kStateFile, "checkpoint state"));
 }
 
-LoadedCheckpoint load_checkpoint(const std::string& dir, const GPTConfig& expected, bool model_only) {
+LoadedCheckpoint load_checkpoint_state(const std::string& dir, const GPTConfig& expected, bool model_only) {
   const fs::path root(dir);
   const JsonFields manifest(root / kManifestFile, "checkpoint manifest");
   const int64_t version = manifest.integer("format_version", 0, INT32_MAX);
@@ -500,12 +499,50 @@ LoadedCheckpoint load_checkpoint(const std::string& dir, const GPTConfig& expect
   out.state.model = expected;
   out.state.recipe_yaml = read_file_bytes((root / kRecipeFile).string(), "checkpoint recipe");
   const auto layout = parameter_layout(expected);
-  const size_t total = parameter_storage_count(expected);
-  out.tensors.params = gather(read_safetensors((root / kModelFile).string()), layout, "", total);
+  check_arena_tensors(read_safetensors_index((root / kModelFile).string()), layout, "");
   if (model_only) return out;
-  SafeTensorsFile optimizer = read_safetensors((root / kOptimizerFile).string());
-  out.tensors.adam_m = gather(optimizer, layout, "m.", total);
-  out.tensors.adam_v = gather(optimizer, layout, "v.", total);
+  const SafeTensorsIndex optimizer = read_safetensors_index((root / kOptimizerFile).string());
+  check_arena_tensors(optimizer, layout, "m.");
+  check_arena_tensors(optimizer, layout, "v.");
+  return out;
+}
+
+void read_checkpoint_arena(const std::string& dir, const GPTConfig& model, CheckpointArena which, size_t first,
+                           size_t count, const std::function<void(size_t first, const float* data, size_t count)>& sink) {
+  const auto layout = parameter_layout(model);
+  const size_t total = parameter_storage_count(model);
+  LMT_CHECK(first <= total && count <= total - first,
+            fmt::format("read_checkpoint_arena: [{}, {}) is outside the {} values", first, first + count, total));
+  const fs::path root(dir);
+  const std::string prefix = which == CheckpointArena::kParams ? "" : which == CheckpointArena::kFirstMoment ? "m." : "v.";
+  const SafeTensorsIndex index =
+      read_safetensors_index((root / (which == CheckpointArena::kParams ? kModelFile : kOptimizerFile)).string());
+  check_arena_tensors(index, layout, prefix);
+  std::vector<float> piece(std::min(kReadPiece, std::max<size_t>(count, 1)));
+  for (const auto& t : layout) {
+    const size_t lo = std::max(first, t.offset), hi = std::min(first + count, t.offset + t.numel);
+    for (size_t at = lo; at < hi; at += piece.size()) {
+      const size_t n = std::min(piece.size(), hi - at);
+      read_safetensors_bytes(index, prefix + t.name, (at - t.offset) * sizeof(float), n * sizeof(float), piece.data());
+      sink(at, piece.data(), n);
+    }
+  }
+}
+
+LoadedCheckpoint load_checkpoint(const std::string& dir, const GPTConfig& expected, bool model_only) {
+  LoadedCheckpoint out = load_checkpoint_state(dir, expected, model_only);
+  const size_t total = parameter_storage_count(expected);
+  auto whole = [&](CheckpointArena which) {
+    std::vector<float> arena(total);
+    read_checkpoint_arena(dir, expected, which, 0, total, [&](size_t first, const float* data, size_t count) {
+      std::copy(data, data + count, arena.begin() + static_cast<std::ptrdiff_t>(first));
+    });
+    return arena;
+  };
+  out.tensors.params = whole(CheckpointArena::kParams);
+  if (model_only) return out;
+  out.tensors.adam_m = whole(CheckpointArena::kFirstMoment);
+  out.tensors.adam_v = whole(CheckpointArena::kSecondMoment);
   return out;
 }
 

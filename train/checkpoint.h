@@ -90,4 +90,15 @@ GPTConfig checkpoint_model_config(const std::string& dir);
 // (eval, generate).
 LoadedCheckpoint load_checkpoint(const std::string& dir, const GPTConfig& expected, bool model_only = false);
 
+// The same checks, the state and the tensors' names, dtypes and shapes, but no tensor data
+// (tensors stays empty): the trainer then reads the arenas in pieces straight into the model and
+// the optimizer (read_checkpoint_arena), so a resume holds no whole copy of them on the host.
+LoadedCheckpoint load_checkpoint_state(const std::string& dir, const GPTConfig& expected, bool model_only = false);
+
+enum class CheckpointArena { kParams, kFirstMoment, kSecondMoment };
+// Values [first, first + count) of one arena of checkpoint `dir` (of shape `model`), in pieces of
+// at most 4M values, in order: sink(arena offset, data, count).
+void read_checkpoint_arena(const std::string& dir, const GPTConfig& model, CheckpointArena which, size_t first,
+                           size_t count, const std::function<void(size_t first, const float* data, size_t count)>& sink);
+
 }  // namespace lmt

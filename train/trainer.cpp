@@ -213,7 +213,7 @@ Trainer::Run::Run(const LoadedRecipe& loaded_recipe, const TrainOptions& train_o
   // A checkpoint to resume from is found and fully verified before anything is written.
   if (!options.resume.empty() && !options.benchmark) {
     if (auto dir = resolve_checkpoint(checkpoint_root, options.resume)) {
-      resumed = load_checkpoint(*dir, cfg);
+      resumed = load_checkpoint_state(*dir, cfg);  // its tensors are read into the model below
       restore_data_position(sampler, data.train, resumed->state.data, *dir);
     }
   }
@@ -329,14 +329,20 @@ void Trainer::Run::build_model() {
   optimizer = std::make_unique<AdamW>(backend, r.optimizer, model->layout(), model->num_param_storage(), parallel->shard_begin(),
                                       parallel->shard_end());
   if (resumed) {
-    model->set_parameters(resumed->tensors.params);
-    // Checkpoints hold the whole optimizer state; a ZeRO-1 rank takes its shard of it.
-    auto owned = [&](const std::vector<float>& whole) {
-      return std::vector<float>(whole.begin() + static_cast<long>(parallel->shard_begin()),
-                                whole.begin() + static_cast<long>(parallel->shard_end()));
-    };
-    optimizer->set_state(owned(resumed->tensors.adam_m), owned(resumed->tensors.adam_v),
-                         resumed->state.optimizer_step);
+    // Straight from the files into the model and the optimizer, a piece at a time. Checkpoints
+    // hold the whole optimizer state; a ZeRO-1 rank reads only its shard of it.
+    read_checkpoint_arena(resumed->dir, cfg, CheckpointArena::kParams, 0, model->num_param_storage(),
+                          [&](size_t first, const float* data, size_t count) {
+                            model->copy_parameters_from_host(first, count, data);
+                          });
+    model->parameters_changed();
+    const size_t begin = parallel->shard_begin(), end = parallel->shard_end();
+    for (const bool second : {false, true})
+      read_checkpoint_arena(resumed->dir, cfg, second ? CheckpointArena::kSecondMoment : CheckpointArena::kFirstMoment,
+                            begin, end - begin, [&](size_t first, const float* data, size_t count) {
+                              optimizer->copy_moment_from_host(second, first - begin, count, data);
+                            });
+    optimizer->set_step_count(resumed->state.optimizer_step);
     start_step = resumed->state.step;
   } else if (!pretrained.empty()) {
     model->set_parameters(pretrained);

@@ -104,3 +104,50 @@ TEST_CASE("safetensors: headers of the wrong JSON shape are errors naming the fi
              Contains("larger than the file"));
   fs::remove(path);
 }
+
+// Checkpoints are written by SafetensorsWriter a piece at a time and read back through the
+// index a range at a time; the header's length is bounded before it is allocated.
+TEST_CASE("safetensors: a file written in pieces reads back whole and by ranges; a huge header is refused",
+          "[core][safetensors]") {
+  const fs::path path = fs::temp_directory_path() / ("lmtrain-st-pieces-" + std::to_string(::getpid()) + ".safetensors");
+  std::vector<float> a(10), b(7);
+  for (size_t i = 0; i < a.size(); ++i) a[i] = static_cast<float>(i) + 0.5f;
+  for (size_t i = 0; i < b.size(); ++i) b[i] = -static_cast<float>(i);
+  {
+    lmt::SafetensorsWriter writer(path.string(), {{"a", "F32", {2, 5}, nullptr, 40}, {"b", "F32", {7}, nullptr, 28}},
+                                  {{"k", "v"}});
+    std::vector<float> both(a);
+    both.insert(both.end(), b.begin(), b.end());
+    for (size_t i = 0; i < both.size(); i += 3) writer.write(both.data() + i, std::min<size_t>(3, both.size() - i) * 4);
+    CHECK_THROWS_WITH(writer.write(both.data(), 4), Catch::Matchers::Contains("more bytes of tensor data"));
+    writer.finish();
+  }
+  const auto whole = lmt::read_safetensors(path.string());
+  CHECK(whole.at("a").as_f32() == a);
+  CHECK(whole.at("b").as_f32() == b);
+  const lmt::SafeTensorsIndex index = lmt::read_safetensors_index(path.string());
+  CHECK(index.metadata.at("k") == "v");
+  float two[2];
+  lmt::read_safetensors_bytes(index, "b", 3 * 4, 8, two);
+  CHECK(two[0] == b[3]);
+  CHECK(two[1] == b[4]);
+  CHECK_THROWS_WITH(index.at("c"), Catch::Matchers::Contains("no tensor named 'c'"));
+  // A writer that does not get all its bytes fails and leaves no file.
+  {
+    lmt::SafetensorsWriter short_writer(path.string(), {{"a", "F32", {2, 5}, nullptr, 40}}, {});
+    short_writer.write(a.data(), 36);
+    CHECK_THROWS_WITH(short_writer.finish(), Catch::Matchers::Contains("36 bytes of tensor data written"));
+  }
+  CHECK_FALSE(fs::exists(path));
+  // A header length over 100 MiB, in a (sparse) file long enough to hold it.
+  {
+    std::string bytes(8, '\0');
+    const uint64_t length = (uint64_t{100} << 20) + 8;
+    for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((length >> (8 * i)) & 0xFF);
+    std::ofstream(path, std::ios::binary) << bytes;
+  }
+  fs::resize_file(path, (uint64_t{101} << 20));
+  CHECK_THROWS_WITH(lmt::read_safetensors(path.string()),
+                    Catch::Matchers::Contains(path.string()) && Catch::Matchers::Contains("over the 104857600 bytes"));
+  fs::remove(path);
+}

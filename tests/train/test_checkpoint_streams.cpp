@@ -147,3 +147,40 @@ TEST_CASE("checkpoint: a failed save still runs every stream once, in order, and
 }
 
 }  // namespace lmt
+
+namespace lmt {
+
+// A resume reads the arenas straight into the model and (a ZeRO-1 rank's shard of) the optimizer:
+// any range, across tensor boundaries, must give the values load_checkpoint gives.
+TEST_CASE("checkpoint: read_checkpoint_arena reads any range of each arena, as load_checkpoint does",
+          "[train][checkpoint]") {
+  TempDir dir;
+  const CheckpointState state = tiny_state(3);
+  const CheckpointTensors t = tensors_for(state);
+  const std::string saved = save_checkpoint((dir.path() / "run").string(), state, t, 0, 0);
+  const LoadedCheckpoint header_only = load_checkpoint_state(saved, state.model);
+  CHECK(header_only.state.step == 3);
+  CHECK(header_only.tensors.params.empty());
+  const size_t n = t.params.size();
+  const std::vector<std::pair<CheckpointArena, const std::vector<float>*>> arenas = {
+      {CheckpointArena::kParams, &t.params}, {CheckpointArena::kFirstMoment, &t.adam_m},
+      {CheckpointArena::kSecondMoment, &t.adam_v}};
+  // Whole, empty, one value, a shard's worth in the middle (crossing tensors), the tail.
+  for (const auto& [first, count] : std::vector<std::pair<size_t, size_t>>{
+           {0, n}, {0, 0}, {n - 1, 1}, {n / 3, n / 3 + 5}, {n / 2, n - n / 2}}) {
+    for (const auto& [which, whole] : arenas) {
+      INFO("arena " << static_cast<int>(which) << ", [" << first << ", " << first + count << ")");
+      std::vector<float> got;
+      size_t next = first;
+      read_checkpoint_arena(saved, state.model, which, first, count, [&](size_t at, const float* data, size_t k) {
+        CHECK(at == next);
+        next += k;
+        got.insert(got.end(), data, data + k);
+      });
+      CHECK(got == std::vector<float>(whole->begin() + static_cast<long>(first),
+                                      whole->begin() + static_cast<long>(first + count)));
+    }
+  }
+}
+
+}  // namespace lmt
