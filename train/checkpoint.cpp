@@ -24,9 +24,6 @@ namespace {
 
 constexpr const char* kSamplerName = "shuffled-windows-v1";
 
-// Values per piece when an arena is read from its file (16 MiB of fp32).
-constexpr size_t kReadPiece = size_t{1} << 22;
-
 constexpr const char* kModelFile = "model.safetensors";
 constexpr const char* kOptimizerFile = "optimizer.safetensors";
 constexpr const char* kStateFile = "trainer_state.json";
@@ -518,7 +515,7 @@ void read_checkpoint_arena(const std::string& dir, const GPTConfig& model, Check
   const SafeTensorsIndex index =
       read_safetensors_index((root / (which == CheckpointArena::kParams ? kModelFile : kOptimizerFile)).string());
   check_arena_tensors(index, layout, prefix);
-  std::vector<float> piece(std::min(kReadPiece, std::max<size_t>(count, 1)));
+  std::vector<float> piece(std::min(kCheckpointPiece, std::max<size_t>(count, 1)));
   for (const auto& t : layout) {
     const size_t lo = std::max(first, t.offset), hi = std::min(first + count, t.offset + t.numel);
     for (size_t at = lo; at < hi; at += piece.size()) {

@@ -47,6 +47,8 @@ struct CheckpointTensors {
 // the arena in order. The trainer's read the device a chunk at a time and, under ZeRO-1, take
 // each chunk from the rank that owns it (a collective the other ranks run alongside).
 using ArenaSink = std::function<void(const float* data, size_t count)>;
+// Values per piece when an arena streams to or from a checkpoint's files (16 MiB of fp32).
+inline constexpr size_t kCheckpointPiece = size_t{1} << 22;
 using ArenaStream = std::function<void(const ArenaSink& sink)>;
 struct CheckpointStreams {
   ArenaStream params, adam_m, adam_v;

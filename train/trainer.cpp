@@ -43,9 +43,6 @@ namespace {
 // CUDA context, cuBLASLt workspace and kernel scratch, on top of the planned tensors.
 constexpr double kCudaReserveBytes = 1.0 * (1 << 30);
 
-// Values per piece of a checkpoint save (16 MiB of fp32): the host's only copy of the tensors.
-constexpr size_t kCheckpointPiece = size_t{1} << 22;
-
 std::atomic<int> g_stop_signal{0};
 
 extern "C" void on_stop_signal(int signum) {

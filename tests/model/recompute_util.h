@@ -4,6 +4,7 @@
 #pragma once
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <map>
@@ -85,28 +86,44 @@ inline std::string describe(const std::map<std::string, size_t>& differences) {
   return text.empty() ? " none" : text;
 }
 
+// The allocations a backend has handed out: their sizes, the live bytes and their peak.
+struct AllocationAccount {
+  std::map<void*, size_t> sizes;
+  size_t live = 0, peak = 0;
+  void add(void* ptr, size_t bytes) {
+    sizes[ptr] = bytes;
+    live += bytes;
+    peak = std::max(peak, live);
+  }
+  // The bytes of ptr, now freed (false: not one of ours).
+  bool remove(void* ptr, size_t& bytes) {
+    auto it = sizes.find(ptr);
+    if (it == sizes.end()) return false;
+    bytes = it->second;
+    live -= bytes;
+    sizes.erase(it);
+    return true;
+  }
+};
+
 // Forwards everything to another backend and adds up the bytes allocated through it (the live
 // bytes and their peak).
 class CountingBackend final : public Backend {
  public:
   explicit CountingBackend(Backend& inner) : inner_(inner) {}
-  size_t live_bytes() const { return live_; }
-  size_t peak_bytes() const { return peak_; }
+  size_t live_bytes() const { return account_.live; }
+  size_t peak_bytes() const { return account_.peak; }
 
   std::string name() const override { return inner_.name(); }
   DType compute_dtype() const override { return inner_.compute_dtype(); }
   void* alloc(size_t bytes) override {
     void* ptr = inner_.alloc(bytes);
-    sizes_[ptr] = bytes;
-    live_ += bytes;
-    peak_ = std::max(peak_, live_);
+    account_.add(ptr, bytes);
     return ptr;
   }
   void free(void* ptr) override {
-    if (auto it = sizes_.find(ptr); it != sizes_.end()) {
-      live_ -= it->second;
-      sizes_.erase(it);
-    }
+    size_t bytes = 0;
+    account_.remove(ptr, bytes);
     inner_.free(ptr);
   }
   void copy_to_device(void* dst, const void* src, size_t bytes) override { inner_.copy_to_device(dst, src, bytes); }
@@ -121,8 +138,7 @@ class CountingBackend final : public Backend {
 
  private:
   Backend& inner_;
-  std::map<void*, size_t> sizes_;
-  size_t live_ = 0, peak_ = 0;
+  AllocationAccount account_;
 };
 
 // A backend that only keeps accounts: alloc reserves address space nobody may touch (PROT_NONE,
@@ -132,27 +148,21 @@ class LedgerBackend final : public Backend {
  public:
   explicit LedgerBackend(DType dtype) : dtype_(dtype) {}
   ~LedgerBackend() override {
-    for (const auto& [ptr, bytes] : sizes_) ::munmap(ptr, bytes == 0 ? 1 : bytes);
+    for (const auto& [ptr, bytes] : account_.sizes) ::munmap(ptr, bytes == 0 ? 1 : bytes);
   }
-  size_t live_bytes() const { return live_; }
-  size_t peak_bytes() const { return peak_; }
+  size_t live_bytes() const { return account_.live; }
+  size_t peak_bytes() const { return account_.peak; }
 
   std::string name() const override { return "ledger"; }
   DType compute_dtype() const override { return dtype_; }
   void* alloc(size_t bytes) override {
     void* ptr = ::mmap(nullptr, bytes == 0 ? 1 : bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (ptr == MAP_FAILED) throw std::bad_alloc();
-    sizes_[ptr] = bytes;
-    live_ += bytes;
-    peak_ = std::max(peak_, live_);
+    account_.add(ptr, bytes);
     return ptr;
   }
   void free(void* ptr) override {
-    if (auto it = sizes_.find(ptr); it != sizes_.end()) {
-      ::munmap(ptr, it->second == 0 ? 1 : it->second);
-      live_ -= it->second;
-      sizes_.erase(it);
-    }
+    if (size_t bytes = 0; account_.remove(ptr, bytes)) ::munmap(ptr, bytes == 0 ? 1 : bytes);
   }
   void copy_to_device(void*, const void*, size_t) override {}
   void copy_to_host(void*, const void*, size_t) override {}
@@ -169,8 +179,7 @@ class LedgerBackend final : public Backend {
 
  private:
   DType dtype_;
-  std::map<void*, size_t> sizes_;
-  size_t live_ = 0, peak_ = 0;
+  AllocationAccount account_;
 };
 
 }  // namespace lmt::testing
